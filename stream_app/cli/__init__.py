@@ -1,0 +1,82 @@
+"""The ``stream-app`` command.
+
+Each subcommand is one module of this package, kept thin: it declares its options in
+``register(subparsers)`` and calls into the room that does the work. Modules are discovered, so
+adding a subcommand is adding a file; ``ORDER`` (an int) sorts them in ``--help``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+import sys
+from collections.abc import Sequence
+from types import ModuleType
+
+from stream_app import __version__
+from stream_app.errors import StreamAppError
+
+DESCRIPTION = """\
+Kafka-native multi-channel fallback: send on WhatsApp, fall back to RCS, then SMS, without sending
+twice and without losing a message. Configuration comes from the environment (KAFKA_BOOTSTRAP_SERVERS,
+STREAM_APP_*) or the same-named options of each command.
+"""
+
+EPILOG = """\
+quick start:
+  stream-app demo                 run broker, processor, dispatcher and gateway simulator, play the scenarios
+  stream-app broker               run a local Kafka-compatible broker (Tansu) on localhost:9092
+  stream-app topics create        create the topics of CONTRACT.md
+  stream-app processor            run the fallback processor
+  stream-app send --help          publish a send request
+
+Run `stream-app COMMAND --help` for the options of one command.
+"""
+
+
+def _commands() -> list[ModuleType]:
+    import stream_app.cli as pkg
+
+    mods = [
+        importlib.import_module(f"{pkg.__name__}.{info.name}")
+        for info in pkgutil.iter_modules(pkg.__path__)
+        if not info.name.startswith("_")
+    ]
+    mods = [m for m in mods if hasattr(m, "register")]
+    return sorted(mods, key=lambda m: (getattr(m, "ORDER", 100), m.__name__))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="stream-app",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"stream-app {__version__}")
+    sub = parser.add_subparsers(title="commands", metavar="COMMAND")
+    for mod in _commands():
+        mod.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func = getattr(args, "func", None)
+    if func is None:
+        parser.print_help()
+        return 2
+    try:
+        code = func(args)
+    except KeyboardInterrupt:
+        return 130
+    except StreamAppError as exc:
+        print(f"stream-app: error: {exc}", file=sys.stderr)
+        return 2
+    return int(code or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

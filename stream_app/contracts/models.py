@@ -1,0 +1,287 @@
+"""Pydantic v2 models of every record of CONTRACT.md.
+
+Input rules live here, once: case-insensitive channel and status names (canonical upper case out),
+E.164 destinations, 1..8 steps, ``ttl`` xor ``expiresAt``, unknown fields ignored, offset-aware
+timestamps. Output models serialise camelCase JSON with ``schemaVersion: 1`` and UTC ``Z`` times.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+import orjson
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    field_validator,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+from pydantic_core import PydanticCustomError
+
+from stream_app.contracts.timefmt import format_ms, to_ms
+
+SCHEMA_VERSION = 1
+MAX_STEPS = 8
+# A messageId is a Kafka key and a gateway customer message id; 200 characters leaves room for the
+# ":<attempt>" suffix of a commandId under the 255-character limits gateways commonly put on ids.
+MAX_MESSAGE_ID_LENGTH = 200
+E164 = re.compile(r"^\+[0-9]{8,15}$")
+
+
+class Channel(StrEnum):
+    WHATSAPP = "WHATSAPP"
+    RCS = "RCS"
+    SMS = "SMS"
+    VIBER = "VIBER"
+
+
+class Status(StrEnum):
+    """Delivery statuses. Progress order ACCEPTED < SENT < DELIVERED < READ; the rest are failures."""
+
+    ACCEPTED = "ACCEPTED"
+    SENT = "SENT"
+    DELIVERED = "DELIVERED"
+    READ = "READ"
+    REJECTED = "REJECTED"
+    ERROR = "ERROR"
+    EXPIRED = "EXPIRED"
+
+
+class SuccessStatus(StrEnum):
+    """The statuses a step may name as its ``successStatus``."""
+
+    ACCEPTED = "ACCEPTED"
+    SENT = "SENT"
+    DELIVERED = "DELIVERED"
+    READ = "READ"
+
+
+#: Rank of each progress status; failure statuses have none.
+PROGRESS_RANK: dict[str, int] = {"ACCEPTED": 1, "SENT": 2, "DELIVERED": 3, "READ": 4}
+FAILURE_STATUSES: frozenset[str] = frozenset({"REJECTED", "ERROR", "EXPIRED"})
+
+
+class CommandReason(StrEnum):
+    INITIAL = "INITIAL"
+    FAILED = "FAILED"
+    TIMEOUT = "TIMEOUT"
+
+
+class Result(StrEnum):
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    EXPIRED = "EXPIRED"
+    CANCELLED = "CANCELLED"
+
+
+class AttemptEnd(StrEnum):
+    """How one attempt ended, as reported in an Outcome's ``attempts``."""
+
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"  # a failure status
+    TIMEOUT = "TIMEOUT"  # fallbackAfter passed without reaching successStatus
+    EXPIRED = "EXPIRED"  # the message's ttl / expiresAt / max flow time passed while it was open
+    CANCELLED = "CANCELLED"  # the message was cancelled while it was open
+    SUPERSEDED = "SUPERSEDED"  # an earlier attempt succeeded while this one was open
+
+
+def _upper(value: Any) -> Any:
+    """Case-insensitive enum input: ``WhatsApp`` is ``WHATSAPP``."""
+    return value.strip().upper() if isinstance(value, str) else value
+
+
+def _utc(value: datetime) -> str:
+    return format_ms(to_ms(value))
+
+
+ChannelIn = Annotated[Channel, BeforeValidator(_upper)]
+StatusIn = Annotated[Status, BeforeValidator(_upper)]
+SuccessStatusIn = Annotated[SuccessStatus, BeforeValidator(_upper)]
+#: An offset-aware timestamp in, RFC 3339 UTC ``Z`` out.
+Timestamp = Annotated[AwareDatetime, PlainSerializer(_utc, return_type=str, when_used="json")]
+MessageId = Annotated[str, Field(min_length=1, max_length=MAX_MESSAGE_ID_LENGTH)]
+#: Seconds: a number > 0, fractions allowed. Capped at ten years so ms arithmetic stays in int64.
+Seconds = Annotated[float, Field(gt=0, le=315_360_000, allow_inf_nan=False)]
+
+
+class Record(BaseModel):
+    """Base of all records: camelCase on the wire, unknown fields ignored (forward compatibility)."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="ignore",
+        frozen=True,
+        use_enum_values=False,
+    )
+
+
+class InputRecord(Record):
+    """An input record: ``schemaVersion`` optional, read as 1 when absent."""
+
+    schema_version: int = 1
+
+    @field_validator("schema_version")
+    @classmethod
+    def _known_version(cls, v: int) -> int:
+        if v != SCHEMA_VERSION:
+            raise PydanticCustomError(
+                "schema_version", "unsupported version {v}; this processor reads version 1", {"v": v}
+            )
+        return v
+
+
+class OutputRecord(Record):
+    schema_version: Literal[1] = 1
+
+
+# --------------------------------------------------------------------------------------------- inputs
+
+
+class ChannelStep(Record):
+    """One step of the fallback chain."""
+
+    channel: ChannelIn
+    fallback_after: Seconds | None = None
+    success_status: SuccessStatusIn = SuccessStatus.DELIVERED
+    content: dict[str, Any] = Field(default_factory=dict)
+
+
+class InitialAttempt(Record):
+    """Upstream already sent step 0 itself (the re-engagement pattern)."""
+
+    provider_message_id: str | None = None
+    sent_at: Timestamp
+
+
+class SendRequest(InputRecord):
+    type: Literal["send"] = "send"
+    message_id: MessageId
+    tenant: str | None = None
+    destination: str
+    channels: list[ChannelStep] = Field(min_length=1, max_length=MAX_STEPS)
+    ttl: Seconds | None = None
+    expires_at: Timestamp | None = None
+    simulation: bool = False
+    campaign_id: str | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    requested_at: Timestamp | None = None
+    initial_attempt: InitialAttempt | None = None
+
+    @field_validator("destination")
+    @classmethod
+    def _e164(cls, v: str) -> str:
+        if not E164.match(v):
+            raise PydanticCustomError("e164", "must be E.164, '+' then 8 to 15 digits")
+        return v
+
+    @model_validator(mode="after")
+    def _ttl_xor_expires(self) -> SendRequest:
+        if self.ttl is not None and self.expires_at is not None:
+            raise PydanticCustomError("ttl_xor_expires_at", "ttl: give ttl or expiresAt, not both")
+        return self
+
+    def fingerprint(self) -> bytes:
+        """16-byte digest of the request apart from ``requestedAt``.
+
+        Two sends with the same messageId are the same request (a harmless repeat) exactly when their
+        fingerprints are equal; otherwise the second is a conflict (CONTRACT.md, Guarantees).
+        """
+        body = self.model_dump(mode="json", by_alias=True, exclude={"requested_at"})
+        return hashlib.blake2b(orjson.dumps(body, option=orjson.OPT_SORT_KEYS), digest_size=16).digest()
+
+
+class CancelRequest(InputRecord):
+    type: Literal["cancel"]
+    message_id: MessageId
+    reason: str | None = None
+
+
+class DeliveryStatus(InputRecord):
+    """A delivery report (DLR) or submit acknowledgement, on ``delivery-status``."""
+
+    message_id: MessageId
+    attempt: Annotated[int, Field(ge=0, lt=MAX_STEPS)] | None = None
+    channel: ChannelIn
+    status: StatusIn
+    status_code: int | None = None
+    reasons: list[str] = Field(default_factory=list)
+    provider_message_id: str | None = None
+    occurred_at: Timestamp | None = None
+
+
+# -------------------------------------------------------------------------------------------- outputs
+
+
+class PreviousAttempt(Record):
+    attempt: int
+    channel: Channel
+    status: Status | None = None
+
+
+class RetryCommand(OutputRecord):
+    """One channel attempt to send, on ``retry-commands`` (attempt 0 included)."""
+
+    type: Literal["command"] = "command"
+    command_id: str
+    message_id: str
+    attempt: int
+    channel: Channel
+    destination: str
+    content: dict[str, Any] = Field(default_factory=dict)
+    reason: CommandReason
+    previous: PreviousAttempt | None = None
+    issued_at: Timestamp
+    not_after: Timestamp | None = None
+    simulation: bool = False
+    tenant: str | None = None
+    campaign_id: str | None = None
+
+
+class AttemptSummary(Record):
+    attempt: int
+    channel: Channel
+    issued_at: Timestamp
+    last_status: Status | None = None
+    ended_by: AttemptEnd | None = None
+    provider_message_id: str | None = None
+
+
+class Outcome(OutputRecord):
+    """The one final outcome of a message, on ``outcomes``."""
+
+    type: Literal["outcome"] = "outcome"
+    message_id: str
+    tenant: str | None = None
+    campaign_id: str | None = None
+    result: Result
+    channel: Channel | None = None
+    status: Status | None = None
+    attempt_count: int
+    attempts: list[AttemptSummary] = Field(default_factory=list)
+    reason: str | None = None
+    requested_at: Timestamp
+    completed_at: Timestamp
+    duration_ms: int
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class LateStatus(OutputRecord):
+    """A success status for a message that has already ended, on ``outcomes``."""
+
+    type: Literal["late-status"] = "late-status"
+    message_id: str
+    attempt: int
+    channel: Channel
+    status: Status
+    occurred_at: Timestamp
+    double_delivery: bool
