@@ -99,6 +99,11 @@ def _upper(value: Any) -> Any:
     return value.strip().upper() if isinstance(value, str) else value
 
 
+def _lower(value: Any) -> Any:
+    """Case-insensitive ``type`` on input, as the request discriminator reads it: ``Cancel`` is ``cancel``."""
+    return value.strip().lower() if isinstance(value, str) else value
+
+
 def _utc(value: datetime) -> str:
     return format_ms(to_ms(value))
 
@@ -164,7 +169,7 @@ class InitialAttempt(Record):
 
 
 class SendRequest(InputRecord):
-    type: Literal["send"] = "send"
+    type: Annotated[Literal["send"], BeforeValidator(_lower)] = "send"
     message_id: MessageId
     tenant: str | None = None
     destination: str
@@ -201,7 +206,7 @@ class SendRequest(InputRecord):
 
 
 class CancelRequest(InputRecord):
-    type: Literal["cancel"]
+    type: Annotated[Literal["cancel"], BeforeValidator(_lower)]
     message_id: MessageId
     reason: str | None = None
 
