@@ -1,0 +1,60 @@
+"""The pure fallback decision core: flow state, inputs, effects and :func:`decide`.
+
+Knows the contracts and nothing else: no Kafka, no HTTP, no asyncio, no clock reads. The runtime
+feeds it one input at a time per messageId with the current time and produces the effects it returns.
+"""
+
+from stream_app.fallback.codec import decode_state, encode_state
+from stream_app.fallback.core import MAX_HELD, decide
+from stream_app.fallback.errors import FallbackError, StateDecodeError
+from stream_app.fallback.state import (
+    Attempt,
+    CancelEvent,
+    ClearTimer,
+    DeadLetter,
+    Decision,
+    Effect,
+    EmitLateStatus,
+    EmitOutcome,
+    Event,
+    FlowState,
+    Held,
+    Limits,
+    Phase,
+    RequestEvent,
+    SendCommand,
+    SetTimer,
+    Signal,
+    StatusEvent,
+    Step,
+    TimerEvent,
+)
+
+__all__ = [
+    "MAX_HELD",
+    "Attempt",
+    "CancelEvent",
+    "ClearTimer",
+    "DeadLetter",
+    "Decision",
+    "Effect",
+    "EmitLateStatus",
+    "EmitOutcome",
+    "Event",
+    "FallbackError",
+    "FlowState",
+    "Held",
+    "Limits",
+    "Phase",
+    "RequestEvent",
+    "SendCommand",
+    "SetTimer",
+    "Signal",
+    "StateDecodeError",
+    "StatusEvent",
+    "Step",
+    "TimerEvent",
+    "decide",
+    "decode_state",
+    "encode_state",
+]

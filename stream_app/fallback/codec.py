@@ -1,0 +1,254 @@
+"""Compact, versioned binary form of :class:`FlowState` (what the store and the changelog keep).
+
+Millions of pending messages are stored, so the encoding is a struct-packed header plus one small
+tuple per step, attempt and held status; lengths and small numbers are LEB128 varints (one byte for
+anything under 128). Enum values are stored as one-byte codes from fixed tables below, never from
+Python enum order, so a reordered enum cannot silently change the meaning of stored bytes. The
+opaque parts of the request (metadata and each step's content) are kept as the orjson bytes the
+core already holds, untouched.
+
+Layout of version 1 (little-endian)::
+
+    header   <BBBqqqq  version, phase, flags, deadline_ms, requested_ms, end_ms, completed_ms
+    fingerprint        varint length + bytes (0 or 16)
+    strings            message_id, destination, [tenant], [campaign_id]: varint length + UTF-8
+    steps              count, then per step: channel code, success rank, varint(fallback_after_ms + 1)
+    attempts           count, then per attempt: <q issued_ms, status code, end code, optional string
+    held               count, then per status: attempt + 1, channel, status, <qq until/occurred, string
+    opaque             varint length + bytes
+
+Optional strings are ``varint(length + 1)``, 0 meaning absent.
+"""
+
+from __future__ import annotations
+
+import struct
+
+from stream_app.contracts import AttemptEnd, Channel, Status
+from stream_app.fallback.errors import StateDecodeError
+from stream_app.fallback.state import Attempt, FlowState, Held, Phase, Signal, Step
+
+VERSION = 1
+
+_HEADER = struct.Struct("<BBBqqqq")
+_Q = struct.Struct("<q")
+_QQ = struct.Struct("<qq")
+
+_SIMULATION = 1
+_HAS_DEADLINE = 2
+_HAS_TENANT = 4
+_HAS_CAMPAIGN = 8
+_HAS_OCCURRED = 1
+
+# Fixed code tables: the stored byte is the index. Append only; never reorder.
+_CHANNELS: tuple[Channel, ...] = (Channel.WHATSAPP, Channel.RCS, Channel.SMS, Channel.VIBER)
+_STATUSES: tuple[Status | None, ...] = (
+    None,
+    Status.ACCEPTED,
+    Status.SENT,
+    Status.DELIVERED,
+    Status.READ,
+    Status.REJECTED,
+    Status.ERROR,
+    Status.EXPIRED,
+)
+_ENDS: tuple[AttemptEnd | None, ...] = (
+    None,
+    AttemptEnd.SUCCEEDED,
+    AttemptEnd.FAILED,
+    AttemptEnd.TIMEOUT,
+    AttemptEnd.EXPIRED,
+    AttemptEnd.CANCELLED,
+    AttemptEnd.SUPERSEDED,
+)
+_CHANNEL_CODE = {c: i for i, c in enumerate(_CHANNELS)}
+_STATUS_CODE = {s: i for i, s in enumerate(_STATUSES)}
+_END_CODE = {e: i for i, e in enumerate(_ENDS)}
+
+
+def _varint(out: bytearray, value: int) -> None:
+    while value >= 0x80:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+
+
+def _bytes(out: bytearray, data: bytes) -> None:
+    _varint(out, len(data))
+    out += data
+
+
+def _opt_str(out: bytearray, value: str | None) -> None:
+    if value is None:
+        out.append(0)
+        return
+    data = value.encode()
+    _varint(out, len(data) + 1)
+    out += data
+
+
+def encode_state(state: FlowState) -> bytes:
+    """The compact bytes of a flow state (see the module docstring for the layout)."""
+    flags = (
+        (_SIMULATION if state.simulation else 0)
+        | (_HAS_DEADLINE if state.deadline_ms is not None else 0)
+        | (_HAS_TENANT if state.tenant is not None else 0)
+        | (_HAS_CAMPAIGN if state.campaign_id is not None else 0)
+    )
+    out = bytearray(
+        _HEADER.pack(
+            VERSION,
+            int(state.phase),
+            flags,
+            state.deadline_ms if state.deadline_ms is not None else 0,
+            state.requested_ms,
+            state.end_ms,
+            state.completed_ms,
+        )
+    )
+    _bytes(out, state.fingerprint)
+    _bytes(out, state.message_id.encode())
+    _bytes(out, state.destination.encode())
+    if state.tenant is not None:
+        _bytes(out, state.tenant.encode())
+    if state.campaign_id is not None:
+        _bytes(out, state.campaign_id.encode())
+    out.append(len(state.steps))
+    for step in state.steps:
+        out.append(_CHANNEL_CODE[step.channel])
+        out.append(step.success_rank)
+        _varint(out, 0 if step.fallback_after_ms is None else step.fallback_after_ms + 1)
+    out.append(len(state.attempts))
+    for a in state.attempts:
+        out += _Q.pack(a.issued_ms)
+        out.append(_STATUS_CODE[a.last_status])
+        out.append(_END_CODE[a.ended_by])
+        _opt_str(out, a.provider_message_id)
+    out.append(len(state.held))
+    for h in state.held:
+        sig = h.signal
+        out.append(0 if sig.attempt is None else sig.attempt + 1)
+        out.append(_CHANNEL_CODE[sig.channel])
+        out.append(_STATUS_CODE[sig.status])
+        out.append(_HAS_OCCURRED if sig.occurred_ms is not None else 0)
+        out += _QQ.pack(h.until_ms, sig.occurred_ms if sig.occurred_ms is not None else 0)
+        _opt_str(out, sig.provider_message_id)
+    _bytes(out, state.opaque)
+    return bytes(out)
+
+
+class _Reader:
+    __slots__ = ("data", "pos")
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.pos = 0
+
+    def byte(self) -> int:
+        value = self.data[self.pos]
+        self.pos += 1
+        return value
+
+    def varint(self) -> int:
+        shift = value = 0
+        while True:
+            b = self.byte()
+            value |= (b & 0x7F) << shift
+            if b < 0x80:
+                return value
+            shift += 7
+            if shift > 63:
+                raise ValueError("varint longer than 64 bits")
+
+    def take(self, n: int) -> bytes:
+        end = self.pos + n
+        if end > len(self.data):
+            raise IndexError("truncated")
+        chunk = self.data[self.pos : end]
+        self.pos = end
+        return chunk
+
+    def bytes_(self) -> bytes:
+        return self.take(self.varint())
+
+    def text(self) -> str:
+        return self.bytes_().decode()
+
+    def opt_text(self) -> str | None:
+        n = self.varint()
+        return None if n == 0 else self.take(n - 1).decode()
+
+    def q(self) -> int:
+        value: int = _Q.unpack(self.take(8))[0]
+        return value
+
+
+def decode_state(data: bytes) -> FlowState:
+    """The flow state of :func:`encode_state` bytes; :class:`StateDecodeError` when they are not."""
+    if not data:
+        raise StateDecodeError("flow state: empty bytes")
+    if data[0] != VERSION:
+        raise StateDecodeError(f"flow state: unknown version {data[0]}; this build reads version {VERSION}")
+    try:
+        return _decode(data)
+    except (IndexError, ValueError, struct.error, UnicodeDecodeError) as exc:
+        raise StateDecodeError(f"flow state: corrupt or truncated ({exc})") from None
+
+
+def _decode(data: bytes) -> FlowState:
+    r = _Reader(data)
+    _, phase, flags, deadline, requested, end, completed = _HEADER.unpack(r.take(_HEADER.size))
+    fingerprint = r.bytes_()
+    message_id = r.text()
+    destination = r.text()
+    tenant = r.text() if flags & _HAS_TENANT else None
+    campaign = r.text() if flags & _HAS_CAMPAIGN else None
+    steps = []
+    for _ in range(r.byte()):
+        channel = _CHANNELS[r.byte()]
+        rank = r.byte()
+        after = r.varint()
+        steps.append(Step(channel, None if after == 0 else after - 1, rank))
+    attempts = []
+    for _ in range(r.byte()):
+        issued = r.q()
+        status = _STATUSES[r.byte()]
+        ended = _ENDS[r.byte()]
+        attempts.append(Attempt(issued, status, ended, r.opt_text()))
+    held = []
+    for _ in range(r.byte()):
+        attempt = r.byte()
+        channel = _CHANNELS[r.byte()]
+        held_status = _STATUSES[r.byte()]
+        if held_status is None:
+            raise ValueError("held status without a status")
+        has_occurred = r.byte() & _HAS_OCCURRED
+        until, occurred = _QQ.unpack(r.take(_QQ.size))
+        signal = Signal(
+            attempt=None if attempt == 0 else attempt - 1,
+            channel=channel,
+            status=held_status,
+            provider_message_id=r.opt_text(),
+            occurred_ms=occurred if has_occurred else None,
+        )
+        held.append(Held(signal, until))
+    opaque = r.bytes_()
+    if r.pos != len(data):
+        raise ValueError(f"{len(data) - r.pos} trailing bytes")
+    return FlowState(
+        phase=Phase(phase),
+        message_id=message_id,
+        deadline_ms=deadline if flags & _HAS_DEADLINE else None,
+        fingerprint=fingerprint,
+        destination=destination,
+        tenant=tenant,
+        campaign_id=campaign,
+        simulation=bool(flags & _SIMULATION),
+        requested_ms=requested,
+        end_ms=end,
+        completed_ms=completed,
+        steps=tuple(steps),
+        attempts=attempts,
+        held=held,
+        opaque=opaque,
+    )

@@ -1,0 +1,471 @@
+"""``decide()``: the pure, deterministic fallback state machine of CONTRACT.md.
+
+No Kafka, no HTTP, no asyncio, no clock reads, no randomness: the same state, event, ``now_ms`` and
+limits always give the same new state and byte-identical effects, so a partition can be replayed
+offline to explain any decision.
+
+Time handling: before an event is applied, every timer of the message that is already due at
+``now_ms`` is fired (in order), and again after it. So whether the runtime wakes the core with a
+``TimerEvent`` just before or just after a status that arrives at the same moment, the decision is the
+same: what was due first happened first. A timer never fires before its deadline.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import orjson
+
+from stream_app.contracts import (
+    FAILURE_STATUSES,
+    MAX_STEPS,
+    PROGRESS_RANK,
+    AttemptEnd,
+    AttemptSummary,
+    CancelRequest,
+    Channel,
+    CommandReason,
+    DeliveryStatus,
+    LateStatus,
+    Outcome,
+    PreviousAttempt,
+    Result,
+    RetryCommand,
+    SendRequest,
+    Status,
+    from_ms,
+    to_ms,
+)
+from stream_app.fallback.state import (
+    Attempt,
+    CancelEvent,
+    ClearTimer,
+    DeadLetter,
+    Decision,
+    Effect,
+    EmitLateStatus,
+    EmitOutcome,
+    Event,
+    FlowState,
+    Held,
+    Limits,
+    Phase,
+    RequestEvent,
+    SendCommand,
+    SetTimer,
+    Signal,
+    StatusEvent,
+    Step,
+    seconds_to_ms,
+)
+
+#: How far a status moves an attempt on. Progress statuses keep CONTRACT.md's order; a failure sits
+#: above SENT (an ERROR after SENT ends the attempt; a SENT arriving after the ERROR, out of order,
+#: changes nothing) and below DELIVERED (a DELIVERED report is stronger evidence than an earlier
+#: failure report: the person has the message). A status never lowers an attempt's order.
+ORDER: dict[Status, int] = {
+    Status.ACCEPTED: 1,
+    Status.SENT: 2,
+    Status.REJECTED: 3,
+    Status.ERROR: 3,
+    Status.EXPIRED: 3,
+    Status.DELIVERED: 4,
+    Status.READ: 5,
+}
+
+#: At most this many statuses are held for a message whose request has not arrived. One attempt
+#: reports at most about four statuses (ACCEPTED, SENT, DELIVERED, READ or a failure), so 16 covers
+#: every status of several attempts racing ahead of their request; the bound keeps a flood of
+#: statuses for a never-requested messageId from growing one state without limit (the excess is
+#: dead-lettered with a reason rather than silently dropped).
+MAX_HELD = 16
+
+#: Timers fired within one decision. Each firing either ends the flow, deletes the state, drops
+#: expired holds, or issues an attempt whose own timer lies strictly after ``now`` (fallbackAfter is
+#: at least 1 ms), so a handful suffice; the bound turns a logic error into an error, not a hang.
+_MAX_FIRES = 2 * MAX_STEPS + 4
+
+_CONFLICT = "conflict: messageId already used by a different request; the first request's flow is kept"
+_KEY_MISMATCH = "messageId does not match the stored flow of this key"
+_HELD_FULL = f"orphan status dropped: already {MAX_HELD} statuses held for a messageId with no request yet"
+
+
+class _Ctx:
+    """One decision's clock, limits and collected effects."""
+
+    __slots__ = ("effects", "limits", "now", "opaque")
+
+    def __init__(self, now: int, limits: Limits) -> None:
+        self.now = now
+        self.limits = limits
+        self.effects: list[Effect] = []
+        self.opaque: list[Any] | None = None  # parsed FlowState.opaque, parsed at most once
+
+    def parts(self, st: FlowState) -> list[Any]:
+        if self.opaque is None:
+            parsed: list[Any] = orjson.loads(st.opaque) if st.opaque else []
+            self.opaque = parsed
+        return self.opaque
+
+
+def decide(state: FlowState | None, event: Event, now_ms: int, limits: Limits) -> Decision:
+    """The new state of one message and the effects to produce, given an input at ``now_ms``.
+
+    ``state`` is never modified. ``Decision.state is None`` means: delete the stored state. When
+    nothing changes the very same ``state`` object comes back with no effects.
+    """
+    if state is not None:
+        event_id = _event_message_id(event)
+        if event_id is not None and event_id != state.message_id:
+            return Decision(state, (DeadLetter(_KEY_MISMATCH),))
+    ctx = _Ctx(now_ms, limits)
+    st = _advance(ctx, state.copy() if state is not None else None)
+    if isinstance(event, RequestEvent):
+        st = _on_request(ctx, st, event.request)
+    elif isinstance(event, CancelEvent):
+        st = _on_cancel(ctx, st, event.cancel)
+    elif isinstance(event, StatusEvent):
+        st = _on_status(ctx, st, event.status)
+    # A TimerEvent needs nothing more: _advance fires whatever is due at now_ms.
+    st = _advance(ctx, st)
+
+    old_deadline = state.deadline_ms if state is not None else None
+    new_deadline = st.deadline_ms if st is not None else None
+    if new_deadline is not None and new_deadline != old_deadline:
+        ctx.effects.append(SetTimer(new_deadline))
+    elif new_deadline is None and old_deadline is not None:
+        ctx.effects.append(ClearTimer())
+    if not ctx.effects and st == state:
+        return Decision(state, ())
+    return Decision(st, tuple(ctx.effects))
+
+
+def _event_message_id(event: Event) -> str | None:
+    if isinstance(event, RequestEvent):
+        return event.request.message_id
+    if isinstance(event, CancelEvent):
+        return event.cancel.message_id
+    if isinstance(event, StatusEvent):
+        return event.status.message_id
+    return None
+
+
+def _signal(status: DeliveryStatus) -> Signal:
+    return Signal(
+        attempt=status.attempt,
+        channel=status.channel,
+        status=status.status,
+        provider_message_id=status.provider_message_id,
+        occurred_ms=to_ms(status.occurred_at) if status.occurred_at is not None else None,
+    )
+
+
+# ------------------------------------------------------------------------------------------- timers
+
+
+def _open_attempt(st: FlowState) -> int | None:
+    """The index of the attempt still running (only ever the latest one), if any."""
+    if st.attempts and st.attempts[-1].ended_by is None:
+        return len(st.attempts) - 1
+    return None
+
+
+def _deadline(st: FlowState, limits: Limits) -> int | None:
+    if st.phase is Phase.HOLDING:
+        return min((h.until_ms for h in st.held), default=None)
+    if st.phase is Phase.ENDED:
+        return st.completed_ms + max(limits.dedup_ms, limits.late_status_ms)
+    due = st.end_ms
+    idx = _open_attempt(st)
+    if idx is not None:
+        after = st.steps[idx].fallback_after_ms
+        if after is not None:
+            due = min(due, st.attempts[idx].issued_ms + after)
+    return due
+
+
+def _advance(ctx: _Ctx, st: FlowState | None) -> FlowState | None:
+    """Fire every timer due at ``ctx.now``; return the state with its next deadline set."""
+    for _ in range(_MAX_FIRES):
+        if st is None:
+            return None
+        if st.phase is Phase.HOLDING and not st.held:
+            return None
+        st.deadline_ms = _deadline(st, ctx.limits)
+        if st.deadline_ms is None or st.deadline_ms > ctx.now:
+            return st
+        st = _fire(ctx, st)
+    raise AssertionError(f"timers of {st!r} kept firing at {ctx.now}")  # pragma: no cover
+
+
+def _fire(ctx: _Ctx, st: FlowState) -> FlowState | None:
+    if st.phase is Phase.HOLDING:
+        # A held status whose request never came: dropped, with no outcome (nothing was accepted).
+        st.held = [h for h in st.held if h.until_ms > ctx.now]
+        return st if st.held else None
+    if st.phase is Phase.ENDED:
+        return None  # dedup and late-status windows are over
+    if ctx.now >= st.end_ms:
+        # The flow's end beats a fallback due at the same moment: no attempt after the end.
+        _end(ctx, st, Result.EXPIRED, open_end=AttemptEnd.EXPIRED)
+        return st
+    idx = _open_attempt(st)
+    assert idx is not None  # the deadline was this attempt's fallbackAfter
+    st.attempts[idx] = replace(st.attempts[idx], ended_by=AttemptEnd.TIMEOUT)
+    _next_step(ctx, st, CommandReason.TIMEOUT)
+    return st
+
+
+# ------------------------------------------------------------------------------------------- inputs
+
+
+def _on_request(ctx: _Ctx, st: FlowState | None, req: SendRequest) -> FlowState | None:
+    if st is not None and st.phase is not Phase.HOLDING:
+        if req.fingerprint() != st.fingerprint:
+            ctx.effects.append(DeadLetter(_CONFLICT))
+        return st  # a harmless repeat issues nothing; a conflict leaves the flow untouched
+    held = st.held if st is not None else []
+    requested_ms = to_ms(req.requested_at) if req.requested_at is not None else ctx.now
+    if req.expires_at is not None:
+        end_ms = to_ms(req.expires_at)
+    elif req.ttl is not None:
+        end_ms = requested_ms + seconds_to_ms(req.ttl)
+    else:
+        end_ms = requested_ms + ctx.limits.max_flow_ms
+    flow = FlowState(
+        phase=Phase.RUNNING,
+        message_id=req.message_id,
+        fingerprint=req.fingerprint(),
+        destination=req.destination,
+        tenant=req.tenant,
+        campaign_id=req.campaign_id,
+        simulation=req.simulation,
+        requested_ms=requested_ms,
+        end_ms=end_ms,
+        steps=tuple(
+            Step(
+                channel=s.channel,
+                fallback_after_ms=seconds_to_ms(s.fallback_after) if s.fallback_after is not None else None,
+                success_rank=PROGRESS_RANK[s.success_status],
+            )
+            for s in req.channels
+        ),
+        opaque=orjson.dumps([req.metadata, *(s.content for s in req.channels)]),
+    )
+    ctx.opaque = None
+    if req.initial_attempt is not None:
+        # Upstream sent step 0 itself: no command, its timer runs from sentAt.
+        flow.attempts.append(
+            Attempt(
+                issued_ms=to_ms(req.initial_attempt.sent_at),
+                provider_message_id=req.initial_attempt.provider_message_id,
+            )
+        )
+    elif ctx.now < end_ms:
+        _issue(ctx, flow, CommandReason.INITIAL)
+    # Statuses that raced ahead of the request apply now, in arrival order.
+    for h in held:
+        _apply(ctx, flow, h.signal)
+    return flow
+
+
+def _on_cancel(ctx: _Ctx, st: FlowState | None, cancel: CancelRequest) -> FlowState | None:
+    if st is None or st.phase is not Phase.RUNNING:
+        return st  # unknown or ended message: nothing changes
+    _end(ctx, st, Result.CANCELLED, open_end=AttemptEnd.CANCELLED, reason=cancel.reason)
+    return st
+
+
+def _on_status(ctx: _Ctx, st: FlowState | None, status: DeliveryStatus) -> FlowState | None:
+    sig = _signal(status)
+    until = ctx.now + ctx.limits.orphan_status_ms
+    if st is None:
+        return FlowState(phase=Phase.HOLDING, message_id=status.message_id, held=[Held(sig, until)])
+    if st.phase is Phase.HOLDING:
+        if len(st.held) >= MAX_HELD:
+            ctx.effects.append(DeadLetter(_HELD_FULL))
+        else:
+            st.held.append(Held(sig, until))
+        return st
+    _apply(ctx, st, sig)
+    return st
+
+
+def _apply(ctx: _Ctx, st: FlowState, sig: Signal) -> None:
+    if st.phase is Phase.RUNNING:
+        _running_status(ctx, st, sig)
+    elif st.phase is Phase.ENDED:
+        _ended_status(ctx, st, sig)
+
+
+def _locate(st: FlowState, sig: Signal) -> int | None:
+    """The issued attempt a status belongs to; ``None`` for an unknown or not-yet-issued one."""
+    if sig.attempt is not None:
+        if sig.attempt < len(st.attempts) and st.steps[sig.attempt].channel == sig.channel:
+            return sig.attempt
+        return None
+    for idx in range(len(st.attempts) - 1, -1, -1):
+        if st.steps[idx].channel == sig.channel:
+            return idx  # no attempt number: the latest attempt on that channel
+    return None
+
+
+def _succeeded(st: FlowState, idx: int) -> bool:
+    last = st.attempts[idx].last_status
+    rank = PROGRESS_RANK.get(last) if last is not None else None
+    return rank is not None and rank >= st.steps[idx].success_rank
+
+
+def _progress(st: FlowState, idx: int, sig: Signal) -> Attempt | None:
+    """The attempt moved on by ``sig``, or ``None`` when ``sig`` does not move it forwards.
+
+    A provider message id is remembered (first one wins) even from a status that moves nothing.
+    """
+    a = st.attempts[idx]
+    pid = a.provider_message_id if a.provider_message_id is not None else sig.provider_message_id
+    current = ORDER[a.last_status] if a.last_status is not None else 0
+    if ORDER[sig.status] <= current:
+        if pid != a.provider_message_id:
+            st.attempts[idx] = replace(a, provider_message_id=pid)
+        return None
+    moved = replace(a, last_status=sig.status, provider_message_id=pid)
+    st.attempts[idx] = moved
+    return moved
+
+
+def _running_status(ctx: _Ctx, st: FlowState, sig: Signal) -> None:
+    idx = _locate(st, sig)
+    if idx is None:
+        return
+    moved = _progress(st, idx, sig)
+    if moved is None:
+        return
+    if _succeeded(st, idx):
+        st.attempts[idx] = replace(moved, ended_by=AttemptEnd.SUCCEEDED)
+        last = len(st.attempts) - 1
+        if last != idx and st.attempts[last].ended_by is None:
+            # An earlier attempt succeeded after a later one was issued: that one is superseded.
+            st.attempts[last] = replace(st.attempts[last], ended_by=AttemptEnd.SUPERSEDED)
+        _end(ctx, st, Result.SUCCEEDED, channel=st.steps[idx].channel, status=sig.status)
+    elif sig.status in FAILURE_STATUSES and idx == _open_attempt(st):
+        st.attempts[idx] = replace(moved, ended_by=AttemptEnd.FAILED)
+        _next_step(ctx, st, CommandReason.FAILED)
+    # A failure of an attempt the chain already left behind only updates its lastStatus.
+
+
+def _ended_status(ctx: _Ctx, st: FlowState, sig: Signal) -> None:
+    if ctx.now >= st.completed_ms + ctx.limits.late_status_ms:
+        return  # kept only for dedup now; late statuses are no longer reported
+    idx = _locate(st, sig)
+    if idx is None:
+        return
+    rank = PROGRESS_RANK.get(sig.status)
+    if rank is None or rank < st.steps[idx].success_rank:
+        return
+    double = any(_succeeded(st, j) for j in range(len(st.attempts)) if j != idx)
+    if _progress(st, idx, sig) is None:
+        return  # a repeat of what this attempt already reported
+    ctx.effects.append(
+        EmitLateStatus(
+            LateStatus(
+                message_id=st.message_id,
+                attempt=idx,
+                channel=st.steps[idx].channel,
+                status=sig.status,
+                occurred_at=from_ms(sig.occurred_ms if sig.occurred_ms is not None else ctx.now),
+                double_delivery=double,
+            )
+        )
+    )
+
+
+# ------------------------------------------------------------------------------- attempts and ends
+
+
+def _next_step(ctx: _Ctx, st: FlowState, reason: CommandReason) -> None:
+    """The open attempt just failed or timed out: try the next step, or end the message."""
+    if len(st.attempts) >= len(st.steps):
+        _end(ctx, st, Result.FAILED)  # the last step failed or timed out
+    elif ctx.now >= st.end_ms:
+        _end(ctx, st, Result.EXPIRED)  # no attempt is issued after the flow's end
+    else:
+        _issue(ctx, st, reason)
+
+
+def _issue(ctx: _Ctx, st: FlowState, reason: CommandReason) -> None:
+    n = len(st.attempts)
+    step = st.steps[n]
+    previous = None
+    if n > 0:
+        prev = st.attempts[n - 1]
+        previous = PreviousAttempt(attempt=n - 1, channel=st.steps[n - 1].channel, status=prev.last_status)
+    parts = ctx.parts(st)
+    command = RetryCommand(
+        command_id=f"{st.message_id}:{n}",
+        message_id=st.message_id,
+        attempt=n,
+        channel=step.channel,
+        destination=st.destination,
+        content=parts[1 + n],
+        reason=reason,
+        previous=previous,
+        issued_at=from_ms(ctx.now),
+        not_after=from_ms(st.end_ms),
+        simulation=st.simulation,
+        tenant=st.tenant,
+        campaign_id=st.campaign_id,
+    )
+    st.attempts.append(Attempt(issued_ms=ctx.now))
+    ctx.effects.append(SendCommand(command))
+
+
+def _end(
+    ctx: _Ctx,
+    st: FlowState,
+    result: Result,
+    *,
+    open_end: AttemptEnd | None = None,
+    channel: Channel | None = None,
+    status: Status | None = None,
+    reason: str | None = None,
+) -> None:
+    """Emit the one outcome and shrink the state to what repeats and late statuses need."""
+    idx = _open_attempt(st)
+    if open_end is not None and idx is not None:
+        st.attempts[idx] = replace(st.attempts[idx], ended_by=open_end)
+    parts = ctx.parts(st)
+    outcome = Outcome(
+        message_id=st.message_id,
+        tenant=st.tenant,
+        campaign_id=st.campaign_id,
+        result=result,
+        channel=channel,
+        status=status,
+        attempt_count=len(st.attempts),
+        attempts=[
+            AttemptSummary(
+                attempt=i,
+                channel=st.steps[i].channel,
+                issued_at=from_ms(a.issued_ms),
+                last_status=a.last_status,
+                ended_by=a.ended_by,
+                provider_message_id=a.provider_message_id,
+            )
+            for i, a in enumerate(st.attempts)
+        ],
+        reason=reason,
+        requested_at=from_ms(st.requested_ms),
+        completed_at=from_ms(ctx.now),
+        duration_ms=max(0, ctx.now - st.requested_ms),
+        metadata=parts[0] if parts else {},
+    )
+    ctx.effects.append(EmitOutcome(outcome))
+    st.phase = Phase.ENDED
+    st.completed_ms = ctx.now
+    st.destination = ""
+    st.tenant = None
+    st.campaign_id = None
+    st.opaque = b""
+    st.held = []
+    ctx.opaque = None

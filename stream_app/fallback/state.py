@@ -1,0 +1,227 @@
+"""The per-message flow state, its limits, and the inputs and effects of :func:`decide`.
+
+Plain slots dataclasses and tuples: this state is stored for millions of pending messages (see
+``codec.py`` for its compact binary form), so it holds ints, short strings and enums, never pydantic
+models. The opaque parts of a request (each step's ``content`` and the ``metadata``) stay as one
+orjson blob that is parsed only when a command or an outcome is built.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import TYPE_CHECKING
+
+from stream_app.contracts import (
+    AttemptEnd,
+    CancelRequest,
+    Channel,
+    DeliveryStatus,
+    LateStatus,
+    Outcome,
+    RetryCommand,
+    SendRequest,
+    Status,
+)
+
+if TYPE_CHECKING:
+    from stream_app.config import Settings
+
+
+def seconds_to_ms(seconds: float) -> int:
+    """Whole milliseconds of a duration in seconds, rounded UP so a timer never fires early.
+
+    The ``round(..., 6)`` first drops float noise (``0.3 * 1000`` is ``300.00000000000006``), which
+    would otherwise turn an exact 300 ms into 301 ms.
+    """
+    return math.ceil(round(seconds * 1000, 6))
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """The processor-wide bounds of CONTRACT.md, in milliseconds."""
+
+    max_flow_ms: int
+    orphan_status_ms: int
+    late_status_ms: int
+    dedup_ms: int
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Limits:
+        return cls(
+            max_flow_ms=seconds_to_ms(settings.max_flow_seconds),
+            orphan_status_ms=seconds_to_ms(settings.orphan_status_seconds),
+            late_status_ms=seconds_to_ms(settings.late_status_seconds),
+            dedup_ms=seconds_to_ms(settings.dedup_seconds),
+        )
+
+
+class Phase(IntEnum):
+    """Where a message is. The value is what the binary encoding stores."""
+
+    HOLDING = 0  # statuses arrived, no request yet: they are held (orphans)
+    RUNNING = 1  # an accepted request whose flow has not ended
+    ENDED = 2  # the outcome is out; kept for repeats and late statuses, then deleted
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One step of the chain, as the core needs it (its content lives in ``FlowState.opaque``)."""
+
+    channel: Channel
+    fallback_after_ms: int | None
+    success_rank: int  # PROGRESS_RANK of the step's successStatus
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One issued attempt; its number is its index in ``FlowState.attempts`` (== its step index)."""
+
+    issued_ms: int
+    last_status: Status | None = None
+    ended_by: AttemptEnd | None = None
+    provider_message_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Signal:
+    """The part of a DeliveryStatus the core uses; also what a held (orphan) status keeps."""
+
+    attempt: int | None
+    channel: Channel
+    status: Status
+    provider_message_id: str | None
+    occurred_ms: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Held:
+    """A status that arrived before its request, held until ``until_ms``."""
+
+    signal: Signal
+    until_ms: int
+
+
+@dataclass(slots=True)
+class FlowState:
+    """Everything the core remembers about one messageId.
+
+    ``deadline_ms`` is the one timer of the message: the next moment :func:`decide` must be woken
+    with a ``TimerEvent`` (a fallbackAfter, the flow's end, an orphan hold's end, or the end of the
+    ended-state retention, whichever is first). ``None`` only while nothing is pending.
+    """
+
+    phase: Phase
+    message_id: str
+    deadline_ms: int | None = None
+    fingerprint: bytes = b""
+    destination: str = ""
+    tenant: str | None = None
+    campaign_id: str | None = None
+    simulation: bool = False
+    requested_ms: int = 0
+    end_ms: int = 0  # the flow's end (ttl / expiresAt / max flow): the commands' notAfter
+    completed_ms: int = 0  # when the outcome was emitted (ENDED only)
+    steps: tuple[Step, ...] = ()
+    attempts: list[Attempt] = field(default_factory=list)
+    held: list[Held] = field(default_factory=list)
+    # orjson of [metadata, content_0, content_1, ...]; b"" once ENDED (nothing opaque is needed then).
+    opaque: bytes = b""
+
+    def copy(self) -> FlowState:
+        """A copy safe to change: the lists are new, their (frozen) items are shared."""
+        return FlowState(
+            phase=self.phase,
+            message_id=self.message_id,
+            deadline_ms=self.deadline_ms,
+            fingerprint=self.fingerprint,
+            destination=self.destination,
+            tenant=self.tenant,
+            campaign_id=self.campaign_id,
+            simulation=self.simulation,
+            requested_ms=self.requested_ms,
+            end_ms=self.end_ms,
+            completed_ms=self.completed_ms,
+            steps=self.steps,
+            attempts=list(self.attempts),
+            held=list(self.held),
+            opaque=self.opaque,
+        )
+
+
+# ------------------------------------------------------------------------------------------- inputs
+
+
+@dataclass(frozen=True, slots=True)
+class RequestEvent:
+    """A SendRequest record."""
+
+    request: SendRequest
+
+
+@dataclass(frozen=True, slots=True)
+class CancelEvent:
+    """A CancelRequest record."""
+
+    cancel: CancelRequest
+
+
+@dataclass(frozen=True, slots=True)
+class StatusEvent:
+    """A DeliveryStatus record."""
+
+    status: DeliveryStatus
+
+
+@dataclass(frozen=True, slots=True)
+class TimerEvent:
+    """The message's one timer came due (or might have: the core re-checks against ``now_ms``)."""
+
+
+Event = RequestEvent | CancelEvent | StatusEvent | TimerEvent
+
+# ------------------------------------------------------------------------------------------ effects
+
+
+@dataclass(frozen=True, slots=True)
+class SendCommand:
+    command: RetryCommand
+
+
+@dataclass(frozen=True, slots=True)
+class EmitOutcome:
+    outcome: Outcome
+
+
+@dataclass(frozen=True, slots=True)
+class EmitLateStatus:
+    late: LateStatus
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """Dead-letter the INPUT record with this one-line reason (the flow, if any, is untouched)."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class SetTimer:
+    due_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class ClearTimer:
+    pass
+
+
+Effect = SendCommand | EmitOutcome | EmitLateStatus | DeadLetter | SetTimer | ClearTimer
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The new state (``None``: delete it) and the effects, in the order they must be produced."""
+
+    state: FlowState | None
+    effects: tuple[Effect, ...]
