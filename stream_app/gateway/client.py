@@ -1,0 +1,232 @@
+"""Async HTTP client of the partner gateway (seed pages 000, 001): sends and status look-ups.
+
+One :class:`httpx.AsyncClient` per process: pooled keep-alive connections (a TLS handshake per send
+would cost more than the send), explicit timeouts, and every HTTP outcome mapped to a typed result so
+the dispatcher decides with a ``match``, never by parsing exceptions:
+
+* :class:`Accepted` (provider message id, SMS parts) and :class:`Rejected` (reasons; also 422, an
+  unapproved template) are definitive answers;
+* :class:`RateLimited` (429, with ``Retry-After``) and :class:`Transient` (5xx, 408, timeouts,
+  resets) may be retried; ``Transient.maybe_sent`` says the request may have reached the gateway, so
+  a retry must first ask the status endpoint whether the send happened;
+* :class:`Permanent` (any other 4xx) will not get better by retrying.
+
+The API key travels in the ``X-Api-Key`` header only; it is never logged (httpx logs URLs, not
+headers) and never part of a result.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+import orjson
+
+from stream_app.contracts import Channel, RetryCommand
+
+STATUS_PATH = "/api/partner-gateway/v1/messages/status/"
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    provider_message_id: str
+    parts: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    reasons: tuple[str, ...]
+    http_status: int = 200
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimited:
+    retry_after: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Transient:
+    error: str
+    maybe_sent: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Permanent:
+    status: int
+    reason: str
+
+
+SendResult = Accepted | Rejected | RateLimited | Transient | Permanent
+
+
+@dataclass(frozen=True, slots=True)
+class Found:
+    """The gateway's current delivery status of one customer message id."""
+
+    status: str
+    status_code: int | None
+    reasons: tuple[str, ...]
+    occurred_at: str | None
+    provider_message_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class NotFound:
+    pass
+
+
+StatusResult = Found | NotFound | RateLimited | Transient | Permanent
+
+
+def build_body(command: RetryCommand) -> dict[str, Any]:
+    """The channel body of a command: its ``content``, plus ``destination``, our commandId as the
+    gateway's customer ``messageId`` (so DLRs and status look-ups correlate) and ``simulation``."""
+    body = dict(command.content)
+    body["destination"] = command.destination
+    body["messageId"] = command.command_id
+    if command.simulation:
+        body["simulation"] = True
+    return body
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header: delta-seconds or an HTTP date (RFC 9110)."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        seconds = when.timestamp() - (time.time() if now is None else now)
+    return max(0.0, seconds) if seconds == seconds else None
+
+
+def _error_text(resp: httpx.Response) -> str:
+    try:
+        data = orjson.loads(resp.content)
+    except orjson.JSONDecodeError:
+        return resp.text[:200] or resp.reason_phrase
+    if isinstance(data, dict):
+        for key in ("error", "message", "detail"):
+            if isinstance(data.get(key), str):
+                return str(data[key])[:200]
+    return resp.reason_phrase
+
+
+def _http_failure(resp: httpx.Response) -> RateLimited | Transient | Permanent:
+    code = resp.status_code
+    if code == 429:
+        return RateLimited(parse_retry_after(resp.headers.get("retry-after")))
+    if code == 408 or code >= 500:
+        return Transient(f"HTTP {code}: {_error_text(resp)}", maybe_sent=code != 503)
+    return Permanent(code, _error_text(resp))
+
+
+def _network_failure(exc: httpx.HTTPError) -> Transient:
+    # Connect errors and pool timeouts happen before a byte of the request left: nothing was sent.
+    # A read timeout or a reset after writing may have lost the answer to a send that happened.
+    never_sent = isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout)
+    return Transient(f"{type(exc).__name__}: {exc}"[:300], maybe_sent=not never_sent)
+
+
+class GatewayClient:
+    """The gateway's send and status endpoints over one pooled :class:`httpx.AsyncClient`."""
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        *,
+        timeout: float = 10.0,
+        max_connections: int = 100,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self._base = base_url.rstrip("/")
+        self._http = httpx.AsyncClient(
+            base_url=self._base,
+            headers={"X-Api-Key": api_key, "Accept": "application/json"},
+            # Connect quickly or not at all; the rest of the budget is the gateway's answer.
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
+            limits=httpx.Limits(
+                max_connections=max_connections,
+                max_keepalive_connections=max_connections,
+                keepalive_expiry=30.0,  # under uvicorn's and typical load balancers' 60-75 s idle close
+            ),
+            transport=transport,
+        )
+
+    async def __aenter__(self) -> GatewayClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def send(self, channel: Channel, body: dict[str, Any]) -> SendResult:
+        """POST one channel body; never raises for HTTP or network trouble."""
+        name = channel.value.lower()
+        try:
+            resp = await self._http.post(
+                f"/api/message-server/{name}/send",
+                content=orjson.dumps(body),
+                headers={"Content-Type": "application/json"},
+            )
+        except httpx.HTTPError as exc:
+            return _network_failure(exc)
+        if resp.status_code == 422:
+            return Rejected((_error_text(resp),), http_status=422)
+        if resp.status_code != 200:
+            return _http_failure(resp)
+        try:
+            data = orjson.loads(resp.content)
+            result = data["results"][name]
+            provider_id = str(data.get("messageId") or body.get("messageId") or "")
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            # A 200 we cannot read: the send probably happened, so treat it as "maybe sent".
+            return Transient("HTTP 200 with an unreadable body", maybe_sent=True)
+        if not isinstance(result, dict):
+            return Transient("HTTP 200 without a result for the channel", maybe_sent=True)
+        if result.get("accepted") is True:
+            parts = result.get("parts")
+            return Accepted(provider_id, parts if isinstance(parts, int) else None)
+        reasons = result.get("reasons") or []
+        return Rejected(tuple(str(r) for r in reasons) or ("NOT_ACCEPTED",))
+
+    async def status(self, customer_message_id: str, channel: Channel) -> StatusResult:
+        """GET the delivery status of one customer message id on one channel."""
+        try:
+            resp = await self._http.get(
+                STATUS_PATH + quote(customer_message_id, safe=":"),
+                params={"channel": channel.value},
+            )
+        except httpx.HTTPError as exc:
+            return _network_failure(exc)
+        if resp.status_code == 404:
+            return NotFound()
+        if resp.status_code != 200:
+            return _http_failure(resp)
+        try:
+            data = orjson.loads(resp.content)
+            status = str(data["deliveryStatus"]).upper()
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            return Transient("status answer without deliveryStatus", maybe_sent=True)
+        code = data.get("statusCode")
+        reasons = data.get("reasons") or []
+        occurred = data.get("eventDate") or data.get("readDate") or data.get("deliveryDate")
+        return Found(
+            status=status,
+            status_code=code if isinstance(code, int) else None,
+            reasons=tuple(str(r) for r in reasons) if isinstance(reasons, list) else (),
+            occurred_at=occurred if isinstance(occurred, str) else None,
+            provider_message_id=str(data.get("messageId") or customer_message_id),
+        )

@@ -1,0 +1,28 @@
+"""Errors of the gateway room (client, dispatcher, status ingest, simulator)."""
+
+from __future__ import annotations
+
+from stream_app.errors import StreamAppError
+
+
+class GatewayError(StreamAppError):
+    """Base class of everything the gateway room raises on purpose."""
+
+
+class GatewayConfigError(GatewayError):
+    """A gateway setting (URL, API key, limits, secret) is missing or malformed."""
+
+
+class RulesError(GatewayError):
+    """A simulator rules file cannot be read or breaks a rule; the message names file and field."""
+
+
+class PortInUse(GatewayError):
+    """The HTTP port asked for is already taken by another process."""
+
+    def __init__(self, host: str, port: int, detail: str) -> None:
+        super().__init__(f"cannot listen on {host}:{port} ({detail}); choose another --port")
+
+
+class GatewayAuthError(GatewayError):
+    """The gateway refused our API key (401/403): every send would fail, so the dispatcher stops."""

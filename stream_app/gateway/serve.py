@@ -1,0 +1,85 @@
+"""Run a Starlette app on uvicorn inside the current event loop, with ``ready``/``stop`` events.
+
+The socket is bound here, before uvicorn starts, so a taken port is a one-line :class:`PortInUse`
+instead of uvicorn's ``sys.exit`` from inside a task. uvicorn's own signal capture is turned off: the
+CLI owns SIGTERM/SIGINT and sets ``stop``, and in-process users (tests, the demo) must not have their
+handlers replaced.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import Generator
+
+import uvicorn
+from starlette.types import ASGIApp
+
+from stream_app.gateway.errors import PortInUse
+
+
+class _Server(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on host:port (port 0 picks a free one)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise PortInUse(host, port, exc.strerror or str(exc)) from None
+    sock.listen(2048)  # 2048: room for a burst of 1,000+ concurrent webhook callbacks
+    sock.setblocking(False)
+    return sock
+
+
+async def serve_app(
+    app: ASGIApp,
+    host: str,
+    port: int,
+    *,
+    stop: asyncio.Event | None = None,
+    ready: asyncio.Event | None = None,
+    on_bound: list[int] | None = None,
+) -> None:
+    """Serve ``app`` until ``stop`` is set (or forever). ``on_bound`` receives the bound port."""
+    sock = bind(host, port)
+    if on_bound is not None:
+        on_bound.append(sock.getsockname()[1])
+    config = uvicorn.Config(
+        app,
+        log_level="warning",
+        access_log=False,
+        lifespan="off",
+        # 75 s keep-alive: longer than httpx's pool expiry, so the client closes idle connections
+        # first and never sends on a socket the server is closing.
+        timeout_keep_alive=75,
+    )
+    server = _Server(config)
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        while not server.started:
+            if task.done():
+                await task
+                return
+            await asyncio.sleep(0.01)
+        if ready is not None:
+            ready.set()
+        if stop is None:
+            await task
+            return
+        stopper = asyncio.create_task(stop.wait())
+        await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        stopper.cancel()
+    finally:
+        server.should_exit = True
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        sock.close()

@@ -1,0 +1,115 @@
+"""Settings of the gateway side, from the environment (the same style as :mod:`stream_app.config`).
+
+The API key is read from ``STREAM_APP_GATEWAY_API_KEY`` only (never an option, so it stays out of
+``ps`` and shell history) and is excluded from ``repr`` so it can never reach a log line.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from stream_app.contracts import Channel
+from stream_app.gateway.errors import GatewayConfigError
+
+ENV = {
+    "url": "STREAM_APP_GATEWAY_URL",
+    "api_key": "STREAM_APP_GATEWAY_API_KEY",
+    "timeout": "STREAM_APP_GATEWAY_TIMEOUT_SECONDS",
+    "max_connections": "STREAM_APP_GATEWAY_MAX_CONNECTIONS",
+    "concurrency": "STREAM_APP_DISPATCH_CONCURRENCY",
+    "rate": "STREAM_APP_DISPATCH_RATE",
+    "max_in_flight": "STREAM_APP_DISPATCH_MAX_IN_FLIGHT",
+    "backoff_base": "STREAM_APP_DISPATCH_BACKOFF_BASE_SECONDS",
+    "backoff_max": "STREAM_APP_DISPATCH_BACKOFF_MAX_SECONDS",
+    "webhook_secret": "STREAM_APP_WEBHOOK_SECRET",
+}
+
+
+def parse_per_channel(raw: str, source: str, default: float) -> dict[Channel, float]:
+    """``"16"`` (every channel) or ``"WHATSAPP=8,SMS=32"`` (others keep ``default``) or a mix."""
+    values = dict.fromkeys(Channel, default)
+    for part in (p.strip() for p in raw.split(",")):
+        if not part:
+            continue
+        name, eq, number = part.partition("=")
+        try:
+            value = float(number if eq else name)
+        except ValueError:
+            raise GatewayConfigError(f"{source}: {part!r} is not NUMBER or CHANNEL=NUMBER") from None
+        if value < 0 or value != value:
+            raise GatewayConfigError(f"{source}: {part!r} must be >= 0")
+        if not eq:
+            values = dict.fromkeys(Channel, value)
+            continue
+        try:
+            values[Channel(name.strip().upper())] = value
+        except ValueError:
+            raise GatewayConfigError(f"{source}: unknown channel {name!r}") from None
+    return values
+
+
+@dataclass(frozen=True, slots=True)
+class GatewaySettings:
+    url: str = "http://127.0.0.1:19300"
+    api_key: str = field(default="", repr=False)
+    #: 10 s per HTTP call: the gateway answers a submit in well under a second; longer means trouble.
+    timeout: float = 10.0
+    #: Keep-alive pool size: above the sum of per-channel concurrency so no send waits for a socket.
+    max_connections: int = 100
+    #: In-flight sends per channel (16: enough to saturate a gateway's typical 50-100 req/s limit).
+    concurrency: Mapping[Channel, float] = field(default_factory=lambda: dict.fromkeys(Channel, 16.0))
+    #: Sends per second per channel; 0 means no limit of ours (the gateway's 429s still apply).
+    rate: Mapping[Channel, float] = field(default_factory=lambda: dict.fromkeys(Channel, 0.0))
+    #: Commands consumed but not finished, over all partitions; fetching pauses above it.
+    max_in_flight: int = 1000
+    #: Backoff: full jitter over base * 2**n seconds, capped at backoff_max (AWS's "full jitter").
+    backoff_base: float = 0.2
+    backoff_max: float = 30.0
+    webhook_secret: bytes = field(default=b"", repr=False)
+
+    def send_url(self, channel: Channel) -> str:
+        return f"{self.url.rstrip('/')}/api/message-server/{channel.value.lower()}/send"
+
+
+def _num(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(ENV[name], "")
+    if raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise GatewayConfigError(f"{ENV[name]}: {raw!r} is not a number") from None
+    if not value > 0:
+        raise GatewayConfigError(f"{ENV[name]}: must be > 0, got {raw}")
+    return value
+
+
+def gateway_from_env(environ: Mapping[str, str] | None = None, **overrides: object) -> GatewaySettings:
+    """Gateway settings from the environment; keyword ``overrides`` (CLI options) win when not None."""
+    env = os.environ if environ is None else environ
+    base = GatewaySettings()
+    url = env.get(ENV["url"]) or base.url
+    if not url.startswith(("http://", "https://")):
+        raise GatewayConfigError(f"{ENV['url']}: must start with http:// or https://, got {url!r}")
+    s = GatewaySettings(
+        url=url,
+        api_key=env.get(ENV["api_key"], ""),
+        timeout=_num(env, "timeout", base.timeout),
+        max_connections=int(_num(env, "max_connections", base.max_connections)),
+        concurrency=parse_per_channel(env.get(ENV["concurrency"], ""), ENV["concurrency"], 16.0),
+        rate=parse_per_channel(env.get(ENV["rate"], ""), ENV["rate"], 0.0),
+        max_in_flight=int(_num(env, "max_in_flight", base.max_in_flight)),
+        backoff_base=_num(env, "backoff_base", base.backoff_base),
+        backoff_max=_num(env, "backoff_max", base.backoff_max),
+        webhook_secret=env.get(ENV["webhook_secret"], "").encode(),
+    )
+    values = {k: v for k, v in overrides.items() if v is not None}
+    if values:
+        from dataclasses import replace
+
+        s = replace(s, **values)  # type: ignore[arg-type]
+    if any(c < 1 for c in s.concurrency.values()):
+        raise GatewayConfigError(f"{ENV['concurrency']}: every channel needs at least 1")
+    return s

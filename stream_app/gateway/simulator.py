@@ -1,0 +1,519 @@
+"""A local stand-in for the Qlara / Agile Telecom partner gateway (seed pages 000, 001, 004).
+
+It powers the demo and the tests: the dispatcher, the webhook receiver and the poller talk to it over
+real HTTP exactly as they would to the real gateway. Starlette + uvicorn: Starlette because it is a
+small, well-kept, ASGI-native toolkit with no ORM or template baggage, and uvicorn because it is its
+standard ASGI server; the webhook receiver uses the same stack, so one server helper serves both.
+
+Endpoints (the real gateway's shapes):
+
+* ``POST /api/message-server/{whatsapp|rcs|sms|viber}/send`` with ``X-Api-Key``. Answers
+  ``{"messageId", "simulation", "results": {"<channel>": {"accepted", "reasons", "parts"}}}``.
+  A body ``messageId`` is the customer message id and is echoed back; without one a UUID is made.
+  401 without (or with a wrong) key, 400 for a malformed body (never a 5xx), 413 for a body over
+  1 MiB, 422 for an unapproved template, 429 with ``Retry-After`` when scripted.
+* ``GET /api/partner-gateway/v1/messages/status/{customerMessageId}?channel=...`` answers
+  ``deliveryStatus`` SENT, DELIVERED, READ, ERROR (``statusCode`` 6) or EXPIRED (``statusCode`` 8);
+  before the first scripted status it answers ``ACCEPTED`` (a simulator extension); 404 if unknown.
+* ``GET /_sim/sends``: how many sends each customer message id got (``sends``) and how many HTTP calls
+  (``calls``); the fault tests assert "never sent twice" on it. ``PUT /_sim/rules`` replaces the rules.
+
+Behaviour is scripted per destination by rules (a JSON file, ``--rules``), first match wins::
+
+    {"rules": [
+      {"destinationSuffix": "01", "channel": "WHATSAPP", "reject": ["RECIPIENT_NOT_ON_WHATSAPP"]},
+      {"destinationSuffix": "02", "channel": "WHATSAPP", "statuses": [{"status": "SENT", "after": 0.2}]},
+      {"destinationSuffix": "07", "rateLimit": 3, "retryAfter": 0.5},
+      {"destinationSuffix": "", "statuses": [{"status": "SENT", "after": 0.2},
+                                              {"status": "DELIVERED", "after": 1}]}]}
+
+Rule fields: ``destinationSuffix`` (``""`` matches all), ``channel`` (absent: any), ``reject``
+(accepted false with these reasons), ``unapprovedTemplate`` (422), ``statuses`` (the DLR timeline,
+``after`` seconds from acceptance, optional ``statusCode``/``reasons``), ``rateLimit`` (the first N
+calls for a destination+channel answer 429) with ``retryAfter``, ``fail`` (the first N calls answer
+500 before sending), ``delay`` (seconds to wait AFTER the send is recorded: a slow gateway, or with a
+client timeout a lost answer), ``parts`` (SMS parts; default one per 160 characters).
+
+:data:`DEFAULT_RULES` (used without ``--rules``), keyed by the destination's last two digits:
+
+====  =============================================================================
+ 01   no WhatsApp: WhatsApp REJECTED (RECIPIENT_NOT_ON_WHATSAPP)
+ 02   WhatsApp stuck in SENT
+ 03   WhatsApp ERROR (statusCode 6) after 1 s
+ 04   WhatsApp REJECTED, RCS REJECTED (AGENT_NOT_REACHABLE), SMS DELIVERED in 2 parts
+ 05   WhatsApp SENT, DELIVERED after 1 s, READ after 2 s
+ 06   WhatsApp EXPIRED (statusCode 8) after 1 s
+ 07   429 burst: the first 3 calls per channel are rate limited (Retry-After 1 s)
+ 08   slow gateway: every answer takes 2 s
+ 09   every channel refused: WhatsApp/Viber REJECTED, RCS AGENT_NOT_REACHABLE, SMS INVALID_DESTINATION
+ *    SENT after 0.2 s, DELIVERED after 1 s
+====  =============================================================================
+
+With ``--webhook-url`` every status is also pushed there as a DLR callback signed with
+HMAC-SHA256 (:mod:`stream_app.gateway.signing`); otherwise DLRs are only served to the poller.
+``--time-scale`` multiplies every ``after`` and ``delay`` (0.1 plays a 2 h wait in 12 min).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import httpx
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic.alias_generators import to_camel
+from pydantic_core import PydanticCustomError
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from stream_app.contracts import Channel, format_ms, reason_of
+from stream_app.contracts.models import E164
+from stream_app.gateway.errors import RulesError
+from stream_app.gateway.serve import serve_app
+from stream_app.gateway.signing import SIGNATURE_HEADER, sign
+
+log = logging.getLogger(__name__)
+
+SEND_PATH = "/api/message-server/{channel}/send"
+STATUS_PATH = "/api/partner-gateway/v1/messages/status/{customer_id:path}"
+#: 1 MiB: far above any real message body (a WhatsApp template with placeholders is a few KiB).
+MAX_BODY = 1 << 20
+#: Status codes the gateway puts on its failure statuses (seed page 000).
+STATUS_CODES = {"ERROR": 6, "EXPIRED": 8}
+DESCRIPTIONS = {
+    "ACCEPTED": "Message accepted by the gateway",
+    "SENT": "Message sent but not delivered to device",
+    "DELIVERED": "Message delivered to handset",
+    "READ": "Message read by the recipient",
+    "ERROR": "Definitive error",
+    "EXPIRED": "TTL exceeded on the channel",
+}
+#: 160 GSM-7 characters fit one SMS; longer texts are split into 153-character parts (UDH header).
+SMS_SINGLE, SMS_PART = 160, 153
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)
+
+
+class StepRule(_Model):
+    status: Literal["SENT", "DELIVERED", "READ", "ERROR", "EXPIRED"]
+    after: float = Field(ge=0, le=86_400 * 30)
+    status_code: int | None = None
+    reasons: list[str] = Field(default_factory=list)
+
+    @field_validator("status", mode="before")
+    @classmethod
+    def _upper(cls, v: Any) -> Any:
+        return v.upper() if isinstance(v, str) else v
+
+
+class Rule(_Model):
+    destination_suffix: str = ""
+    channel: Channel | None = None
+    reject: list[str] | None = None
+    unapproved_template: bool = False
+    statuses: list[StepRule] | None = None
+    rate_limit: int = Field(default=0, ge=0)
+    retry_after: float = Field(default=1.0, ge=0)
+    fail: int = Field(default=0, ge=0)
+    delay: float = Field(default=0.0, ge=0, le=600)
+    parts: int | None = Field(default=None, ge=1)
+
+    @field_validator("channel", mode="before")
+    @classmethod
+    def _upper(cls, v: Any) -> Any:
+        return v.upper() if isinstance(v, str) else v
+
+    def matches(self, destination: str, channel: Channel) -> bool:
+        return destination.endswith(self.destination_suffix) and self.channel in (None, channel)
+
+
+class Rules(_Model):
+    rules: list[Rule] = Field(default_factory=list)
+
+
+def _steps(*pairs: tuple[str, float]) -> list[dict[str, Any]]:
+    return [{"status": s, "after": a} for s, a in pairs]
+
+
+DEFAULT_RULES: dict[str, Any] = {
+    "rules": [
+        {"destinationSuffix": "01", "channel": "WHATSAPP", "reject": ["RECIPIENT_NOT_ON_WHATSAPP"]},
+        {"destinationSuffix": "02", "channel": "WHATSAPP", "statuses": _steps(("SENT", 0.2))},
+        {
+            "destinationSuffix": "03",
+            "channel": "WHATSAPP",
+            "statuses": [{"status": "SENT", "after": 0.2}, {"status": "ERROR", "after": 1.0}],
+        },
+        {"destinationSuffix": "04", "channel": "WHATSAPP", "reject": ["RECIPIENT_NOT_ON_WHATSAPP"]},
+        {"destinationSuffix": "04", "channel": "RCS", "reject": ["AGENT_NOT_REACHABLE"]},
+        {
+            "destinationSuffix": "04",
+            "channel": "SMS",
+            "parts": 2,
+            "statuses": _steps(("SENT", 0.2), ("DELIVERED", 1.0)),
+        },
+        {
+            "destinationSuffix": "05",
+            "channel": "WHATSAPP",
+            "statuses": _steps(("SENT", 0.2), ("DELIVERED", 1.0), ("READ", 2.0)),
+        },
+        {
+            "destinationSuffix": "06",
+            "channel": "WHATSAPP",
+            "statuses": [{"status": "SENT", "after": 0.2}, {"status": "EXPIRED", "after": 1.0}],
+        },
+        {"destinationSuffix": "07", "rateLimit": 3, "retryAfter": 1.0},
+        {"destinationSuffix": "08", "delay": 2.0},
+        {"destinationSuffix": "09", "channel": "WHATSAPP", "reject": ["RECIPIENT_NOT_ON_WHATSAPP"]},
+        {"destinationSuffix": "09", "channel": "VIBER", "reject": ["RECIPIENT_NOT_ON_VIBER"]},
+        {"destinationSuffix": "09", "channel": "RCS", "reject": ["AGENT_NOT_REACHABLE"]},
+        {"destinationSuffix": "09", "channel": "SMS", "reject": ["INVALID_DESTINATION"]},
+        {"destinationSuffix": "", "statuses": _steps(("SENT", 0.2), ("DELIVERED", 1.0))},
+    ]
+}
+#: The timeline when no rule (or a rule without ``statuses``) applies.
+DEFAULT_STEPS = (StepRule(status="SENT", after=0.2), StepRule(status="DELIVERED", after=1.0))
+
+
+def parse_rules(data: bytes, source: str = "rules") -> Rules:
+    """Rules from JSON bytes; :class:`RulesError` names the source and the field."""
+    try:
+        return Rules.model_validate_json(data)
+    except ValidationError as exc:
+        raise RulesError(f"{source}: {reason_of(exc)}") from None
+
+
+def load_rules(path: Path | None) -> Rules:
+    """The rules of ``path``, or :data:`DEFAULT_RULES` when it is None."""
+    if path is None:
+        return Rules.model_validate(DEFAULT_RULES)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise RulesError(f"{path}: cannot read ({exc.strerror})") from None
+    return parse_rules(data, str(path))
+
+
+# ------------------------------------------------------------------------------------ request bodies
+
+
+class _Body(BaseModel):
+    """Fields every channel body shares; channel-specific fields pass through unchecked."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    destination: str
+    message_id: str | None = Field(default=None, alias="messageId", min_length=1, max_length=255)
+    simulation: bool = False
+
+    @field_validator("destination")
+    @classmethod
+    def _e164(cls, v: str) -> str:
+        if not E164.match(v):
+            raise PydanticCustomError("e164", "must be E.164, '+' then 8 to 15 digits")
+        return v
+
+
+def _channel_problem(channel: Channel, body: dict[str, Any]) -> str | None:
+    """The first missing channel field (seed pages 000 and 001 show both body styles), or None."""
+    if channel is Channel.WHATSAPP:
+        if not any(isinstance(body.get(k), dict) for k in ("template", "content", "body")):
+            return "template: required (a template object, or content/body)"
+    elif channel is Channel.RCS:
+        if "agentId" not in body:
+            return "agentId: required"
+        if "templateId" not in body and "body" not in body:
+            return "templateId: required (or body)"
+    else:  # SMS and Viber: sender + text
+        if not isinstance(body.get("sender"), str) or not body["sender"]:
+            return "sender: required"
+        if not isinstance(body.get("text", body.get("body")), str):
+            return "text: required (or body)"
+    return None
+
+
+def _sms_parts(body: dict[str, Any]) -> int:
+    text = body.get("text", body.get("body", ""))
+    n = len(text) if isinstance(text, str) else 0
+    return 1 if n <= SMS_SINGLE else math.ceil(n / SMS_PART)
+
+
+# ------------------------------------------------------------------------------------------- state
+
+
+@dataclass(slots=True)
+class SimMessage:
+    customer_id: str
+    channel: Channel
+    destination: str
+    accepted_at: float  # monotonic seconds, for the timeline
+    sent_ms: int  # wall clock, for sendDate
+    steps: tuple[StepRule, ...]
+
+
+@dataclass(slots=True)
+class SimState:
+    rules: Rules
+    time_scale: float = 1.0
+    messages: dict[tuple[str, Channel], SimMessage] = field(default_factory=dict)
+    sends: Counter[str] = field(default_factory=Counter)
+    calls: Counter[str] = field(default_factory=Counter)
+    per_target: Counter[tuple[str, Channel]] = field(default_factory=Counter)
+
+    def rule_for(self, destination: str, channel: Channel) -> Rule | None:
+        return next((r for r in self.rules.rules if r.matches(destination, channel)), None)
+
+    def status_of(self, msg: SimMessage, now: float) -> tuple[StepRule | None, float]:
+        """The latest step reached at ``now`` (None: still ACCEPTED) and when it was reached."""
+        reached: StepRule | None = None
+        at = msg.accepted_at
+        for step in msg.steps:
+            due = msg.accepted_at + step.after * self.time_scale
+            if due <= now:
+                reached, at = step, due
+        return reached, at
+
+
+def _json(status: int, payload: Any, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(payload), status_code=status, media_type="application/json", headers=headers)
+
+
+def _error(status: int, reason: str, headers: dict[str, str] | None = None) -> Response:
+    return _json(status, {"error": reason}, headers)
+
+
+class Simulator:
+    """The gateway simulator: a Starlette app over :class:`SimState`."""
+
+    def __init__(
+        self,
+        rules: Rules,
+        *,
+        api_key: str | None = None,
+        webhook_url: str | None = None,
+        webhook_secret: bytes = b"",
+        time_scale: float = 1.0,
+    ) -> None:
+        self.state = SimState(rules=rules, time_scale=time_scale)
+        self.api_key = api_key
+        self.webhook_url = webhook_url
+        self.webhook_secret = webhook_secret
+        self._pushes: set[asyncio.Task[None]] = set()
+        self._http: httpx.AsyncClient | None = None
+        self.app = Starlette(
+            routes=[
+                Route(SEND_PATH, self.send, methods=["POST"]),
+                Route(STATUS_PATH, self.status, methods=["GET"]),
+                Route("/_sim/sends", self.sends, methods=["GET"]),
+                Route("/_sim/rules", self.set_rules, methods=["PUT"]),
+            ]
+        )
+
+    # ------------------------------------------------------------------------------ handlers
+    def _unauthorised(self, request: Request) -> Response | None:
+        key = request.headers.get("x-api-key")
+        if not key:
+            return _error(401, "missing X-Api-Key header")
+        if self.api_key is not None and key != self.api_key:
+            return _error(401, "invalid API key")
+        return None
+
+    async def send(self, request: Request) -> Response:
+        if (denied := self._unauthorised(request)) is not None:
+            return denied
+        try:
+            channel = Channel(request.path_params["channel"].upper())
+        except ValueError:
+            return _error(404, f"unknown channel {request.path_params['channel']!r}")
+        if int(request.headers.get("content-length") or 0) > MAX_BODY:
+            return _error(413, f"body over {MAX_BODY} bytes")
+        raw = await request.body()
+        if len(raw) > MAX_BODY:
+            return _error(413, f"body over {MAX_BODY} bytes")
+        try:
+            data = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            return _error(400, f"not valid JSON: {exc}")
+        if not isinstance(data, dict):
+            return _error(400, "body: must be a JSON object")
+        try:
+            body = _Body.model_validate(data)
+        except ValidationError as exc:
+            return _error(400, reason_of(exc))
+        if (problem := _channel_problem(channel, data)) is not None:
+            return _error(400, problem)
+
+        st = self.state
+        customer_id = body.message_id or str(uuid.uuid4())
+        st.calls[customer_id] += 1
+        target = (body.destination, channel)
+        st.per_target[target] += 1
+        n = st.per_target[target]
+        rule = st.rule_for(body.destination, channel)
+        if rule is not None and n <= rule.rate_limit:
+            wait = rule.retry_after * st.time_scale
+            return _error(429, "rate limit exceeded", {"Retry-After": f"{wait:g}"})
+        if rule is not None and n <= rule.rate_limit + rule.fail:
+            return _error(500, "internal error (scripted)")
+        if rule is not None and rule.unapproved_template:
+            return _error(422, "Template not approved or not found")
+
+        name = channel.value.lower()
+        if body.simulation:
+            reasons = list(rule.reject) if rule is not None and rule.reject is not None else []
+            accepted = rule is None or rule.reject is None
+            result: dict[str, Any] = {"accepted": accepted, "reasons": reasons}
+            return _json(200, {"messageId": customer_id, "simulation": True, "results": {name: result}})
+
+        st.sends[customer_id] += 1
+        if rule is not None and rule.reject is not None:
+            result = {"accepted": False, "reasons": list(rule.reject)}
+        else:
+            steps = tuple(rule.statuses) if rule is not None and rule.statuses is not None else DEFAULT_STEPS
+            msg = SimMessage(
+                customer_id=customer_id,
+                channel=channel,
+                destination=body.destination,
+                accepted_at=time.monotonic(),
+                sent_ms=int(time.time() * 1000),
+                steps=steps,
+            )
+            st.messages[(customer_id, channel)] = msg
+            result = {"accepted": True, "reasons": []}
+            if channel is Channel.SMS:
+                result["parts"] = rule.parts if rule is not None and rule.parts else _sms_parts(data)
+            if self.webhook_url:
+                task = asyncio.create_task(self._push_all(msg))
+                self._pushes.add(task)
+                task.add_done_callback(self._pushes.discard)
+        if rule is not None and rule.delay:
+            await asyncio.sleep(rule.delay * st.time_scale)
+        return _json(200, {"messageId": customer_id, "simulation": False, "results": {name: result}})
+
+    def _status_payload(self, msg: SimMessage, now: float) -> dict[str, Any]:
+        step, at = self.state.status_of(msg, now)
+        name = step.status if step is not None else "ACCEPTED"
+        at_ms = msg.sent_ms + int((at - msg.accepted_at) * 1000)
+        payload: dict[str, Any] = {
+            "customerMessageId": msg.customer_id,
+            "channel": msg.channel.value,
+            "destination": msg.destination,
+            "deliveryStatus": name,
+            "deliveryStatusDescription": DESCRIPTIONS[name],
+            "sendDate": format_ms(msg.sent_ms),
+            "deliveryDate": format_ms(at_ms) if name in ("DELIVERED", "READ") else None,
+            "readDate": format_ms(at_ms) if name == "READ" else None,
+            "eventDate": format_ms(at_ms),
+        }
+        if step is not None:
+            code = step.status_code if step.status_code is not None else STATUS_CODES.get(name)
+            if code is not None:
+                payload["statusCode"] = code
+            if step.reasons:
+                payload["reasons"] = list(step.reasons)
+        return payload
+
+    async def status(self, request: Request) -> Response:
+        if (denied := self._unauthorised(request)) is not None:
+            return denied
+        customer_id = request.path_params["customer_id"]
+        raw_channel = request.query_params.get("channel", "")
+        try:
+            channel = Channel(raw_channel.upper())
+        except ValueError:
+            return _error(400, f"channel: must be one of WHATSAPP, RCS, SMS, VIBER, got {raw_channel!r}")
+        msg = self.state.messages.get((customer_id, channel))
+        if msg is None:
+            return _error(404, "message not found")
+        return _json(200, self._status_payload(msg, time.monotonic()))
+
+    async def sends(self, request: Request) -> Response:
+        return _json(200, {"sends": dict(self.state.sends), "calls": dict(self.state.calls)})
+
+    async def set_rules(self, request: Request) -> Response:
+        try:
+            self.state.rules = parse_rules(await request.body())
+        except RulesError as exc:
+            return _error(400, str(exc))
+        self.state.per_target.clear()
+        return _json(200, {"rules": len(self.state.rules.rules)})
+
+    # ------------------------------------------------------------------------------ webhooks
+    async def _push_all(self, msg: SimMessage) -> None:
+        """Push each step of ``msg`` to the webhook when it is reached."""
+        for step in msg.steps:
+            due = msg.accepted_at + step.after * self.state.time_scale
+            await asyncio.sleep(max(0.0, due - time.monotonic()))
+            await self._push(self._status_payload(msg, due))
+
+    async def _push(self, payload: dict[str, Any]) -> None:
+        assert self.webhook_url is not None
+        if self._http is None:
+            self._http = httpx.AsyncClient(timeout=10.0)
+        body = orjson.dumps(payload)
+        headers = {"Content-Type": "application/json", SIGNATURE_HEADER: sign(self.webhook_secret, body)}
+        # A real gateway retries a callback that failed; 5 tries with doubling waits (0.5 s .. 8 s)
+        # ride out a receiver restart without flooding it.
+        for attempt in range(5):
+            try:
+                resp = await self._http.post(self.webhook_url, content=body, headers=headers)
+                if resp.status_code < 500:
+                    return
+            except httpx.HTTPError as exc:
+                log.debug("webhook push failed: %s", exc)
+            await asyncio.sleep(0.5 * 2**attempt)
+        log.warning("webhook push of %s gave up", payload.get("customerMessageId"))
+
+    async def aclose(self) -> None:
+        for task in list(self._pushes):
+            task.cancel()
+        for task in list(self._pushes):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._http is not None:
+            await self._http.aclose()
+
+
+async def run_simulator(
+    host: str,
+    port: int,
+    *,
+    rules: Rules | None = None,
+    api_key: str | None = None,
+    webhook_url: str | None = None,
+    webhook_secret: bytes = b"",
+    time_scale: float = 1.0,
+    stop: asyncio.Event | None = None,
+    ready: asyncio.Event | None = None,
+    simulator: list[Simulator] | None = None,
+) -> None:
+    """Serve the simulator on host:port until ``stop`` is set.
+
+    ``simulator``, when given, receives the :class:`Simulator` so an in-process caller (a test, the
+    demo) can read its counters.
+    """
+    sim = Simulator(
+        rules if rules is not None else load_rules(None),
+        api_key=api_key,
+        webhook_url=webhook_url,
+        webhook_secret=webhook_secret,
+        time_scale=time_scale,
+    )
+    if simulator is not None:
+        simulator.append(sim)
+    try:
+        await serve_app(sim.app, host, port, stop=stop, ready=ready)
+    finally:
+        await sim.aclose()

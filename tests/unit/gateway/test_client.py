@@ -1,0 +1,118 @@
+"""The httpx gateway client against the simulator over real HTTP: every answer maps to a typed result."""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import logging
+import time
+
+import pytest
+
+from stream_app.contracts import Channel, RetryCommand, decode_command
+from stream_app.gateway.client import (
+    Accepted,
+    Found,
+    GatewayClient,
+    NotFound,
+    Permanent,
+    RateLimited,
+    Rejected,
+    Transient,
+    build_body,
+    parse_retry_after,
+)
+from stream_app.gateway.simulator import parse_rules
+from stream_app.gateway.testing import free_port, running_simulator
+
+SMS = {"sender": "Shop", "text": "hello", "destination": "+393401234500"}
+
+
+def _command(**over: object) -> RetryCommand:
+    base = {
+        "commandId": "m-1:2",
+        "messageId": "m-1",
+        "attempt": 2,
+        "channel": "SMS",
+        "destination": "+393401234567",
+        "content": {"sender": "BancaAdri", "text": "Gentile Giulia"},
+        "reason": "FAILED",
+        "issuedAt": "2026-04-09T08:15:01Z",
+    }
+    base.update(over)
+    import orjson
+
+    return decode_command(orjson.dumps(base))
+
+
+def test_body_is_content_plus_destination_and_command_id_as_customer_id() -> None:
+    assert build_body(_command()) == {
+        "sender": "BancaAdri",
+        "text": "Gentile Giulia",
+        "destination": "+393401234567",
+        "messageId": "m-1:2",
+    }
+    assert build_body(_command(simulation=True))["simulation"] is True
+
+
+def test_retry_after_seconds_and_http_date() -> None:
+    assert parse_retry_after("2.5") == 2.5
+    assert parse_retry_after(None) is None
+    assert parse_retry_after("soon") is None
+    now = time.time()
+    later = email.utils.formatdate(now + 30, usegmt=True)
+    assert parse_retry_after(later, now=now) == pytest.approx(30, abs=1)
+    assert parse_retry_after(email.utils.formatdate(now - 30, usegmt=True), now=now) == 0.0
+
+
+async def test_accepted_rejected_and_status_found() -> None:
+    async with running_simulator(time_scale=0.2) as (_, base), GatewayClient(base, "test-key") as gw:
+        assert await gw.send(Channel.SMS, {**SMS, "messageId": "a:0"}) == Accepted("a:0", 1)
+        wa = {"destination": "+393401234501", "template": {"id": 1}, "messageId": "a:1"}
+        assert await gw.send(Channel.WHATSAPP, wa) == Rejected(("RECIPIENT_NOT_ON_WHATSAPP",))
+        await asyncio.sleep(0.25)
+        found = await gw.status("a:0", Channel.SMS)
+        assert isinstance(found, Found) and found.status == "DELIVERED" and found.occurred_at
+        assert await gw.status("a:0", Channel.RCS) == NotFound()
+        assert await gw.status("never:0", Channel.SMS) == NotFound()
+
+
+async def test_http_failures_map_to_typed_results() -> None:
+    rules = parse_rules(
+        b'{"rules": [{"destinationSuffix": "1", "rateLimit": 1, "retryAfter": 4},'
+        b' {"destinationSuffix": "2", "fail": 1},'
+        b' {"destinationSuffix": "3", "unapprovedTemplate": true}]}'
+    )
+    async with running_simulator(rules) as (_, base), GatewayClient(base, "test-key") as gw:
+        assert await gw.send(Channel.SMS, {**SMS, "destination": "+393401234501"}) == RateLimited(4.0)
+        five = await gw.send(Channel.SMS, {**SMS, "destination": "+393401234502"})
+        assert isinstance(five, Transient) and five.maybe_sent and "500" in five.error
+        wa = {"destination": "+393401234503", "template": {"id": 9}}
+        assert await gw.send(Channel.WHATSAPP, wa) == Rejected(("Template not approved or not found",), 422)
+        bad = await gw.send(Channel.SMS, {"destination": "nope"})
+        assert isinstance(bad, Permanent) and bad.status == 400 and "destination" in bad.reason
+    async with running_simulator() as (_, base), GatewayClient(base, "wrong-key") as gw:
+        assert await gw.send(Channel.SMS, SMS) == Permanent(401, "invalid API key")
+
+
+async def test_slow_answer_is_a_timeout_that_may_have_sent() -> None:
+    rules = parse_rules(b'{"rules": [{"delay": 1.0}]}')
+    async with running_simulator(rules) as (sim, base), GatewayClient(base, "test-key", timeout=0.2) as gw:
+        result = await gw.send(Channel.SMS, {**SMS, "messageId": "slow:0"})
+        assert isinstance(result, Transient) and result.maybe_sent and "Timeout" in result.error
+        assert sim.state.sends["slow:0"] == 1  # the gateway did send: only the answer was lost
+
+
+async def test_nothing_listening_is_transient_and_never_sent() -> None:
+    async with GatewayClient(f"http://127.0.0.1:{free_port()}", "k", timeout=1) as gw:
+        result = await gw.send(Channel.SMS, SMS)
+        assert isinstance(result, Transient) and not result.maybe_sent
+        status = await gw.status("x:0", Channel.SMS)
+        assert isinstance(status, Transient)
+
+
+async def test_api_key_never_logged(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    async with running_simulator(api_key="s3cret-key") as (_, base), GatewayClient(base, "s3cret-key") as gw:
+        assert isinstance(await gw.send(Channel.SMS, SMS), Accepted)
+    assert "s3cret-key" not in caplog.text

@@ -1,0 +1,191 @@
+"""The gateway simulator over real HTTP: the API shapes of the seed pages and the scripted behaviours."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+
+from stream_app.gateway.errors import PortInUse, RulesError
+from stream_app.gateway.serve import bind
+from stream_app.gateway.simulator import load_rules, parse_rules
+from stream_app.gateway.testing import running_simulator
+
+KEY = {"X-Api-Key": "test-key"}
+SMS = {"sender": "Shop", "text": "hello"}
+
+
+async def _post(base: str, channel: str, body: Any, headers: dict[str, str] | None = None) -> httpx.Response:
+    async with httpx.AsyncClient(base_url=base) as http:
+        content = body if isinstance(body, bytes) else orjson.dumps(body)
+        sent = KEY if headers is None else headers
+        return await http.post(f"/api/message-server/{channel}/send", content=content, headers=sent)
+
+
+async def _status(base: str, cid: str, channel: str) -> httpx.Response:
+    async with httpx.AsyncClient(base_url=base) as http:
+        return await http.get(
+            f"/api/partner-gateway/v1/messages/status/{cid}", params={"channel": channel}, headers=KEY
+        )
+
+
+async def test_sms_accepted_then_delivered_with_echoed_customer_id() -> None:
+    async with running_simulator(time_scale=0.2) as (sim, base):
+        r = await _post(base, "sms", {"destination": "+393401234500", "messageId": "m1:0", **SMS})
+        assert r.status_code == 200
+        assert r.json() == {
+            "messageId": "m1:0",
+            "simulation": False,
+            "results": {"sms": {"accepted": True, "reasons": [], "parts": 1}},
+        }
+        assert (await _status(base, "m1:0", "SMS")).json()["deliveryStatus"] == "ACCEPTED"
+        await asyncio.sleep(0.25)
+        assert (await _status(base, "m1:0", "SMS")).json()["deliveryStatus"] == "DELIVERED"
+        assert sim.state.sends["m1:0"] == 1
+
+
+async def test_missing_or_wrong_api_key_is_401() -> None:
+    async with running_simulator() as (_, base):
+        body = {"destination": "+393401234500", **SMS}
+        assert (await _post(base, "sms", body, headers={})).status_code == 401
+        assert (await _post(base, "sms", body, headers={"X-Api-Key": "nope"})).status_code == 401
+        async with httpx.AsyncClient(base_url=base) as http:
+            r = await http.get("/api/partner-gateway/v1/messages/status/x?channel=SMS")
+        assert r.status_code == 401
+
+
+@pytest.mark.parametrize(
+    ("channel", "body", "reason"),
+    [
+        ("sms", b"{not json", "not valid JSON"),
+        ("sms", b"[1, 2]", "must be a JSON object"),
+        ("sms", {"sender": "S", "text": "t"}, "destination: required"),
+        ("sms", {"destination": "3934", "sender": "S", "text": "t"}, "destination: must be E.164"),
+        ("sms", {"destination": 5, "sender": "S", "text": "t"}, "destination"),
+        ("sms", {"destination": "+393401234500", "text": "t"}, "sender: required"),
+        ("sms", {"destination": "+393401234500", "sender": "S"}, "text: required"),
+        ("whatsapp", {"destination": "+393401234500"}, "template: required"),
+        ("rcs", {"destination": "+393401234500", "templateId": 1}, "agentId: required"),
+        ("sms", {"destination": "+393401234500", "messageId": "", **SMS}, "messageId"),
+        ("sms", {"destination": "+393401234500", "simulation": "maybe", **SMS}, "simulation"),
+    ],
+)
+async def test_malformed_bodies_are_400_never_5xx(channel: str, body: Any, reason: str) -> None:
+    async with running_simulator() as (sim, base):
+        r = await _post(base, channel, body)
+        assert r.status_code == 400, r.text
+        assert reason in r.json()["error"]
+        assert sum(sim.state.sends.values()) == 0
+
+
+async def test_oversized_body_is_413_and_unknown_channel_404() -> None:
+    async with running_simulator() as (_, base):
+        big = orjson.dumps({"destination": "+393401234500", "sender": "S", "text": "x" * (2 << 20)})
+        assert (await _post(base, "sms", big)).status_code == 413
+        assert (await _post(base, "fax", {"destination": "+393401234500"})).status_code == 404
+
+
+async def test_default_rules_reject_whatsapp_for_suffix_01_and_rcs_agent_not_reachable() -> None:
+    async with running_simulator() as (_, base):
+        r = await _post(base, "whatsapp", {"destination": "+393401234501", "template": {"id": 1}})
+        no_wa = {"accepted": False, "reasons": ["RECIPIENT_NOT_ON_WHATSAPP"]}
+        assert r.json()["results"]["whatsapp"] == no_wa
+        r = await _post(base, "rcs", {"destination": "+393401234504", "agentId": 1, "templateId": 2})
+        assert r.json()["results"]["rcs"]["reasons"] == ["AGENT_NOT_REACHABLE"]
+        r = await _post(base, "sms", {"destination": "+393401234509", **SMS})
+        assert r.json()["results"]["sms"] == {"accepted": False, "reasons": ["INVALID_DESTINATION"]}
+        r = await _post(base, "sms", {"destination": "+393401234504", **SMS})
+        assert r.json()["results"]["sms"]["parts"] == 2
+
+
+async def test_error_and_expired_carry_status_codes_6_and_8() -> None:
+    async with running_simulator(time_scale=0.02) as (_, base):
+        for dest, cid in (("+393401234503", "e:0"), ("+393401234506", "x:0")):
+            body = {"destination": dest, "messageId": cid, "template": {"id": 1}}
+            assert (await _post(base, "whatsapp", body)).status_code == 200
+        await asyncio.sleep(0.05)
+        err = (await _status(base, "e:0", "WHATSAPP")).json()
+        exp = (await _status(base, "x:0", "WHATSAPP")).json()
+        assert (err["deliveryStatus"], err["statusCode"]) == ("ERROR", 6)
+        assert (exp["deliveryStatus"], exp["statusCode"]) == ("EXPIRED", 8)
+        assert (await _status(base, "e:0", "SMS")).status_code == 404
+        assert (await _status(base, "e:0", "FAX")).status_code == 400
+
+
+async def test_stuck_in_sent_and_read_after_n_seconds() -> None:
+    async with running_simulator(time_scale=0.02) as (_, base):
+        for dest, cid in (("+393401234502", "s:0"), ("+393401234505", "r:0")):
+            await _post(base, "whatsapp", {"destination": dest, "messageId": cid, "template": {"id": 1}})
+        await asyncio.sleep(0.1)
+        assert (await _status(base, "s:0", "WHATSAPP")).json()["deliveryStatus"] == "SENT"
+        read = (await _status(base, "r:0", "WHATSAPP")).json()
+        assert read["deliveryStatus"] == "READ" and read["readDate"]
+
+
+async def test_scripted_429_burst_then_500_then_success() -> None:
+    rules = parse_rules(b'{"rules": [{"rateLimit": 2, "retryAfter": 3, "fail": 1}]}')
+    async with running_simulator(rules) as (sim, base):
+        body = {"destination": "+393401234500", "messageId": "b:0", **SMS}
+        codes = [(await _post(base, "sms", body)).status_code for _ in range(4)]
+        assert codes == [429, 429, 500, 200]
+        r = await _post(base, "sms", {**body, "messageId": "b:1"})
+        assert r.status_code == 200
+        assert sim.state.sends == {"b:0": 1, "b:1": 1}
+        assert sim.state.calls["b:0"] == 4
+
+
+async def test_retry_after_header_and_unapproved_template_422() -> None:
+    rules = parse_rules(
+        b'{"rules": [{"destinationSuffix": "1", "rateLimit": 1, "retryAfter": 3},'
+        b' {"destinationSuffix": "2", "unapprovedTemplate": true}]}'
+    )
+    async with running_simulator(rules) as (_, base):
+        r = await _post(base, "sms", {"destination": "+393401234501", **SMS})
+        assert (r.status_code, r.headers["retry-after"]) == (429, "3")
+        r = await _post(base, "whatsapp", {"destination": "+393401234502", "template": {"id": 9}})
+        assert r.status_code == 422 and "Template not approved" in r.json()["error"]
+
+
+async def test_simulation_flag_sends_nothing() -> None:
+    async with running_simulator() as (sim, base):
+        body = {"destination": "+393401234500", "messageId": "d:0", "simulation": True, **SMS}
+        r = await _post(base, "sms", body)
+        assert r.json()["simulation"] is True and r.json()["results"]["sms"]["accepted"] is True
+        assert sim.state.sends == {}
+
+
+async def test_rules_put_and_sends_endpoint() -> None:
+    async with running_simulator() as (_, base), httpx.AsyncClient(base_url=base) as http:
+        bad = await http.put("/_sim/rules", content=b'{"rules": [{"fail": -1}]}')
+        assert bad.status_code == 400 and "fail" in bad.json()["error"]
+        ok = await http.put("/_sim/rules", content=b'{"rules": [{"reject": ["NOPE"]}]}')
+        assert ok.status_code == 200
+        r = await _post(base, "sms", {"destination": "+393401234500", "messageId": "p:0", **SMS})
+        assert r.json()["results"]["sms"]["reasons"] == ["NOPE"]
+        assert (await http.get("/_sim/sends")).json()["sends"] == {"p:0": 1}
+
+
+def test_rules_file_errors_name_the_file_and_field(tmp_path: Any) -> None:
+    bad = tmp_path / "rules.json"
+    bad.write_text('{"rules": [{"channel": "FAX"}]}')
+    with pytest.raises(RulesError, match=r"rules.json: rules.0.channel"):
+        load_rules(bad)
+    bad.write_text("{oops")
+    with pytest.raises(RulesError, match="not valid JSON"):
+        load_rules(bad)
+    with pytest.raises(RulesError, match="cannot read"):
+        load_rules(tmp_path / "missing.json")
+    assert len(load_rules(None).rules) > 10
+
+
+def test_taken_port_is_a_one_line_error() -> None:
+    sock = bind("127.0.0.1", 0)
+    try:
+        port = sock.getsockname()[1]
+        with pytest.raises(PortInUse, match=f"127.0.0.1:{port}"):
+            bind("127.0.0.1", port)
+    finally:
+        sock.close()
