@@ -1,0 +1,488 @@
+"""One partition's durable keyed timer store on RocksDB (rocksdict).
+
+Layout of ``root/<topic>-<partition>/`` (one RocksDB database, three column families):
+
+* ``values``: key -> record (``codec``: deadline header + value). The record is byte for byte the
+  changelog value, so the deadline is state and travels with it.
+* ``timers``: ``deadline (8-byte big-endian ms) + key`` -> empty. Derived and local-only: rebuilt while
+  the changelog is replayed. Kept in its own column family so the tombstones that firing leaves behind are
+  compacted away without rewriting the values, and so its scans never touch value blocks.
+* ``default``: one meta key: the durable changelog offset and the armed-timer count.
+
+Writes are staged in memory (``put``/``delete``/``apply_changelog``) and ``get``/``due``/``next_deadline``
+see them; ``flush`` writes values, index changes and meta in ONE ``WriteBatch``, which RocksDB applies
+atomically (all or nothing, also across column families, through the WAL). A crash therefore leaves the
+state of the last flush with the changelog offset it was made from, never a half-applied batch, and the
+runtime replays only the changelog tail after that offset.
+
+Timers: one per key. Re-arming overwrites the deadline in the record; the index entry of the old deadline
+is a *ghost* until the next flush removes it (we know the old deadline because the counter needs the old
+record anyway). ``due`` checks every index entry against the record it points at (staged view first) and
+skips, and stages the removal of, any entry whose deadline no longer matches. So cancel is lazy in memory
+and the disk index converges at each flush.
+
+Only staged writes (one flush interval) and a small read cache are held in Python: pending timers beyond
+that live in RocksDB and are read in deadline order through a bounded range scan.
+"""
+
+from __future__ import annotations
+
+import bisect
+import contextlib
+import heapq
+import re
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from rocksdict import (
+    BlockBasedOptions,
+    Cache,
+    DBCompressionType,
+    Options,
+    Rdict,
+    ReadOptions,
+    WriteBatch,
+    WriteBufferManager,
+)
+
+from stream_app.store import codec
+from stream_app.store.errors import (
+    InvalidChangelogRecord,
+    RestoreOrderError,
+    StoreClosed,
+    StoreError,
+    StoreLocked,
+    StoreOpenFailed,
+)
+
+_META_KEY = b"meta"
+_VALUES_CF = "values"
+_TIMERS_CF = "timers"
+
+#: Kafka topic names are ``[a-zA-Z0-9._-]{1,249}``; anything else must not become a directory name.
+_TOPIC_RE = re.compile(r"[A-Za-z0-9._-]{1,249}")
+
+#: During a restore we write a batch every this many changelog records: large enough that per-batch
+#: overhead (one WAL write, one meta put) is noise, small enough that the staged dict stays a few MiB.
+RESTORE_BATCH = 20_000
+
+#: The read cache only saves the second disk read of a key (``due``/``get`` then ``put``) within one
+#: flush interval; past this size we drop it rather than let a long interval grow it without bound.
+_READ_CACHE_MAX = 100_000
+
+# Memory budget shared by every store of the process (an instance owns many partitions): RSS must stay
+# well under 1 GiB with 10 million pending timers (issue 3), so block cache and memtables are capped
+# per process, not per partition.
+#: Block cache for data, index and filter blocks (index/filter blocks are charged to it, see below).
+_BLOCK_CACHE_BYTES = 128 << 20
+#: All memtables of all stores together; RocksDB flushes the largest when the total passes this.
+_MEMTABLE_BUDGET_BYTES = 192 << 20
+_shared: tuple[Cache, WriteBufferManager] | None = None
+
+
+def _shared_memory() -> tuple[Cache, WriteBufferManager]:
+    global _shared
+    if _shared is None:
+        _shared = (Cache(_BLOCK_CACHE_BYTES), WriteBufferManager(_MEMTABLE_BUDGET_BYTES, False))
+    return _shared
+
+
+def _options(*, values: bool) -> Options:
+    """RocksDB options for this workload: point reads by key, range scans by time, many deletions.
+
+    The WAL stays ON (rocksdict's default) and is not fsynced per write: a killed process loses nothing
+    that ``flush`` returned from (the WAL is in the OS page cache), and a machine crash can lose only
+    the newest batches, each entirely (the WAL replays whole batches), with the changelog offset inside
+    the same batch, so the runtime replays exactly the lost tail from the changelog. Turning the WAL off
+    (Kafka Streams does) would also keep batches atomic, but every crash would then lose everything
+    since the last memtable flush: minutes of state to restore instead of a few batches.
+    """
+    cache, memtables = _shared_memory()
+    opts = Options(raw_mode=True)
+    opts.create_if_missing(True)
+    opts.create_missing_column_families(True)
+    # Two shared cores on the target machines: one flush plus one compaction at a time is enough.
+    opts.set_max_background_jobs(2)
+    opts.set_write_buffer_manager(memtables)
+    # With three column families a quiet one (meta) would pin old WAL files forever; cap the total so
+    # RocksDB flushes it and recycles the log.
+    opts.set_max_total_wal_size(64 << 20)
+    opts.set_keep_log_file_num(2)
+    table = BlockBasedOptions()
+    table.set_block_cache(cache)
+    # Index and filter blocks live in the block cache, so their memory is bounded by it too instead of
+    # growing with the number of keys (10M keys -> tens of MiB of filters otherwise held outside it).
+    table.set_cache_index_and_filter_blocks(True)
+    table.set_pin_l0_filter_and_index_blocks_in_cache(True)
+    if values:
+        # Every put first reads the old record (for the timer count and the old index entry); most
+        # puts of new messages miss, and a bloom filter answers a miss without a disk read.
+        table.set_bloom_filter(10, False)
+        opts.set_write_buffer_size(32 << 20)
+        opts.set_compression_type(DBCompressionType.lz4())
+    else:
+        # The time index is a queue: entries are written, come due, are deleted. Compact SST files
+        # dense with tombstones early so due-scans do not wade through them (128-entry window, half
+        # deleted -> compact).
+        opts.add_compact_on_deletion_collector_factory(128, 64, 0.5)
+        opts.set_write_buffer_size(16 << 20)
+        # Index entries are 8 bytes of time + the key; nothing left to compress worth the CPU.
+        opts.set_compression_type(DBCompressionType.none())
+    opts.set_table_cache_num_shard_bits(4)
+    opts.set_block_based_table_factory(table)
+    return opts
+
+
+def _check_open_args(topic: str, partition: int) -> None:
+    if not _TOPIC_RE.fullmatch(topic):
+        raise StoreError(f"topic {topic!r} is not a Kafka topic name ([A-Za-z0-9._-], 1..249 chars)")
+    if not isinstance(partition, int) or partition < 0:
+        raise StoreError(f"partition {partition!r} must be an int >= 0")
+
+
+#: ``_staged`` entry: (record or None for a deletion, its deadline, the deadline of the record on disk
+#: when the key was first staged). The last one tells ``flush`` which index entry to remove.
+_Staged = tuple[bytes | None, int | None, int | None]
+
+
+class PartitionStore:
+    """Durable flow state plus due-time index of one input partition (see the module docstring)."""
+
+    def __init__(self, path: Path, db: Rdict) -> None:
+        """Use :meth:`open`; this wraps an already opened database."""
+        self.path = path
+        self._db: Rdict | None = db
+        self._values: Rdict | None = db.get_column_family(_VALUES_CF)
+        self._timers: Rdict | None = db.get_column_family(_TIMERS_CF)
+        self._values_cf: Any = db.get_column_family_handle(_VALUES_CF)
+        self._timers_cf: Any = db.get_column_family_handle(_TIMERS_CF)
+        raw_meta = db.get(_META_KEY)
+        offset, armed = codec.decode_meta(raw_meta) if raw_meta is not None else (None, 0)
+        self._offset: int | None = offset
+        self._armed = armed
+        self._staged: dict[bytes, _Staged] = {}
+        #: (deadline, key) of staged timers not yet handed to ``_staged_due``; may hold stale entries.
+        self._staged_heap: list[tuple[int, bytes]] = []
+        #: Sorted (deadline, key) of staged timers already popped from the heap; may hold stale entries.
+        self._staged_due: list[tuple[int, bytes]] = []
+        #: Index entries to delete at the next flush (ghosts found by ``due``).
+        self._index_del: set[bytes] = set()
+        #: Records read from disk since the last flush (None = absent); disk changes only at flush.
+        self._read_cache: dict[bytes, bytes | None] = {}
+        #: Every index entry below this deadline is known to be gone (or staged for deletion); due-scans
+        #: seek here instead of the start, past the tombstones fired timers leave behind.
+        self._low_water = 0
+        self._restore_offset: int | None = None
+        self._processing_staged = False
+
+    # ------------------------------------------------------------------ lifecycle
+    @classmethod
+    def open(cls, root: Path, topic: str, partition: int) -> PartitionStore:
+        """Open (creating if needed) ``root/<topic>-<partition>``; never wipes an existing store.
+
+        Raises :class:`StoreLocked` when another open store holds the directory, and
+        :class:`StoreOpenFailed` for any other refusal (the directory is left as it is).
+        """
+        _check_open_args(topic, partition)
+        path = Path(root) / f"{topic}-{partition}"
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreOpenFailed(path, f"cannot create the directory ({exc.strerror})") from None
+        try:
+            db = Rdict(
+                str(path),
+                _options(values=False),
+                column_families={_VALUES_CF: _options(values=True), _TIMERS_CF: _options(values=False)},
+            )
+        except Exception as exc:  # rocksdict raises a bare Exception carrying RocksDB's status text
+            detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            if "lock" in detail.lower():
+                raise StoreLocked(path, detail) from None
+            raise StoreOpenFailed(path, detail) from None
+        try:
+            return cls(path, db)
+        except InvalidChangelogRecord as exc:
+            _close_quietly(db)
+            raise StoreOpenFailed(path, str(exc)) from None
+
+    def close(self) -> None:
+        """Release the database and its lock. Staged (unflushed) writes are dropped, as in a crash.
+
+        The store cannot know whether the effects of staged writes are durable yet (DESIGN.md rule 3),
+        so only ``flush`` makes state durable. Idempotent.
+        """
+        db = self._db
+        if db is None:
+            return
+        # rocksdict keeps the database (and its LOCK) alive while any column family object or handle
+        # is referenced, so drop ours before closing; iterators are never kept past a call.
+        self._values = self._timers = None
+        self._values_cf = self._timers_cf = None
+        self._db = None
+        self._discard_staged()
+        db.close()
+
+    def __enter__(self) -> PartitionStore:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ reads
+    def get(self, key: bytes) -> bytes | None:
+        """The value of ``key``, staged writes included; None if absent."""
+        staged = self._staged.get(key)
+        record = staged[0] if staged is not None else self._disk_record(key)
+        return None if record is None else codec.record_value(record)
+
+    def due(self, now_ms: int, limit: int) -> list[tuple[bytes, int]]:
+        """Up to ``limit`` ``(key, deadline_ms)`` with deadline <= ``now_ms``, in deadline order.
+
+        Staged writes count (an expiry sweep must never read disk and miss the pending batch). Entries
+        whose deadline no longer matches their record are skipped and their removal staged. Nothing is
+        consumed: a timer keeps being returned until its key is re-armed, disarmed or deleted.
+        """
+        if limit <= 0:
+            self._require_open()
+            return []
+        return self._scan(min(now_ms, codec.MAX_DEADLINE_MS), limit)
+
+    def next_deadline(self) -> int | None:
+        """The earliest armed deadline (staged writes included), or None when no timer is armed."""
+        first = self._scan(codec.MAX_DEADLINE_MS, 1)
+        return first[0][1] if first else None
+
+    @property
+    def changelog_offset(self) -> int | None:
+        """The last changelog offset made durable locally by ``flush`` (None: nothing yet)."""
+        return self._offset
+
+    def pending_count(self) -> int:
+        """Armed timers (keys with a deadline), staged writes included. O(1): a maintained counter."""
+        return self._armed
+
+    # ------------------------------------------------------------------ staged writes
+    def put(self, key: bytes, value: bytes, deadline_ms: int | None) -> None:
+        """Stage ``key`` -> ``value`` with its one timer (None: no timer). Durable at the next flush."""
+        record = codec.changelog_value(value, deadline_ms)  # validates the deadline
+        self._processing_staged = True
+        self._stage(key, record, deadline_ms)
+
+    def delete(self, key: bytes) -> None:
+        """Stage the removal of ``key`` and its timer. Durable at the next flush."""
+        self._processing_staged = True
+        self._stage(key, None, None)
+
+    def flush(self, changelog_offset: int | None = None) -> None:
+        """Write every staged change, the index changes and the changelog offset in one atomic batch.
+
+        ``changelog_offset`` is the offset of the last changelog record that covers the staged state;
+        None keeps the stored one (or, after ``apply_changelog``, stores the last applied offset).
+        """
+        self._require_open()
+        offset = changelog_offset if changelog_offset is not None else self._restore_offset
+        if offset is None:
+            offset = self._offset
+        if not self._staged and not self._index_del and offset == self._offset:
+            return
+        timers_cf = self._timers_cf
+        values_cf = self._values_cf
+        batch = WriteBatch(raw_mode=True)
+        index_del = self._index_del
+        # Deletions first: a later put of the same index key in this batch must win (a key re-armed to
+        # the deadline of an entry found to be a ghost earlier in this interval).
+        for index in index_del:
+            batch.delete(index, timers_cf)
+        index_key = codec.index_key
+        low_water = self._low_water
+        for key, (record, deadline, disk_deadline) in self._staged.items():
+            if disk_deadline is not None and disk_deadline != deadline:
+                batch.delete(index_key(disk_deadline, key), timers_cf)
+            if record is None:
+                batch.delete(key, values_cf)
+            else:
+                batch.put(key, record, values_cf)
+            if deadline is not None and (deadline != disk_deadline or index_key(deadline, key) in index_del):
+                batch.put(index_key(deadline, key), b"", timers_cf)
+            if deadline is not None and deadline < low_water:
+                low_water = deadline
+        batch.put(_META_KEY, codec.encode_meta(offset, self._armed))
+        try:
+            self._db.write(batch)  # type: ignore[union-attr]  # _require_open checked it
+        except Exception as exc:
+            raise StoreError(f"flushing state store {self.path} failed: {exc}") from None
+        self._offset = offset
+        # Index entries written now may lie below the low-water mark a scan raised meanwhile.
+        self._low_water = low_water
+        self._discard_staged()
+
+    def apply_changelog(self, key: bytes, record: bytes | None, offset: int) -> None:
+        """Restore one changelog record (None = tombstone) read at ``offset``; rebuilds the index.
+
+        Records at or below the offset already applied are skipped (a restore that re-reads an overlap
+        must not move state backwards). Writes go out in batches of :data:`RESTORE_BATCH` with their
+        offset; call ``flush()`` at the end of the restore to make the last ones durable.
+        Raises :class:`InvalidChangelogRecord` for a value that is not a changelog value, and
+        :class:`RestoreOrderError` if ``put``/``delete`` writes are staged.
+        """
+        if self._processing_staged:
+            raise RestoreOrderError(
+                f"state store {self.path}: flush staged put/delete writes before applying changelog records"
+            )
+        applied = self._restore_offset if self._restore_offset is not None else self._offset
+        if applied is not None and offset <= applied:
+            return
+        if record is None:
+            self._stage(key, None, None)
+        else:
+            self._stage(key, record, codec.record_deadline(record))
+        self._restore_offset = offset
+        if len(self._staged) >= RESTORE_BATCH:
+            self.flush()
+
+    # ------------------------------------------------------------------ internals
+    def _require_open(self) -> None:
+        if self._db is None:
+            raise StoreClosed(f"state store {self.path} is closed")
+
+    def _disk_record(self, key: bytes) -> bytes | None:
+        cache = self._read_cache
+        if key in cache:
+            return cache[key]
+        values = self._values
+        if values is None:
+            raise StoreClosed(f"state store {self.path} is closed")
+        record: bytes | None = values.get(key)
+        if len(cache) >= _READ_CACHE_MAX:
+            cache.clear()
+        cache[key] = record
+        return record
+
+    def _stage(self, key: bytes, record: bytes | None, deadline: int | None) -> None:
+        current = self._staged.get(key)
+        if current is None:
+            disk = self._disk_record(key)
+            if disk is None and record is None:
+                return  # deleting what does not exist: nothing to write
+            disk_deadline = None if disk is None else codec.stored_deadline(disk)
+            old_deadline = disk_deadline
+        else:
+            old_deadline = current[1]
+            disk_deadline = current[2]
+        if old_deadline is not None:
+            self._armed -= 1
+        if deadline is not None:
+            self._armed += 1
+            heapq.heappush(self._staged_heap, (deadline, key))
+        self._staged[key] = (record, deadline, disk_deadline)
+
+    def _discard_staged(self) -> None:
+        self._staged.clear()
+        self._staged_heap.clear()
+        self._staged_due.clear()
+        self._index_del.clear()
+        self._read_cache.clear()
+        self._restore_offset = None
+        self._processing_staged = False
+
+    def _scan(self, now_ms: int, limit: int) -> list[tuple[bytes, int]]:
+        """Merge staged timers and the disk index up to ``now_ms``; see :meth:`due`."""
+        timers = self._timers
+        if timers is None:
+            raise StoreClosed(f"state store {self.path} is closed")
+        staged = self._staged
+        # The iterator below is local on purpose: a live iterator keeps the database (and its LOCK)
+        # open, so none may outlive this call.
+
+        # Staged side: heap entries that came due join the sorted list (two sorted runs: timsort merges
+        # them in linear time); entries there may be stale (key re-armed or deleted since) and are
+        # skipped on the fly.
+        heap = self._staged_heap
+        if heap and heap[0][0] <= now_ms:
+            popped = []
+            while heap and heap[0][0] <= now_ms:
+                popped.append(heapq.heappop(heap))
+            self._staged_due = sorted(self._staged_due + popped) if self._staged_due else popped
+        staged_due = self._staged_due
+        cut = bisect.bisect_left(staged_due, (now_ms + 1, b""))
+        s_pos = 0
+
+        def next_staged() -> tuple[int, bytes] | None:
+            nonlocal s_pos
+            while s_pos < cut:
+                item = staged_due[s_pos]
+                s_pos += 1
+                entry = staged.get(item[1])
+                if entry is not None and entry[1] == item[0]:
+                    return item
+            return None
+
+        # Disk side: the index from the low-water mark up to now (upper bound exclusive). rocksdict
+        # 0.3.29's set_iterate_lower_bound sets the UPPER bound, so we seek to the low-water mark.
+        read_opts = ReadOptions()
+        read_opts.set_iterate_upper_bound(codec.index_key(now_ms + 1, b""))
+        it = timers.iter(read_opts)
+        it.seek(codec.index_key(self._low_water, b""))
+        index_del = self._index_del
+        disk_record = self._disk_record
+        stored_deadline = codec.stored_deadline
+        floor: int | None = None  # every disk entry below it is dead
+        live_disk_found = False
+
+        def next_disk() -> tuple[int, bytes] | None:
+            nonlocal floor, live_disk_found
+            while it.valid():
+                index = it.key()
+                it.next()
+                deadline = int.from_bytes(index[:8], "big")
+                key = index[8:]
+                if index in index_del:
+                    live = False
+                else:
+                    entry = staged.get(key)
+                    if entry is not None:
+                        live = entry[1] == deadline
+                    else:
+                        record = disk_record(key)
+                        live = record is not None and stored_deadline(record) == deadline
+                    if not live:
+                        # A ghost: its record moved on. Stage its removal; never delete outside a
+                        # flush, where the record change that made it a ghost becomes durable too.
+                        index_del.add(index)
+                if live:
+                    if not live_disk_found:
+                        live_disk_found = True
+                        floor = deadline
+                    return deadline, key
+                if not live_disk_found:
+                    floor = deadline
+            if not live_disk_found:
+                floor = now_ms + 1  # exhausted: nothing live at or below now on disk
+            return None
+
+        out: list[tuple[bytes, int]] = []
+        seen: set[bytes] = set()
+        staged_item = next_staged()
+        disk_item = next_disk()
+        while len(out) < limit and (staged_item is not None or disk_item is not None):
+            if disk_item is None or (staged_item is not None and staged_item <= disk_item):
+                deadline, key = staged_item  # type: ignore[misc]  # not None on this branch
+                staged_item = next_staged()
+            else:
+                deadline, key = disk_item
+                disk_item = next_disk()
+            if key not in seen:
+                seen.add(key)
+                out.append((key, deadline))
+        if floor is not None and floor > self._low_water:
+            self._low_water = floor
+        return out
+
+
+def _close_quietly(db: Rdict) -> None:
+    with contextlib.suppress(Exception):  # best effort on an already failing open
+        db.close()
