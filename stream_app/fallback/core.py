@@ -136,9 +136,8 @@ def decide(state: FlowState | None, event: Event, now_ms: int, limits: Limits) -
         ctx.effects.append(SetTimer(new_deadline))
     elif new_deadline is None and old_deadline is not None:
         ctx.effects.append(ClearTimer())
-    if not ctx.effects and st == state:
-        return Decision(state, ())
-    return Decision(st, tuple(ctx.effects))
+    # An unchanged state comes back as the very same object, so the runtime can skip the write.
+    return Decision(state if st == state else st, tuple(ctx.effects))
 
 
 def _event_message_id(event: Event) -> str | None:
