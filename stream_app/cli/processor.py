@@ -1,0 +1,73 @@
+"""``stream-app processor``: run the fallback processor until SIGTERM or Ctrl-C."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+
+from stream_app.config import add_options, from_args
+
+ORDER = 30
+
+DESCRIPTION = """\
+Run the fallback processor: read send-requests and delivery-status, decide the next channel and
+when a message has ended, and publish retry-commands, outcomes and dead-letters. Its pending timers
+and flow states live in a local RocksDB store per partition (STREAM_APP_STATE_DIR), backed by the
+compacted <app-id>-flows-changelog topic, so any instance can take over a partition.
+
+Start as many instances as you like with the same STREAM_APP_APP_ID: they share the partitions.
+SIGTERM (or Ctrl-C) stops it cleanly: the batch in flight is finished, offsets are committed and
+a restarted instance carries on every pending timer.
+"""
+
+EPILOG = """\
+examples:
+  stream-app processor
+      the defaults: broker localhost:9092, app id fallback-processor, metrics on :9464
+  KAFKA_BOOTSTRAP_SERVERS=kafka:9092 STREAM_APP_STATE_DIR=/var/lib/stream-app stream-app processor
+  stream-app processor --topic-prefix prod. --metrics-port 0     no HTTP endpoint
+  stream-app processor --processing-guarantee exactly_once       needs a broker with transactions
+
+endpoints: http://HOST:METRICS_PORT/metrics (Prometheus) and /healthz
+logs: key=value lines on stderr; --log-level debug shows every command (destinations masked)
+the topics must exist first: stream-app topics create
+"""
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = sub.add_parser(
+        "processor",
+        help="run the fallback processor",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_options(parser)
+    parser.add_argument(
+        "--log-level",
+        default="info",
+        choices=["debug", "info", "warning", "error"],
+        help="log level (default info)",
+    )
+    parser.set_defaults(func=run)
+
+
+async def _main(args: argparse.Namespace) -> None:
+    from stream_app.runtime import run_processor
+
+    settings = from_args(args)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await run_processor(settings, stop=stop)
+
+
+def run(args: argparse.Namespace) -> int:
+    from stream_app.runtime.logs import configure
+
+    configure(getattr(logging, str(args.log_level).upper()))
+    asyncio.run(_main(args))
+    return 0

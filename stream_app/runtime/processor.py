@@ -1,0 +1,849 @@
+"""The fallback processor: aiokafka around the pure core, with a durable keyed timer store.
+
+One asyncio task runs every turn of the loop (DESIGN.md rules 3-6):
+
+1. reconcile: open and restore the store of every newly owned partition, close the others;
+2. ``getmany()`` a batch (waiting no longer than the next due timer);
+3. decode each record, ``decide()``, stage the new state in the partition's store and buffer effects;
+4. fire due timers (at most :data:`TIMER_BATCH` per turn) through the same path;
+5. complete: produce outputs and await their delivery, then produce the changelog and await it,
+   then commit the input offsets, then ``store.flush(changelog_offset)``. A crash at any point can
+   therefore only repeat an effect (same commandId / same outcome), never lose one.
+
+Every changelog record carries the header ``stream-app.input`` = ``b"<send-requests offset>,
+<delivery-status offset>"`` (``-1``: no input of that topic; both ``-1``: a timer change). A restore
+skips a record whose input offset was never committed, because that input will be processed again
+from the committed offset and must meet the state it was decided against.
+
+Any Kafka error inside a turn (broker gone, request timeout, commit refused by a rebalance) is logged
+and the turn is retried after a backoff from a clean slate: stores are closed without their staged
+writes, positions go back to the committed offsets and the stores are restored from the changelog
+tail. The loop never dies on a broker outage or on input.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
+from aiokafka.coordinator.assignors.range import RangePartitionAssignor
+from aiokafka.errors import KafkaConnectionError, KafkaError
+from aiokafka.structs import ConsumerRecord, TopicPartition
+
+from stream_app.config import Settings
+from stream_app.contracts import InvalidRecord, SendRequest, decode_request, decode_status, encode
+from stream_app.errors import BrokerUnreachable
+from stream_app.fallback import (
+    CancelEvent,
+    DeadLetter,
+    Decision,
+    EmitLateStatus,
+    EmitOutcome,
+    Event,
+    FlowState,
+    Limits,
+    RequestEvent,
+    SendCommand,
+    StatusEvent,
+    TimerEvent,
+    decide,
+    decode_state,
+    encode_state,
+)
+from stream_app.runtime.errors import NotCoPartitioned, TransactionsUnsupported
+from stream_app.runtime.logs import log, mask
+from stream_app.runtime.metrics import Metrics, serve
+from stream_app.runtime.topology import check_topics, co_partitioned
+from stream_app.store import PartitionStore, changelog_value
+
+Clock = Callable[[], int]
+Headers = list[tuple[str, bytes]]
+
+#: Changelog header naming the input offsets a state change came from (see the module docstring).
+INPUT_HEADER = "stream-app.input"
+TRACEPARENT = "traceparent"
+
+#: Records per ``getmany()``: large enough that the per-batch round trips (deliver, changelog,
+#: commit) are amortised over thousands of records, small enough that a turn stays well under a second.
+MAX_RECORDS = 5000
+#: Timers fired per turn (DESIGN.md: about 10k) so records, commits and heartbeats are never starved.
+TIMER_BATCH = 10_000
+#: Longest ``getmany()`` wait when no timer is due sooner: bounds how late a stop or a new clock
+#: reading is noticed.
+MAX_WAIT_MS = 200
+#: Bound on the revoke listener's wait for the loop to finish its turn: well under the 30 s
+#: rebalance timeout, so a wedged turn can never stall the whole group's rebalance.
+REVOKE_WAIT_S = 20.0
+#: A restore replays the changelog without polling the group consumer; 15 minutes leaves room for
+#: ten million flows at the measured restore rate before the group would evict the instance.
+MAX_POLL_INTERVAL_MS = 900_000
+#: Backoff after a failed turn: doubles from 100 ms up to 5 s while the broker is away.
+BACKOFF_MIN_S, BACKOFF_MAX_S = 0.1, 5.0
+#: Grace for the last turn and the final flush when stopping, before the loop task is cancelled.
+STOP_GRACE_S = 15.0
+#: Restore progress is logged at most this often (seconds).
+PROGRESS_EVERY_S = 2.0
+
+
+def wall_clock() -> int:
+    """Epoch milliseconds of the wall clock (the default clock)."""
+    return time.time_ns() // 1_000_000
+
+
+@dataclass(slots=True)
+class _Change:
+    """The latest state of one key in the current batch, and the inputs that led to it."""
+
+    value: bytes | None
+    deadline: int | None
+    req_offset: int = -1
+    status_offset: int = -1
+
+
+@dataclass(slots=True)
+class _Out:
+    topic: str
+    key: bytes | None
+    value: bytes | None
+    headers: Headers
+
+
+@dataclass(slots=True)
+class _Work:
+    """Everything one turn produces, grouped by the partition it belongs to."""
+
+    outputs: dict[int, list[_Out]] = field(default_factory=lambda: defaultdict(list))
+    changes: dict[int, dict[bytes, _Change]] = field(default_factory=lambda: defaultdict(dict))
+    offsets: dict[int, dict[TopicPartition, int]] = field(default_factory=lambda: defaultdict(dict))
+
+    def empty(self) -> bool:
+        return not (self.outputs or self.changes or self.offsets)
+
+
+def _input_offsets(headers: Iterable[tuple[str, bytes]]) -> tuple[int, int] | None:
+    for name, value in headers:
+        if name == INPUT_HEADER:
+            try:
+                req, st = value.split(b",", 1)
+                return int(req), int(st)
+            except ValueError:
+                return None
+    return None
+
+
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, processor: Processor) -> None:
+        self._processor = processor
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        await self._processor._on_revoked(revoked)
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        self._processor._on_assigned(assigned)
+
+
+class Processor:
+    """One processor instance. Use :func:`run_processor`; this class is its state."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        clock: Clock | None = None,
+        stop: asyncio.Event | None = None,
+        ready: asyncio.Event | None = None,
+    ) -> None:
+        self.settings = settings
+        self.topics = settings.topics
+        self.clock = clock or wall_clock
+        self.stop = stop or asyncio.Event()
+        self.ready = ready or asyncio.Event()
+        self.limits = Limits.from_settings(settings)
+        self.metrics = Metrics()
+        self.exactly_once = settings.processing_guarantee == "exactly_once"
+        self.root = Path(settings.state_dir)
+        self.stores: dict[int, PartitionStore] = {}
+        self.txn_producers: dict[int, AIOKafkaProducer] = {}
+        self.partitions = 0
+        self._consumer: AIOKafkaConsumer | None = None
+        self._producer: AIOKafkaProducer | None = None
+        self._restorer: AIOKafkaConsumer | None = None
+        self._revoking = False
+        self._generation = 0  # +1 per revoke: a turn that straddles one must not flush its stores
+        self._idle = asyncio.Event()
+        self._fatal: BaseException | None = None
+        self._last_gauges = 0.0
+
+    # ------------------------------------------------------------------------------------ lifecycle
+
+    @property
+    def consumer(self) -> AIOKafkaConsumer:
+        assert self._consumer is not None
+        return self._consumer
+
+    @property
+    def producer(self) -> AIOKafkaProducer:
+        assert self._producer is not None
+        return self._producer
+
+    async def run(self) -> None:
+        server = None
+        if self.settings.metrics_port:
+            server = await serve(self.metrics, self.settings.metrics_port)
+        try:
+            await self._start()
+            loop_task = asyncio.create_task(self._loop(), name="stream-app-processor-loop")
+            stop_task = asyncio.create_task(self.stop.wait())
+            try:
+                await asyncio.wait({loop_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
+                if not loop_task.done():
+                    # The loop notices the stop at its next turn; give the turn in flight time to finish.
+                    done, _ = await asyncio.wait({loop_task}, timeout=STOP_GRACE_S)
+                    if not done:
+                        log(logging.WARNING, "stop_cancelling_turn", grace_s=STOP_GRACE_S)
+                        loop_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await loop_task  # re-raises a fatal error of the loop
+            finally:
+                for task in (loop_task, stop_task):
+                    if not task.done():
+                        task.cancel()
+                        with contextlib.suppress(asyncio.CancelledError):
+                            await task
+        finally:
+            await self._shutdown()
+            if server is not None:
+                server.close()
+                await server.wait_closed()
+
+    async def _start(self) -> None:
+        s = self.settings
+        kw = s.kafka_client_kwargs()
+        self._consumer = AIOKafkaConsumer(
+            **kw,
+            group_id=s.app_id,
+            enable_auto_commit=False,  # DESIGN.md rule 3: we commit after the outputs are durable
+            auto_offset_reset="earliest",
+            partition_assignment_strategy=(RangePartitionAssignor,),
+            isolation_level="read_committed" if self.exactly_once else "read_uncommitted",
+            max_poll_interval_ms=MAX_POLL_INTERVAL_MS,
+        )
+        try:
+            await self.consumer.start()
+            existing = await self.consumer.topics()
+        except KafkaConnectionError as exc:
+            raise BrokerUnreachable(s.bootstrap_servers, str(exc)) from None
+        counts = {t: len(self.consumer.partitions_for_topic(t) or ()) for t in existing}
+        self.partitions = check_topics(self.topics, set(existing), counts, s.bootstrap_servers)
+        if self.exactly_once:
+            await self._probe_transactions()
+        self._producer = AIOKafkaProducer(**kw, acks="all", linger_ms=2, enable_idempotence=False)
+        await self.producer.start()
+        self._restorer = AIOKafkaConsumer(
+            **kw,
+            group_id=None,
+            enable_auto_commit=False,
+            isolation_level="read_committed" if self.exactly_once else "read_uncommitted",
+        )
+        await self._restorer.start()
+        self.consumer.subscribe(
+            [self.topics.send_requests, self.topics.delivery_status], listener=_Listener(self)
+        )
+        log(
+            logging.INFO,
+            "processor_started",
+            app_id=s.app_id,
+            bootstrap=s.bootstrap_servers,
+            partitions=self.partitions,
+            guarantee=s.processing_guarantee,
+            state_dir=str(self.root),
+        )
+
+    async def _probe_transactions(self) -> None:
+        """Refuse exactly_once at start on a broker without transactions (never downgrade silently)."""
+        probe = AIOKafkaProducer(
+            **self.settings.kafka_client_kwargs(),
+            transactional_id=f"{self.settings.app_id}-startup-probe",
+        )
+        try:
+            await asyncio.wait_for(probe.start(), 30)
+        except (KafkaError, TimeoutError) as exc:
+            raise TransactionsUnsupported(
+                self.settings.bootstrap_servers, f"{type(exc).__name__}: {exc}".strip()
+            ) from None
+        finally:
+            await probe.stop()
+
+    async def _shutdown(self) -> None:
+        for p in list(self.stores):
+            self._close_store(p)
+        for p in list(self.txn_producers):
+            await self._stop_txn_producer(p)
+        for client in (self._consumer, self._producer, self._restorer):
+            if client is not None:
+                try:
+                    await asyncio.wait_for(client.stop(), 10)
+                except (KafkaError, TimeoutError) as exc:
+                    log(logging.WARNING, "client_stop_failed", error=type(exc).__name__)
+        log(logging.INFO, "processor_stopped", app_id=self.settings.app_id)
+
+    # ------------------------------------------------------------------------------------ rebalance
+
+    async def _on_revoked(self, revoked: set[TopicPartition]) -> None:
+        self._revoking = True
+        self._generation += 1
+        # The loop sets _idle only between turns (inside getmany or a backoff). Waiting for it is not a
+        # lock: the loop never waits for the listener, so this cannot deadlock getmany().
+        try:
+            await asyncio.wait_for(self._idle.wait(), REVOKE_WAIT_S)
+            clean = True
+        except TimeoutError:
+            clean = False
+        if clean:
+            # Every completed turn flushed its stores, so closing loses nothing.
+            for p in list(self.stores):
+                self._close_store(p)
+        log(logging.INFO, "partitions_revoked", partitions=len(revoked), clean=clean)
+
+    def _on_assigned(self, assigned: set[TopicPartition]) -> None:
+        owned, odd = co_partitioned(assigned, self.topics)
+        if odd:
+            self._fatal = NotCoPartitioned(sorted(odd))
+        self._revoking = False
+        self.metrics.assigned_partitions.set(len(owned))
+        log(logging.INFO, "partitions_assigned", partitions=",".join(map(str, sorted(owned))))
+
+    async def _reconcile(self) -> None:
+        """Close stores of partitions no longer owned; open and restore newly owned ones."""
+        owned, odd = co_partitioned(self.consumer.assignment(), self.topics)
+        if odd:
+            raise NotCoPartitioned(sorted(odd))
+        for p in [p for p in self.stores if p not in owned]:
+            self._close_store(p)
+        for p in [p for p in list(self.txn_producers) if p not in owned]:
+            await self._stop_txn_producer(p)
+        for p in sorted(owned - self.stores.keys()):
+            if self._revoking or self.stop.is_set():
+                return
+            self.stores[p] = await self._restore(p)
+            if self.exactly_once and p not in self.txn_producers:
+                await self._start_txn_producer(p)
+        if owned and not self.ready.is_set():
+            self.ready.set()
+
+    def _close_store(self, p: int) -> None:
+        store = self.stores.pop(p, None)
+        if store is not None:
+            store.close()
+
+    async def _start_txn_producer(self, p: int) -> None:
+        # One transactional producer per input partition (the Faust model): aiokafka lacks KIP-447,
+        # so fencing a zombie owner of partition p needs a transactional.id that belongs to p.
+        producer = AIOKafkaProducer(
+            **self.settings.kafka_client_kwargs(),
+            transactional_id=f"{self.settings.app_id}-{self.topics.send_requests}-{p}",
+            acks="all",
+            linger_ms=2,
+        )
+        await producer.start()
+        self.txn_producers[p] = producer
+
+    async def _stop_txn_producer(self, p: int) -> None:
+        producer = self.txn_producers.pop(p, None)
+        if producer is not None:
+            with contextlib.suppress(KafkaError, TimeoutError):
+                await asyncio.wait_for(producer.stop(), 10)
+
+    # -------------------------------------------------------------------------------------- restore
+
+    async def _restore(self, p: int) -> PartitionStore:
+        """Open partition p's store and replay the changelog tail past its durable offset."""
+        assert self._restorer is not None
+        store = PartitionStore.open(self.root, self.topics.changelog, p)
+        try:
+            await self._replay(p, store)
+        except BaseException:
+            store.close()
+            raise
+        return store
+
+    async def _replay(self, p: int, store: PartitionStore) -> None:
+        assert self._restorer is not None
+        rc = self._restorer
+        tp = TopicPartition(self.topics.changelog, p)
+        committed_req = await self.consumer.committed(TopicPartition(self.topics.send_requests, p))
+        committed_st = await self.consumer.committed(TopicPartition(self.topics.delivery_status, p))
+        req_limit = committed_req if committed_req is not None else 0
+        st_limit = committed_st if committed_st is not None else 0
+        rc.assign([tp])
+        end = (await rc.end_offsets([tp]))[tp]
+        local = store.changelog_offset
+        if local is None:
+            await rc.seek_to_beginning(tp)
+        else:
+            rc.seek(tp, local + 1)
+        position = await rc.position(tp)
+        if local is not None and local + 1 > end:
+            log(logging.WARNING, "store_ahead_of_changelog", partition=p, local=local, end=end)
+        started = time.monotonic()
+        applied = skipped = 0
+        last_log = started
+        remaining = self.metrics.restore_remaining.labels(str(p))
+        remaining.set(max(0, end - position))
+        while position < end:
+            batch = await rc.getmany(tp, timeout_ms=1000, max_records=10_000)
+            for rec in batch.get(tp, ()):
+                if rec.offset >= end:
+                    break
+                src = _input_offsets(rec.headers)
+                if src is not None and (src[0] >= req_limit or src[1] >= st_limit):
+                    skipped += 1
+                    continue
+                try:
+                    store.apply_changelog(rec.key, rec.value, rec.offset)
+                    applied += 1
+                except Exception as exc:  # a foreign or corrupt record must not stop the restore
+                    log(
+                        logging.ERROR,
+                        "changelog_record_unreadable",
+                        partition=p,
+                        offset=rec.offset,
+                        error=f"{type(exc).__name__}: {exc}",
+                    )
+            position = await rc.position(tp)
+            remaining.set(max(0, end - position))
+            now = time.monotonic()
+            if now - last_log >= PROGRESS_EVERY_S:
+                last_log = now
+                log(
+                    logging.INFO,
+                    "restore_progress",
+                    partition=p,
+                    applied=applied,
+                    remaining=end - position,
+                    per_s=int(applied / max(now - started, 1e-6)),
+                )
+        if applied or skipped:
+            store.flush(end - 1)
+        self.metrics.restore_records.labels(str(p)).inc(applied)
+        self.metrics.restore_skipped.labels(str(p)).inc(skipped)
+        rc.unsubscribe()
+        took = time.monotonic() - started
+        log(
+            logging.INFO,
+            "restored",
+            partition=p,
+            applied=applied,
+            skipped=skipped,
+            from_offset=local,
+            end=end,
+            seconds=round(took, 3),
+            pending_timers=store.pending_count(),
+        )
+        self.metrics.pending_timers.labels(str(p)).set(store.pending_count())
+        return None
+
+    # ----------------------------------------------------------------------------------------- loop
+
+    async def _loop(self) -> None:
+        backoff = BACKOFF_MIN_S
+        while not self.stop.is_set():
+            if self._fatal is not None:
+                raise self._fatal
+            try:
+                await self._turn()
+                backoff = BACKOFF_MIN_S
+            except (KafkaError, OSError, TimeoutError) as exc:
+                self.metrics.errors.labels(type(exc).__name__).inc()
+                log(
+                    logging.WARNING,
+                    "turn_failed_retrying",
+                    error=f"{type(exc).__name__}: {exc}",
+                    backoff_s=backoff,
+                )
+                self._idle.set()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.stop.wait(), backoff)
+                backoff = min(backoff * 2, BACKOFF_MAX_S)
+                try:
+                    await self._rewind()
+                except (KafkaError, OSError, TimeoutError) as again:
+                    log(logging.WARNING, "rewind_failed_retrying", error=type(again).__name__)
+            finally:
+                self.metrics.turned()
+
+    async def _rewind(self) -> None:
+        """Start over from what is durable: drop staged store writes, seek inputs to committed."""
+        for p in list(self.stores):
+            self._close_store(p)
+        if self._revoking:
+            return
+        for tp in self.consumer.assignment():
+            offset = await self.consumer.committed(tp)
+            if offset is None:
+                await self.consumer.seek_to_beginning(tp)
+            else:
+                self.consumer.seek(tp, offset)
+
+    def _wait_ms(self, now: int) -> int:
+        wait = MAX_WAIT_MS
+        for store in self.stores.values():
+            nxt = store.next_deadline()
+            if nxt is not None:
+                wait = min(wait, max(0, nxt - now))
+        return wait
+
+    async def _turn(self) -> None:
+        consumer = self.consumer
+        if self._revoking:
+            self._idle.set()
+            await consumer.getmany(timeout_ms=100)  # lets the rebalance finish; records are dropped
+            return
+        await self._reconcile()
+        self._idle.set()
+        try:
+            batch = await consumer.getmany(timeout_ms=self._wait_ms(self.clock()), max_records=MAX_RECORDS)
+        finally:
+            self._idle.clear()
+        if self._revoking or (self.stop.is_set() and not batch):
+            return
+        generation = self._generation
+        started = time.monotonic()
+        now = self.clock()
+        work = _Work()
+        for tp, records in batch.items():
+            if tp.partition not in self.stores:
+                continue  # not restored yet (assigned during this getmany): read again after restore
+            self._records(tp, records, now, work)
+        fired = self._fire_timers(now, work)
+        if not work.empty():
+            await self._complete(work, generation)
+            self.metrics.batch_seconds.observe(time.monotonic() - started)
+        if batch:
+            for tp, records in batch.items():
+                hw = consumer.highwater(tp)
+                if hw is not None and records:
+                    self.metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(
+                        max(0, hw - records[-1].offset - 1)
+                    )
+        if fired or time.monotonic() - self._last_gauges > 1.0:
+            self._last_gauges = time.monotonic()
+            for p, store in self.stores.items():
+                self.metrics.pending_timers.labels(str(p)).set(store.pending_count())
+
+    # ------------------------------------------------------------------------------------- records
+
+    def _records(self, tp: TopicPartition, records: list[ConsumerRecord], now: int, work: _Work) -> None:
+        p = tp.partition
+        store = self.stores[p]
+        is_request = tp.topic == self.topics.send_requests
+        limits = self.limits
+        self.metrics.records_in.labels(tp.topic).inc(len(records))
+        for rec in records:
+            try:
+                if rec.value is None:
+                    raise InvalidRecord("record: value is empty (a tombstone is not a request or status)")
+                msg = decode_request(rec.value) if is_request else decode_status(rec.value)
+            except InvalidRecord as exc:
+                self._dead_letter(work, p, rec, exc.reason, "stream_app.contracts.InvalidRecord")
+                continue
+            key = msg.message_id.encode()
+            if rec.key != key:
+                got = "none" if rec.key is None else repr(rec.key[:60].decode("utf-8", "replace"))
+                self._dead_letter(
+                    work,
+                    p,
+                    rec,
+                    f"key: must be the messageId {msg.message_id!r}, got {got}",
+                    "stream_app.runtime.KeyMismatch",
+                )
+                continue
+            event: Event
+            if is_request:
+                event = RequestEvent(msg) if isinstance(msg, SendRequest) else CancelEvent(msg)  # type: ignore[arg-type]
+            else:
+                event = StatusEvent(msg)  # type: ignore[arg-type]
+            old = store.get(key)
+            try:
+                state = None if old is None else decode_state(old)
+                decision = decide(state, event, now, limits)
+            except Exception as exc:  # a core bug must cost one record, never the loop
+                log(
+                    logging.ERROR,
+                    "decide_failed",
+                    topic=tp.topic,
+                    partition=p,
+                    offset=rec.offset,
+                    error=f"{type(exc).__name__}: {exc}",
+                )
+                self._dead_letter(
+                    work,
+                    p,
+                    rec,
+                    f"processor: {type(exc).__name__}: {exc}",
+                    "stream_app.runtime.ProcessingError",
+                )
+                continue
+            headers: Headers = [(n, v) for n, v in rec.headers if n == TRACEPARENT]
+            self._apply(work, p, store, key, state, old, decision, headers, rec)
+            change = work.changes[p].get(key)
+            if change is not None:
+                if is_request:
+                    change.req_offset = max(change.req_offset, rec.offset)
+                else:
+                    change.status_offset = max(change.status_offset, rec.offset)
+        work.offsets[p][tp] = records[-1].offset + 1
+
+    def _apply(
+        self,
+        work: _Work,
+        p: int,
+        store: PartitionStore,
+        key: bytes,
+        state: FlowState | None,
+        old: bytes | None,
+        decision: Decision,
+        headers: Headers,
+        rec: ConsumerRecord | None,
+    ) -> None:
+        t = self.topics
+        outs = work.outputs[p]
+        for effect in decision.effects:
+            if isinstance(effect, SendCommand):
+                cmd = effect.command
+                outs.append(_Out(t.retry_commands, key, encode(cmd), headers))
+                if logging.root.level <= logging.DEBUG:
+                    log(
+                        logging.DEBUG,
+                        "command",
+                        message_id=cmd.message_id,
+                        attempt=cmd.attempt,
+                        channel=cmd.channel.value,
+                        reason=cmd.reason.value,
+                        destination=mask(cmd.destination),
+                    )
+            elif isinstance(effect, EmitOutcome):
+                outs.append(_Out(t.outcomes, key, encode(effect.outcome), headers))
+            elif isinstance(effect, EmitLateStatus):
+                outs.append(_Out(t.outcomes, key, encode(effect.late), headers))
+            elif isinstance(effect, DeadLetter):
+                if rec is not None:
+                    self._dead_letter(work, p, rec, effect.reason, "stream_app.fallback.DeadLetter")
+                else:
+                    log(
+                        logging.ERROR,
+                        "dead_letter_without_input",
+                        key=key.decode("utf-8", "replace"),
+                        reason=effect.reason,
+                    )
+            # SetTimer / ClearTimer mirror decision.state.deadline_ms, which the store indexes itself.
+        new = decision.state
+        if new is state and new is not None:
+            return  # unchanged
+        if new is None:
+            if old is None:
+                return
+            store.delete(key)
+            self._changed(work, p, key, None, None)
+            return
+        value = encode_state(new)
+        if value == old:
+            return
+        store.put(key, value, new.deadline_ms)
+        self._changed(work, p, key, value, new.deadline_ms)
+
+    @staticmethod
+    def _changed(work: _Work, p: int, key: bytes, value: bytes | None, deadline: int | None) -> None:
+        changes = work.changes[p]
+        change = changes.get(key)
+        if change is None:
+            changes[key] = _Change(value, deadline)
+        else:
+            change.value, change.deadline = value, deadline
+
+    def _dead_letter(self, work: _Work, p: int, rec: ConsumerRecord, reason: str, cls: str) -> None:
+        headers: Headers = list(rec.headers)
+        headers += [
+            ("__error.reason", reason.encode()),
+            ("__error.source.topic", rec.topic.encode()),
+            ("__error.source.partition", str(rec.partition).encode()),
+            ("__error.source.offset", str(rec.offset).encode()),
+            ("__error.class", cls.encode()),
+        ]
+        work.outputs[p].append(_Out(self.topics.dead_letters, rec.key, rec.value, headers))
+        self.metrics.dead_letters.labels(rec.topic).inc()
+        log(
+            logging.WARNING,
+            "dead_letter",
+            topic=rec.topic,
+            partition=rec.partition,
+            offset=rec.offset,
+            reason=reason,
+            error_class=cls,
+        )
+
+    # -------------------------------------------------------------------------------------- timers
+
+    def _fire_timers(self, now: int, work: _Work) -> int:
+        budget = TIMER_BATCH
+        fired = 0
+        limits = self.limits
+        for p, store in self.stores.items():
+            if budget <= 0:
+                break
+            due = store.due(now, budget)
+            budget -= len(due)
+            for key, deadline in due:
+                old = store.get(key)
+                if old is None:
+                    continue
+                try:
+                    state = decode_state(old)
+                    decision = decide(state, TimerEvent(), now, limits)
+                except Exception as exc:
+                    # Disarm rather than refire a failing timer every turn; the error is loud.
+                    log(
+                        logging.ERROR,
+                        "timer_failed",
+                        partition=p,
+                        key=key.decode("utf-8", "replace"),
+                        error=f"{type(exc).__name__}: {exc}",
+                    )
+                    store.put(key, old, None)
+                    self._changed(work, p, key, old, None)
+                    continue
+                fired += 1
+                self.metrics.timer_lateness.observe(max(0, now - deadline) / 1000)
+                self._apply(work, p, store, key, state, old, decision, [], None)
+        if fired:
+            self.metrics.timers_fired.inc(fired)
+        return fired
+
+    # ------------------------------------------------------------------------------------ complete
+
+    async def _complete(self, work: _Work, generation: int) -> None:
+        if self.exactly_once:
+            changelog_offsets = await self._complete_transactional(work)
+        else:
+            changelog_offsets = await self._complete_at_least_once(work)
+        if generation != self._generation:
+            # A revoke happened during this turn: the group may already have handed these partitions
+            # to another instance. Drop the staged writes; a restore rebuilds them from the changelog.
+            for p in list(self.stores):
+                self._close_store(p)
+            return
+        for p in work.changes:
+            store = self.stores.get(p)
+            if store is not None:
+                store.flush(changelog_offsets.get(p))
+
+    def _changelog_outs(self, work: _Work, p: int) -> list[tuple[bytes, bytes | None, Headers]]:
+        return [
+            (
+                key,
+                None if ch.value is None else changelog_value(ch.value, ch.deadline),
+                [(INPUT_HEADER, f"{ch.req_offset},{ch.status_offset}".encode())],
+            )
+            for key, ch in work.changes[p].items()
+        ]
+
+    async def _complete_at_least_once(self, work: _Work) -> dict[int, int]:
+        producer = self.producer
+        counts: dict[str, int] = defaultdict(int)
+        futures: list[asyncio.Future[Any]] = []
+        for outs in work.outputs.values():
+            for o in outs:
+                futures.append(await producer.send(o.topic, o.value, key=o.key, headers=o.headers))
+                counts[o.topic] += 1
+        await _all_delivered(futures)
+        # Only now the changelog: a state must never be durable before the effects it implies.
+        changelog = self.topics.changelog
+        cl_futures: dict[int, list[asyncio.Future[Any]]] = defaultdict(list)
+        for p in work.changes:
+            for key, value, headers in self._changelog_outs(work, p):
+                cl_futures[p].append(
+                    await producer.send(changelog, value, key=key, partition=p, headers=headers)
+                )
+        offsets: dict[int, int] = {}
+        for p, futs in cl_futures.items():
+            metas = await _all_delivered(futs)
+            offsets[p] = max(m.offset for m in metas)
+            counts[changelog] += len(futs)
+        commit = {tp: off for parts in work.offsets.values() for tp, off in parts.items()}
+        if commit:
+            await self.consumer.commit(commit)
+        for topic, n in counts.items():
+            self.metrics.records_out.labels(topic).inc(n)
+        return offsets
+
+    async def _complete_transactional(self, work: _Work) -> dict[int, int]:
+        changelog = self.topics.changelog
+        group = self.settings.app_id
+
+        async def one(p: int) -> tuple[int, int | None]:
+            producer = self.txn_producers[p]
+            last: int | None = None
+            async with producer.transaction():
+                futures = [
+                    await producer.send(o.topic, o.value, key=o.key, headers=o.headers)
+                    for o in work.outputs.get(p, ())
+                ]
+                cl = (
+                    [
+                        await producer.send(changelog, value, key=key, partition=p, headers=headers)
+                        for key, value, headers in self._changelog_outs(work, p)
+                    ]
+                    if p in work.changes
+                    else []
+                )
+                offsets = work.offsets.get(p)
+                if offsets:
+                    await producer.send_offsets_to_transaction(offsets, group)
+                await _all_delivered(futures)
+                metas = await _all_delivered(cl)
+                if metas:
+                    last = max(m.offset for m in metas)
+            for o in work.outputs.get(p, ()):
+                self.metrics.records_out.labels(o.topic).inc()
+            return p, last
+
+        parts = set(work.outputs) | set(work.changes) | set(work.offsets)
+        results = await asyncio.gather(*(one(p) for p in sorted(parts)))
+        return {p: last for p, last in results if last is not None}
+
+
+async def _all_delivered(futures: list[asyncio.Future[Any]]) -> list[Any]:
+    """Await every delivery; raise the first failure only after all have settled (no orphan futures)."""
+    if not futures:
+        return []
+    results = await asyncio.gather(*futures, return_exceptions=True)
+    for r in results:
+        if isinstance(r, BaseException):
+            raise r
+    return results
+
+
+async def run_processor(
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    stop: asyncio.Event | None = None,
+    ready: asyncio.Event | None = None,
+) -> None:
+    """Run the fallback processor until ``stop`` is set (CONTRACT.md, "Running it").
+
+    ``clock`` returns epoch milliseconds (default: the wall clock); tests inject their own to run
+    hours of fallback timeouts in milliseconds. ``ready`` is set once the instance owns partitions and
+    has restored their stores. Raises a :class:`~stream_app.errors.StreamAppError` with a one-line
+    message when it cannot start (broker unreachable, topics missing or not co-partitioned,
+    exactly_once on a broker without transactions).
+    """
+    await Processor(settings, clock=clock, stop=stop, ready=ready).run()

@@ -1,0 +1,171 @@
+"""Helpers of the runtime tests: a processor in the test's event loop, and the topics' records.
+
+Each test gets its own topic prefix and state dir, so tests share the session broker. Records are
+read back with a :class:`Reader` that follows the output topics without a consumer group, so a test
+can wait for "the outcome of m1" while the processor keeps running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import defaultdict
+from collections.abc import AsyncIterator, Callable, Iterable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+
+from stream_app.config import Settings
+from stream_app.runtime import run_processor
+from tests.support.kafka import create_topics, unique_prefix
+
+#: How long an end-to-end wait may take on a busy 2-core CI machine before a test fails.
+WAIT_S = 30.0
+
+
+def settings_for(bootstrap: str, state_dir: Path, *, partitions: int = 3, **overrides: Any) -> Settings:
+    prefix = unique_prefix()
+    base = Settings(
+        bootstrap_servers=bootstrap,
+        topic_prefix=prefix,
+        app_id=f"fp-{prefix.rstrip('.')}",  # its own consumer group: tests share the broker
+        state_dir=state_dir,
+        metrics_port=0,
+        partitions=partitions,
+    )
+    return replace(base, **overrides)
+
+
+async def setup_topics(settings: Settings) -> None:
+    await create_topics(settings.bootstrap_servers, settings)
+
+
+def send_request(
+    message_id: str,
+    steps: Iterable[tuple[str, float | None]] = (("WHATSAPP", 0.3), ("SMS", None)),
+    **extra: Any,
+) -> bytes:
+    """A SendRequest's bytes; each step is ``(channel, fallbackAfter seconds or None)``."""
+    channels = []
+    for channel, after in steps:
+        step: dict[str, Any] = {"channel": channel, "content": {"text": f"hi {channel}"}}
+        if after is not None:
+            step["fallbackAfter"] = after
+        channels.append(step)
+    body: dict[str, Any] = {
+        "type": "send",
+        "messageId": message_id,
+        "destination": "+393401234567",
+        "channels": channels,
+        "tenant": "t1",
+    }
+    body.update(extra)
+    return orjson.dumps(body)
+
+
+def status(message_id: str, channel: str, value: str, attempt: int | None = None, **extra: Any) -> bytes:
+    body: dict[str, Any] = {"messageId": message_id, "channel": channel, "status": value}
+    if attempt is not None:
+        body["attempt"] = attempt
+    body.update(extra)
+    return orjson.dumps(body)
+
+
+async def publish(
+    settings: Settings,
+    topic: str,
+    records: Iterable[tuple[bytes | None, bytes | None] | tuple[bytes | None, bytes | None, list[Any]]],
+) -> None:
+    """Produce records (key, value[, headers]) in order and wait for all acknowledgements."""
+    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, linger_ms=5)
+    await producer.start()
+    try:
+        futures = []
+        for rec in records:
+            key, value = rec[0], rec[1]
+            headers = rec[2] if len(rec) > 2 else None  # type: ignore[misc]
+            futures.append(await producer.send(topic, value, key=key, headers=headers))
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+@dataclass
+class Reader:
+    """Follows topics from the beginning (no group) and keeps every record, decoded when it is JSON."""
+
+    bootstrap: str
+    topics: list[str]
+
+    def __post_init__(self) -> None:
+        self.records: dict[str, list[ConsumerRecord[bytes, bytes]]] = defaultdict(list)
+        self._consumer: AIOKafkaConsumer | None = None
+
+    async def __aenter__(self) -> Reader:
+        self._consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False)
+        await self._consumer.start()
+        await self._consumer.topics()
+        tps = [
+            TopicPartition(t, p)
+            for t in self.topics
+            for p in sorted(self._consumer.partitions_for_topic(t) or ())
+        ]
+        self._consumer.assign(tps)
+        await self._consumer.seek_to_beginning(*tps)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._consumer is not None
+        await self._consumer.stop()
+
+    async def poll(self, timeout_ms: int = 100) -> None:
+        assert self._consumer is not None
+        batch = await self._consumer.getmany(timeout_ms=timeout_ms, max_records=20_000)
+        for tp, recs in batch.items():
+            self.records[tp.topic].extend(recs)
+
+    def values(self, topic: str) -> list[dict[str, Any]]:
+        return [orjson.loads(r.value) for r in self.records[topic] if r.value is not None]
+
+    async def wait(self, check: Callable[[], bool], what: str, timeout: float = WAIT_S) -> None:  # noqa: ASYNC109
+        deadline = time.monotonic() + timeout
+        while not check():
+            if time.monotonic() > deadline:
+                seen = {t: len(r) for t, r in self.records.items()}
+                raise AssertionError(f"timed out after {timeout:g} s waiting for {what}; read {seen}")
+            await self.poll()
+
+
+def by_message(values: list[dict[str, Any]], type_: str | None = None) -> dict[str, list[dict[str, Any]]]:
+    out: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for v in values:
+        if type_ is None or v.get("type") == type_:
+            out[v["messageId"]].append(v)
+    return out
+
+
+@contextlib.asynccontextmanager
+async def running(
+    settings: Settings, *, clock: Callable[[], int] | None = None, ready_timeout: float = WAIT_S
+) -> AsyncIterator[asyncio.Task[None]]:
+    """Run a processor in this event loop; stops it (SIGTERM's path) when the block ends."""
+    stop, ready = asyncio.Event(), asyncio.Event()
+    task = asyncio.create_task(run_processor(settings, clock=clock, stop=stop, ready=ready))
+    ready_wait = asyncio.create_task(ready.wait())
+    try:
+        done, _ = await asyncio.wait({task, ready_wait}, timeout=ready_timeout, return_when="FIRST_COMPLETED")
+        if task in done:
+            task.result()  # raises the start-up error
+            raise AssertionError("processor stopped before it became ready")
+        if not done:
+            raise AssertionError(f"processor not ready after {ready_timeout:g} s")
+        yield task
+    finally:
+        ready_wait.cancel()
+        stop.set()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait_for(task, 60)
