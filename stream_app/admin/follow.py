@@ -1,0 +1,170 @@
+"""Read ``outcomes`` (Outcome and LateStatus records) for people and scripts.
+
+Reads every partition without a consumer group: nothing is committed, so following outcomes never
+disturbs a real consumer and any number of terminals can watch. Two modes:
+
+- snapshot (``follow=False``): read from the beginning up to the end offsets seen at start, then stop;
+- follow: from the end (or the beginning) until stopped, or until ``limit`` records were shown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator
+from dataclasses import dataclass
+
+import orjson
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
+
+from stream_app.admin.connect import REQUEST_TIMEOUT_MS, start_or_unreachable
+from stream_app.admin.errors import KafkaFailure, TopicsMissing
+from stream_app.config import Settings
+from stream_app.contracts import InvalidRecord, LateStatus, Outcome, decode_outcome
+
+#: How long one fetch may wait for new records before the loop looks at ``stop`` again, in ms:
+#: a Ctrl-C or SIGTERM is honoured within this time.
+POLL_MS = 500
+
+
+@dataclass(frozen=True, slots=True)
+class Followed:
+    """One record of ``outcomes``: its raw value, the decoded record or why it could not be decoded."""
+
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    record: Outcome | LateStatus | None
+    error: str | None
+
+
+async def follow_outcomes(
+    settings: Settings,
+    *,
+    follow: bool = False,
+    from_beginning: bool = False,
+    limit: int | None = None,
+    stop: asyncio.Event | None = None,
+    topic: str | None = None,
+) -> AsyncGenerator[Followed, None]:
+    """Yield the records of ``outcomes`` (see the module docstring for the modes).
+
+    A snapshot always reads from the beginning; ``from_beginning`` matters only when following.
+    """
+    name = topic or settings.topics.outcomes
+    consumer = AIOKafkaConsumer(
+        **settings.kafka_client_kwargs(),
+        group_id=None,
+        enable_auto_commit=False,
+        client_id="stream-app-outcomes",
+        request_timeout_ms=REQUEST_TIMEOUT_MS,
+    )
+    await start_or_unreachable(consumer.start, consumer.stop, settings.bootstrap_servers)
+    try:
+        try:
+            if name not in await consumer.topics():
+                raise TopicsMissing([name], settings.bootstrap_servers)
+            partitions = consumer.partitions_for_topic(name) or set()
+            tps = [TopicPartition(name, p) for p in sorted(partitions)]
+            consumer.assign(tps)
+            if follow and not from_beginning:
+                await consumer.seek_to_end(*tps)
+            else:
+                await consumer.seek_to_beginning(*tps)
+            ends: dict[TopicPartition, int] = {} if follow else await consumer.end_offsets(tps)
+        except KafkaError as exc:
+            raise KafkaFailure(f"reading {name} failed: {exc}") from None
+        shown = 0
+        while not (stop is not None and stop.is_set()):
+            if not follow and await _caught_up(consumer, ends):
+                return
+            try:
+                batches = await consumer.getmany(timeout_ms=POLL_MS)
+            except KafkaError as exc:
+                raise KafkaFailure(f"reading {name} failed: {exc}") from None
+            for tp in sorted(batches, key=lambda t: t.partition):
+                for msg in batches[tp]:
+                    yield _decode(msg.partition, msg.offset, msg.key, msg.value)
+                    shown += 1
+                    if limit is not None and shown >= limit:
+                        return
+    finally:
+        await consumer.stop()
+
+
+async def _caught_up(consumer: AIOKafkaConsumer, ends: dict[TopicPartition, int]) -> bool:
+    for tp, end in ends.items():
+        if await consumer.position(tp) < end:
+            return False
+    return True
+
+
+def _decode(partition: int, offset: int, key: bytes | None, value: bytes | None) -> Followed:
+    if value is None:
+        return Followed(partition, offset, key, value, None, "null value")
+    try:
+        return Followed(partition, offset, key, value, decode_outcome(value), None)
+    except InvalidRecord as exc:
+        return Followed(partition, offset, key, value, None, exc.reason)
+
+
+# ------------------------------------------------------------------------------------------ rendering
+
+
+def format_duration(ms: int) -> str:
+    """``850ms``, ``4.2s``, ``5m04s``, ``2h03m``: short and exact enough to compare at a glance."""
+    if ms < 1000:
+        return f"{ms}ms"
+    seconds = ms / 1000
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, sec = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m{sec:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"
+
+
+def channel_path(outcome: Outcome) -> str:
+    """``WHATSAPP(REJECTED) > RCS(SENT, timeout) > SMS(DELIVERED)``: every attempt, in order."""
+    parts = []
+    for a in outcome.attempts:
+        status = a.last_status.value if a.last_status else "no status"
+        ended = a.ended_by.value.lower() if a.ended_by else None
+        detail = status if ended in (None, "succeeded", "failed") else f"{status}, {ended}"
+        parts.append(f"{a.channel.value}({detail})")
+    return " > ".join(parts) or "no attempt"
+
+
+def format_line(item: Followed) -> str:
+    """One readable line per record of ``outcomes``."""
+    rec = item.record
+    if rec is None:
+        return f"! undecodable record at partition {item.partition} offset {item.offset}: {item.error}"
+    if isinstance(rec, LateStatus):
+        twice = "  DOUBLE DELIVERY" if rec.double_delivery else ""
+        when = rec.occurred_at.strftime("%H:%M:%SZ")
+        return (
+            f"{when}  {rec.message_id}  LATE  attempt {rec.attempt} {rec.channel.value} "
+            f"{rec.status.value} after the end{twice}"
+        )
+    when = rec.completed_at.strftime("%H:%M:%SZ")
+    landed = f" on {rec.channel.value} {rec.status.value}" if rec.channel and rec.status else ""
+    reason = f" ({rec.reason})" if rec.reason else ""
+    return (
+        f"{when}  {rec.message_id}  {rec.result.value}{landed}{reason}  "
+        f"path {channel_path(rec)}  in {format_duration(rec.duration_ms)}"
+    )
+
+
+def json_line(item: Followed) -> str:
+    """The record's JSON as one line, as written on the topic (``null`` for a tombstone)."""
+    if item.value is None:
+        return "null"
+    if b"\n" not in item.value:
+        return item.value.decode("utf-8", errors="replace")
+    try:  # pretty-printed by some other producer: re-encode compactly, same content
+        return orjson.dumps(orjson.loads(item.value)).decode()
+    except orjson.JSONDecodeError:
+        return item.value.decode("utf-8", errors="replace").replace("\n", " ")

@@ -1,0 +1,190 @@
+"""Create and inspect the topics of the catalogue (``stream-app topics create|list``, the demo).
+
+Creation is idempotent: a topic that exists is reported, not an error. Co-partitioning is checked,
+because the processor owns partition p of several topics together: when existing co-partitioned
+topics already agree on a count, missing ones are created with that count (even if another was asked
+for, with a warning); when they disagree, nothing is created and the error says how to repair it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError
+
+from stream_app.admin.connect import REQUEST_TIMEOUT_MS, start_or_unreachable
+from stream_app.admin.errors import KafkaFailure, PartitionMismatch, TopicCreateFailed
+from stream_app.config import Settings
+from stream_app.contracts.catalogue import CATALOGUE, TopicSpec
+
+#: Kafka's error code for "Topic with this name already exists" (a concurrent create won the race).
+TOPIC_ALREADY_EXISTS = 36
+#: Replication factor when none is given: 3 (the usual production choice: survives one broker down
+#: while still accepting writes with min.insync.replicas=2), capped at the number of brokers so a
+#: single local broker gets 1.
+PREFERRED_REPLICATION = 3
+#: Seconds to wait for created topics to appear in metadata; brokers answer in milliseconds, a
+#: KRaft controller under load in a few seconds.
+LISTED_TIMEOUT = 15.0
+
+
+@dataclass(frozen=True, slots=True)
+class TopicState:
+    """One catalogue topic as found on the broker (``partitions`` None: it does not exist)."""
+
+    spec: TopicSpec
+    name: str
+    partitions: int | None
+
+
+@dataclass(slots=True)
+class CreateReport:
+    """What ``create_topics`` did: created names, existing (name, partitions), the count used, warnings."""
+
+    partitions: int
+    replication_factor: int
+    created: list[str] = field(default_factory=list)
+    existing: list[tuple[str, int]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+class TopicAdmin:
+    """An admin client bound to the settings' broker, prefix and app id. Use ``async with``."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._admin = AIOKafkaAdminClient(
+            **settings.kafka_client_kwargs(),
+            client_id="stream-app-admin",
+            request_timeout_ms=REQUEST_TIMEOUT_MS,
+        )
+
+    async def __aenter__(self) -> TopicAdmin:
+        await start_or_unreachable(self._admin.start, self._admin.close, self.settings.bootstrap_servers)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._admin.close()
+
+    def names(self) -> list[tuple[TopicSpec, str]]:
+        s = self.settings
+        return [(spec, spec.name(s.topic_prefix, s.app_id)) for spec in CATALOGUE]
+
+    async def list_names(self) -> set[str]:
+        """Every topic on the broker (a Metadata request for all topics never auto-creates one)."""
+        try:
+            return set(await self._admin.list_topics())
+        except KafkaError as exc:
+            raise KafkaFailure(f"listing topics failed: {exc}") from None
+
+    async def partition_counts(self, names: Sequence[str]) -> dict[str, int]:
+        """Partition count of each named topic. Only ask for topics that exist: some brokers
+        (Tansu, Kafka with auto.create.topics.enable) create a topic that metadata asks about."""
+        if not names:
+            return {}
+        try:
+            described: list[dict[str, Any]] = await self._admin.describe_topics(list(names))
+        except KafkaError as exc:
+            raise KafkaFailure(f"describing topics failed: {exc}") from None
+        return {d["topic"]: len(d["partitions"]) for d in described if d["error_code"] == 0}
+
+    async def states(self) -> list[TopicState]:
+        """Every catalogue topic with its partition count on the broker (None when missing)."""
+        present = await self.list_names()
+        wanted = self.names()
+        counts = await self.partition_counts([n for _, n in wanted if n in present])
+        return [TopicState(spec, name, counts.get(name)) for spec, name in wanted]
+
+    async def replication_factor(self) -> int:
+        try:
+            cluster: dict[str, Any] = await self._admin.describe_cluster()
+        except KafkaError as exc:
+            raise KafkaFailure(f"describing the cluster failed: {exc}") from None
+        return max(1, min(PREFERRED_REPLICATION, len(cluster.get("brokers") or [])))
+
+    async def create(
+        self, partitions: int | None = None, replication_factor: int | None = None
+    ) -> CreateReport:
+        """Create every missing catalogue topic; see the module docstring for the partition rules."""
+        wanted = partitions or self.settings.partitions
+        states = await self.states()
+        co: dict[str, int] = {
+            st.name: st.partitions for st in states if st.spec.co_partitioned and st.partitions is not None
+        }
+        if len(set(co.values())) > 1:
+            raise PartitionMismatch(co)
+        count = wanted
+        warnings: list[str] = []
+        if co and (existing := next(iter(co.values()))) != wanted:
+            count = existing
+            missing_co = [st.name for st in states if st.spec.co_partitioned and st.partitions is None]
+            if missing_co:
+                warnings.append(
+                    f"existing co-partitioned topics have {existing} partitions, not {wanted}: "
+                    f"creating {', '.join(missing_co)} with {existing} to keep them co-partitioned"
+                )
+            else:
+                warnings.append(
+                    f"topics exist with {existing} partitions (asked for {wanted}); left as they are"
+                )
+        rf = replication_factor or await self.replication_factor()
+        report = CreateReport(partitions=count, replication_factor=rf, warnings=warnings)
+        report.existing = [(st.name, st.partitions) for st in states if st.partitions is not None]
+        to_create = [st for st in states if st.partitions is None]
+        if to_create:
+            new = [NewTopic(st.name, count, rf, topic_configs=dict(st.spec.configs)) for st in to_create]
+            try:
+                response = await self._admin.create_topics(new)
+            except KafkaError as exc:
+                raise TopicCreateFailed(f"creating topics failed: {exc}") from None
+            failures = []
+            for name, code, message in _topic_errors(response):
+                if code == 0:
+                    report.created.append(name)
+                elif code == TOPIC_ALREADY_EXISTS:  # created meanwhile by someone else: fine
+                    report.existing.append((name, count))
+                else:
+                    failures.append(f"{name}: {message or f'error code {code}'}")
+            if failures:
+                raise TopicCreateFailed(f"the broker refused to create {'; '.join(failures)}")
+            await self._wait_listed(report.created)
+        return report
+
+    async def _wait_listed(self, names: Sequence[str]) -> None:
+        deadline = time.monotonic() + LISTED_TIMEOUT
+        while set(names) - await self.list_names():
+            if time.monotonic() > deadline:
+                missing = sorted(set(names) - await self.list_names())
+                raise TopicCreateFailed(
+                    f"created topics not listed after {LISTED_TIMEOUT:g} s: {', '.join(missing)}"
+                )
+            await asyncio.sleep(0.1)
+
+
+def _topic_errors(response: Any) -> list[tuple[str, int, str | None]]:
+    """(topic, error code, message) of a CreateTopics response (its versions differ in shape)."""
+    rows = []
+    for entry in response.topic_errors:
+        name, code = entry[0], entry[1]
+        message = entry[2] if len(entry) > 2 else None
+        rows.append((name, code, message))
+    return rows
+
+
+async def create_topics(
+    settings: Settings, partitions: int | None = None, replication_factor: int | None = None
+) -> CreateReport:
+    """Create every topic of the catalogue (idempotent). For the demo and scripts."""
+    async with TopicAdmin(settings) as admin:
+        return await admin.create(partitions, replication_factor)
+
+
+async def topic_states(settings: Settings) -> list[TopicState]:
+    """Every catalogue topic with its partition count on the broker (None when it does not exist)."""
+    async with TopicAdmin(settings) as admin:
+        return await admin.states()

@@ -1,0 +1,152 @@
+"""``stream-app send``: publish a send request (or a cancel) on ``send-requests``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+
+from stream_app.admin.connect import quiet_client_logs
+from stream_app.admin.errors import InvalidInput
+from stream_app.admin.publish import (
+    Request,
+    cancel_request,
+    parse_requests,
+    publish_requests,
+    request_from_flags,
+)
+from stream_app.config import add_options, from_args
+from stream_app.contracts import encode
+
+ORDER = 40
+
+DESCRIPTION = """\
+Publish a SendRequest (or a CancelRequest) on send-requests, keyed by its messageId. The request is
+checked with the same rules as the processor's (E.164 destination, 1 to 8 steps, known channels, ttl
+or expiresAt, ...) before anything is sent; a bad one is refused with a one-line reason, exit 2.
+
+Give the request as JSON with --file (one object, an array, or JSON Lines; - reads stdin), or with
+flags: --destination and --chain, plus optional --content-json, --ttl, ... A chain step is
+CHANNEL[:FALLBACK_AFTER_SECONDS[:SUCCESS_STATUS]]; steps are tried in order.
+"""
+
+EPILOG = """\
+examples:
+  stream-app send --destination +393401234567 --chain WHATSAPP:600:DELIVERED,RCS:300,SMS \\
+      --content-json 'WHATSAPP={"phoneNumberId": 5, "template": {"id": 42}}' \\
+      --content-json 'RCS={"agentId": 1, "templateId": 10}' \\
+      --content-json 'SMS={"sender": "BancaAdri", "text": "Gentile Giulia, ..."}'
+  stream-app send --message-id order-42 --destination +393401234567 --chain SMS --ttl 3600
+  stream-app send --file request.json
+  cat requests.jsonl | stream-app send --file -
+  stream-app send --cancel order-42 --reason paid
+  stream-app send --file request.json --dry-run       validate and print, send nothing
+
+--content-json JSON gives every step that content; CHANNEL=JSON only the steps on that channel;
+N=JSON step N (0-based). Without --message-id a unique cli-<hex> id is made and printed.
+
+exit status: 0 sent, 2 error (invalid request, missing topic, broker unreachable)
+"""
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = sub.add_parser(
+        "send",
+        help="publish a send request (from a JSON file or flags) or a cancel",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    what = parser.add_mutually_exclusive_group()
+    what.add_argument("--file", "-f", metavar="PATH", help="JSON request(s): a file, or - for stdin")
+    what.add_argument("--cancel", metavar="MESSAGE_ID", help="cancel this message instead of sending one")
+    parser.add_argument("--reason", help="with --cancel: why (copied to the outcome)")
+    parser.add_argument("--message-id", help="messageId, the Kafka key (default: a new cli-<hex> id)")
+    parser.add_argument("--destination", metavar="E164", help="phone number in E.164, e.g. +393401234567")
+    parser.add_argument(
+        "--chain", metavar="STEPS", help="fallback chain, e.g. WHATSAPP:600:DELIVERED,RCS:300,SMS"
+    )
+    parser.add_argument(
+        "--content-json",
+        action="append",
+        default=[],
+        metavar="[CHANNEL=|N=]JSON",
+        help="content of the steps (opaque to the processor, sent to the gateway); repeatable",
+    )
+    parser.add_argument("--ttl", type=float, metavar="SECONDS", help="give up (EXPIRED) after this long")
+    parser.add_argument("--expires-at", metavar="RFC3339", help="give up at this moment, with offset")
+    parser.add_argument("--tenant")
+    parser.add_argument("--campaign-id")
+    parser.add_argument("--metadata-json", metavar="JSON", help="object copied to the outcome")
+    parser.add_argument("--simulation", action="store_true", help="ask the gateway for a dry run")
+    parser.add_argument("--traceparent", help="W3C trace context header to put on the record")
+    parser.add_argument("--dry-run", action="store_true", help="validate and print the record, send nothing")
+    add_options(parser, "bootstrap_servers", "topic_prefix")
+    parser.set_defaults(func=run)
+
+
+def _requests(args: argparse.Namespace) -> list[Request]:
+    flags = (
+        [
+            f"--{name.replace('_', '-')}"
+            for name in (
+                "message_id",
+                "destination",
+                "chain",
+                "ttl",
+                "expires_at",
+                "tenant",
+                "campaign_id",
+                "metadata_json",
+            )
+            if getattr(args, name) is not None
+        ]
+        + (["--content-json"] if args.content_json else [])
+        + (["--simulation"] if args.simulation else [])
+    )
+    if args.cancel is not None:
+        if flags:
+            raise InvalidInput(f"--cancel takes only --reason, not {', '.join(flags)}")
+        return [cancel_request(args.cancel, args.reason)]
+    if args.reason is not None:
+        raise InvalidInput("--reason goes with --cancel")
+    if args.file is not None:
+        if flags:
+            raise InvalidInput(f"--file gives the whole request; drop {', '.join(flags)}")
+        if args.file == "-":
+            return parse_requests(sys.stdin.buffer.read(), "stdin")
+        path = Path(args.file)
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise InvalidInput(f"--file {path}: {exc.strerror or exc}") from None
+        return parse_requests(data, str(path))
+    return [
+        request_from_flags(
+            message_id=args.message_id,
+            destination=args.destination,
+            chain=args.chain,
+            contents=args.content_json,
+            ttl=args.ttl,
+            expires_at=args.expires_at,
+            tenant=args.tenant,
+            campaign_id=args.campaign_id,
+            simulation=args.simulation,
+            metadata_json=args.metadata_json,
+        )
+    ]
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = from_args(args)
+    quiet_client_logs()
+    requests = _requests(args)
+    if args.dry_run:
+        for request in requests:
+            print(encode(request).decode())
+        return 0
+    published = asyncio.run(publish_requests(settings, requests, traceparent=args.traceparent))
+    for p in published:
+        print(f"sent {p.kind} {p.message_id} to {p.topic} partition {p.partition} offset {p.offset}")
+    return 0
