@@ -207,6 +207,21 @@ def test_no_attempt_after_the_end_even_when_a_failure_arrives_late() -> None:
     assert to_ms(d.outcome.completed_at) == d.now
 
 
+def test_held_failure_applied_after_the_end_issues_no_attempt() -> None:
+    d = Driver()
+    d.report(status("WHATSAPP", "REJECTED", 0))  # held: the request is not there yet
+    effects = d.send(
+        request(
+            channels=[{"channel": "WHATSAPP"}, {"channel": "SMS"}],
+            initialAttempt={"sentAt": format_ms(T0 - HOUR)},
+            expiresAt=format_ms(T0 - MINUTE),
+        )
+    )
+    assert commands_of(effects) == []
+    assert d.outcome.result == Result.EXPIRED
+    assert [(a.last_status, a.ended_by) for a in d.outcome.attempts] == [(Status.REJECTED, AttemptEnd.FAILED)]
+
+
 def test_request_already_past_its_expiry_ends_expired_with_no_command() -> None:
     d = Driver()
     effects = d.send(request(expiresAt="2026-04-09T10:00:00+02:00"))  # 15 minutes ago
@@ -345,6 +360,11 @@ def test_progress_never_goes_backwards() -> None:
     for late in ("SENT", "ACCEPTED", "DELIVERED", "ERROR"):
         decision = decide(before, StatusEvent(status("WHATSAPP", late, 0)), d.now, LIMITS)
         assert decision.state is before and decision.effects == ()
+    # a late SENT that brings the provider's id records the id, and still not the SENT
+    d.report(status("WHATSAPP", "SENT", 0, providerMessageId="wamid.7"))
+    assert d.state is not None
+    first = d.state.attempts[0]
+    assert (first.last_status, first.provider_message_id) == (Status.DELIVERED, "wamid.7")
 
 
 def test_a_sent_after_an_error_changes_nothing() -> None:

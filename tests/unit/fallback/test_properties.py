@@ -1,0 +1,208 @@
+"""Property tests: random chains, random interleavings of records, random clocks and limits.
+
+Each example drives one message through ``decide()`` (via the test driver, which also round-trips
+the stored state through ``encode_state``/``decode_state`` after every input and checks that the
+timer effects mirror ``deadline_ms``), then fires timers until the state is gone, and checks:
+
+- every accepted request ends in exactly one outcome, and no command follows an outcome;
+- commandIds are ``<messageId>:<attempt>``, unique and consecutive within each accepted flow;
+- no timer outlives its message: the state is eventually deleted;
+- replaying the same inputs gives byte-identical effects (with or without the store round trip).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as s
+
+from stream_app.contracts import format_ms, to_ms
+from stream_app.fallback import (
+    CancelEvent,
+    EmitOutcome,
+    Event,
+    Limits,
+    Phase,
+    RequestEvent,
+    SendCommand,
+    StatusEvent,
+    TimerEvent,
+)
+from tests.unit.fallback.driver import T0, Driver, cancel, effect_bytes, request, status
+
+CHANNELS = ["WHATSAPP", "RCS", "SMS", "VIBER"]
+STATUSES = ["ACCEPTED", "SENT", "DELIVERED", "READ", "REJECTED", "ERROR", "EXPIRED"]
+SUCCESS = ["ACCEPTED", "SENT", "DELIVERED", "READ"]
+MID = "msg-1"
+
+steps = s.fixed_dictionaries(
+    {"channel": s.sampled_from(CHANNELS), "content": s.dictionaries(s.sampled_from("abc"), s.integers(0, 9))},
+    optional={
+        "fallbackAfter": s.one_of(s.integers(1, 300), s.floats(0.001, 300.0)),
+        "successStatus": s.sampled_from(SUCCESS),
+    },
+)
+
+
+@s.composite
+def requests(draw: s.DrawFn) -> dict[str, Any]:
+    body: dict[str, Any] = {"channels": draw(s.lists(steps, min_size=1, max_size=8))}
+    if draw(s.booleans()):
+        body["ttl"] = draw(s.integers(1, 3000))
+    if draw(s.booleans()):
+        body["requestedAt"] = format_ms(T0 - draw(s.integers(0, 600_000)))
+    if draw(s.integers(0, 4)) == 0:
+        body["initialAttempt"] = {"sentAt": format_ms(T0 - draw(s.integers(0, 400_000)))}
+    return body
+
+
+@dataclass(frozen=True)
+class Step:
+    delay_ms: int
+    event: Event
+    fire_due_first: bool  # a prompt runtime fires due timers before the next record; a slow one not
+
+
+@s.composite
+def scripts(draw: s.DrawFn) -> tuple[Limits, list[Step]]:
+    limits = Limits(
+        max_flow_ms=draw(s.integers(1, 2_000_000)),
+        orphan_status_ms=draw(s.integers(0, 300_000)),
+        late_status_ms=draw(s.integers(0, 1_000_000)),
+        dedup_ms=draw(s.integers(1, 1_000_000)),  # config requires dedup > 0
+    )
+    body = draw(requests())
+    original = request(MID, **body)
+    conflict = request(MID, **{**body, "destination": "+391111111111"})
+    n_steps = len(body["channels"])
+
+    def status_event(draw_: s.DrawFn) -> Event:
+        attempt = draw_(s.one_of(s.none(), s.integers(0, max(0, min(7, n_steps)))))
+        extra: dict[str, Any] = {}
+        if draw_(s.booleans()):
+            extra["providerMessageId"] = draw_(s.sampled_from(["p1", "p2"]))
+        return StatusEvent(
+            status(draw_(s.sampled_from(CHANNELS)), draw_(s.sampled_from(STATUSES)), attempt, MID, **extra)
+        )
+
+    events: list[Step] = []
+    for _ in range(draw(s.integers(1, 30))):
+        kind = draw(s.sampled_from(["request", "request", "conflict", "cancel", "status", "status", "timer"]))
+        event: Event
+        if kind == "request":
+            again = original
+            if draw(s.booleans()):  # same request apart from requestedAt: still a repeat
+                again = request(MID, **{**body, "requestedAt": format_ms(T0 + draw(s.integers(0, 10**6)))})
+            event = RequestEvent(again)
+        elif kind == "conflict":
+            event = RequestEvent(conflict)
+        elif kind == "cancel":
+            event = CancelEvent(cancel(MID, reason=draw(s.sampled_from([None, "paid"]))))
+        elif kind == "status":
+            event = status_event(draw)
+        else:
+            event = TimerEvent()
+        delay = draw(s.one_of(s.just(0), s.integers(0, 400_000)))
+        events.append(Step(delay, event, draw(s.booleans())))
+    return limits, events
+
+
+def run(limits: Limits, script: list[Step], *, roundtrip: bool) -> tuple[Driver, list[bytes]]:
+    """Play a script, checking the per-flow invariants as effects appear; return every effect."""
+    d = Driver(limits, roundtrip=roundtrip)
+    seen: list[bytes] = []
+    flow_open = False
+    accepted = 0
+    outcomes = 0
+    next_attempt = 0
+    ids: set[str] = set()
+
+    def feed(event: Event) -> None:
+        nonlocal flow_open, accepted, outcomes, next_attempt, ids
+        before = d.state
+        is_new = isinstance(event, RequestEvent) and (
+            before is None
+            or before.phase is Phase.HOLDING
+            # an ended state whose retention is over is forgotten before the record is applied
+            or (
+                before.phase is Phase.ENDED and before.deadline_ms is not None and before.deadline_ms <= d.now
+            )
+        )
+        effects = d.feed(event)
+        if is_new:
+            assert isinstance(event, RequestEvent)
+            assert not flow_open
+            flow_open = True
+            accepted += 1
+            next_attempt = 1 if event.request.initial_attempt is not None else 0
+            ids = set()
+        for effect in effects:
+            seen.append(effect_bytes(effect))
+            if isinstance(effect, SendCommand):
+                cmd = effect.command
+                assert flow_open, "a command after the end"
+                assert cmd.attempt == next_attempt, "attempts are consecutive"
+                assert cmd.command_id == f"{MID}:{cmd.attempt}" and cmd.command_id not in ids
+                assert cmd.not_after is not None and to_ms(cmd.issued_at) < to_ms(cmd.not_after), (
+                    "no attempt is issued at or after the flow's end"
+                )
+                ids.add(cmd.command_id)
+                next_attempt += 1
+            elif isinstance(effect, EmitOutcome):
+                assert flow_open, "an outcome without an open flow"
+                flow_open = False
+                outcomes += 1
+
+    for step in script:
+        target = d.now + step.delay_ms
+        if step.fire_due_first:
+            while d.state is not None and d.state.deadline_ms is not None and d.state.deadline_ms <= target:
+                d.now = max(d.now, d.state.deadline_ms)
+                feed(TimerEvent())
+        d.now = target
+        feed(step.event)
+    for _ in range(100):  # drive timers until the state is gone
+        if d.state is None:
+            break
+        assert d.state.deadline_ms is not None
+        d.now = max(d.now, d.state.deadline_ms)
+        feed(TimerEvent())
+    assert d.state is None, "a timer outlived its message"
+    assert not flow_open and outcomes == accepted, "every accepted request ends in exactly one outcome"
+    return d, seen
+
+
+@settings(max_examples=200, deadline=None)
+@given(scripts())
+def test_random_interleavings_keep_every_guarantee(script: tuple[Limits, list[Step]]) -> None:
+    limits, steps_ = script
+    _, first = run(limits, steps_, roundtrip=True)
+    _, second = run(limits, steps_, roundtrip=False)
+    assert first == second, "replay must give byte-identical effects"
+
+
+@settings(max_examples=100, deadline=None)
+@given(s.lists(steps, min_size=1, max_size=8))
+def test_a_chain_with_no_reports_tries_every_step_then_ends(chain: list[dict[str, Any]]) -> None:
+    limits = Limits(max_flow_ms=10**9, orphan_status_ms=1000, late_status_ms=1000, dedup_ms=1000)
+    d = Driver(limits)
+    d.send(request(MID, channels=chain))
+    d.drain()
+    timed = 0
+    for step in chain:
+        timed += 1
+        if "fallbackAfter" not in step:
+            break
+    assert [c.attempt for c in d.commands] == list(range(timed))
+    assert len(d.outcomes) == 1 and d.state is None
+    expected = "FAILED" if "fallbackAfter" in chain[timed - 1] else "EXPIRED"
+    assert d.outcome.result.value == expected
+    # the same chain where every attempt is rejected at once walks it to FAILED with FAILED reasons
+    d2 = Driver(limits)
+    d2.send(request(MID, channels=chain))
+    for i, step in enumerate(chain):
+        d2.report(status(step["channel"], "REJECTED", i, MID))
+    assert [c.reason.value for c in d2.commands[1:]] == ["FAILED"] * (len(chain) - 1)
+    assert d2.outcome.result.value == "FAILED"
