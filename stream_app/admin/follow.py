@@ -10,7 +10,7 @@ disturbs a real consumer and any number of terminals can watch. Two modes:
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 
 import orjson
@@ -47,10 +47,12 @@ async def follow_outcomes(
     limit: int | None = None,
     stop: asyncio.Event | None = None,
     topic: str | None = None,
+    on_ready: Callable[[], None] | None = None,
 ) -> AsyncGenerator[Followed, None]:
     """Yield the records of ``outcomes`` (see the module docstring for the modes).
 
     A snapshot always reads from the beginning; ``from_beginning`` matters only when following.
+    ``on_ready`` is called once the start position is fixed: a record produced after that is seen.
     """
     name = topic or settings.topics.outcomes
     consumer = AIOKafkaConsumer(
@@ -73,8 +75,12 @@ async def follow_outcomes(
             else:
                 await consumer.seek_to_beginning(*tps)
             ends: dict[TopicPartition, int] = {} if follow else await consumer.end_offsets(tps)
+            for tp in tps:  # resolve the lazy seeks now, so "ready" means the position is fixed
+                await consumer.position(tp)
         except KafkaError as exc:
             raise KafkaFailure(f"reading {name} failed: {exc}") from None
+        if on_ready is not None:
+            on_ready()
         shown = 0
         while not (stop is not None and stop.is_set()):
             if not follow and await _caught_up(consumer, ends):

@@ -76,7 +76,19 @@ def run(args: argparse.Namespace) -> int:
         with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):
             loop.add_signal_handler(signal.SIGTERM, stop.set)
         shown = 0
-        records = follow_outcomes(settings, follow=args.follow, from_beginning=args.from_beginning, stop=stop)
+        where = "the beginning" if args.from_beginning else "now"
+
+        def ready() -> None:
+            if args.follow:  # on stderr, so --json output stays pure JSON lines
+                print(
+                    f"following {settings.topics.outcomes} from {where}; Ctrl-C to stop",
+                    file=sys.stderr,
+                    flush=True,
+                )
+
+        records = follow_outcomes(
+            settings, follow=args.follow, from_beginning=args.from_beginning, stop=stop, on_ready=ready
+        )
         try:
             async for item in records:
                 if wanted and (item.record is None or item.record.message_id not in wanted):

@@ -1,0 +1,129 @@
+"""The readable lines of ``stream-app outcomes``."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from stream_app.admin.follow import Followed, _decode, format_duration, format_line, json_line
+from stream_app.contracts import (
+    AttemptEnd,
+    AttemptSummary,
+    Channel,
+    LateStatus,
+    Outcome,
+    Result,
+    Status,
+    encode,
+)
+
+T0 = datetime(2026, 4, 9, 8, 15, tzinfo=UTC)
+
+
+def item(record: Outcome | LateStatus) -> Followed:
+    return _decode(0, 7, record.message_id.encode(), encode(record))
+
+
+@pytest.mark.parametrize(
+    ("ms", "text"),
+    [
+        (0, "0ms"),
+        (850, "850ms"),
+        (4_210, "4.2s"),
+        (59_949, "59.9s"),
+        (304_211, "5m04s"),
+        (7_380_000, "2h03m"),
+    ],
+)
+def test_durations(ms: int, text: str) -> None:
+    assert format_duration(ms) == text
+
+
+def test_succeeded_line_shows_channel_status_path_and_duration() -> None:
+    outcome = Outcome(
+        message_id="txn-1",
+        result=Result.SUCCEEDED,
+        channel=Channel.SMS,
+        status=Status.DELIVERED,
+        attempt_count=3,
+        attempts=[
+            AttemptSummary(
+                attempt=0,
+                channel=Channel.WHATSAPP,
+                issued_at=T0,
+                last_status=Status.REJECTED,
+                ended_by=AttemptEnd.FAILED,
+            ),
+            AttemptSummary(
+                attempt=1,
+                channel=Channel.RCS,
+                issued_at=T0,
+                last_status=Status.SENT,
+                ended_by=AttemptEnd.TIMEOUT,
+            ),
+            AttemptSummary(
+                attempt=2,
+                channel=Channel.SMS,
+                issued_at=T0,
+                last_status=Status.DELIVERED,
+                ended_by=AttemptEnd.SUCCEEDED,
+            ),
+        ],
+        requested_at=T0,
+        completed_at=T0 + timedelta(seconds=304),
+        duration_ms=304_211,
+    )
+    assert format_line(item(outcome)) == (
+        "08:20:04Z  txn-1  SUCCEEDED on SMS DELIVERED  "
+        "path WHATSAPP(REJECTED) > RCS(SENT, timeout) > SMS(DELIVERED)  in 5m04s"
+    )
+
+
+def test_cancelled_line_shows_reason_and_open_attempt() -> None:
+    outcome = Outcome(
+        message_id="m",
+        result=Result.CANCELLED,
+        attempt_count=1,
+        attempts=[
+            AttemptSummary(attempt=0, channel=Channel.SMS, issued_at=T0, ended_by=AttemptEnd.CANCELLED)
+        ],
+        reason="paid",
+        requested_at=T0,
+        completed_at=T0 + timedelta(seconds=2),
+        duration_ms=2_000,
+    )
+    assert (
+        format_line(item(outcome))
+        == "08:15:02Z  m  CANCELLED (paid)  path SMS(no status, cancelled)  in 2.0s"
+    )
+
+
+def test_late_status_line() -> None:
+    late = LateStatus(
+        message_id="m",
+        attempt=0,
+        channel=Channel.WHATSAPP,
+        status=Status.READ,
+        occurred_at=T0,
+        double_delivery=True,
+    )
+    assert (
+        format_line(item(late))
+        == "08:15:00Z  m  LATE  attempt 0 WHATSAPP READ after the end  DOUBLE DELIVERY"
+    )
+
+
+def test_undecodable_record_is_a_line_not_a_crash() -> None:
+    bad = _decode(2, 9, b"k", b'{"type": "outcome"}')
+    assert bad.record is None
+    assert format_line(bad).startswith("! undecodable record at partition 2 offset 9: messageId: required")
+    assert (
+        format_line(_decode(0, 1, b"k", None)) == "! undecodable record at partition 0 offset 1: null value"
+    )
+
+
+def test_json_line_is_the_record_on_one_line() -> None:
+    assert json_line(_decode(0, 0, None, b'{"a": 1}')) == '{"a": 1}'
+    assert json_line(_decode(0, 0, None, b'{\n  "a": "x y"\n}')) == '{"a":"x y"}'
+    assert json_line(_decode(0, 0, None, None)) == "null"
