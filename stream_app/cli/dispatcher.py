@@ -1,0 +1,74 @@
+"""``stream-app dispatcher``: retry-commands -> gateway sends -> ACCEPTED/REJECTED on delivery-status."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+
+from stream_app.config import add_options, from_args
+from stream_app.gateway.runner import run_service
+
+ORDER = 30
+
+EPILOG = """\
+environment:
+  STREAM_APP_GATEWAY_URL              gateway base URL (default http://127.0.0.1:19300, the simulator)
+  STREAM_APP_GATEWAY_API_KEY          sent as X-Api-Key; read from the environment only, never logged
+  STREAM_APP_GATEWAY_TIMEOUT_SECONDS  per HTTP call (default 10)
+  STREAM_APP_DISPATCH_CONCURRENCY     in-flight sends per channel: "16" or "WHATSAPP=8,SMS=32"
+  STREAM_APP_DISPATCH_RATE            sends per second per channel, e.g. "SMS=50" (default: no limit)
+  STREAM_APP_DISPATCH_MAX_IN_FLIGHT   commands read but not finished before fetching pauses (1000)
+
+Each commandId is sent at most once, across restarts too: a local record of sent commands lives under
+STREAM_APP_STATE_DIR/dispatcher-sent (keep it on a persistent volume; one dispatcher per directory).
+
+examples:
+  stream-app gateway-sim --port 19300 &
+  STREAM_APP_GATEWAY_API_KEY=test stream-app dispatcher --bootstrap-servers localhost:9092
+
+  STREAM_APP_GATEWAY_URL=https://lora-api.example.com STREAM_APP_GATEWAY_API_KEY=... \\
+  STREAM_APP_DISPATCH_RATE=SMS=50,WHATSAPP=20 stream-app dispatcher --state-dir /var/lib/stream-app
+"""
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "dispatcher",
+        help="send retry-commands to the messaging gateway and publish ACCEPTED/REJECTED",
+        description=(
+            "Consumes retry-commands (consumer group <app-id>-dispatcher, manual commits), calls the "
+            "gateway's send endpoint for each command, and publishes the answer as a DeliveryStatus "
+            "(ACCEPTED with providerMessageId, or REJECTED with reasons) on delivery-status. 429, 5xx, "
+            "timeouts and resets are retried with backoff and jitter; a command not sent before its "
+            "notAfter becomes REJECTED with reason NOT_SENT_BEFORE_NOT_AFTER."
+        ),
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_options(p, "bootstrap_servers", "topic_prefix", "app_id", "state_dir", "dedup_seconds")
+    p.add_argument("--gateway-url", default=None, help="gateway base URL (env STREAM_APP_GATEWAY_URL)")
+    p.add_argument("--concurrency", default=None, help="per channel, e.g. 16 or SMS=32,WHATSAPP=8")
+    p.add_argument("--rate", default=None, help="sends/s per channel, e.g. SMS=50 (0 = no limit)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import os
+
+    from stream_app.gateway.dispatcher import run_dispatcher
+    from stream_app.gateway.settings import ENV, gateway_from_env
+
+    settings = from_args(args)
+    env = dict(os.environ)
+    if args.gateway_url:
+        env[ENV["url"]] = args.gateway_url
+    if args.concurrency:
+        env[ENV["concurrency"]] = args.concurrency
+    if args.rate:
+        env[ENV["rate"]] = args.rate
+    gateway = gateway_from_env(env)
+
+    async def main(stop: asyncio.Event) -> None:
+        await run_dispatcher(settings, gateway, stop=stop)
+
+    return run_service(main)

@@ -1,0 +1,483 @@
+"""The dispatcher: ``retry-commands`` -> gateway sends -> ACCEPTED/REJECTED on ``delivery-status``.
+
+Per command (record of ``retry-commands``):
+
+1. Decode it; an invalid record goes to ``dead-letters`` with Connect headers, and the loop goes on.
+2. Look its commandId up in the :class:`~stream_app.gateway.sentlog.SentLog`. DONE: a repeat from the
+   processor, dropped. RESULT: publish the recorded status again. SENDING: a previous run crashed
+   around the call, so ask the gateway's status endpoint whether it has the message before anything
+   else (found: ACCEPTED; not found: send).
+3. Record SENDING, call the gateway (per-channel concurrency and rate limits), record RESULT,
+   publish the status, record DONE.
+4. 429, 5xx, timeouts and resets are retried with exponential backoff and full jitter, at least the
+   ``Retry-After`` the gateway asked for. After an answer that may have been lost (a timeout, a reset,
+   a 5xx) the status endpoint is asked before the next send, so a lost answer is never a second send.
+5. A command that cannot be sent before its ``notAfter`` becomes REJECTED with reason
+   ``NOT_SENT_BEFORE_NOT_AFTER``: never a silent drop.
+
+Offsets are committed by hand, per partition, up to the lowest offset still in flight, so a crash
+re-reads only unfinished commands and the sent-log makes those safe. 401/403 from the gateway stop
+the dispatcher with a one-line error: with a wrong API key every send would fail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka.errors import KafkaConnectionError
+
+from stream_app.config import Settings
+from stream_app.contracts import (
+    Channel,
+    DeliveryStatus,
+    InvalidRecord,
+    RetryCommand,
+    Status,
+    decode_command,
+    encode,
+    from_ms,
+    to_ms,
+)
+from stream_app.errors import BrokerUnreachable
+from stream_app.gateway.client import (
+    Accepted,
+    Found,
+    GatewayClient,
+    NotFound,
+    Permanent,
+    RateLimited,
+    Rejected,
+    StatusResult,
+    Transient,
+    build_body,
+)
+from stream_app.gateway.errors import GatewayAuthError
+from stream_app.gateway.kafka import copied_headers, dead_letter_headers, started_producer
+from stream_app.gateway.sentlog import SendState, SentLog
+from stream_app.gateway.settings import GatewaySettings
+
+log = logging.getLogger(__name__)
+
+NOT_SENT_BEFORE_NOT_AFTER = "NOT_SENT_BEFORE_NOT_AFTER"
+#: A send whose answer was lost and whose status the gateway would not tell before notAfter.
+SEND_OUTCOME_UNKNOWN = "SEND_OUTCOME_UNKNOWN"
+#: How often offsets are committed while commands complete (1 s: a crash re-reads at most about
+#: one second of finished commands, which the sent-log then drops).
+COMMIT_INTERVAL = 1.0
+#: Bound on waiting for in-flight sends at shutdown; what is left is re-read after a restart.
+SHUTDOWN_GRACE = 10.0
+
+
+class _Stopped(Exception):
+    """The dispatcher is stopping; the command stays uncommitted and is re-read after a restart."""
+
+
+@dataclass(slots=True)
+class _Limiter:
+    """Per-channel concurrency (a semaphore) and rate (evenly spaced start times)."""
+
+    sem: asyncio.Semaphore
+    interval: float
+    next_at: float = 0.0
+
+    async def acquire(self) -> None:
+        await self.sem.acquire()
+        if self.interval > 0:
+            now = time.monotonic()
+            slot = max(now, self.next_at)
+            self.next_at = slot + self.interval
+            if slot > now:
+                await asyncio.sleep(slot - now)
+
+    def release(self) -> None:
+        self.sem.release()
+
+
+class Dispatcher:
+    """Commands in, sends out, statuses back. Transport-agnostic apart from the producer it is given."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        gateway: GatewaySettings,
+        client: GatewayClient,
+        producer: AIOKafkaProducer,
+        sent: SentLog,
+        *,
+        stop: asyncio.Event,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.gateway = gateway
+        self.client = client
+        self.producer = producer
+        self.sent = sent
+        self.stop = stop
+        self.clock = clock
+        self.topics = settings.topics
+        self.limiters = {
+            ch: _Limiter(
+                asyncio.Semaphore(int(gateway.concurrency[ch])),
+                1.0 / rate if (rate := gateway.rate[ch]) else 0.0,
+            )
+            for ch in Channel
+        }
+        self.active: dict[str, asyncio.Task[None]] = {}
+        self.fatal: BaseException | None = None
+        self.counts: Counter[str] = Counter()
+
+    # ------------------------------------------------------------------------------------ entry
+    async def handle(self, record: ConsumerRecord[bytes, bytes]) -> bool:
+        """Process one command record to its end. False when it was abandoned (stopping)."""
+        try:
+            command = decode_command(record.value or b"")
+            expected = f"{command.message_id}:{command.attempt}"
+            if command.command_id != expected:
+                raise InvalidRecord(f"commandId: must be '<messageId>:<attempt>' ({expected!r})")
+        except InvalidRecord as exc:
+            await self._dead_letter(record, exc.reason)
+            return True
+        cid = command.command_id
+        running = self.active.get(cid)
+        if running is not None:  # the same command twice in flight: the repeat waits for the first
+            await asyncio.wait({running})
+            self.counts["repeats"] += 1
+            return not running.cancelled() and running.exception() is None
+        task = asyncio.current_task()
+        assert task is not None
+        self.active[cid] = task
+        try:
+            await self._dispatch(command, record)
+            return True
+        except _Stopped:
+            return False
+        finally:
+            self.active.pop(cid, None)
+
+    async def _dispatch(self, command: RetryCommand, record: ConsumerRecord[bytes, bytes]) -> None:
+        cid = command.command_id
+        entry = self.sent.get(cid)
+        headers = copied_headers(record.headers)
+        if entry is not None and entry.state is SendState.DONE:
+            self.counts["repeats"] += 1
+            log.debug("command %s already sent: repeat dropped", cid)
+            return
+        if entry is not None and entry.state is SendState.RESULT:
+            await self._publish(command, entry.payload, headers)
+            return
+        maybe_sent = entry is not None  # SENDING: the previous run may have sent it
+        status = await self._send(command, maybe_sent)
+        payload = encode(status)
+        self.sent.put(cid, SendState.RESULT, self._now_ms(), payload)
+        await self._publish(command, payload, headers)
+
+    async def _publish(self, command: RetryCommand, payload: bytes, headers: list[tuple[str, bytes]]) -> None:
+        await self.producer.send_and_wait(
+            self.topics.delivery_status, payload, key=command.message_id.encode(), headers=headers or None
+        )
+        self.sent.put(command.command_id, SendState.DONE, self._now_ms())
+        self.counts["published"] += 1
+
+    async def _dead_letter(self, record: ConsumerRecord[bytes, bytes], reason: str) -> None:
+        log.warning("dead-lettering %s[%d]@%d: %s", record.topic, record.partition, record.offset, reason)
+        await self.producer.send_and_wait(
+            self.topics.dead_letters,
+            record.value,
+            key=record.key,
+            headers=dead_letter_headers(
+                reason, record.topic, record.partition, record.offset, "InvalidRecord"
+            ),
+        )
+        self.counts["dead_letters"] += 1
+
+    # ------------------------------------------------------------------------------------ send
+    def _now_ms(self) -> int:
+        return int(self.clock() * 1000)
+
+    def _status(
+        self, command: RetryCommand, status: Status, *, reasons: list[str], provider_id: str | None = None
+    ) -> DeliveryStatus:
+        return DeliveryStatus(
+            message_id=command.message_id,
+            attempt=command.attempt,
+            channel=command.channel,
+            status=status,
+            reasons=reasons,
+            provider_message_id=provider_id,
+            occurred_at=from_ms(self._now_ms()),
+        )
+
+    def _backoff(self, failures: int) -> float:
+        """Full jitter: uniform in [0, min(max, base * 2**failures)] (AWS architecture blog)."""
+        cap = min(self.gateway.backoff_max, self.gateway.backoff_base * 2 ** min(failures, 30))
+        return random.uniform(0, cap)
+
+    async def _pause(self, seconds: float, deadline_ms: int | None) -> None:
+        """Sleep ``seconds`` (not past the deadline); raise :class:`_Stopped` if stopping."""
+        if deadline_ms is not None:
+            seconds = min(seconds, max(0.0, (deadline_ms - self._now_ms()) / 1000))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.stop.wait(), seconds)
+        if self.stop.is_set():
+            raise _Stopped
+
+    async def _ask_status(self, command: RetryCommand) -> StatusResult:
+        result = await self.client.status(command.command_id, command.channel)
+        if isinstance(result, Permanent) and result.status in (401, 403):
+            raise GatewayAuthError(
+                f"the gateway refused the API key on the status endpoint (HTTP {result.status})"
+            )
+        return result
+
+    async def _send(self, command: RetryCommand, maybe_sent: bool) -> DeliveryStatus:
+        """Send ``command`` once, retrying what may be retried; the ACCEPTED/REJECTED status."""
+        cid, channel = command.command_id, command.channel
+        deadline = to_ms(command.not_after) if command.not_after is not None else None
+        body = build_body(command)
+        failures = 0
+        while True:
+            if self.stop.is_set():
+                raise _Stopped
+            if maybe_sent:
+                found = await self._ask_status(command)
+                if isinstance(found, Found):
+                    self.counts["resolved_by_status"] += 1
+                    provider_id = found.provider_message_id
+                    return self._status(command, Status.ACCEPTED, reasons=[], provider_id=provider_id)
+                if isinstance(found, NotFound):
+                    maybe_sent = False
+                elif deadline is not None and self._now_ms() >= deadline:
+                    return self._status(
+                        command, Status.REJECTED, reasons=[NOT_SENT_BEFORE_NOT_AFTER, SEND_OUTCOME_UNKNOWN]
+                    )
+                else:
+                    failures += 1
+                    wait = found.retry_after if isinstance(found, RateLimited) and found.retry_after else 0.0
+                    await self._pause(max(wait, self._backoff(failures)), deadline)
+                    continue
+            if deadline is not None and self._now_ms() >= deadline:
+                self.counts["not_after"] += 1
+                return self._status(command, Status.REJECTED, reasons=[NOT_SENT_BEFORE_NOT_AFTER])
+            limiter = self.limiters[channel]
+            await limiter.acquire()
+            try:
+                if self.stop.is_set():
+                    raise _Stopped
+                self.sent.put(cid, SendState.SENDING, self._now_ms())
+                result = await self.client.send(channel, body)
+            finally:
+                limiter.release()
+            self.counts["calls"] += 1
+            match result:
+                case Accepted(provider_id, _parts):
+                    self.counts["accepted"] += 1
+                    return self._status(command, Status.ACCEPTED, reasons=[], provider_id=provider_id)
+                case Rejected(reasons, _):
+                    self.counts["rejected"] += 1
+                    return self._status(command, Status.REJECTED, reasons=list(reasons))
+                case Permanent(code, reason) if code in (401, 403):
+                    raise GatewayAuthError(
+                        f"the gateway refused the API key (HTTP {code}: {reason}); "
+                        "check STREAM_APP_GATEWAY_API_KEY"
+                    )
+                case Permanent(code, reason):
+                    self.counts["rejected"] += 1
+                    return self._status(command, Status.REJECTED, reasons=[f"HTTP_{code}: {reason}"])
+                case RateLimited(retry_after):
+                    failures += 1
+                    self.counts["rate_limited"] += 1
+                    await self._pause(max(retry_after or 0.0, self._backoff(failures)), deadline)
+                case Transient(error, maybe):
+                    failures += 1
+                    self.counts["transient"] += 1
+                    maybe_sent = maybe_sent or maybe
+                    log.info("send of %s failed (%s); retrying", cid, error)
+                    await self._pause(self._backoff(failures), deadline)
+
+
+class _Offsets:
+    """Per-partition offsets in flight; the committable offset is the lowest one not finished."""
+
+    def __init__(self) -> None:
+        self.pending: dict[TopicPartition, Counter[int]] = {}
+        self.next: dict[TopicPartition, int] = {}
+        self.committed: dict[TopicPartition, int] = {}
+
+    def start(self, tp: TopicPartition, offset: int) -> None:
+        self.pending.setdefault(tp, Counter())[offset] += 1
+        self.next[tp] = max(self.next.get(tp, 0), offset + 1)
+
+    def finish(self, tp: TopicPartition, offset: int) -> None:
+        pending = self.pending.get(tp)
+        if pending is None or offset not in pending:
+            return
+        pending[offset] -= 1
+        if pending[offset] <= 0:
+            del pending[offset]
+
+    def committable(self, assigned: set[TopicPartition]) -> dict[TopicPartition, int]:
+        out = {}
+        for tp in assigned:
+            if tp not in self.next:
+                continue
+            pending = self.pending.get(tp)
+            offset = min(pending) if pending else self.next[tp]
+            if self.committed.get(tp) != offset:
+                out[tp] = offset
+        return out
+
+    def forget(self, tps: set[TopicPartition]) -> None:
+        for tp in tps:
+            self.pending.pop(tp, None)
+            self.next.pop(tp, None)
+            self.committed.pop(tp, None)
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, loop: _Loop) -> None:
+        self.loop = loop
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        await self.loop.commit(set(revoked))
+        self.loop.offsets.forget(set(revoked))
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        log.info("dispatcher assigned %d partitions", len(assigned))
+
+
+class _Loop:
+    def __init__(self, consumer: AIOKafkaConsumer, dispatcher: Dispatcher, max_in_flight: int) -> None:
+        self.consumer = consumer
+        self.dispatcher = dispatcher
+        self.offsets = _Offsets()
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.max_in_flight = max_in_flight
+        self.paused = False
+
+    async def commit(self, tps: set[TopicPartition] | None = None) -> None:
+        assigned = tps if tps is not None else set(self.consumer.assignment())
+        offsets = self.offsets.committable(assigned)
+        if not offsets:
+            return
+        try:
+            await self.consumer.commit(offsets)
+        except Exception as exc:  # a commit during a rebalance fails; the next one carries it
+            log.warning("offset commit failed (%s); will retry", exc)
+            return
+        self.offsets.committed.update(offsets)
+
+    def _spawn(self, record: ConsumerRecord[bytes, bytes]) -> None:
+        tp = TopicPartition(record.topic, record.partition)
+        self.offsets.start(tp, record.offset)
+
+        async def run() -> None:
+            try:
+                done = await self.dispatcher.handle(record)
+            except GatewayAuthError as exc:
+                self.dispatcher.fatal = exc
+                self.dispatcher.stop.set()
+                return
+            except Exception as exc:  # a bug must not kill the loop silently, nor commit past it
+                log.exception("command at %s[%d]@%d failed", record.topic, record.partition, record.offset)
+                self.dispatcher.fatal = exc
+                self.dispatcher.stop.set()
+                return
+            if done:
+                self.offsets.finish(tp, record.offset)
+
+        task = asyncio.create_task(run())
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    def _flow_control(self) -> None:
+        assigned = list(self.consumer.assignment())
+        if not self.paused and len(self.tasks) >= self.max_in_flight:
+            self.consumer.pause(*assigned)
+            self.paused = True
+        elif self.paused and len(self.tasks) < self.max_in_flight // 2:
+            self.consumer.resume(*assigned)
+            self.paused = False
+
+    async def run(self, stop: asyncio.Event) -> None:
+        last_commit = time.monotonic()
+        while not stop.is_set():
+            self._flow_control()
+            batches = await self.consumer.getmany(timeout_ms=200, max_records=500)
+            for records in batches.values():
+                for record in records:
+                    self._spawn(record)
+            if time.monotonic() - last_commit >= COMMIT_INTERVAL or not batches:
+                await self.commit()
+                last_commit = time.monotonic()
+        if self.tasks:
+            await asyncio.wait(set(self.tasks), timeout=SHUTDOWN_GRACE)
+        for task in list(self.tasks):
+            task.cancel()
+        await self.commit()
+
+
+async def run_dispatcher(
+    settings: Settings,
+    gateway_settings: GatewaySettings,
+    *,
+    stop: asyncio.Event | None = None,
+    ready: asyncio.Event | None = None,
+    clock: Callable[[], float] = time.time,
+    dispatcher: list[Dispatcher] | None = None,
+) -> None:
+    """Run the dispatcher until ``stop`` is set; raises :class:`GatewayAuthError` on 401/403.
+
+    ``dispatcher``, when given, receives the :class:`Dispatcher` (its ``counts`` are for tests).
+    """
+    stop = stop or asyncio.Event()
+    sent = SentLog.open(settings.state_dir / "dispatcher-sent")
+    try:
+        pruned = sent.prune(int(clock() * 1000) - int(settings.dedup_seconds * 1000))
+        if pruned:
+            log.info("sent-log: forgot %d commands older than the dedup window", pruned)
+        async with (
+            started_producer(settings) as producer,
+            GatewayClient(
+                gateway_settings.url,
+                gateway_settings.api_key,
+                timeout=gateway_settings.timeout,
+                max_connections=gateway_settings.max_connections,
+            ) as client,
+        ):
+            disp = Dispatcher(settings, gateway_settings, client, producer, sent, stop=stop, clock=clock)
+            if dispatcher is not None:
+                dispatcher.append(disp)
+            consumer = AIOKafkaConsumer(
+                **settings.kafka_client_kwargs(),
+                group_id=f"{settings.app_id}-dispatcher",
+                enable_auto_commit=False,
+                auto_offset_reset="earliest",
+            )
+            loop = _Loop(consumer, disp, gateway_settings.max_in_flight)
+            consumer.subscribe([settings.topics.retry_commands], listener=_Rebalance(loop))
+            try:
+                await consumer.start()
+            except KafkaConnectionError as exc:
+                await consumer.stop()
+                raise BrokerUnreachable(settings.bootstrap_servers, str(exc)) from None
+            try:
+                if ready is not None:
+                    ready.set()
+                topic = settings.topics.retry_commands
+                log.info("dispatcher consuming %s -> %s", topic, gateway_settings.url)
+                await loop.run(stop)
+            finally:
+                await consumer.stop()
+            if disp.fatal is not None:
+                raise disp.fatal
+    finally:
+        sent.close()

@@ -1,0 +1,60 @@
+"""The Kafka side shared by the dispatcher, the webhook receiver and the poller.
+
+Plain producers (no idempotence: the local Tansu broker has no InitProducerId, and our records are
+keyed and safe to repeat), dead-letter headers as Kafka Connect writes them (CONTRACT.md), and the
+one-line error when no broker answers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Sequence
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaConnectionError, KafkaError
+
+from stream_app.config import Settings
+from stream_app.errors import BrokerUnreachable
+
+Headers = list[tuple[str, bytes]]
+
+
+def dead_letter_headers(
+    reason: str, source_topic: str, partition: int, offset: int, error_class: str
+) -> Headers:
+    """Kafka Connect's ``__error.*`` headers. A record that never was on a topic (a webhook body)
+    names its HTTP source as the topic and -1 as partition and offset."""
+    return [
+        ("__error.reason", reason.encode()),
+        ("__error.source.topic", source_topic.encode()),
+        ("__error.source.partition", str(partition).encode()),
+        ("__error.source.offset", str(offset).encode()),
+        ("__error.class", error_class.encode()),
+    ]
+
+
+def copied_headers(headers: Sequence[tuple[str, bytes]] | None) -> Headers:
+    """The headers an input passes on to what it causes: the W3C ``traceparent`` (CONTRACT.md)."""
+    return [(k, v) for k, v in headers or () if k == "traceparent"]
+
+
+@contextlib.asynccontextmanager
+async def started_producer(settings: Settings) -> AsyncIterator[AIOKafkaProducer]:
+    producer = AIOKafkaProducer(
+        **settings.kafka_client_kwargs(),
+        acks="all",
+        # 5 ms linger: concurrent sends and callbacks share batches instead of one request each.
+        linger_ms=5,
+    )
+    try:
+        await producer.start()
+    except KafkaConnectionError as exc:
+        await producer.stop()
+        raise BrokerUnreachable(settings.bootstrap_servers, str(exc)) from None
+    except KafkaError:
+        await producer.stop()
+        raise
+    try:
+        yield producer
+    finally:
+        await producer.stop()

@@ -1,0 +1,91 @@
+"""Helpers for the gateway room's broker tests: commands, a running dispatcher, reading statuses."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaProducer
+
+from stream_app.config import Settings
+from stream_app.contracts import DeliveryStatus, decode_status
+from stream_app.gateway.dispatcher import Dispatcher, run_dispatcher
+from stream_app.gateway.settings import GatewaySettings
+from tests.support.kafka import consume_until, create_topics, unique_prefix
+
+SMS_CONTENT = {"sender": "Shop", "text": "hello"}
+WA_CONTENT = {"phoneNumberId": 5, "template": {"id": 42}, "placeholders": {"nome": "Giulia"}}
+
+
+def command(message_id: str, attempt: int = 0, channel: str = "SMS", **over: Any) -> dict[str, Any]:
+    content = SMS_CONTENT if channel in ("SMS", "VIBER") else WA_CONTENT
+    if channel == "RCS":
+        content = {"agentId": 1, "templateId": 10}
+    body: dict[str, Any] = {
+        "type": "command",
+        "schemaVersion": 1,
+        "commandId": f"{message_id}:{attempt}",
+        "messageId": message_id,
+        "attempt": attempt,
+        "channel": channel,
+        "destination": "+393401234500",
+        "content": content,
+        "reason": "INITIAL" if attempt == 0 else "FAILED",
+        "issuedAt": "2026-04-09T08:15:01Z",
+    }
+    body.update(over)
+    return body
+
+
+async def make_settings(bootstrap: str, state_dir: Path, partitions: int = 3) -> Settings:
+    settings = Settings(
+        bootstrap_servers=bootstrap, topic_prefix=unique_prefix(), state_dir=state_dir, partitions=partitions
+    )
+    await create_topics(bootstrap, settings)
+    return settings
+
+
+async def produce_all(
+    bootstrap: str, topic: str, records: list[tuple[bytes | None, bytes]], headers: Any = None
+) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
+    await producer.start()
+    try:
+        futures = [await producer.send(topic, value, key=key, headers=headers) for key, value in records]
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+def as_record(cmd: dict[str, Any]) -> tuple[bytes, bytes]:
+    return cmd["messageId"].encode(), orjson.dumps(cmd)
+
+
+async def read_statuses(
+    bootstrap: str, settings: Settings, count: int, timeout: float = 30.0
+) -> list[DeliveryStatus]:
+    records = await consume_until(bootstrap, settings.topics.delivery_status, count=count, timeout=timeout)
+    return [decode_status(r.value or b"") for r in records]
+
+
+@contextlib.asynccontextmanager
+async def running_dispatcher(
+    settings: Settings, gateway: GatewaySettings
+) -> AsyncIterator[Dispatcher]:
+    stop, ready = asyncio.Event(), asyncio.Event()
+    holder: list[Dispatcher] = []
+    task = asyncio.create_task(run_dispatcher(settings, gateway, stop=stop, ready=ready, dispatcher=holder))
+    waiter = asyncio.create_task(ready.wait())
+    await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    if not ready.is_set():
+        waiter.cancel()
+        await task  # raises the start-up error
+    try:
+        yield holder[0]
+    finally:
+        stop.set()
+        await task
