@@ -109,6 +109,18 @@ class _Change:
 
 
 @dataclass(slots=True)
+class _Replay:
+    """One partition's changelog replay: offsets to read and the committed input offsets."""
+
+    start: int
+    end: int
+    req_limit: int
+    st_limit: int
+    applied: int = 0
+    skipped: int = 0
+
+
+@dataclass(slots=True)
 class _Out:
     topic: str
     key: bytes | None
@@ -330,12 +342,13 @@ class Processor:
             self._close_store(p)
         for p in [p for p in list(self.txn_producers) if p not in owned]:
             await self._stop_txn_producer(p)
-        for p in sorted(owned - self.stores.keys()):
-            if self._revoking or self.stop.is_set():
-                return
-            self.stores[p] = await self._restore(p)
-            if self.exactly_once and p not in self.txn_producers:
-                await self._start_txn_producer(p)
+        missing = sorted(owned - self.stores.keys())
+        if missing and not (self._revoking or self.stop.is_set()):
+            await self._restore(missing)
+            if self.exactly_once:
+                for p in missing:
+                    if p not in self.txn_producers:
+                        await self._start_txn_producer(p)
         if owned and not self.ready.is_set():
             self.ready.set()
 
@@ -364,92 +377,123 @@ class Processor:
 
     # -------------------------------------------------------------------------------------- restore
 
-    async def _restore(self, p: int) -> PartitionStore:
-        """Open partition p's store and replay the changelog tail past its durable offset."""
-        assert self._restorer is not None
-        store = PartitionStore.open(self.root, self.topics.changelog, p)
-        try:
-            await self._replay(p, store)
-        except BaseException:
-            store.close()
-            raise
-        return store
+    async def _restore(self, parts: list[int]) -> None:
+        """Open the stores of ``parts`` and replay each changelog tail past its durable offset.
 
-    async def _replay(self, p: int, store: PartitionStore) -> None:
+        All partitions are replayed together by one consumer (a partition with nothing to replay costs
+        no fetch), with progress logged and exported. A record whose input offset is at or past the
+        committed offset of that input is skipped: the input is read again and must meet the state it
+        was decided against (DESIGN.md, checkpoint order).
+        """
         assert self._restorer is not None
         rc = self._restorer
-        tp = TopicPartition(self.topics.changelog, p)
-        committed_req = await self.consumer.committed(TopicPartition(self.topics.send_requests, p))
-        committed_st = await self.consumer.committed(TopicPartition(self.topics.delivery_status, p))
-        req_limit = committed_req if committed_req is not None else 0
-        st_limit = committed_st if committed_st is not None else 0
-        rc.assign([tp])
-        end = (await rc.end_offsets([tp]))[tp]
-        local = store.changelog_offset
-        if local is None:
-            await rc.seek_to_beginning(tp)
-        else:
-            rc.seek(tp, local + 1)
-        position = await rc.position(tp)
-        if local is not None and local + 1 > end:
-            log(logging.WARNING, "store_ahead_of_changelog", partition=p, local=local, end=end)
-        started = time.monotonic()
-        applied = skipped = 0
-        last_log = started
-        remaining = self.metrics.restore_remaining.labels(str(p))
-        remaining.set(max(0, end - position))
-        while position < end:
-            batch = await rc.getmany(tp, timeout_ms=1000, max_records=10_000)
-            for rec in batch.get(tp, ()):
-                if rec.offset >= end:
-                    break
-                src = _input_offsets(rec.headers)
-                if src is not None and (src[0] >= req_limit or src[1] >= st_limit):
-                    skipped += 1
-                    continue
-                try:
-                    store.apply_changelog(rec.key, rec.value, rec.offset)
-                    applied += 1
-                except Exception as exc:  # a foreign or corrupt record must not stop the restore
-                    log(
-                        logging.ERROR,
-                        "changelog_record_unreadable",
-                        partition=p,
-                        offset=rec.offset,
-                        error=f"{type(exc).__name__}: {exc}",
+        changelog = self.topics.changelog
+        stores: dict[int, PartitionStore] = {}
+        try:
+            for p in parts:
+                stores[p] = PartitionStore.open(self.root, changelog, p)
+            tps = {p: TopicPartition(changelog, p) for p in parts}
+            ends = await rc.end_offsets(list(tps.values()))
+            begins = await rc.beginning_offsets(list(tps.values()))
+            todo: dict[int, _Replay] = {}
+            for p, store in stores.items():
+                tp, local = tps[p], store.changelog_offset
+                start = max(begins[tp], 0 if local is None else local + 1)
+                if local is not None and local + 1 > ends[tp]:
+                    log(logging.WARNING, "store_ahead_of_changelog", partition=p, local=local, end=ends[tp])
+                if start < ends[tp]:
+                    todo[p] = _Replay(
+                        start=start,
+                        end=ends[tp],
+                        req_limit=await self._committed(self.topics.send_requests, p),
+                        st_limit=await self._committed(self.topics.delivery_status, p),
                     )
-            position = await rc.position(tp)
-            remaining.set(max(0, end - position))
-            now = time.monotonic()
-            if now - last_log >= PROGRESS_EVERY_S:
-                last_log = now
-                log(
-                    logging.INFO,
-                    "restore_progress",
-                    partition=p,
-                    applied=applied,
-                    remaining=end - position,
-                    per_s=int(applied / max(now - started, 1e-6)),
-                )
-        if applied or skipped:
-            store.flush(end - 1)
-        self.metrics.restore_records.labels(str(p)).inc(applied)
-        self.metrics.restore_skipped.labels(str(p)).inc(skipped)
-        rc.unsubscribe()
-        took = time.monotonic() - started
-        log(
-            logging.INFO,
-            "restored",
-            partition=p,
-            applied=applied,
-            skipped=skipped,
-            from_offset=local,
-            end=end,
-            seconds=round(took, 3),
-            pending_timers=store.pending_count(),
-        )
-        self.metrics.pending_timers.labels(str(p)).set(store.pending_count())
-        return None
+            if todo:
+                await self._replay(rc, stores, tps, todo)
+        except BaseException:
+            for store in stores.values():
+                store.close()
+            raise
+        for p, store in stores.items():
+            self.stores[p] = store
+            self.metrics.pending_timers.labels(str(p)).set(store.pending_count())
+
+    async def _committed(self, topic: str, p: int) -> int:
+        offset = await self.consumer.committed(TopicPartition(topic, p))
+        return 0 if offset is None else int(offset)
+
+    async def _replay(
+        self,
+        rc: AIOKafkaConsumer,
+        stores: dict[int, PartitionStore],
+        tps: dict[int, TopicPartition],
+        todo: dict[int, _Replay],
+    ) -> None:
+        rc.assign([tps[p] for p in todo])
+        for p, r in todo.items():
+            rc.seek(tps[p], r.start)
+            self.metrics.restore_remaining.labels(str(p)).set(r.end - r.start)
+        started = last_log = time.monotonic()
+        total = 0
+        try:
+            while todo:
+                batch = await rc.getmany(*(tps[p] for p in todo), timeout_ms=1000, max_records=20_000)
+                for tp, records in batch.items():
+                    p = tp.partition
+                    r, store = todo[p], stores[p]
+                    for rec in records:
+                        if rec.offset >= r.end:
+                            break
+                        src = _input_offsets(rec.headers)
+                        if src is not None and (src[0] >= r.req_limit or src[1] >= r.st_limit):
+                            r.skipped += 1
+                            continue
+                        try:
+                            store.apply_changelog(rec.key, rec.value, rec.offset)
+                            r.applied += 1
+                        except Exception as exc:  # a foreign or corrupt record must not stop a restore
+                            log(
+                                logging.ERROR,
+                                "changelog_record_unreadable",
+                                partition=p,
+                                offset=rec.offset,
+                                error=f"{type(exc).__name__}: {exc}",
+                            )
+                    total += len(records)
+                for p in list(todo):
+                    r = todo[p]
+                    position = await rc.position(tps[p])
+                    self.metrics.restore_remaining.labels(str(p)).set(max(0, r.end - position))
+                    if position >= r.end:
+                        stores[p].flush(r.end - 1)
+                        rc.pause(tps[p])
+                        del todo[p]
+                        self.metrics.restore_records.labels(str(p)).inc(r.applied)
+                        self.metrics.restore_skipped.labels(str(p)).inc(r.skipped)
+                        log(
+                            logging.INFO,
+                            "restored",
+                            partition=p,
+                            applied=r.applied,
+                            skipped=r.skipped,
+                            from_offset=r.start,
+                            end=r.end,
+                            seconds=round(time.monotonic() - started, 3),
+                            pending_timers=stores[p].pending_count(),
+                        )
+                now = time.monotonic()
+                if todo and now - last_log >= PROGRESS_EVERY_S:
+                    last_log = now
+                    log(
+                        logging.INFO,
+                        "restore_progress",
+                        partitions=len(todo),
+                        records=total,
+                        remaining=sum(r.end for r in todo.values()),
+                        per_s=int(total / max(now - started, 1e-6)),
+                    )
+        finally:
+            rc.unsubscribe()
 
     # ----------------------------------------------------------------------------------------- loop
 
