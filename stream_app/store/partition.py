@@ -144,6 +144,8 @@ def _check_open_args(topic: str, partition: int) -> None:
 #: ``_staged`` entry: (record or None for a deletion, its deadline, the deadline of the record on disk
 #: when the key was first staged). The last one tells ``flush`` which index entry to remove.
 _Staged = tuple[bytes | None, int | None, int | None]
+#: Disk deadline of a staged key whose disk record is not read yet (deadlines are >= 0).
+_UNKNOWN = -1
 
 
 class PartitionStore:
@@ -170,6 +172,8 @@ class PartitionStore:
         self._index_del: set[bytes] = set()
         #: Records read from disk since the last flush (None = absent); disk changes only at flush.
         self._read_cache: dict[bytes, bytes | None] = {}
+        #: Staged keys whose disk record is not read yet (their disk deadline is ``_UNKNOWN``).
+        self._unresolved: list[bytes] = []
         #: Every index entry below this deadline is known to be gone (or staged for deletion); due-scans
         #: seek here instead of the start, past the tombstones fired timers leave behind.
         self._low_water = 0
@@ -262,18 +266,26 @@ class PartitionStore:
         return self._offset
 
     def pending_count(self) -> int:
-        """Armed timers (keys with a deadline), staged writes included. O(1): a maintained counter."""
+        """Armed timers (keys with a deadline), staged writes included.
+
+        A maintained counter (persisted in the meta at each flush); keys staged blind since the last call
+        are settled first (one bloom-filter probe each, see ``_read``).
+        """
+        self._resolve()
         return self._armed
 
     # ------------------------------------------------------------------ staged writes
     def put(self, key: bytes, value: bytes, deadline_ms: int | None) -> None:
         """Stage ``key`` -> ``value`` with its one timer (None: no timer). Durable at the next flush."""
+        if self._db is None:
+            self._require_open()
         record = codec.changelog_value(value, deadline_ms)  # validates the deadline
         self._processing_staged = True
         self._stage(key, record, deadline_ms)
 
     def delete(self, key: bytes) -> None:
         """Stage the removal of ``key`` and its timer. Durable at the next flush."""
+        self._require_open()
         self._processing_staged = True
         self._stage(key, None, None)
 
@@ -284,6 +296,7 @@ class PartitionStore:
         None keeps the stored one (or, after ``apply_changelog``, stores the last applied offset).
         """
         self._require_open()
+        self._resolve()
         offset = changelog_offset if changelog_offset is not None else self._restore_offset
         if offset is None:
             offset = self._offset
@@ -329,6 +342,8 @@ class PartitionStore:
         Raises :class:`InvalidChangelogRecord` for a value that is not a changelog value, and
         :class:`RestoreOrderError` if ``put``/``delete`` writes are staged.
         """
+        if self._db is None:
+            self._require_open()
         if self._processing_staged:
             raise RestoreOrderError(
                 f"state store {self.path}: flush staged put/delete writes before applying changelog records"
@@ -356,29 +371,62 @@ class PartitionStore:
         values = self._values
         if values is None:
             raise StoreClosed(f"state store {self.path} is closed")
-        record: bytes | None = values.get(key)
+        record = _read(values, key)
         if len(cache) >= _READ_CACHE_MAX:
             cache.clear()
         cache[key] = record
         return record
 
     def _stage(self, key: bytes, record: bytes | None, deadline: int | None) -> None:
-        current = self._staged.get(key)
-        if current is None:
-            disk = self._disk_record(key)
+        staged = self._staged
+        current = staged.get(key)
+        if current is not None:
+            if current[1] is not None:
+                self._armed -= 1
+            disk_deadline = current[2]
+        elif key in self._read_cache:  # the runtime's get() before put() already read it
+            disk = self._read_cache[key]
             if disk is None and record is None:
                 return  # deleting what does not exist: nothing to write
             disk_deadline = None if disk is None else codec.stored_deadline(disk)
-            old_deadline = disk_deadline
+            if disk_deadline is not None:
+                self._armed -= 1
         else:
-            old_deadline = current[1]
-            disk_deadline = current[2]
-        if old_deadline is not None:
-            self._armed -= 1
+            # Not read yet: settle it at the next flush or pending_count() in one pass over the
+            # batch (restore and blind writes), keeping this per-record path to dict operations.
+            disk_deadline = _UNKNOWN
+            self._unresolved.append(key)
         if deadline is not None:
             self._armed += 1
             heapq.heappush(self._staged_heap, (deadline, key))
-        self._staged[key] = (record, deadline, disk_deadline)
+        staged[key] = (record, deadline, disk_deadline)
+
+    def _resolve(self) -> None:
+        """Read the disk records of keys staged blind and settle the counter and their disk deadline."""
+        keys = self._unresolved
+        if not keys:
+            return
+        values = self._values
+        if values is None:
+            raise StoreClosed(f"state store {self.path} is closed")
+        staged = self._staged
+        stored_deadline = codec.stored_deadline
+        armed = self._armed
+        for key in keys:
+            disk = _read(values, key)
+            record, deadline, _ = staged[key]
+            if disk is None:
+                if record is None:
+                    del staged[key]  # deleting what does not exist: nothing to write
+                    continue
+                staged[key] = (record, deadline, None)
+            else:
+                disk_deadline = stored_deadline(disk)
+                if disk_deadline is not None:
+                    armed -= 1
+                staged[key] = (record, deadline, disk_deadline)
+        self._armed = armed
+        keys.clear()
 
     def _discard_staged(self) -> None:
         self._staged.clear()
@@ -386,6 +434,7 @@ class PartitionStore:
         self._staged_due.clear()
         self._index_del.clear()
         self._read_cache.clear()
+        self._unresolved.clear()
         self._restore_offset = None
         self._processing_staged = False
 
@@ -481,6 +530,20 @@ class PartitionStore:
         if floor is not None and floor > self._low_water:
             self._low_water = floor
         return out
+
+
+def _read(values: Rdict, key: bytes) -> bytes | None:
+    """One record by key, cheaply when it is absent or in memory.
+
+    ``key_may_exist(fetch=True)`` is a read restricted to memtables and cached blocks plus the bloom
+    filters: a definite miss (most new messageIds) costs about 0.7 us here against 2.5-5 us for
+    ``get``, and a memtable hit comes with its value. Only an uncached hit pays a real ``get``.
+    """
+    probe: Any = values.key_may_exist(key, True)  # (maybe, value or None) when fetch=True
+    if not probe[0]:
+        return None
+    value: bytes | None = probe[1] if probe[1] is not None else values.get(key)
+    return value
 
 
 def _close_quietly(db: Rdict) -> None:

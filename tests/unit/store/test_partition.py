@@ -506,6 +506,8 @@ def test_use_after_close_is_a_clear_error(tmp_path: Path) -> None:
         lambda: store.due(1, 1),
         lambda: store.next_deadline(),
         lambda: store.put(b"k", b"v", 1),
+        lambda: store.delete(b"k"),
+        lambda: store.apply_changelog(b"k", None, 1),
         lambda: store.flush(1),
     ):
         with pytest.raises(StoreClosed, match="is closed"):
