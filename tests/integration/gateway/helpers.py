@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -61,21 +61,28 @@ async def produce_all(
         await producer.stop()
 
 
+async def eventually(predicate: Callable[[], bool], within: float = 15.0, what: str = "condition") -> None:
+    """Wait until ``predicate()`` holds, polling every 50 ms; fail after ``within`` seconds."""
+    for _ in range(int(within / 0.05)):
+        if predicate():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{what} not reached within {within:g} s")
+
+
 def as_record(cmd: dict[str, Any]) -> tuple[bytes, bytes]:
     return cmd["messageId"].encode(), orjson.dumps(cmd)
 
 
 async def read_statuses(
-    bootstrap: str, settings: Settings, count: int, timeout: float = 30.0
+    bootstrap: str, settings: Settings, count: int, within: float = 30.0
 ) -> list[DeliveryStatus]:
-    records = await consume_until(bootstrap, settings.topics.delivery_status, count=count, timeout=timeout)
+    records = await consume_until(bootstrap, settings.topics.delivery_status, count=count, timeout=within)
     return [decode_status(r.value or b"") for r in records]
 
 
 @contextlib.asynccontextmanager
-async def running_dispatcher(
-    settings: Settings, gateway: GatewaySettings
-) -> AsyncIterator[Dispatcher]:
+async def running_dispatcher(settings: Settings, gateway: GatewaySettings) -> AsyncIterator[Dispatcher]:
     stop, ready = asyncio.Event(), asyncio.Event()
     holder: list[Dispatcher] = []
     task = asyncio.create_task(run_dispatcher(settings, gateway, stop=stop, ready=ready, dispatcher=holder))

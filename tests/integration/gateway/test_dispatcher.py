@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import orjson
@@ -16,6 +15,7 @@ from stream_app.gateway.testing import running_simulator
 from tests.integration.gateway.helpers import (
     as_record,
     command,
+    eventually,
     make_settings,
     produce_all,
     read_statuses,
@@ -49,7 +49,10 @@ async def test_commands_become_accepted_and_rejected_statuses(kafka_bootstrap: s
         statuses = {s.message_id: s for s in await read_statuses(kafka_bootstrap, settings, len(cmds))}
     ok = statuses["ok-sms"]
     assert (ok.status, ok.attempt, ok.channel, ok.provider_message_id) == (
-        Status.ACCEPTED, 0, Channel.SMS, "ok-sms:0"
+        Status.ACCEPTED,
+        0,
+        Channel.SMS,
+        "ok-sms:0",
     )
     assert ok.occurred_at is not None
     assert (statuses["no-wa"].status, statuses["no-wa"].reasons) == (Status.REJECTED, ["NO_WHATSAPP"])
@@ -63,7 +66,9 @@ async def test_commands_become_accepted_and_rejected_statuses(kafka_bootstrap: s
     assert "late:0" not in sim.state.calls
 
 
-async def test_repeats_are_dropped_within_a_run_and_after_a_restart(kafka_bootstrap: str, tmp_path: Path) -> None:
+async def test_repeats_are_dropped_within_a_run_and_after_a_restart(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
     settings = await make_settings(kafka_bootstrap, tmp_path)
     topic = settings.topics.retry_commands
     cmds = [as_record(command(f"m{i}")) for i in range(20)]
@@ -71,13 +76,11 @@ async def test_repeats_are_dropped_within_a_run_and_after_a_restart(kafka_bootst
         async with running_dispatcher(settings, _gateway(url)) as disp:
             await produce_all(kafka_bootstrap, topic, cmds + cmds[:5])
             await read_statuses(kafka_bootstrap, settings, 20)
-            while disp.counts["repeats"] < 5:
-                await asyncio.sleep(0.05)
+            await eventually(lambda: disp.counts["repeats"] >= 5, what="5 repeats dropped")
         # a new run (same state dir) meets the same commands again, as after a processor replay
         async with running_dispatcher(settings, _gateway(url)) as disp:
             await produce_all(kafka_bootstrap, topic, cmds)
-            while disp.counts["repeats"] < 20:
-                await asyncio.sleep(0.05)
+            await eventually(lambda: disp.counts["repeats"] >= 20, what="20 repeats dropped")
         assert set(sim.state.sends.values()) == {1} and len(sim.state.sends) == 20
     everything = await consume_until(kafka_bootstrap, settings.topics.delivery_status, count=20, timeout=5)
     assert len(everything) == 20
@@ -142,16 +145,14 @@ async def test_traceparent_is_copied_to_the_status(kafka_bootstrap: str, tmp_pat
     settings = await make_settings(kafka_bootstrap, tmp_path)
     trace = b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
     async with running_simulator() as (_, url), running_dispatcher(settings, _gateway(url)):
-        await produce_all(
-            kafka_bootstrap, settings.topics.retry_commands, [as_record(command("t"))], [("traceparent", trace)]
-        )
+        topic = settings.topics.retry_commands
+        await produce_all(kafka_bootstrap, topic, [as_record(command("t"))], [("traceparent", trace)])
         [record] = await consume_until(kafka_bootstrap, settings.topics.delivery_status, count=1)
     assert dict(record.headers)["traceparent"] == trace
 
 
 async def test_per_channel_rate_limit_spaces_sends(kafka_bootstrap: str, tmp_path: Path) -> None:
     settings = await make_settings(kafka_bootstrap, tmp_path)
-    gw = _gateway("", rate={ch: 20.0 for ch in Channel})
     async with running_simulator() as (_, url):
         gw = _gateway(url, rate={ch: (20.0 if ch is Channel.SMS else 0.0) for ch in Channel})
         async with running_dispatcher(settings, gw):
