@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import gc
+from pathlib import Path
+
 import pytest
 
 from stream_app.config import Settings
 from stream_app.contracts.catalogue import CATALOGUE
+from tests.support.broker import docker_unavailable_reason
 from tests.support.kafka import consume_until, create_topics, produce, unique_prefix
 
 
@@ -71,3 +75,11 @@ async def test_transactional_commit(kafka_bootstrap: str) -> None:
     finally:
         await consumer.stop()
     assert [r.value for r in batch.get(tp, [])] == [b"committed"]
+
+
+def test_docker_check_without_engine_leaks_no_socket(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Regression: docker-py's unclosed socket used to fail a later test with a ResourceWarning."""
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-engine.sock")
+    reason = docker_unavailable_reason()
+    assert reason is not None and reason.startswith("no Docker engine")
+    gc.collect()  # would raise here (warnings are errors) if the check left its socket open
