@@ -80,6 +80,13 @@ def docker_unavailable_reason() -> str | None:
     return None
 
 
+def _collect_quietly() -> None:
+    """Collect sockets a failed docker-py/testcontainers call left behind, without their warning."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        gc.collect()
+
+
 def _kafka_env(port: int) -> dict[str, str]:
     # The apache/kafka image uses its single-node defaults only when no KAFKA_* variable is set,
     # so once we set the advertised listener the whole KRaft configuration must be spelled out.
@@ -175,6 +182,7 @@ def session_broker() -> Iterator[SessionBroker]:
                 if mode == "docker":
                     raise
                 reason = f"container {image} failed: {str(exc).splitlines()[0][:200]}"
+                _collect_quietly()
         if reason is not None:
             broker = stack.enter_context(binary_broker(reason))
         yield broker
