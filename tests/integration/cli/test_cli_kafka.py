@@ -1,0 +1,511 @@
+"""``stream-app topics|send|outcomes`` against a real broker (the session's ``kafka_bootstrap``).
+
+The CLI runs in-process through ``stream_app.cli.main`` (its ``run`` functions own their event loop,
+so these tests are synchronous) or as a real subprocess where a process boundary matters (follow,
+SIGTERM, the processor). Each test names its topics under its own prefix.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from aiokafka.partitioner import murmur2
+
+from stream_app.cli import main
+from stream_app.config import Settings
+from stream_app.contracts import (
+    AttemptEnd,
+    AttemptSummary,
+    CancelRequest,
+    Channel,
+    LateStatus,
+    Outcome,
+    Result,
+    SendRequest,
+    Status,
+    decode_request,
+    encode,
+    from_ms,
+)
+from tests.support.kafka import consume_until, create_topics, produce, unique_prefix
+
+DEST = "+393401234567"
+CLI = [sys.executable, "-m", "stream_app"]
+
+
+@pytest.fixture
+def env(kafka_bootstrap: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
+    """A unique prefix in the environment, as a user would export it; the matching settings."""
+    prefix = unique_prefix()
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", kafka_bootstrap)
+    monkeypatch.setenv("STREAM_APP_TOPIC_PREFIX", prefix)
+    yield Settings(bootstrap_servers=kafka_bootstrap, topic_prefix=prefix, partitions=3)
+
+
+def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def topic_partitions(bootstrap: str, names: list[str]) -> dict[str, int]:
+    async def go() -> dict[str, int]:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        await admin.start()
+        try:
+            present = set(await admin.list_topics())
+            wanted = [n for n in names if n in present]
+            described = await admin.describe_topics(wanted) if wanted else []
+            return {d["topic"]: len(d["partitions"]) for d in described}
+        finally:
+            await admin.close()
+
+    return asyncio.run(go())
+
+
+def topic_config(bootstrap: str, name: str) -> dict[str, str]:
+    async def go() -> dict[str, str]:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        await admin.start()
+        try:
+            [response] = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, name)])
+            return {entry[0]: entry[1] for entry in response.resources[0][4]}
+        finally:
+            await admin.close()
+
+    return asyncio.run(go())
+
+
+def all_names(settings: Settings) -> list[str]:
+    t = settings.topics
+    return [t.send_requests, t.delivery_status, t.retry_commands, t.outcomes, t.dead_letters, t.changelog]
+
+
+# ---------------------------------------------------------------------------------------- topics
+
+
+def test_topics_create_makes_every_topic_under_the_prefix_and_is_idempotent(
+    env: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = cli(capsys, "topics", "create", "--partitions", "3")
+    assert (code, err) == (0, "")
+    names = all_names(env)
+    assert all(n.startswith(env.topic_prefix) for n in names)
+    assert env.topics.changelog == f"{env.topic_prefix}fallback-processor-flows-changelog"
+    for name in names:
+        assert f"created  {name} (3 partitions, replication 1)" in out
+    assert out.rstrip().endswith(f"6 created, 0 already there on {env.bootstrap_servers}")
+    assert topic_partitions(env.bootstrap_servers, names) == dict.fromkeys(names, 3)
+    assert topic_config(env.bootstrap_servers, env.topics.changelog)["cleanup.policy"] == "compact"
+    assert topic_config(env.bootstrap_servers, env.topics.outcomes)["retention.ms"] == str(
+        30 * 24 * 3600 * 1000
+    )
+
+    code, out, err = cli(capsys, "topics", "create", "--partitions", "3")
+    assert (code, err) == (0, "")
+    assert "created " not in out
+    for name in names:
+        assert f"exists   {name} (3 partitions)" in out
+    assert out.rstrip().endswith("0 created, 6 already there on " + env.bootstrap_servers)
+
+
+def test_topics_create_takes_partitions_from_the_environment(
+    env: Settings, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("STREAM_APP_PARTITIONS", "2")
+    assert cli(capsys, "topics", "create")[0] == 0
+    assert set(topic_partitions(env.bootstrap_servers, all_names(env)).values()) == {2}
+
+
+def test_topics_create_follows_existing_co_partitioned_topics(
+    env: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    asyncio.run(create_topics(env.bootstrap_servers, [env.topics.send_requests], partitions=2))
+    code, out, err = cli(capsys, "topics", "create", "--partitions", "4")
+    assert code == 0
+    assert err.startswith(
+        "stream-app: warning: existing co-partitioned topics have 2 partitions, not 4: creating "
+    )
+    assert err.count("\n") == 1
+    assert f"exists   {env.topics.send_requests} (2 partitions)" in out
+    assert set(topic_partitions(env.bootstrap_servers, all_names(env)).values()) == {2}
+
+
+def test_topics_create_refuses_when_co_partitioned_topics_disagree(
+    env: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    asyncio.run(create_topics(env.bootstrap_servers, [env.topics.send_requests], partitions=2))
+    asyncio.run(create_topics(env.bootstrap_servers, [env.topics.delivery_status], partitions=3))
+    code, out, err = cli(capsys, "topics", "create")
+    assert (code, out) == (2, "")
+    assert err == (
+        "stream-app: error: co-partitioned topics disagree on the partition count "
+        f"({env.topics.send_requests}=2, {env.topics.delivery_status}=3); the processor needs the same count "
+        "on all of them: delete and re-create the odd ones (their records are lost) or use a new "
+        "STREAM_APP_TOPIC_PREFIX\n"
+    )
+    assert set(topic_partitions(env.bootstrap_servers, all_names(env))) == {
+        env.topics.send_requests,
+        env.topics.delivery_status,
+    }  # nothing else was created
+
+
+def test_topics_list_reports_missing_then_present(env: Settings, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = cli(capsys, "topics", "list")
+    assert code == 1
+    assert f"{env.topics.outcomes}  " in out and "missing" in out
+    assert err.startswith("missing: ")
+    cli(capsys, "topics", "create", "--partitions", "3")
+    code, out, err = cli(capsys, "topics", "list")
+    assert (code, err) == (0, "")
+    lines = out.splitlines()
+    assert lines[0].split() == ["TOPIC", "PARTITIONS", "KEY", "VALUES"]
+    assert lines[1].split()[:3] == [env.topics.send_requests, "3", "messageId"]
+    assert len(lines) == 7
+
+
+# ------------------------------------------------------------------------------------------ send
+
+
+def test_send_from_flags_is_keyed_by_message_id_and_murmur2_partitioned(
+    env: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cli(capsys, "topics", "create", "--partitions", "3")
+    code, out, err = cli(
+        capsys,
+        "send",
+        "--message-id", "order-42",
+        "--destination", DEST,
+        "--chain", "WhatsApp:600:delivered,RCS:300,sms",
+        "--content-json", 'SMS={"sender": "Shop", "text": "hi"}',
+        "--ttl", "3600",
+        "--traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+    )  # fmt: skip
+    assert (code, err) == (0, "")
+    [record] = asyncio.run(consume_until(env.bootstrap_servers, env.topics.send_requests, count=1))
+    assert out == f"sent send order-42 to {env.topics.send_requests} partition {record.partition} offset 0\n"
+    assert record.key == b"order-42"
+    # the Java client's partitioner: toPositive(murmur2(key)) % N
+    assert record.partition == (murmur2(b"order-42") & 0x7FFFFFFF) % 3
+    assert dict(record.headers)["traceparent"] == b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    request = decode_request(record.value)
+    assert isinstance(request, SendRequest)
+    assert [s.channel for s in request.channels] == [Channel.WHATSAPP, Channel.RCS, Channel.SMS]
+    assert request.channels[2].content == {"sender": "Shop", "text": "hi"}
+    assert request.ttl == 3600 and request.requested_at is not None
+    assert orjson.loads(record.value)["schemaVersion"] == 1
+
+
+def test_send_from_a_file_and_from_stdin(
+    env: Settings, capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cli(capsys, "topics", "create", "--partitions", "3")
+    path = tmp_path / "request.json"
+    path.write_bytes(
+        orjson.dumps({"messageId": "f-1", "destination": DEST, "channels": [{"channel": "SMS"}]})
+    )
+    assert cli(capsys, "send", "--file", str(path))[0] == 0
+
+    lines = b"\n".join(
+        orjson.dumps({"messageId": f"s-{i}", "destination": DEST, "channels": [{"channel": "sms"}]})
+        for i in range(3)
+    )
+    monkeypatch.setattr(sys, "stdin", _Stdin(lines))
+    code, out, _ = cli(capsys, "send", "--file", "-")
+    assert code == 0 and out.count("sent send s-") == 3
+
+    code, out, _ = cli(capsys, "send", "--cancel", "s-1", "--reason", "paid")
+    assert code == 0 and out.startswith("sent cancel s-1 to ")
+
+    records = asyncio.run(consume_until(env.bootstrap_servers, env.topics.send_requests, count=5))
+    decoded = {(r.key, type(decode_request(r.value)).__name__) for r in records}
+    assert decoded == {
+        (b"f-1", "SendRequest"),
+        (b"s-0", "SendRequest"),
+        (b"s-1", "SendRequest"),
+        (b"s-2", "SendRequest"),
+        (b"s-1", "CancelRequest"),
+    }
+    cancel = next(decode_request(r.value) for r in records if b'"cancel"' in r.value)
+    assert cancel == CancelRequest(type="cancel", message_id="s-1", reason="paid")
+
+
+class _Stdin:
+    def __init__(self, data: bytes) -> None:
+        import io
+
+        self.buffer = io.BytesIO(data)
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (
+            ["--destination", "3401234567", "--chain", "SMS"],
+            "request: destination: must be E.164, '+' then 8 to 15 digits",
+        ),
+        (
+            ["--destination", DEST, "--chain", "SMS,FAX"],
+            "request: channels.1.channel: Input should be 'WHATSAPP', 'RCS', 'SMS' or 'VIBER'",
+        ),
+        (["--destination", DEST], "--chain required (or give the request with --file)"),
+        (["--cancel", "m", "--ttl", "5"], "--cancel takes only --reason, not --ttl"),
+    ],
+    ids=["e164", "channel", "no-chain", "cancel-flags"],
+)
+def test_send_refuses_a_bad_request_with_one_line_and_sends_nothing(
+    env: Settings, capsys: pytest.CaptureFixture[str], argv: list[str], expected: str
+) -> None:
+    cli(capsys, "topics", "create", "--partitions", "3")
+    code, out, err = cli(capsys, "send", *argv)
+    assert (code, out, err) == (2, "", f"stream-app: error: {expected}\n")
+    with pytest.raises(AssertionError, match="0 of 1 matching records"):
+        asyncio.run(consume_until(env.bootstrap_servers, env.topics.send_requests, count=1, timeout=1.5))
+
+
+def test_send_to_a_missing_topic_is_refused_and_does_not_create_it(
+    env: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = cli(capsys, "send", "--destination", DEST, "--chain", "SMS")
+    assert (code, out) == (2, "")
+    assert err == (
+        f"stream-app: error: topic {env.topics.send_requests} does not exist on {env.bootstrap_servers}; "
+        "create the topics first with `stream-app topics create` (same prefix)\n"
+    )
+    assert topic_partitions(env.bootstrap_servers, [env.topics.send_requests]) == {}
+
+
+# -------------------------------------------------------------------------------------- outcomes
+
+
+T0 = from_ms(1_775_722_500_000)
+
+
+def outcome_for(message_id: str, result: Result = Result.SUCCEEDED) -> Outcome:
+    return Outcome(
+        message_id=message_id,
+        result=result,
+        channel=Channel.SMS if result is Result.SUCCEEDED else None,
+        status=Status.DELIVERED if result is Result.SUCCEEDED else None,
+        attempt_count=1,
+        attempts=[
+            AttemptSummary(
+                attempt=0,
+                channel=Channel.SMS,
+                issued_at=T0,
+                last_status=Status.DELIVERED if result is Result.SUCCEEDED else Status.ERROR,
+                ended_by=AttemptEnd.SUCCEEDED if result is Result.SUCCEEDED else AttemptEnd.FAILED,
+            )
+        ],
+        requested_at=T0,
+        completed_at=from_ms(1_775_722_504_210),
+        duration_ms=4_210,
+    )
+
+
+def publish_outcomes(settings: Settings, records: list[Outcome | LateStatus]) -> None:
+    for record in records:
+        asyncio.run(
+            produce(settings.bootstrap_servers, settings.topics.outcomes, record.message_id, encode(record))
+        )
+
+
+def test_send_then_outcomes_round_trip(env: Settings, capsys: pytest.CaptureFixture[str]) -> None:
+    """send -> send-requests -> (a stand-in processor answers on outcomes) -> outcomes, text and --json."""
+    cli(capsys, "topics", "create", "--partitions", "3")
+    assert cli(capsys, "send", "--message-id", "rt-1", "--destination", DEST, "--chain", "SMS")[0] == 0
+    [record] = asyncio.run(consume_until(env.bootstrap_servers, env.topics.send_requests, count=1))
+    request = decode_request(record.value)
+    assert isinstance(request, SendRequest)
+    late = LateStatus(
+        message_id=request.message_id,
+        attempt=0,
+        channel=Channel.SMS,
+        status=Status.READ,
+        occurred_at=T0,
+        double_delivery=False,
+    )
+    publish_outcomes(env, [outcome_for(request.message_id), late, outcome_for("other", Result.FAILED)])
+
+    code, out, err = cli(capsys, "outcomes")
+    assert (code, err) == (0, "")
+    assert sorted(out.splitlines()) == sorted(
+        [
+            "08:15:04Z  rt-1  SUCCEEDED on SMS DELIVERED  path SMS(DELIVERED)  in 4.2s",
+            "08:15:00Z  rt-1  LATE  attempt 0 SMS READ after the end",
+            "08:15:04Z  other  FAILED  path SMS(ERROR)  in 4.2s",
+        ]
+    )
+    code, out, err = cli(capsys, "outcomes", "--json", "--message-id", "rt-1")
+    assert (code, err) == (0, "")
+    assert [orjson.loads(line) for line in out.splitlines()] == [
+        orjson.loads(encode(outcome_for("rt-1"))),
+        orjson.loads(encode(late)),
+    ]
+
+
+def test_outcomes_on_an_empty_topic_says_so_and_exits(
+    env: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cli(capsys, "topics", "create", "--partitions", "3")
+    assert cli(capsys, "outcomes") == (0, "", f"no outcomes on {env.topics.outcomes}\n")
+    assert cli(capsys, "outcomes", "--json") == (0, "", "")
+
+
+def _spawn(*argv: str, env: dict[str, str]) -> subprocess.Popen[str]:
+    return subprocess.Popen([*CLI, *argv], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for_line(stream: Any, needle: str, timeout: float = 20.0) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = stream.readline()
+        if needle in line:
+            return str(line)
+        if not line:
+            time.sleep(0.05)
+    raise AssertionError(f"no line with {needle!r} within {timeout:g} s")
+
+
+def test_outcomes_follow_shows_new_records_and_stops_at_max(
+    env: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cli(capsys, "topics", "create", "--partitions", "3")
+    publish_outcomes(env, [outcome_for("before")])
+    proc = _spawn("outcomes", "--follow", "--max", "2", env=dict(os.environ))
+    try:
+        _wait_for_line(proc.stderr, f"following {env.topics.outcomes} from now")
+        publish_outcomes(env, [outcome_for("after-1"), outcome_for("after-2", Result.FAILED)])
+        out, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill() if proc.poll() is None else None
+    assert proc.returncode == 0, err
+    assert sorted(line.split()[1] for line in out.splitlines()) == ["after-1", "after-2"]  # not "before"
+
+
+def test_outcomes_follow_ends_cleanly_on_sigterm(env: Settings, capsys: pytest.CaptureFixture[str]) -> None:
+    cli(capsys, "topics", "create", "--partitions", "3")
+    publish_outcomes(env, [outcome_for("old")])
+    proc = _spawn("outcomes", "--follow", "--from-beginning", "--json", env=dict(os.environ))
+    try:
+        _wait_for_line(proc.stderr, "from the beginning")
+        first = proc.stdout.readline() if proc.stdout else ""
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=15)
+    finally:
+        proc.kill() if proc.poll() is None else None
+    assert orjson.loads(first)["messageId"] == "old"
+    assert proc.returncode == 0
+    assert "Traceback" not in err and out == ""
+
+
+# ---------------------------------------------------------------------------------- unreachable
+
+
+def _closed_port() -> int:
+    """A port of this suite's range (19600-19699) with nothing listening."""
+    import socket
+
+    for port in range(19690, 19700):
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) != 0:
+                return port
+    raise AssertionError("no free port in 19690-19699")
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["topics", "create"],
+        ["topics", "list"],
+        ["send", "--destination", DEST, "--chain", "SMS"],
+        ["outcomes"],
+        ["outcomes", "--follow"],
+    ],
+    ids=lambda a: " ".join(a[:2]),
+)
+def test_unreachable_broker_is_one_line_and_exit_2(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    address = f"127.0.0.1:{_closed_port()}"
+    started = time.monotonic()
+    code, out, err = cli(capsys, *argv, "--bootstrap-servers", address)
+    assert time.monotonic() - started < 10
+    assert (code, out) == (2, "")
+    assert err == (
+        f"stream-app: error: cannot reach Kafka at {address} (no broker answered); is the broker running? "
+        "Set KAFKA_BOOTSTRAP_SERVERS or --bootstrap-servers, or start one with `stream-app broker`\n"
+    )
+
+
+def test_unreachable_broker_in_a_real_process_prints_no_traceback() -> None:
+    address = f"127.0.0.1:{_closed_port()}"
+    environ = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": address}
+    result = subprocess.run(
+        [*CLI, "send", "--destination", DEST, "--chain", "SMS"],
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr.startswith(f"stream-app: error: cannot reach Kafka at {address} ")
+    assert result.stderr.count("\n") == 1, result.stderr  # one line: no aiokafka log noise, no traceback
+
+
+# ------------------------------------------------------------------------------ with the processor
+
+
+def test_send_and_cancel_through_the_processor_end_in_a_cancelled_outcome(
+    env: Settings, capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The daily loop for real: topics create, processor, send, cancel, outcomes --follow."""
+    # its own consumer group, so processors of other tests on the same broker never join it
+    monkeypatch.setenv("STREAM_APP_APP_ID", f"cli-{env.topic_prefix.rstrip('.')}")
+    cli(capsys, "topics", "create", "--partitions", "2")
+    environ = {
+        **os.environ,
+        "STREAM_APP_STATE_DIR": str(tmp_path / "state"),
+        "STREAM_APP_METRICS_PORT": "0",
+    }
+    processor = _spawn("processor", env=environ)
+    follower = _spawn("outcomes", "--follow", "--from-beginning", "--max", "1", env=environ)
+    try:
+        _wait_for_line(follower.stderr, "following")
+        _wait_for_line(processor.stderr, "event=partitions_assigned", timeout=60)
+        # a step that waits 5 minutes: only the cancel can end this message within the test
+        assert (
+            cli(capsys, "send", "--message-id", "e2e-1", "--destination", DEST, "--chain", "SMS:300")[0] == 0
+        )
+        assert cli(capsys, "send", "--cancel", "e2e-1", "--reason", "paid")[0] == 0
+        try:
+            out, err = follower.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            processor.send_signal(signal.SIGTERM)
+            raise AssertionError(
+                f"no outcome within 60 s; processor log:\n{processor.communicate(timeout=30)[1][-3000:]}"
+            ) from None
+    finally:
+        for proc in (follower, processor):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        _, processor_err = processor.communicate(timeout=30)
+        follower.kill() if follower.poll() is None else None
+    assert follower.returncode == 0, err
+    [line] = out.splitlines()
+    assert line.split()[1:4] == ["e2e-1", "CANCELLED", "(paid)"], line
+    assert "path SMS(" in line
+    assert processor.returncode == 0, processor_err[-2000:]
