@@ -87,6 +87,8 @@ class LocalBroker:
         # A wildcard listen address is no address a client can dial: advertise loopback instead.
         wildcard = {"0.0.0.0": "127.0.0.1", "::": "::1"}
         self.advertised_host = advertised_host or wildcard.get(host, host)
+        # Readiness is probed where we listen: the advertised name may only resolve elsewhere.
+        self._probe_host = wildcard.get(host, host)
         self.start_timeout = start_timeout
         self._binary = binary
         self._inherit_output = inherit_output
@@ -142,7 +144,7 @@ class LocalBroker:
             self._close_log()
             raise BrokerStartError(f"cannot run {binary}: {exc.strerror or exc}") from None
         atexit.register(self.stop)
-        if not wait_ready(self.advertised_host, self.port, self.start_timeout, alive=lambda: self.running):
+        if not wait_ready(self._probe_host, self.port, self.start_timeout, alive=lambda: self.running):
             self._fail_start()
         return self.bootstrap_servers
 

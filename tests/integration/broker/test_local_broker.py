@@ -140,3 +140,11 @@ def test_cli_port_taken_prints_one_line() -> None:
     assert done.stderr.strip() == (
         f"stream-app: error: port {broker.port} is in use on 127.0.0.1: another broker? use --port"
     )
+
+
+def test_advertised_name_need_not_resolve_here() -> None:
+    """Listening on all interfaces for other machines: readiness is probed on loopback."""
+    broker = LocalBroker("0.0.0.0", free_port(), advertised_host="broker.invalid", start_timeout=10)
+    with broker:
+        assert broker.bootstrap_servers == f"broker.invalid:{broker.port}"
+        assert kafka_ready("127.0.0.1", broker.port)
