@@ -118,6 +118,7 @@ class _Replay:
     st_limit: int
     applied: int = 0
     skipped: int = 0
+    position: int = 0
 
 
 @dataclass(slots=True)
@@ -193,6 +194,9 @@ class Processor:
         self._idle = asyncio.Event()
         self._fatal: BaseException | None = None
         self._last_gauges = 0.0
+        # Apache Kafka answers ListOffsets(latest) with the true end; Tansu (the local broker) with
+        # the last batch's base offset + 1. Not trusting it costs one fetch per restored partition.
+        self._trust_list_offsets = False
 
     # ------------------------------------------------------------------------------------ lifecycle
 
@@ -399,9 +403,10 @@ class Processor:
             for p, store in stores.items():
                 tp, local = tps[p], store.changelog_offset
                 start = max(begins[tp], 0 if local is None else local + 1)
-                if local is not None and local + 1 > ends[tp]:
-                    log(logging.WARNING, "store_ahead_of_changelog", partition=p, local=local, end=ends[tp])
-                if start < ends[tp]:
+                # ends[tp] == 0 is an empty partition. Otherwise fetch even when start >= ends[tp]:
+                # some brokers (Tansu) answer ListOffsets(latest) with the last batch's base offset + 1,
+                # so the true end is the high watermark of a fetch response (see _replay).
+                if ends[tp] > begins[tp] and (start < ends[tp] or not self._trust_list_offsets):
                     todo[p] = _Replay(
                         start=start,
                         end=ends[tp],
@@ -442,8 +447,6 @@ class Processor:
                     p = tp.partition
                     r, store = todo[p], stores[p]
                     for rec in records:
-                        if rec.offset >= r.end:
-                            break
                         src = _input_offsets(rec.headers)
                         if src is not None and (src[0] >= r.req_limit or src[1] >= r.st_limit):
                             r.skipped += 1
@@ -462,7 +465,11 @@ class Processor:
                     total += len(records)
                 for p in list(todo):
                     r = todo[p]
-                    position = await rc.position(tps[p])
+                    hw = rc.highwater(tps[p])
+                    if hw is None:
+                        continue  # no fetch response yet: the end is not known
+                    r.end = hw
+                    r.position = position = await rc.position(tps[p])
                     self.metrics.restore_remaining.labels(str(p)).set(max(0, r.end - position))
                     if position >= r.end:
                         stores[p].flush(r.end - 1)
@@ -489,7 +496,7 @@ class Processor:
                         "restore_progress",
                         partitions=len(todo),
                         records=total,
-                        remaining=sum(r.end for r in todo.values()),
+                        remaining=sum(max(0, r.end - r.position) for r in todo.values()),
                         per_s=int(total / max(now - started, 1e-6)),
                     )
         finally:
