@@ -8,6 +8,28 @@ Time handling: before an event is applied, every timer of the message that is al
 ``now_ms`` is fired (in order), and again after it. So whether the runtime wakes the core with a
 ``TimerEvent`` just before or just after a status that arrives at the same moment, the decision is the
 same: what was due first happened first. A timer never fires before its deadline.
+
+Choices where CONTRACT.md is silent (each pinned by a test in ``tests/unit/fallback/test_rules.py``):
+
+- Durations are whole milliseconds rounded up (``fallbackAfter: 0.3`` is 300 ms); ``ttl`` and the max
+  flow time count from ``requestedAt``, else from when the request was received.
+- An attempt's status order is ACCEPTED < SENT < failure < DELIVERED < READ (see :data:`ORDER`):
+  nothing lowers it, so a SENT after an ERROR changes nothing, while a DELIVERED after an ERROR is
+  taken as the stronger evidence and counts as a success.
+- A failure of an attempt the chain has already left behind (it timed out) only records its
+  ``lastStatus``; it never skips a step. A success of such an attempt ends the message SUCCEEDED on
+  its channel, and the open attempt ends SUPERSEDED.
+- Held orphan statuses are applied right after the request's first attempt, in arrival order; one
+  naming an attempt that is still not issued is dropped. Beyond :data:`MAX_HELD` per message, a
+  status is dead-lettered with a reason instead of held.
+- After the outcome, the state shrinks (no destination, content or metadata) and is kept for
+  ``max(dedup, late-status)`` from the moment of the outcome; then it is deleted and the messageId
+  is new again. Within the late-status window a success status that moves an attempt forward is
+  reported once as a LateStatus (a READ after the winning DELIVERED too, with
+  ``doubleDelivery: false``); repeats and non-success statuses are not reported.
+- A cancel's ``reason`` is copied to the CANCELLED outcome's ``reason``.
+- A record whose messageId differs from the stored state's (a producer keyed it wrongly) is
+  dead-lettered; the flow is untouched.
 """
 
 from __future__ import annotations

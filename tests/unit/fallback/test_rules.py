@@ -374,6 +374,15 @@ def test_a_sent_after_an_error_changes_nothing() -> None:
     assert d.state is not None and d.state.attempts[0].last_status == Status.ERROR
 
 
+def test_a_delivered_after_an_error_is_a_success_and_supersedes_the_next_attempt() -> None:
+    d = running()
+    d.report(status("WHATSAPP", "ERROR", 0))
+    assert len(d.commands) == 2
+    d.report(status("WHATSAPP", "DELIVERED", 0))
+    assert (d.outcome.result, d.outcome.channel) == (Result.SUCCEEDED, Channel.WHATSAPP)
+    assert [a.ended_by for a in d.outcome.attempts] == [AttemptEnd.SUCCEEDED, AttemptEnd.SUPERSEDED]
+
+
 def test_status_without_attempt_belongs_to_the_latest_attempt_on_its_channel() -> None:
     d = running(
         [
