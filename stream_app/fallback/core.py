@@ -272,9 +272,10 @@ def _on_request(ctx: _Ctx, st: FlowState | None, req: SendRequest) -> FlowState 
             )
             for s in req.channels
         ),
-        opaque=orjson.dumps([req.metadata, *(s.content for s in req.channels)]),
     )
-    ctx.opaque = None
+    parts = [req.metadata, *(s.content for s in req.channels)]
+    flow.opaque = orjson.dumps(parts)
+    ctx.opaque = parts  # already in hand: no need to parse the bytes just written
     if req.initial_attempt is not None:
         # Upstream sent step 0 itself: no command, its timer runs from sentAt.
         flow.attempts.append(
