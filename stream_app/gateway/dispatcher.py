@@ -425,6 +425,65 @@ class _Loop:
         await self.commit()
 
 
+#: Statuses are looked for from this long before the oldest unconfirmed one was recorded (10 s: room
+#: for the producer's linger and retries, and for clock steps between the two processes' writes).
+RECONCILE_MARGIN_MS = 10_000
+
+
+async def reconcile_results(settings: Settings, sent: SentLog) -> int:
+    """Mark DONE every RESULT entry whose status already is on ``delivery-status``.
+
+    A crash between a status's publication and its DONE record leaves RESULT behind; publishing it
+    again on restart would repeat the status. The broker has no transactions to make the two one
+    step (Tansu), so at start-up the tail of ``delivery-status`` written since the oldest such entry
+    is read and compared byte for byte (the payload carries its own ``occurredAt``, so it is unique).
+    Returns how many entries were confirmed.
+    """
+    waiting = {e.payload: cid for cid, e in sent.entries() if e.state is SendState.RESULT}
+    if not waiting:
+        return 0
+    since = min(e.at_ms for _, e in sent.entries() if e.state is SendState.RESULT) - RECONCILE_MARGIN_MS
+    topic = settings.topics.delivery_status
+    consumer = AIOKafkaConsumer(**settings.kafka_client_kwargs(), enable_auto_commit=False)
+    try:
+        await consumer.start()
+    except KafkaConnectionError as exc:
+        await consumer.stop()
+        raise BrokerUnreachable(settings.bootstrap_servers, str(exc)) from None
+    confirmed = 0
+    try:
+        await consumer.topics()
+        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        if not tps:
+            return 0
+        consumer.assign(tps)
+        ends = await consumer.end_offsets(tps)
+        starts = await consumer.offsets_for_times(dict.fromkeys(tps, max(0, since)))
+        remaining = set()
+        for tp in tps:
+            found = starts.get(tp)
+            start = found.offset if found is not None else ends[tp]
+            if start < ends[tp]:
+                consumer.seek(tp, start)
+                remaining.add(tp)
+        while remaining:
+            for tp, records in (await consumer.getmany(*remaining, timeout_ms=500)).items():
+                for record in records:
+                    cid = waiting.pop(record.value or b"", None)
+                    if cid is not None:
+                        sent.put(cid, SendState.DONE, record.timestamp)
+                        confirmed += 1
+                if records and records[-1].offset + 1 >= ends[tp]:
+                    remaining.discard(tp)
+            if not waiting:
+                break
+    finally:
+        await consumer.stop()
+    if confirmed:
+        log.info("sent-log: %d statuses were already published before the restart", confirmed)
+    return confirmed
+
+
 async def run_dispatcher(
     settings: Settings,
     gateway_settings: GatewaySettings,
@@ -444,6 +503,7 @@ async def run_dispatcher(
         pruned = sent.prune(int(clock() * 1000) - int(settings.dedup_seconds * 1000))
         if pruned:
             log.info("sent-log: forgot %d commands older than the dedup window", pruned)
+        await reconcile_results(settings, sent)
         async with (
             started_producer(settings) as producer,
             GatewayClient(

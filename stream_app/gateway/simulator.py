@@ -73,7 +73,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
@@ -339,7 +339,10 @@ class Simulator:
             return _error(404, f"unknown channel {request.path_params['channel']!r}")
         if int(request.headers.get("content-length") or 0) > MAX_BODY:
             return _error(413, f"body over {MAX_BODY} bytes")
-        raw = await request.body()
+        try:
+            raw = await request.body()
+        except ClientDisconnect:  # the caller went away mid-body: nothing was sent
+            return _error(400, "client disconnected before the body was complete")
         if len(raw) > MAX_BODY:
             return _error(413, f"body over {MAX_BODY} bytes")
         try:

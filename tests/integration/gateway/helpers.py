@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 
 from stream_app.config import Settings
 from stream_app.contracts import DeliveryStatus, decode_status
@@ -68,6 +68,43 @@ async def eventually(predicate: Callable[[], bool], within: float = 15.0, what: 
             return
         await asyncio.sleep(0.05)
     raise AssertionError(f"{what} not reached within {within:g} s")
+
+
+async def read_all(
+    bootstrap: str,
+    topic: str,
+    done: Callable[[list[ConsumerRecord[bytes, bytes]]], bool],
+    *,
+    within: float = 60.0,
+    settle: float = 1.5,
+) -> list[ConsumerRecord[bytes, bytes]]:
+    """Every record of ``topic`` from the beginning, read until ``done(records)`` holds and then
+    ``settle`` more seconds (so a late duplicate is seen too); fails after ``within`` seconds."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    out: list[ConsumerRecord[bytes, bytes]] = []
+    try:
+        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        if not tps:
+            await consumer.topics()
+            tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within
+        settled_at: float | None = None
+        while True:
+            now = loop.time()
+            if settled_at is None and done(out):
+                settled_at = now + settle
+            if settled_at is not None and now >= settled_at:
+                return out
+            if now > deadline:
+                raise AssertionError(f"{topic}: condition not met after {within:g} s ({len(out)} records)")
+            for records in (await consumer.getmany(timeout_ms=200)).values():
+                out.extend(records)
+    finally:
+        await consumer.stop()
 
 
 def as_record(cmd: dict[str, Any]) -> tuple[bytes, bytes]:

@@ -162,3 +162,42 @@ async def test_per_channel_rate_limit_spaces_sends(kafka_bootstrap: str, tmp_pat
     times = sorted(s.occurred_at for s in statuses if s.occurred_at is not None)
     # 10 sends at 20/s take at least 9 intervals of 50 ms
     assert (times[-1] - times[0]).total_seconds() >= 0.4
+
+
+async def test_result_recorded_but_unconfirmed_is_not_published_twice(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """The crash between publishing a status and recording DONE: the restart finds the status on the
+    topic and does not publish it again; a status that never made it is published."""
+    import time
+
+    from stream_app.contracts import DeliveryStatus, encode
+    from stream_app.gateway.dispatcher import reconcile_results
+
+    settings = await make_settings(kafka_bootstrap, tmp_path)
+    now_ms = int(time.time() * 1000)
+    published, lost = (
+        encode(DeliveryStatus(message_id=m, attempt=0, channel=Channel.SMS, status=Status.ACCEPTED))
+        for m in ("pub", "lost")
+    )
+    await produce_all(kafka_bootstrap, settings.topics.delivery_status, [(b"pub", published)])
+    log = SentLog.open(settings.state_dir / "dispatcher-sent")
+    log.put("pub:0", SendState.RESULT, now_ms, published)
+    log.put("lost:0", SendState.RESULT, now_ms, lost)
+    try:
+        assert await reconcile_results(settings, log) == 1
+        states = {cid: e.state for cid, e in log.entries()}
+    finally:
+        log.close()
+    assert states == {"pub:0": SendState.DONE, "lost:0": SendState.RESULT}
+    async with running_simulator() as (sim, url), running_dispatcher(settings, _gateway(url)):
+        records = [as_record(command("pub")), as_record(command("lost"))]
+        await produce_all(kafka_bootstrap, settings.topics.retry_commands, records)
+        statuses = await read_statuses(kafka_bootstrap, settings, 2)
+        assert sorted(s.message_id for s in statuses) == ["lost", "pub"]
+    assert sim.state.sends == {}  # both had been sent before the "crash"
+    try:
+        await consume_until(kafka_bootstrap, settings.topics.delivery_status, count=3, timeout=1.5)
+        raise AssertionError("a status was published twice")
+    except AssertionError as exc:
+        assert "2 of 3" in str(exc)
