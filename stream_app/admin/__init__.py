@@ -14,9 +14,11 @@ from stream_app.admin.errors import (
 )
 from stream_app.admin.follow import Followed, follow_outcomes, format_line, json_line
 from stream_app.admin.publish import (
+    Prepared,
     Published,
     cancel_request,
     parse_chain,
+    parse_records,
     parse_requests,
     produce,
     publish_requests,
@@ -31,6 +33,7 @@ __all__ = [
     "InvalidInput",
     "KafkaFailure",
     "PartitionMismatch",
+    "Prepared",
     "Published",
     "TopicAdmin",
     "TopicCreateFailed",
@@ -42,6 +45,7 @@ __all__ = [
     "format_line",
     "json_line",
     "parse_chain",
+    "parse_records",
     "parse_requests",
     "produce",
     "publish_requests",

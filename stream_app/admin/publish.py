@@ -54,8 +54,29 @@ def validate(body: Any, where: str = "request") -> Request:
         raise InvalidInput(f"{where}: {exc.reason}") from None
 
 
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A validated request and the value to publish for it: the JSON as given, compacted.
+
+    Publishing what the user wrote (not our re-encoding) keeps fields this version does not know,
+    which a newer processor may read (CONTRACT.md: unknown fields are ignored, forward compatibility).
+    """
+
+    request: Request
+    value: bytes
+
+
+def _prepare(body: Any, where: str) -> Prepared:
+    return Prepared(validate(body, where), orjson.dumps(body))
+
+
 def parse_requests(text: str | bytes, source: str = "input") -> list[Request]:
     """Requests from text: one JSON object, a JSON array of objects, or JSON Lines (one per line)."""
+    return [p.request for p in parse_records(text, source)]
+
+
+def parse_records(text: str | bytes, source: str = "input") -> list[Prepared]:
+    """Like :func:`parse_requests`, keeping each request's own JSON as the value to publish."""
     raw = text.encode() if isinstance(text, str) else text
     if not raw.strip():
         raise InvalidInput(f"{source}: empty, expected a JSON request object")
@@ -73,12 +94,12 @@ def parse_requests(text: str | bytes, source: str = "input") -> list[Request]:
                 bodies.append((f"{source} line {number}", orjson.loads(line)))
             except orjson.JSONDecodeError as exc:
                 raise InvalidInput(f"{source} line {number}: not valid JSON: {exc}") from None
-        return [validate(body, where) for where, body in bodies]
+        return [_prepare(body, where) for where, body in bodies]
     if isinstance(value, list):
         if not value:
             raise InvalidInput(f"{source}: empty array, expected at least one request")
-        return [validate(body, f"{source} item {i}") for i, body in enumerate(value)]
-    return [validate(value, source)]
+        return [_prepare(body, f"{source} item {i}") for i, body in enumerate(value)]
+    return [_prepare(value, source)]
 
 
 def parse_chain(chain: str) -> list[dict[str, Any]]:
@@ -204,20 +225,24 @@ def cancel_request(message_id: str, reason: str | None = None) -> CancelRequest:
 
 
 async def publish_requests(
-    settings: Settings, requests: Sequence[Request], *, traceparent: str | None = None
+    settings: Settings, requests: Sequence[Request | Prepared], *, traceparent: str | None = None
 ) -> list[Published]:
     """Produce requests to ``send-requests`` keyed by messageId; returns where each landed, in order.
+
+    A :class:`Prepared` request is published with its own JSON, a bare request in the canonical
+    encoding (``encode``).
 
     Refuses (TopicsMissing) when the topic does not exist rather than letting an auto-creating broker
     make it with a default partition count that breaks co-partitioning.
     """
     topic = settings.topics.send_requests
     headers = [("traceparent", traceparent.encode())] if traceparent else None
-    records = [(r.message_id.encode(), encode(r), r.type) for r in requests]
-    positions = await produce(settings, topic, [(k, v) for k, v, _ in records], headers=headers)
+    prepared = [r if isinstance(r, Prepared) else Prepared(r, encode(r)) for r in requests]
+    records = [(p.request.message_id.encode(), p.value) for p in prepared]
+    positions = await produce(settings, topic, records, headers=headers)
     return [
-        Published(r.message_id, kind, topic, partition, offset)
-        for r, (_, _, kind), (partition, offset) in zip(requests, records, positions, strict=True)
+        Published(p.request.message_id, p.request.type, topic, partition, offset)
+        for p, (partition, offset) in zip(prepared, positions, strict=True)
     ]
 
 

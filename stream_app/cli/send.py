@@ -10,9 +10,10 @@ from pathlib import Path
 from stream_app.admin.connect import quiet_client_logs
 from stream_app.admin.errors import InvalidInput
 from stream_app.admin.publish import (
+    Prepared,
     Request,
     cancel_request,
-    parse_requests,
+    parse_records,
     publish_requests,
     request_from_flags,
 )
@@ -28,7 +29,9 @@ or expiresAt, ...) before anything is sent; a bad one is refused with a one-line
 
 Give the request as JSON with --file (one object, an array, or JSON Lines; - reads stdin), or with
 flags: --destination and --chain, plus optional --content-json, --ttl, ... A chain step is
-CHANNEL[:FALLBACK_AFTER_SECONDS[:SUCCESS_STATUS]]; steps are tried in order.
+CHANNEL[:FALLBACK_AFTER_SECONDS[:SUCCESS_STATUS]]; steps are tried in order. A request from a file is
+sent as written (compacted; fields this version does not know are kept); one from flags in the
+canonical form, with requestedAt set to now.
 """
 
 EPILOG = """\
@@ -86,7 +89,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser.set_defaults(func=run)
 
 
-def _requests(args: argparse.Namespace) -> list[Request]:
+def _requests(args: argparse.Namespace) -> list[Request | Prepared]:
     flags = (
         [
             f"--{name.replace('_', '-')}"
@@ -115,13 +118,13 @@ def _requests(args: argparse.Namespace) -> list[Request]:
         if flags:
             raise InvalidInput(f"--file gives the whole request; drop {', '.join(flags)}")
         if args.file == "-":
-            return parse_requests(sys.stdin.buffer.read(), "stdin")
+            return list(parse_records(sys.stdin.buffer.read(), "stdin"))
         path = Path(args.file)
         try:
             data = path.read_bytes()
         except OSError as exc:
             raise InvalidInput(f"--file {path}: {exc.strerror or exc}") from None
-        return parse_requests(data, str(path))
+        return list(parse_records(data, str(path)))
     return [
         request_from_flags(
             message_id=args.message_id,
@@ -144,7 +147,7 @@ def run(args: argparse.Namespace) -> int:
     requests = _requests(args)
     if args.dry_run:
         for request in requests:
-            print(encode(request).decode())
+            print((request.value if isinstance(request, Prepared) else encode(request)).decode())
         return 0
     published = asyncio.run(publish_requests(settings, requests, traceparent=args.traceparent))
     for p in published:

@@ -12,6 +12,7 @@ from stream_app.admin.publish import (
     apply_contents,
     cancel_request,
     parse_chain,
+    parse_records,
     parse_requests,
     request_from_flags,
 )
@@ -161,6 +162,14 @@ def test_parse_one_object_an_array_and_json_lines() -> None:
     assert [r.message_id for r in one] == ["a"]
     assert [type(r) for r in many] == [SendRequest, CancelRequest]
     assert [r.message_id for r in lines] == ["a", "b", "c"]
+
+
+def test_records_keep_the_json_as_written() -> None:
+    written = {**body("a"), "channels": [{"channel": "whatsapp"}], "newField": {"x": 1}}
+    [prepared] = parse_records(orjson.dumps(written, option=orjson.OPT_INDENT_2))
+    assert prepared.value == orjson.dumps(written)
+    assert isinstance(prepared.request, SendRequest)
+    assert prepared.request.channels[0].channel is Channel.WHATSAPP
 
 
 def test_pretty_printed_object_is_one_request() -> None:
