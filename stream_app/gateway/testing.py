@@ -11,7 +11,10 @@ import contextlib
 import socket
 from collections.abc import AsyncIterator
 
+from stream_app.config import Settings
+from stream_app.gateway.settings import GatewaySettings
 from stream_app.gateway.simulator import Rules, Simulator, run_simulator
+from stream_app.gateway.webhook import WebhookReceiver, run_webhook
 
 #: The gateway room's share of the ports on a shared machine (19300-19399); 19300 is the CLI default.
 PORT_RANGE = (19320, 19399)
@@ -71,6 +74,38 @@ async def running_simulator(
         raise RuntimeError("could not start the simulator")
     try:
         yield holder[0], f"http://127.0.0.1:{chosen}"
+    finally:
+        stop.set()
+        await task
+
+
+@contextlib.asynccontextmanager
+async def running_webhook(
+    settings: Settings, secret: bytes, *, path: str = "/dlr"
+) -> AsyncIterator[tuple[WebhookReceiver, str]]:
+    """A webhook receiver on 127.0.0.1 publishing to ``settings``' topics; yields it and its URL."""
+    stop, ready = asyncio.Event(), asyncio.Event()
+    holder: list[WebhookReceiver] = []
+    port = free_port()
+    task = asyncio.create_task(
+        run_webhook(
+            settings,
+            GatewaySettings(webhook_secret=secret),
+            host="127.0.0.1",
+            port=port,
+            path=path,
+            stop=stop,
+            ready=ready,
+            receiver=holder,
+        )
+    )
+    waiter = asyncio.create_task(ready.wait())
+    await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    if not ready.is_set():
+        waiter.cancel()
+        await task  # raises the start-up error
+    try:
+        yield holder[0], f"http://127.0.0.1:{port}{path}"
     finally:
         stop.set()
         await task

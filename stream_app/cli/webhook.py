@@ -1,0 +1,58 @@
+"""``stream-app webhook``: receive gateway DLR callbacks and publish them on delivery-status."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+
+from stream_app.config import add_options, from_args
+from stream_app.gateway.runner import run_service
+
+ORDER = 31
+
+EPILOG = """\
+The gateway must sign each callback: header X-Signature: sha256=<hex HMAC-SHA256 of the raw body>,
+keyed with the shared secret in STREAM_APP_WEBHOOK_SECRET (required). Unsigned or wrongly signed
+calls get 401; bodies over 64 KiB get 413; a signed body that is not a DLR gets 400 and is kept on
+dead-letters. customerMessageId "<messageId>:<attempt>" (the dispatcher's commandId) is split back.
+
+examples:
+  STREAM_APP_WEBHOOK_SECRET=s3cret stream-app webhook --port 19310
+  STREAM_APP_WEBHOOK_SECRET=s3cret stream-app gateway-sim --webhook-url http://127.0.0.1:19310/dlr
+
+  body='{"customerMessageId":"m1:0","channel":"SMS","deliveryStatus":"DELIVERED"}'
+  sig=$(printf %s "$body" | openssl dgst -sha256 -hmac s3cret | sed 's/^.* //')
+  curl -s localhost:19310/dlr -H "X-Signature: sha256=$sig" -d "$body"
+"""
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "webhook",
+        help="receive gateway DLR callbacks (HMAC-signed) and publish them on delivery-status",
+        description=(
+            "An HTTP receiver for the gateway's delivery-report callbacks. Each signed DLR becomes a "
+            "DeliveryStatus on delivery-status, keyed by messageId, acknowledged to the gateway only "
+            "after the broker has it (503 otherwise, so the gateway retries)."
+        ),
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_options(p, "bootstrap_servers", "topic_prefix")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=19310, help="port to listen on (default 19310)")
+    p.add_argument("--path", default="/dlr", help="callback path (default /dlr)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from stream_app.gateway.settings import gateway_from_env
+    from stream_app.gateway.webhook import run_webhook
+
+    settings = from_args(args)
+    gateway = gateway_from_env()
+
+    async def main(stop: asyncio.Event) -> None:
+        await run_webhook(settings, gateway, host=args.host, port=args.port, path=args.path, stop=stop)
+
+    return run_service(main)
