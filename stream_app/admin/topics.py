@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaError
 
 from stream_app.admin.connect import REQUEST_TIMEOUT_MS, start_or_unreachable
@@ -100,6 +101,23 @@ class TopicAdmin:
         counts = await self.partition_counts([n for _, n in wanted if n in present])
         return [TopicState(spec, name, counts.get(name)) for spec, name in wanted]
 
+    async def cleanup_policies(self, names: Sequence[str]) -> dict[str, str]:
+        """``cleanup.policy`` of each named (existing) topic; Kafka's default ``delete`` when unset."""
+        if not names:
+            return {}
+        resources = [ConfigResource(ConfigResourceType.TOPIC, name) for name in names]
+        try:
+            responses: list[Any] = await self._admin.describe_configs(resources)
+        except KafkaError as exc:
+            raise KafkaFailure(f"describing topic configs failed: {exc}") from None
+        policies: dict[str, str] = {}
+        for response in responses:
+            for error_code, _, _, name, entries in response.resources:
+                if error_code == 0:
+                    found = {entry[0]: entry[1] for entry in entries}
+                    policies[name] = found.get("cleanup.policy") or "delete"
+        return policies
+
     async def replication_factor(self) -> int:
         try:
             cluster: dict[str, Any] = await self._admin.describe_cluster()
@@ -110,7 +128,12 @@ class TopicAdmin:
     async def create(
         self, partitions: int | None = None, replication_factor: int | None = None
     ) -> CreateReport:
-        """Create every missing catalogue topic; see the module docstring for the partition rules."""
+        """Create every missing catalogue topic; see the module docstring for the partition rules.
+
+        ``partitions`` is the count the user asked for; None means "not asked": new topics get
+        ``settings.partitions`` unless co-partitioned topics exist already, whose count is then used
+        without a warning.
+        """
         wanted = partitions or self.settings.partitions
         states = await self.states()
         co: dict[str, int] = {
@@ -123,7 +146,9 @@ class TopicAdmin:
         if co and (existing := next(iter(co.values()))) != wanted:
             count = existing
             missing_co = [st.name for st in states if st.spec.co_partitioned and st.partitions is None]
-            if missing_co:
+            if partitions is None:
+                pass  # nobody asked for another count: following the existing topics is what they expect
+            elif missing_co:
                 warnings.append(
                     f"existing co-partitioned topics have {existing} partitions, not {wanted}: "
                     f"creating {', '.join(missing_co)} with {existing} to keep them co-partitioned"
@@ -132,6 +157,7 @@ class TopicAdmin:
                 warnings.append(
                     f"topics exist with {existing} partitions (asked for {wanted}); left as they are"
                 )
+        warnings += await self._config_warnings([st for st in states if st.partitions is not None])
         rf = replication_factor or await self.replication_factor()
         report = CreateReport(partitions=count, replication_factor=rf, warnings=warnings)
         report.existing = [(st.name, st.partitions) for st in states if st.partitions is not None]
@@ -154,6 +180,25 @@ class TopicAdmin:
                 raise TopicCreateFailed(f"the broker refused to create {'; '.join(failures)}")
             await self._wait_listed(report.created)
         return report
+
+    async def _config_warnings(self, existing: Sequence[TopicState]) -> list[str]:
+        """A warning per existing topic whose cleanup.policy is not the catalogue's.
+
+        Existing topics are never altered (an operator may have reasons), but a changelog that is
+        not compacted loses flow state once its retention passes, so it must not go unnoticed.
+        """
+        policies = await self.cleanup_policies([st.name for st in existing])
+        warnings = []
+        for st in existing:
+            expected = st.spec.configs.get("cleanup.policy")
+            actual = policies.get(st.name)
+            if expected and actual and actual != expected:
+                warnings.append(
+                    f"{st.name} has cleanup.policy={actual}, the catalogue says {expected}; existing topics "
+                    f"are left as they are: change it with kafka-configs.sh --alter --entity-type topics "
+                    f"--entity-name {st.name} --add-config cleanup.policy={expected}"
+                )
+        return warnings
 
     async def _wait_listed(self, names: Sequence[str]) -> None:
         deadline = time.monotonic() + LISTED_TIMEOUT

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from pathlib import Path
 
 from stream_app.admin.connect import quiet_client_logs
 from stream_app.admin.topics import TopicAdmin
-from stream_app.config import add_options, from_args
+from stream_app.config import ENV, add_options, from_args
 from stream_app.contracts import schema
 
 ORDER = 20
@@ -126,10 +127,13 @@ def _help(parser: argparse.ArgumentParser) -> int:
 def run_create(args: argparse.Namespace) -> int:
     settings = from_args(args)
     quiet_client_logs()
+    # Only a count the user chose (option or environment) is worth a warning when topics differ.
+    chosen = args.setting_partitions is not None or bool(os.environ.get(ENV["partitions"]))
+    asked = settings.partitions if chosen else None
 
     async def go() -> int:
         async with TopicAdmin(settings) as admin:
-            report = await admin.create(replication_factor=args.replication_factor)
+            report = await admin.create(asked, replication_factor=args.replication_factor)
         for warning in report.warnings:
             print(f"stream-app: warning: {warning}", file=sys.stderr)
         for name, partitions in report.existing:

@@ -143,6 +143,33 @@ def test_topics_create_follows_existing_co_partitioned_topics(
     assert set(topic_partitions(env.bootstrap_servers, all_names(env)).values()) == {2}
 
 
+def test_topics_create_without_a_count_quietly_follows_existing_topics(
+    env: Settings, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("STREAM_APP_PARTITIONS", raising=False)
+    asyncio.run(create_topics(env.bootstrap_servers, [env.topics.delivery_status], partitions=2))
+    code, out, err = cli(capsys, "topics", "create")
+    assert (code, err) == (0, "")
+    assert "5 created, 1 already there" in out
+    assert set(topic_partitions(env.bootstrap_servers, all_names(env)).values()) == {2}
+
+
+def test_topics_create_warns_about_an_existing_changelog_that_is_not_compacted(
+    env: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    asyncio.run(create_topics(env.bootstrap_servers, [env.topics.changelog], partitions=3))  # plain: delete
+    code, out, err = cli(capsys, "topics", "create", "--partitions", "3")
+    assert code == 0
+    assert err == (
+        f"stream-app: warning: {env.topics.changelog} has cleanup.policy=delete, the catalogue says compact; "
+        "existing topics are left as they are: change it with kafka-configs.sh --alter --entity-type topics "
+        f"--entity-name {env.topics.changelog} --add-config cleanup.policy=compact\n"
+    )
+    assert "5 created, 1 already there" in out
+    # the topics it created itself have the catalogue's policy, so a second run is quiet about them
+    assert cli(capsys, "topics", "create")[2].count("warning") == 1
+
+
 def test_topics_create_refuses_when_co_partitioned_topics_disagree(
     env: Settings, capsys: pytest.CaptureFixture[str]
 ) -> None:
