@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -29,14 +30,22 @@ from stream_app.contracts.catalogue import (
     TRACE_HEADER,
     TopicSpec,
 )
+from stream_app.contracts.codec import decode_request, decode_status, to_json
 from stream_app.contracts.models import (
     SCHEMA_VERSION,
+    AttemptEnd,
+    AttemptSummary,
     CancelRequest,
+    Channel,
+    CommandReason,
     DeliveryStatus,
     LateStatus,
     Outcome,
+    PreviousAttempt,
+    Result,
     RetryCommand,
     SendRequest,
+    Status,
 )
 
 JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
@@ -199,6 +208,7 @@ def _messages() -> dict[str, Any]:
             "headers": {"$ref": "#/components/schemas/TraceHeaders"},
             "payload": {"$ref": f"schemas/{name}.schema.json"},
             "bindings": _key_binding(key),
+            "examples": [_example(name)],
         }
         for name, (_, _, description) in RECORDS.items()
     }
@@ -224,6 +234,131 @@ def _messages() -> dict[str, Any]:
         "bindings": _key_binding(key),
     }
     return messages
+
+
+# ------------------------------------------------------------------------------------------- examples
+
+_TRACE = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+_MID = "txn-notifica-20260409-001"
+
+#: Input examples as an upstream team writes them (CONTRACT.md), checked by the decoder when the
+#: document is generated, so an example the processor would refuse cannot be published.
+_INPUT_EXAMPLES: dict[str, dict[str, Any]] = {
+    "SendRequest": {
+        "type": "send",
+        "messageId": _MID,
+        "tenant": "banca-adriatica",
+        "destination": "+393401234567",
+        "channels": [
+            {
+                "channel": "WHATSAPP",
+                "fallbackAfter": 600,
+                "successStatus": "DELIVERED",
+                "content": {"phoneNumberId": 5, "template": {"id": 42}, "placeholders": {"nome": "Giulia"}},
+            },
+            {"channel": "RCS", "fallbackAfter": 300, "content": {"agentId": 1, "templateId": 10}},
+            {"channel": "SMS", "content": {"sender": "BancaAdri", "text": "Gentile Giulia, ..."}},
+        ],
+        "ttl": 3600,
+        "simulation": False,
+        "campaignId": "txn-2026-04",
+        "metadata": {"anything": "copied to the outcome"},
+        "requestedAt": "2026-04-09T10:15:00+02:00",
+    },
+    "CancelRequest": {"type": "cancel", "messageId": _MID, "reason": "paid"},
+    "DeliveryStatus": {
+        "messageId": _MID,
+        "attempt": 1,
+        "channel": "RCS",
+        "status": "ERROR",
+        "statusCode": 6,
+        "reasons": ["AGENT_NOT_REACHABLE"],
+        "providerMessageId": "c9a4b32d-5f1e-4c1b-9a57-0d6f1c2b7e11",
+        "occurredAt": "2026-04-09T10:15:04+02:00",
+    },
+}
+
+
+def _output_examples() -> dict[str, BaseModel]:
+    """Output examples built from the models, so they are exactly what the processor writes."""
+    issued = datetime(2026, 4, 9, 8, 15, tzinfo=UTC)
+    attempts = [
+        AttemptSummary(
+            attempt=0,
+            channel=Channel.WHATSAPP,
+            issued_at=issued,
+            last_status=Status.REJECTED,
+            ended_by=AttemptEnd.FAILED,
+        ),
+        AttemptSummary(
+            attempt=1,
+            channel=Channel.RCS,
+            issued_at=issued + timedelta(seconds=1),
+            last_status=Status.ERROR,
+            ended_by=AttemptEnd.FAILED,
+        ),
+        AttemptSummary(
+            attempt=2,
+            channel=Channel.SMS,
+            issued_at=issued + timedelta(seconds=5),
+            last_status=Status.DELIVERED,
+            ended_by=AttemptEnd.SUCCEEDED,
+        ),
+    ]
+    return {
+        "RetryCommand": RetryCommand(
+            command_id=f"{_MID}:1",
+            message_id=_MID,
+            attempt=1,
+            channel=Channel.RCS,
+            destination="+393401234567",
+            content={"agentId": 1, "templateId": 10},
+            reason=CommandReason.FAILED,
+            previous=PreviousAttempt(attempt=0, channel=Channel.WHATSAPP, status=Status.REJECTED),
+            issued_at=issued + timedelta(seconds=1),
+            not_after=issued + timedelta(hours=1),
+            tenant="banca-adriatica",
+            campaign_id="txn-2026-04",
+        ),
+        "Outcome": Outcome(
+            message_id=_MID,
+            tenant="banca-adriatica",
+            campaign_id="txn-2026-04",
+            result=Result.SUCCEEDED,
+            channel=Channel.SMS,
+            status=Status.DELIVERED,
+            attempt_count=3,
+            attempts=attempts,
+            requested_at=issued,
+            completed_at=issued + timedelta(seconds=12, milliseconds=345),
+            duration_ms=12_345,
+            metadata={"anything": "copied to the outcome"},
+        ),
+        "LateStatus": LateStatus(
+            message_id=_MID,
+            attempt=0,
+            channel=Channel.WHATSAPP,
+            status=Status.DELIVERED,
+            occurred_at=issued + timedelta(minutes=20),
+            double_delivery=True,
+        ),
+    }
+
+
+def _example(name: str) -> dict[str, Any]:
+    """The AsyncAPI Message Example of a record (key in the summary: examples have no key field)."""
+    if name in _INPUT_EXAMPLES:
+        payload = _INPUT_EXAMPLES[name]
+        decoder = decode_status if name == "DeliveryStatus" else decode_request
+        decoder(orjson.dumps(payload))  # InvalidRecord here means the example broke the contract
+    else:
+        payload = to_json(_output_examples()[name])
+    return {
+        "name": f"{name[0].lower()}{name[1:]}Example",
+        "summary": f"key: {payload['messageId']!r}",
+        "headers": {TRACE_HEADER: _TRACE},
+        "payload": payload,
+    }
 
 
 def _header_schemas() -> dict[str, Any]:

@@ -9,7 +9,14 @@ import orjson
 import pytest
 
 from stream_app.config import Settings, Topics
-from stream_app.contracts import schema
+from stream_app.contracts import (
+    decode_command,
+    decode_outcome,
+    decode_request,
+    decode_status,
+    schema,
+    to_json,
+)
 from stream_app.contracts.catalogue import CATALOGUE, DEAD_LETTER_HEADERS, DEFAULT_PARTITIONS, topic_names
 
 TOPICS_DIR = Path(__file__).resolve().parents[3] / "topics"
@@ -224,3 +231,24 @@ def test_asyncapi_messages_carry_key_and_headers() -> None:
     assert "traceparent" in schemas["TraceHeaders"]["properties"]
     dead_headers = schemas["DeadLetterHeaders"]["properties"]
     assert set(DEAD_LETTER_HEADERS) | {"traceparent"} == set(dead_headers)
+
+
+def test_asyncapi_examples_are_valid_records() -> None:
+    """Every message example is what the processor accepts (inputs) or writes (outputs)."""
+    messages = load("asyncapi.json")["components"]["messages"]
+    decoders = {
+        "SendRequest": decode_request,
+        "CancelRequest": decode_request,
+        "DeliveryStatus": decode_status,
+        "RetryCommand": decode_command,
+        "Outcome": decode_outcome,
+        "LateStatus": decode_outcome,
+    }
+    for name, decode in decoders.items():
+        [example] = messages[name]["examples"]
+        record = decode(orjson.dumps(example["payload"]))
+        assert type(record).__name__ == name
+        assert example["summary"] == f"key: {record.message_id!r}"
+        assert example["headers"]["traceparent"].startswith("00-")
+        if name in ("RetryCommand", "Outcome", "LateStatus"):
+            assert example["payload"] == to_json(record)  # outputs exactly as encoded
