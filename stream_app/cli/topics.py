@@ -33,8 +33,9 @@ CREATE_DESCRIPTION = """\
 Create every topic of the catalogue that does not exist yet, with its configs (the changelog
 compacted, 7 or 30 days retention for the others). Safe to run again: existing topics are reported
 and left alone. The co-partitioned topics must share one partition count: if some exist already with
-a count, missing ones get that count (with a warning); if existing ones disagree, nothing is created
-and the command fails (exit 2), saying which.
+a count, missing ones get that count (with a warning when --partitions asked for another); if
+existing ones disagree, nothing is created and the command fails (exit 2), saying which. Existing
+topics are never altered; one whose cleanup.policy differs from the catalogue gets a warning.
 """
 
 CREATE_EPILOG = """\
