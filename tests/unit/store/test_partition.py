@@ -41,7 +41,7 @@ def raw_db(path: Path) -> Rdict:
 def disk_index(path: Path) -> list[bytes]:
     db = raw_db(path)
     timers = db.get_column_family("timers")
-    keys = list(timers.keys())
+    keys = [bytes(k) for k, _ in timers.items()]  # type: ignore[arg-type]  # raw mode: always bytes
     del timers
     db.close()
     return keys
