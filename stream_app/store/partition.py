@@ -254,7 +254,7 @@ class PartitionStore:
         whose deadline no longer matches their record are skipped and their removal staged. Nothing is
         consumed: a timer keeps being returned until its key is re-armed, disarmed or deleted.
         """
-        if limit <= 0:
+        if limit <= 0 or now_ms < 0:  # deadlines are >= 0: nothing can be due before the epoch
             self._require_open()
             return []
         return self._scan(min(now_ms, codec.MAX_DEADLINE_MS), limit)

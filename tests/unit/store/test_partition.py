@@ -153,6 +153,8 @@ def test_due_is_in_deadline_order_with_limit_and_not_consuming(tmp_path: Path) -
         assert store.due(500, 7) == due_at_500[:7]
         assert store.due(500, 7) == due_at_500[:7]  # nothing is consumed by looking
         assert store.due(500, 0) == []
+        assert store.due(-1, 10) == []
+        assert store.due(2**70, 1) == due_at_500[:1]  # far future: clamped, not an overflow
         store.flush(300)
         assert store.due(500, 10_000) == due_at_500
         assert store.next_deadline() == expected[0][0]
