@@ -1,0 +1,65 @@
+"""``stream-app poller``: poll the gateway's status endpoint for attempts in flight (no webhooks)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+
+from stream_app.config import add_options, from_args
+from stream_app.gateway.runner import run_service
+
+ORDER = 32
+
+EPILOG = """\
+Learns the attempts in flight from the ACCEPTED statuses on delivery-status (the dispatcher's) and
+polls GET /api/partner-gateway/v1/messages/status/<messageId>:<attempt>?channel=... with exponential
+backoff, publishing each new status. An attempt stops being polled at ERROR, EXPIRED, REJECTED, READ,
+at DELIVERED unless --until-read, or after --max-age seconds. Gateway URL and key as for the
+dispatcher (STREAM_APP_GATEWAY_URL, STREAM_APP_GATEWAY_API_KEY).
+
+examples:
+  STREAM_APP_GATEWAY_API_KEY=test stream-app poller
+  stream-app poller --min-interval 5 --max-interval 600 --until-read
+"""
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "poller",
+        help="poll the gateway's status endpoint for in-flight attempts and publish their statuses",
+        description=(
+            "For gateways without webhooks (or as a safety net beside them): polls the delivery status "
+            "of every attempt in flight and publishes what changed on delivery-status. Stateless: on "
+            "start it rebuilds the in-flight set from delivery-status."
+        ),
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_options(p, "bootstrap_servers", "topic_prefix", "max_flow_seconds")
+    p.add_argument("--min-interval", type=float, default=1.0, help="first poll after N s (default 1)")
+    p.add_argument("--max-interval", type=float, default=300.0, help="cap of the backoff, s (default 300)")
+    p.add_argument("--max-age", type=float, default=None, help="give up after N s (default max flow time)")
+    p.add_argument("--until-read", action="store_true", help="keep polling after DELIVERED until READ")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from stream_app.gateway.errors import GatewayConfigError
+    from stream_app.gateway.poller import PollOptions, run_poller
+    from stream_app.gateway.settings import gateway_from_env
+
+    settings = from_args(args)
+    gateway = gateway_from_env()
+    if not 0 < args.min_interval <= args.max_interval:
+        raise GatewayConfigError("--min-interval must be > 0 and <= --max-interval")
+    options = PollOptions(
+        min_interval=args.min_interval,
+        max_interval=args.max_interval,
+        max_age=args.max_age if args.max_age is not None else settings.max_flow_seconds,
+        until_read=args.until_read,
+    )
+
+    async def main(stop: asyncio.Event) -> None:
+        await run_poller(settings, gateway, options=options, stop=stop)
+
+    return run_service(main)

@@ -1,0 +1,138 @@
+"""The poller against the simulator's status endpoint, learning in-flight attempts from a real broker."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from aiokafka import ConsumerRecord
+
+from stream_app.config import Settings
+from stream_app.contracts import Channel, DeliveryStatus, Status, decode_status, encode
+from stream_app.gateway.client import GatewayClient
+from stream_app.gateway.poller import Poller, PollOptions, run_poller
+from stream_app.gateway.settings import GatewaySettings
+from stream_app.gateway.testing import running_simulator
+from tests.integration.gateway.helpers import (
+    as_record,
+    command,
+    eventually,
+    make_settings,
+    produce_all,
+    read_all,
+    read_statuses,
+    running_dispatcher,
+)
+
+FAST = PollOptions(min_interval=0.05, max_interval=0.2, max_age=30)
+
+
+@contextlib.asynccontextmanager
+async def running_poller(settings: Settings, url: str, options: PollOptions = FAST) -> AsyncIterator[Poller]:
+    stop, ready = asyncio.Event(), asyncio.Event()
+    holder: list[Poller] = []
+    gw = GatewaySettings(url=url, api_key="test-key")
+    task = asyncio.create_task(
+        run_poller(settings, gw, options=options, stop=stop, ready=ready, poller=holder)
+    )
+    waiter = asyncio.create_task(ready.wait())
+    await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    if not ready.is_set():
+        waiter.cancel()
+        await task
+    try:
+        yield holder[0]
+    finally:
+        stop.set()
+        await task
+
+
+async def _send(url: str, cid: str, channel: Channel, destination: str) -> None:
+    body = {"destination": destination, "messageId": cid, "sender": "S", "text": "t", "template": {"id": 1}}
+    async with GatewayClient(url, "test-key") as gw:
+        await gw.send(channel, body)
+
+
+def _decode(record: ConsumerRecord[bytes, bytes]) -> DeliveryStatus:
+    return decode_status(record.value or b"")
+
+
+def _accepted(mid: str, channel: Channel = Channel.SMS) -> tuple[bytes, bytes]:
+    status = DeliveryStatus(message_id=mid, attempt=0, channel=channel, status=Status.ACCEPTED)
+    return mid.encode(), encode(status)
+
+
+async def test_polls_until_delivered_and_error_then_stops(kafka_bootstrap: str, tmp_path: Path) -> None:
+    settings = await make_settings(kafka_bootstrap, tmp_path)
+    async with running_simulator(time_scale=0.2) as (_, url):
+        await _send(url, "ok:0", Channel.SMS, "+393401234500")
+        await _send(url, "err:0", Channel.WHATSAPP, "+393401234503")  # SENT, then ERROR (code 6)
+        topic = settings.topics.delivery_status
+        await produce_all(kafka_bootstrap, topic, [_accepted("ok"), _accepted("err", Channel.WHATSAPP)])
+        async with running_poller(settings, url) as poller:
+            statuses = await read_statuses(kafka_bootstrap, settings, 4)
+            await eventually(lambda: not poller.tracker.attempts, what="both attempts ended")
+            polls = poller.polls
+            await asyncio.sleep(0.5)
+            assert poller.polls == polls, "polling went on after the attempts ended"
+    # a poll sees the status of the moment: SENT came and went between two polls, so it is skipped
+    seen = {(s.message_id, s.status, s.status_code) for s in statuses if s.status is not Status.ACCEPTED}
+    assert seen == {("ok", Status.DELIVERED, None), ("err", Status.ERROR, 6)}
+    assert all(s.attempt == 0 for s in statuses)
+
+
+async def test_a_status_already_on_the_topic_is_not_published_again(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """A webhook already published DELIVERED: the poller must not repeat it."""
+    settings = await make_settings(kafka_bootstrap, tmp_path)
+    async with running_simulator(time_scale=0.02) as (_, url):
+        await _send(url, "w:0", Channel.SMS, "+393401234500")
+        delivered = DeliveryStatus(message_id="w", attempt=0, channel=Channel.SMS, status=Status.DELIVERED)
+        await produce_all(
+            kafka_bootstrap, settings.topics.delivery_status, [_accepted("w"), (b"w", encode(delivered))]
+        )
+        async with running_poller(settings, url) as poller:
+            await asyncio.sleep(0.5)
+            assert poller.published == 0 and poller.polls == 0
+
+
+async def test_stuck_in_sent_is_given_up_after_max_age(kafka_bootstrap: str, tmp_path: Path) -> None:
+    settings = await make_settings(kafka_bootstrap, tmp_path)
+    options = PollOptions(min_interval=0.05, max_interval=0.1, max_age=1.0)
+    async with running_simulator(time_scale=0.1) as (_, url):
+        await _send(url, "stuck:0", Channel.WHATSAPP, "+393401234502")
+        await produce_all(
+            kafka_bootstrap, settings.topics.delivery_status, [_accepted("stuck", Channel.WHATSAPP)]
+        )
+        async with running_poller(settings, url, options) as poller:
+            [_, sent] = await read_statuses(kafka_bootstrap, settings, 2)
+            assert sent.status is Status.SENT
+            await eventually(lambda: "stuck:0" in poller.tracker.ended, what="given up")
+            assert poller.polls >= 5
+
+
+async def test_dispatcher_and_poller_end_to_end(kafka_bootstrap: str, tmp_path: Path) -> None:
+    settings = await make_settings(kafka_bootstrap, tmp_path)
+    n = 20
+    async with running_simulator(time_scale=0.2) as (sim, url):
+        gw = GatewaySettings(url=url, api_key="test-key")
+        async with running_dispatcher(settings, gw), running_poller(settings, url):
+            records = [as_record(command(f"e{i}")) for i in range(n)]
+            await produce_all(kafka_bootstrap, settings.topics.retry_commands, records)
+
+            def all_delivered(rs: list[ConsumerRecord[bytes, bytes]]) -> bool:
+                done = {s.message_id for s in map(_decode, rs) if s.status is Status.DELIVERED}
+                return len(done) == n
+
+            found = await read_all(kafka_bootstrap, settings.topics.delivery_status, all_delivered)
+    by_message: dict[str, list[Status]] = {}
+    for s in map(_decode, found):
+        by_message.setdefault(s.message_id, []).append(s.status)
+    assert len(by_message) == n
+    for statuses in by_message.values():
+        assert statuses[0] is Status.ACCEPTED and statuses[-1] is Status.DELIVERED
+        assert len(statuses) == len(set(statuses)), "a status was published twice"
+    assert set(sim.state.sends.values()) == {1}
