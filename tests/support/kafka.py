@@ -18,13 +18,14 @@ import contextlib
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
+from stream_app.admin.topics import TopicAdmin
 from stream_app.config import Settings
-from stream_app.contracts.catalogue import CATALOGUE
 
 Headers = Sequence[tuple[str, bytes]]
 
@@ -40,26 +41,21 @@ async def create_topics(
     """Create topics and wait until the broker lists them; returns their names.
 
     Given :class:`~stream_app.config.Settings`, creates every topic of the catalogue under its
-    prefix and app id, with the catalogue's configs (the changelog compacted) and
-    ``settings.partitions`` partitions. Given names, creates plain topics with ``partitions``
-    (default 1). A topic that already exists is left as it is.
+    prefix and app id the way ``stream-app topics create`` does (:class:`TopicAdmin`: catalogue
+    configs, the changelog compacted, ``settings.partitions`` partitions unless ``partitions``).
+    Given names, creates plain topics with ``partitions`` (default 1). Existing topics are kept.
     """
     if isinstance(topics, Settings):
-        count = partitions or topics.partitions
-        specs = [
-            NewTopic(
-                spec.name(topics.topic_prefix, topics.app_id), count, 1, topic_configs=dict(spec.configs)
-            )
-            for spec in CATALOGUE
-        ]
-    else:
-        specs = [NewTopic(name, partitions or 1, 1) for name in topics]
-    names = [t.name for t in specs]
+        settings = replace(topics, bootstrap_servers=bootstrap)
+        async with TopicAdmin(settings) as admin:
+            await admin.create(partitions)
+            return [name for _, name in admin.names()]
+    names = list(topics)
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
         with contextlib.suppress(TopicAlreadyExistsError):
-            await admin.create_topics(specs)
+            await admin.create_topics([NewTopic(name, partitions or 1, 1) for name in names])
         await _wait_listed(admin, names)
     finally:
         await admin.close()
