@@ -14,7 +14,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[3]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
-SERVICES = {"kafka", "topics", "processor", "dispatcher", "gateway-sim"}
+SERVICES = {"kafka", "topics", "processor", "dispatcher", "gateway-sim", "webhook"}
 
 
 def _compose() -> list[str] | None:
