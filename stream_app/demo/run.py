@@ -1,0 +1,214 @@
+"""``stream-app demo``: every room of the product working together on one laptop.
+
+One asyncio process runs the processor, the dispatcher, the webhook receiver and the gateway
+simulator against a broker (a local Tansu started here unless ``--bootstrap-servers`` names one),
+each on its own fresh topic prefix and state directory so a demo never sees an earlier run's records.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+import socket
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, TextIO
+
+from stream_app.admin.follow import follow_outcomes
+from stream_app.admin.publish import publish_requests, validate
+from stream_app.admin.topics import create_topics
+from stream_app.config import Settings
+from stream_app.contracts import Outcome
+from stream_app.demo.errors import DemoFailed
+from stream_app.demo.scenarios import SCENARIOS, Scenario, simulator_rules
+from stream_app.demo.table import channel_path, render
+from stream_app.gateway.settings import GatewaySettings
+from stream_app.gateway.simulator import parse_rules, run_simulator
+
+#: Speed-up of the seed pages' timeouts: 1200 plays a 2 h WhatsApp wait in 6 s, so the whole demo
+#: (its longest chain is a 2 h wait plus a few seconds of gateway timeline) ends well within a minute.
+DEFAULT_SPEED = 1200.0
+#: How long the demo waits for every outcome before it gives up and says which are missing.
+DEFAULT_TIMEOUT = 120.0
+#: Three partitions: enough to show co-partitioning at work, few enough to start in a second.
+DEMO_PARTITIONS = 3
+
+
+@dataclass
+class Row:
+    scenario: Scenario
+    message_id: str
+    outcome: Outcome | None = None
+
+    @property
+    def ok(self) -> bool:
+        o = self.outcome
+        if o is None or o.result.value != self.scenario.expect_result:
+            return False
+        return (o.channel.value if o.channel else None) == self.scenario.expect_channel
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+async def _wait(ready: asyncio.Event, task: asyncio.Task[None], what: str, limit: float = 60.0) -> None:
+    """Wait for a service to say it is ready; if it dies first, raise what killed it."""
+    waiter = asyncio.create_task(ready.wait())
+    done, _ = await asyncio.wait({waiter, task}, timeout=limit, return_when=asyncio.FIRST_COMPLETED)
+    if task in done:
+        waiter.cancel()
+        task.result()  # raises the service's own error
+        raise DemoFailed(f"the {what} stopped before it was ready")
+    if waiter not in done:
+        waiter.cancel()
+        raise DemoFailed(f"the {what} was not ready after {limit:.0f} s")
+
+
+async def play(
+    settings: Settings,
+    *,
+    speed: float = DEFAULT_SPEED,
+    timeout: float = DEFAULT_TIMEOUT,  # noqa: ASYNC109 - a deadline for outcomes, not for one await
+    out: TextIO = sys.stdout,
+) -> list[Row]:
+    """Play every scenario against the broker of ``settings``; returns one row per message."""
+    run = uuid.uuid4().hex[:8]
+    state_root = Path(tempfile.mkdtemp(prefix="stream-app-demo-"))
+    settings = replace(
+        settings,
+        topic_prefix=f"{settings.topic_prefix}demo-{run}.",
+        app_id=f"demo-{run}",
+        state_dir=state_root / "processor",
+        partitions=DEMO_PARTITIONS,
+        metrics_port=0,
+    )
+    say: Callable[[str], None] = lambda line: print(line, file=out, flush=True)  # noqa: E731
+    say(f"demo {run}: topics with prefix {settings.topic_prefix!r} on {settings.bootstrap_servers}")
+    await create_topics(settings, partitions=DEMO_PARTITIONS)
+
+    api_key = secrets.token_hex(16)
+    secret = secrets.token_bytes(32)
+    sim_port, hook_port = _free_port(), _free_port()
+    gateway = GatewaySettings(url=f"http://127.0.0.1:{sim_port}", api_key=api_key, webhook_secret=secret)
+    stop = asyncio.Event()
+    tasks: list[asyncio.Task[None]] = []
+
+    async def start(what: str, make: Callable[[asyncio.Event], Coroutine[Any, Any, None]]) -> None:
+        ready = asyncio.Event()
+        task: asyncio.Task[None] = asyncio.create_task(make(ready), name=what)
+        tasks.append(task)
+        await _wait(ready, task, what)
+        say(f"  started {what}")
+
+    from stream_app.gateway.dispatcher import run_dispatcher
+    from stream_app.gateway.webhook import run_webhook
+    from stream_app.runtime import run_processor
+
+    rows = [Row(s, f"demo-{run}-{s.key}") for s in SCENARIOS]
+    try:
+        await start(
+            "webhook receiver",
+            lambda r: run_webhook(settings, gateway, host="127.0.0.1", port=hook_port, stop=stop, ready=r),
+        )
+        await start(
+            "gateway simulator",
+            lambda r: run_simulator(
+                "127.0.0.1",
+                sim_port,
+                rules=parse_rules(_json(simulator_rules())),
+                api_key=api_key,
+                webhook_url=f"http://127.0.0.1:{hook_port}/dlr",
+                webhook_secret=secret,
+                stop=stop,
+                ready=r,
+            ),
+        )
+        await start(
+            "dispatcher",
+            lambda r: run_dispatcher(
+                replace(settings, state_dir=state_root / "dispatcher"), gateway, stop=stop, ready=r
+            ),
+        )
+        await start("processor", lambda r: run_processor(settings, stop=stop, ready=r))
+
+        requests = [validate(row.scenario.request(row.message_id, speed)) for row in rows]
+        await publish_requests(settings, requests)
+        say(f"published {len(rows)} send requests (timeouts / {speed:g}); waiting for outcomes...")
+        for row in rows:
+            say(f"  {row.message_id}  {row.scenario.name}: {row.scenario.story}")
+        await _collect(settings, rows, timeout, say, tasks)
+    finally:
+        stop.set()
+        _, pending = await asyncio.wait(tasks, timeout=15) if tasks else (set(), set())
+        for task in pending:
+            task.cancel()
+        for task in tasks:
+            if task.done() and not task.cancelled() and task.exception() is not None:
+                say(f"  {task.get_name()} stopped with: {task.exception()}")
+    return rows
+
+
+def _json(value: Any) -> bytes:
+    import orjson
+
+    return orjson.dumps(value)
+
+
+async def _collect(
+    settings: Settings,
+    rows: list[Row],
+    timeout: float,  # noqa: ASYNC109 - a deadline for outcomes, not for one await
+    say: Callable[[str], None],
+    services: list[asyncio.Task[None]],
+) -> None:
+    """Follow ``outcomes`` until every row has its outcome, printing each as it lands."""
+    by_id = {row.message_id: row for row in rows}
+    started = time.monotonic()
+    done = asyncio.Event()
+
+    async def follow() -> None:
+        async for item in follow_outcomes(settings, follow=True, from_beginning=True, stop=done):
+            rec = item.record
+            if isinstance(rec, Outcome) and rec.message_id in by_id and by_id[rec.message_id].outcome is None:
+                row = by_id[rec.message_id]
+                row.outcome = rec
+                mark = "ok" if row.ok else "UNEXPECTED"
+                say(
+                    f"  [{time.monotonic() - started:5.1f}s] {rec.message_id} {rec.result.value}"
+                    f" via {channel_path(rec)}  ({mark})"
+                )
+                if all(r.outcome is not None for r in rows):
+                    done.set()
+
+    follower = asyncio.create_task(follow())
+    try:
+        while not done.is_set():
+            if follower.done():
+                follower.result()
+                break
+            dead = [t for t in services if t.done()]
+            if dead:
+                dead[0].result()
+                raise DemoFailed(f"the {dead[0].get_name()} stopped unexpectedly")
+            if time.monotonic() - started > timeout:
+                missing = ", ".join(r.message_id for r in rows if r.outcome is None)
+                raise DemoFailed(f"no outcome after {timeout:.0f} s for: {missing}")
+            await asyncio.sleep(0.2)
+    finally:
+        done.set()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait_for(follower, timeout=5)
+
+
+def report(rows: list[Row]) -> str:
+    return render([(r.scenario.name, r.message_id, r.outcome, "yes" if r.ok else "NO") for r in rows])

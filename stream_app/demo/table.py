@@ -1,0 +1,38 @@
+"""Plain-text rendering of demo results: one row per message, no dependency on a table library."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from stream_app.contracts import Outcome
+
+
+def channel_path(outcome: Outcome) -> str:
+    """``WHATSAPP(REJECTED) > RCS(REJECTED) > SMS(DELIVERED)``: each attempt with its last status."""
+    return " > ".join(
+        f"{a.channel.value}({a.last_status.value if a.last_status else '-'})" for a in outcome.attempts
+    )
+
+
+def time_to_success(outcome: Outcome) -> str:
+    return f"{outcome.duration_ms / 1000:.1f}s" if outcome.result.value == "SUCCEEDED" else "-"
+
+
+def render(rows: Sequence[tuple[str, str, Outcome | None, str]]) -> str:
+    """Rows of (scenario, messageId, outcome or None while pending, check mark) as an aligned table."""
+    header = ("scenario", "messageId", "channel path (last status)", "result", "time", "ok")
+    body = [
+        (
+            name,
+            mid,
+            channel_path(o) if o else "(pending)",
+            (o.result.value + (f" on {o.channel.value}" if o.channel else "")) if o else "-",
+            time_to_success(o) if o else "-",
+            ok,
+        )
+        for name, mid, o, ok in rows
+    ]
+    widths = [max(len(r[i]) for r in [header, *body]) for i in range(len(header))]
+    line = "  ".join("-" * w for w in widths)
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+    return "\n".join([fmt.format(*header), line, *(fmt.format(*r) for r in body)])
