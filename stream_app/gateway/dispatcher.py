@@ -33,7 +33,6 @@ from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
-from aiokafka.errors import KafkaConnectionError
 
 from stream_app.config import Settings
 from stream_app.contracts import (
@@ -47,7 +46,6 @@ from stream_app.contracts import (
     from_ms,
     to_ms,
 )
-from stream_app.errors import BrokerUnreachable
 from stream_app.gateway.client import (
     Accepted,
     Found,
@@ -61,7 +59,7 @@ from stream_app.gateway.client import (
     build_body,
 )
 from stream_app.gateway.errors import GatewayAuthError
-from stream_app.gateway.kafka import copied_headers, dead_letter_headers, started_producer
+from stream_app.gateway.kafka import copied_headers, dead_letter_headers, start_client, started_producer
 from stream_app.gateway.sentlog import SendState, SentLog
 from stream_app.gateway.settings import GatewaySettings
 
@@ -445,11 +443,7 @@ async def reconcile_results(settings: Settings, sent: SentLog) -> int:
     since = min(e.at_ms for _, e in sent.entries() if e.state is SendState.RESULT) - RECONCILE_MARGIN_MS
     topic = settings.topics.delivery_status
     consumer = AIOKafkaConsumer(**settings.kafka_client_kwargs(), enable_auto_commit=False)
-    try:
-        await consumer.start()
-    except KafkaConnectionError as exc:
-        await consumer.stop()
-        raise BrokerUnreachable(settings.bootstrap_servers, str(exc)) from None
+    await start_client(consumer, settings)
     confirmed = 0
     try:
         await consumer.topics()
@@ -524,11 +518,7 @@ async def run_dispatcher(
             )
             loop = _Loop(consumer, disp, gateway_settings.max_in_flight)
             consumer.subscribe([settings.topics.retry_commands], listener=_Rebalance(loop))
-            try:
-                await consumer.start()
-            except KafkaConnectionError as exc:
-                await consumer.stop()
-                raise BrokerUnreachable(settings.bootstrap_servers, str(exc)) from None
+            await start_client(consumer, settings)
             try:
                 if ready is not None:
                     ready.set()

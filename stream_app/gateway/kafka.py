@@ -8,13 +8,13 @@ one-line error when no broker answers.
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Sequence
 
-from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaConnectionError, KafkaError
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from stream_app.admin.connect import start_or_unreachable
 from stream_app.config import Settings
-from stream_app.errors import BrokerUnreachable
 
 Headers = list[tuple[str, bytes]]
 
@@ -38,6 +38,21 @@ def copied_headers(headers: Sequence[tuple[str, bytes]] | None) -> Headers:
     return [(k, v) for k, v in headers or () if k == "traceparent"]
 
 
+async def start_client(client: AIOKafkaProducer | AIOKafkaConsumer, settings: Settings) -> None:
+    """Start an aiokafka client within a few seconds or raise :class:`BrokerUnreachable` (one line).
+
+    aiokafka logs each failed bootstrap connect at ERROR; while starting, our own one-line error says
+    it better, so its logger is quiet for the duration (and back to its level once started).
+    """
+    logger = logging.getLogger("aiokafka")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        await start_or_unreachable(client.start, client.stop, settings.bootstrap_servers)
+    finally:
+        logger.setLevel(level)
+
+
 @contextlib.asynccontextmanager
 async def started_producer(settings: Settings) -> AsyncIterator[AIOKafkaProducer]:
     producer = AIOKafkaProducer(
@@ -46,14 +61,7 @@ async def started_producer(settings: Settings) -> AsyncIterator[AIOKafkaProducer
         # 5 ms linger: concurrent sends and callbacks share batches instead of one request each.
         linger_ms=5,
     )
-    try:
-        await producer.start()
-    except KafkaConnectionError as exc:
-        await producer.stop()
-        raise BrokerUnreachable(settings.bootstrap_servers, str(exc)) from None
-    except KafkaError:
-        await producer.stop()
-        raise
+    await start_client(producer, settings)
     try:
         yield producer
     finally:

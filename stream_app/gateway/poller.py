@@ -28,7 +28,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.errors import KafkaConnectionError
 
 from stream_app.config import Settings
 from stream_app.contracts import (
@@ -40,10 +39,9 @@ from stream_app.contracts import (
     decode_status,
     encode,
 )
-from stream_app.errors import BrokerUnreachable
 from stream_app.gateway.client import Found, GatewayClient, NotFound, Permanent, RateLimited, StatusResult
-from stream_app.gateway.errors import GatewayAuthError
-from stream_app.gateway.kafka import started_producer
+from stream_app.gateway.errors import GatewayAuthError, GatewayConfigError
+from stream_app.gateway.kafka import start_client, started_producer
 from stream_app.gateway.settings import GatewaySettings
 
 log = logging.getLogger(__name__)
@@ -274,16 +272,14 @@ async def run_poller(
     tracker = Tracker(options, clock)
     topic = settings.topics.delivery_status
     consumer = AIOKafkaConsumer(**settings.kafka_client_kwargs(), enable_auto_commit=False)
-    try:
-        await consumer.start()
-    except KafkaConnectionError as exc:
-        await consumer.stop()
-        raise BrokerUnreachable(settings.bootstrap_servers, str(exc)) from None
+    await start_client(consumer, settings)
     try:
         await consumer.topics()
         tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
         if not tps:
-            raise BrokerUnreachable(settings.bootstrap_servers, f"topic {topic} does not exist")
+            raise GatewayConfigError(
+                f"topic {topic} does not exist; create it with `stream-app topics create`"
+            )
         consumer.assign(tps)
         since = int((clock() - options.max_age) * 1000)
         starts = await consumer.offsets_for_times(dict.fromkeys(tps, max(0, since)))

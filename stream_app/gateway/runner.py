@@ -12,6 +12,9 @@ from typing import Any
 def run_service(main: Callable[[asyncio.Event], Coroutine[Any, Any, None]]) -> int:
     """Run ``main(stop)`` in a fresh event loop until it returns; signals set ``stop``."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # aiokafka logs every reconnect attempt at ERROR during a broker outage; WARNING keeps the news
+    # without drowning the service's own lines (the processor does the same).
+    logging.getLogger("aiokafka").setLevel(logging.WARNING)
 
     async def _run() -> None:
         stop = asyncio.Event()

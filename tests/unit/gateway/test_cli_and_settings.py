@@ -1,0 +1,101 @@
+"""Gateway settings from the environment and the CLI's one-line refusals of bad input."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from stream_app.cli import main
+from stream_app.contracts import Channel
+from stream_app.gateway.errors import GatewayConfigError
+from stream_app.gateway.settings import gateway_from_env, parse_per_channel
+from stream_app.gateway.testing import free_port
+
+
+def test_per_channel_values() -> None:
+    assert parse_per_channel("16", "X", 1) == dict.fromkeys(Channel, 16.0)
+    mixed = parse_per_channel("4, SMS=32,whatsapp=8", "X", 1)
+    assert (mixed[Channel.SMS], mixed[Channel.WHATSAPP], mixed[Channel.RCS]) == (32.0, 8.0, 4.0)
+    assert parse_per_channel("", "X", 2) == dict.fromkeys(Channel, 2.0)
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"), [("FAX=3", "unknown channel"), ("lots", "not NUMBER"), ("-1", ">= 0")]
+)
+def test_bad_per_channel_values_name_the_variable(raw: str, message: str) -> None:
+    with pytest.raises(GatewayConfigError, match=f"STREAM_APP_DISPATCH_RATE: .*{message}"):
+        gateway_from_env({"STREAM_APP_DISPATCH_RATE": raw})
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"STREAM_APP_GATEWAY_URL": "ftp://gw"}, "STREAM_APP_GATEWAY_URL: must start with http"),
+        ({"STREAM_APP_GATEWAY_TIMEOUT_SECONDS": "soon"}, "not a number"),
+        ({"STREAM_APP_GATEWAY_TIMEOUT_SECONDS": "0"}, "must be > 0"),
+        ({"STREAM_APP_DISPATCH_CONCURRENCY": "SMS=0"}, "at least 1"),
+    ],
+)
+def test_bad_gateway_settings(env: dict[str, str], message: str) -> None:
+    with pytest.raises(GatewayConfigError, match=message):
+        gateway_from_env(env)
+
+
+def test_api_key_and_secret_never_in_repr() -> None:
+    s = gateway_from_env({"STREAM_APP_GATEWAY_API_KEY": "k-123-secret", "STREAM_APP_WEBHOOK_SECRET": "hm4c"})
+    assert s.api_key == "k-123-secret" and s.webhook_secret == b"hm4c"
+    assert "k-123-secret" not in repr(s) and "hm4c" not in repr(s)
+
+
+@pytest.mark.parametrize("command", ["gateway-sim", "dispatcher", "webhook", "poller"])
+def test_help_teaches(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as done:
+        main([command, "--help"])
+    assert done.value.code == 0
+    out = capsys.readouterr().out
+    assert "examples:" in out and len(out.splitlines()) > 10
+
+
+def _run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    full = {k: v for k, v in os.environ.items() if not k.startswith("STREAM_APP_")} | env
+    return subprocess.run(
+        [sys.executable, "-m", "stream_app", *args], env=full, capture_output=True, text=True, timeout=60
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "message"),
+    [
+        (["webhook", "--port", "0"], {}, "STREAM_APP_WEBHOOK_SECRET: required"),
+        (["gateway-sim", "--rules", "/nonexistent/rules.json"], {}, "cannot read"),
+        (["gateway-sim", "--webhook-url", "http://127.0.0.1:1/dlr"], {}, "needs STREAM_APP_WEBHOOK_SECRET"),
+        (["gateway-sim", "--time-scale", "0"], {}, "--time-scale: must be > 0"),
+        (["dispatcher"], {"STREAM_APP_GATEWAY_URL": "gw.local"}, "must start with http"),
+        (["poller", "--min-interval", "0"], {}, "--min-interval"),
+    ],
+)
+def test_bad_input_is_one_line(args: list[str], env: dict[str, str], message: str) -> None:
+    done = _run(args, env)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.count("\n") == 1 and message in done.stderr, done.stderr
+
+
+def test_taken_port_and_unreachable_broker_are_one_line(tmp_path: Path) -> None:
+    port = free_port()
+    refused = f"127.0.0.1:{free_port(port + 1)}"
+    env = {"KAFKA_BOOTSTRAP_SERVERS": refused, "STREAM_APP_STATE_DIR": str(tmp_path)}
+    for args in (["dispatcher"], ["webhook", "--port", str(port)], ["poller"]):
+        done = _run(args, env | {"STREAM_APP_WEBHOOK_SECRET": "s"})
+        assert done.returncode == 2, done.stderr
+        assert done.stderr.count("\n") == 1 and "cannot reach Kafka" in done.stderr, done.stderr
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", port))
+        taken.listen()
+        done = _run(["gateway-sim", "--port", str(port)], {})
+    assert done.returncode == 2 and f"cannot listen on 127.0.0.1:{port}" in done.stderr, done.stderr
