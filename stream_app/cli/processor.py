@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import logging
 import signal
+from typing import Any
 
 from stream_app.config import add_options, from_args
 
@@ -32,6 +33,7 @@ examples:
 
 endpoints: http://HOST:METRICS_PORT/metrics (Prometheus) and /healthz
 logs: key=value lines on stderr; --log-level debug shows every command (destinations masked)
+SIGUSR1 logs where each task of the processor waits (to diagnose a stall)
 the topics must exist first: stream-app topics create
 """
 
@@ -54,6 +56,21 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser.set_defaults(func=run)
 
 
+def _dump_tasks() -> None:
+    """SIGUSR1: log where every task of the processor waits (diagnosing a stall without a debugger)."""
+    from stream_app.runtime.logs import log
+
+    for task in asyncio.all_tasks():
+        frames: list[str] = []
+        coro: Any = task.get_coro()
+        while coro is not None and len(frames) < 30:
+            frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
+            if frame is not None:
+                frames.append(f"{frame.f_code.co_filename.rsplit('/', 2)[-1]}:{frame.f_lineno}")
+            coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+        log(logging.WARNING, "task_stack", task=task.get_name(), stack=" > ".join(frames))
+
+
 async def _main(args: argparse.Namespace) -> None:
     from stream_app.runtime import run_processor
 
@@ -62,6 +79,7 @@ async def _main(args: argparse.Namespace) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGUSR1, _dump_tasks)
     await run_processor(settings, stop=stop)
 
 

@@ -79,8 +79,11 @@ TIMER_BATCH = 10_000
 #: Longest ``getmany()`` wait when no timer is due sooner: bounds how late a stop or a new clock
 #: reading is noticed.
 MAX_WAIT_MS = 200
-#: Bound on the revoke listener's wait for the loop to finish its turn: well under the 30 s
-#: rebalance timeout, so a wedged turn can never stall the whole group's rebalance.
+#: How long the group waits for members to rejoin in a rebalance (aiokafka's default is the 10 s
+#: session timeout, too tight for a revoke that finishes a batch during a broker hiccup).
+REBALANCE_TIMEOUT_MS = 30_000
+#: Bound on the revoke listener's wait for the loop to finish its turn: well under the rebalance
+#: timeout, so a wedged turn can never stall the whole group's rebalance.
 REVOKE_WAIT_S = 20.0
 #: A restore replays the changelog without polling the group consumer; 15 minutes leaves room for
 #: ten million flows at the measured restore rate before the group would evict the instance.
@@ -251,6 +254,7 @@ class Processor:
             partition_assignment_strategy=(RangePartitionAssignor,),
             isolation_level="read_committed" if self.exactly_once else "read_uncommitted",
             max_poll_interval_ms=MAX_POLL_INTERVAL_MS,
+            rebalance_timeout_ms=REBALANCE_TIMEOUT_MS,
         )
         try:
             await self.consumer.start()
@@ -572,7 +576,10 @@ class Processor:
         work = _Work()
         for tp, records in batch.items():
             if tp.partition not in self.stores:
-                continue  # not restored yet (assigned during this getmany): read again after restore
+                # Assigned during this very getmany(), so not restored yet: the fetch position has
+                # moved past these records, so move it back and read them again after the restore.
+                consumer.seek(tp, records[0].offset)
+                continue
             self._records(tp, records, now, work)
         fired = self._fire_timers(now, work)
         if not work.empty():

@@ -169,3 +169,73 @@ async def running(
         stop.set()
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.wait_for(task, 60)
+
+
+class ProcessorProcess:
+    """``stream-app processor`` as a child process (so a test can kill -9 it), logging to a file."""
+
+    def __init__(
+        self, settings: Settings, log_path: Path, *, state_dir: Path | None = None, log_level: str = "info"
+    ) -> None:
+        self.settings = settings
+        self.log_level = log_level
+        self.log_path = log_path
+        self.state_dir = state_dir or Path(settings.state_dir)
+        self.proc: asyncio.subprocess.Process | None = None
+        self.starts = 0
+
+    def env(self) -> dict[str, str]:
+        import os
+
+        s = self.settings
+        env = dict(os.environ)
+        env.update(
+            KAFKA_BOOTSTRAP_SERVERS=s.bootstrap_servers,
+            STREAM_APP_TOPIC_PREFIX=s.topic_prefix,
+            STREAM_APP_APP_ID=s.app_id,
+            STREAM_APP_STATE_DIR=str(self.state_dir),
+            STREAM_APP_METRICS_PORT=str(s.metrics_port),
+            STREAM_APP_PROCESSING_GUARANTEE=s.processing_guarantee,
+        )
+        return env
+
+    async def start(self) -> None:
+        import sys
+
+        self.starts += 1
+        with self.log_path.open("ab") as log:
+            log.write(f"--- start {self.starts}\n".encode())
+            self.proc = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "stream_app",
+                "processor",
+                "--log-level",
+                self.log_level,
+                env=self.env(),
+                stdout=log,
+                stderr=log,
+            )
+
+    def kill(self) -> None:
+        """SIGKILL: no flush, no commit, no goodbye."""
+        if self.proc is not None and self.proc.returncode is None:
+            self.proc.kill()
+
+    async def wait(self, timeout: float = 60.0) -> int:  # noqa: ASYNC109
+        assert self.proc is not None
+        return await asyncio.wait_for(self.proc.wait(), timeout)
+
+    async def terminate(self, timeout: float = 60.0) -> int:  # noqa: ASYNC109
+        assert self.proc is not None
+        if self.proc.returncode is None:
+            self.proc.terminate()
+        try:
+            return await self.wait(timeout)
+        except TimeoutError:
+            self.kill()
+            await self.wait()
+            raise
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
