@@ -33,6 +33,7 @@ from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka.errors import KafkaError
 
 from stream_app.config import Settings
 from stream_app.contracts import (
@@ -178,23 +179,36 @@ class Dispatcher:
         self.sent.put(cid, SendState.RESULT, self._now_ms(), payload)
         await self._publish(command, payload, headers)
 
+    async def _produce(
+        self, topic: str, value: bytes | None, key: bytes | None, headers: list[tuple[str, bytes]] | None
+    ) -> None:
+        """Produce and await the acknowledgement, riding out a broker outage until stopping.
+
+        The record is already safe (RESULT in the sent-log, or the input offset not committed), so a
+        failed produce is retried with backoff rather than ending the dispatcher.
+        """
+        failures = 0
+        while True:
+            try:
+                await self.producer.send_and_wait(topic, value, key=key, headers=headers)
+                return
+            except KafkaError as exc:
+                failures += 1
+                self.counts["produce_retries"] += 1
+                log.warning("producing to %s failed (%s); retrying", topic, exc)
+                await self._pause(self._backoff(failures), None)
+
     async def _publish(self, command: RetryCommand, payload: bytes, headers: list[tuple[str, bytes]]) -> None:
-        await self.producer.send_and_wait(
-            self.topics.delivery_status, payload, key=command.message_id.encode(), headers=headers or None
+        await self._produce(
+            self.topics.delivery_status, payload, command.message_id.encode(), headers or None
         )
         self.sent.put(command.command_id, SendState.DONE, self._now_ms())
         self.counts["published"] += 1
 
     async def _dead_letter(self, record: ConsumerRecord[bytes, bytes], reason: str) -> None:
         log.warning("dead-lettering %s[%d]@%d: %s", record.topic, record.partition, record.offset, reason)
-        await self.producer.send_and_wait(
-            self.topics.dead_letters,
-            record.value,
-            key=record.key,
-            headers=dead_letter_headers(
-                reason, record.topic, record.partition, record.offset, "InvalidRecord"
-            ),
-        )
+        headers = dead_letter_headers(reason, record.topic, record.partition, record.offset, "InvalidRecord")
+        await self._produce(self.topics.dead_letters, record.value, record.key, headers)
         self.counts["dead_letters"] += 1
 
     # ------------------------------------------------------------------------------------ send

@@ -28,6 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaError
 
 from stream_app.config import Settings
 from stream_app.contracts import (
@@ -327,6 +328,9 @@ async def _poll_loop(
             except GatewayAuthError as exc:
                 failure.append(exc)
                 stop.set()
+            except KafkaError as exc:  # the broker is away: poll again later, the change is still there
+                log.warning("poller: could not publish the status of %s (%s)", item.command_id, exc)
+                runner.tracker.reschedule(item)
 
     while not stop.is_set():
         if feeder.done():

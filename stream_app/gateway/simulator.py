@@ -271,6 +271,8 @@ class SimState:
     sends: Counter[str] = field(default_factory=Counter)
     calls: Counter[str] = field(default_factory=Counter)
     per_target: Counter[tuple[str, Channel]] = field(default_factory=Counter)
+    in_progress: Counter[Channel] = field(default_factory=Counter)
+    max_in_progress: Counter[Channel] = field(default_factory=Counter)
 
     def rule_for(self, destination: str, channel: Channel) -> Rule | None:
         return next((r for r in self.rules.rules if r.matches(destination, channel)), None)
@@ -402,7 +404,13 @@ class Simulator:
                 self._pushes.add(task)
                 task.add_done_callback(self._pushes.discard)
         if rule is not None and rule.delay:
-            await asyncio.sleep(rule.delay * st.time_scale)
+            # Count the answers being held back, per channel: tests check the caller's concurrency limit.
+            st.in_progress[channel] += 1
+            st.max_in_progress[channel] = max(st.max_in_progress[channel], st.in_progress[channel])
+            try:
+                await asyncio.sleep(rule.delay * st.time_scale)
+            finally:
+                st.in_progress[channel] -= 1
         return _json(200, {"messageId": customer_id, "simulation": False, "results": {name: result}})
 
     def _status_payload(self, msg: SimMessage, now: float) -> dict[str, Any]:
