@@ -281,6 +281,9 @@ class Dispatcher:
                 return self._status(command, Status.REJECTED, reasons=[NOT_SENT_BEFORE_NOT_AFTER])
             limiter = self.limiters[channel]
             await limiter.acquire()
+            if deadline is not None and self._now_ms() >= deadline:  # the wait for a slot ran past it
+                limiter.release()
+                continue
             try:
                 if self.stop.is_set():
                     raise _Stopped

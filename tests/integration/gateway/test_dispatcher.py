@@ -203,14 +203,17 @@ async def test_result_recorded_but_unconfirmed_is_not_published_twice(
         assert "2 of 3" in str(exc)
 
 
-async def test_per_channel_concurrency_limit_holds(kafka_bootstrap: str, tmp_path: Path) -> None:
+async def test_per_channel_concurrency_and_in_flight_limits_hold(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
     settings = await make_settings(kafka_bootstrap, tmp_path)
     rules = parse_rules(b'{"rules": [{"delay": 0.15}]}')
     limits = {ch: 3.0 for ch in Channel} | {Channel.RCS: 1.0}
     cmds = [command(f"c{i}", channel=("SMS", "RCS")[i % 2]) for i in range(16)]
     async with (
         running_simulator(rules) as (sim, url),
-        running_dispatcher(settings, _gateway(url, concurrency=limits)),
+        # max_in_flight 4: fetching pauses and resumes many times over 16 commands
+        running_dispatcher(settings, _gateway(url, concurrency=limits, max_in_flight=4)),
     ):
         await produce_all(kafka_bootstrap, settings.topics.retry_commands, [as_record(c) for c in cmds])
         await read_statuses(kafka_bootstrap, settings, len(cmds))
