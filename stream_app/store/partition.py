@@ -314,19 +314,22 @@ class PartitionStore:
         # the deadline of an entry found to be a ghost earlier in this interval).
         for index in index_del:
             batch.delete(index, timers_cf)
-        index_key = codec.index_key
         low_water = self._low_water
+        put = batch.put
+        # Index keys are built inline (codec.index_key's layout): this loop runs once per staged key.
         for key, (record, deadline, disk_deadline) in self._staged.items():
             if disk_deadline is not None and disk_deadline != deadline:
-                batch.delete(index_key(disk_deadline, key), timers_cf)
+                batch.delete(disk_deadline.to_bytes(8, "big") + key, timers_cf)
             if record is None:
                 batch.delete(key, values_cf)
             else:
-                batch.put(key, record, values_cf)
-            if deadline is not None and (deadline != disk_deadline or index_key(deadline, key) in index_del):
-                batch.put(index_key(deadline, key), b"", timers_cf)
-            if deadline is not None and deadline < low_water:
-                low_water = deadline
+                put(key, record, values_cf)
+            if deadline is not None:
+                index = deadline.to_bytes(8, "big") + key
+                if deadline != disk_deadline or index in index_del:
+                    put(index, b"", timers_cf)
+                if deadline < low_water:
+                    low_water = deadline
         batch.put(_META_KEY, codec.encode_meta(offset, self._armed))
         try:
             self._db.write(batch)  # type: ignore[union-attr]  # _require_open checked it
@@ -346,9 +349,8 @@ class PartitionStore:
         Raises :class:`InvalidChangelogRecord` for a value that is not a changelog value, and
         :class:`RestoreOrderError` if ``put``/``delete`` writes are staged.
         """
-        if self._db is None:
+        if self._processing_staged or self._db is None:
             self._require_open()
-        if self._processing_staged:
             raise RestoreOrderError(
                 f"state store {self.path}: flush staged put/delete writes before applying changelog records"
             )
@@ -356,9 +358,14 @@ class PartitionStore:
         if applied is not None and offset <= applied:
             return
         if record is None:
-            self._stage(key, None, None)
+            deadline = None
+        elif len(record) >= 9 and record[0] == codec.TAG_TIMER and record[1] < 0x80:
+            # The common case, decoded inline (this loop runs per record of a restore): a timer
+            # header whose deadline is below 2**63.
+            deadline = int.from_bytes(record[1:9], "big")
         else:
-            self._stage(key, record, codec.record_deadline(record))
+            deadline = codec.record_deadline(record)  # validates, with a one-line reason
+        self._stage(key, record, deadline)
         self._restore_offset = offset
         if len(self._staged) >= RESTORE_BATCH:
             self.flush()
