@@ -128,5 +128,6 @@ async def test_kill_9_at_random_moments_loses_nothing(kafka_bootstrap: str, tmp_
     repeats = len(reader.values(t.outcomes)) - FLOWS
     repeated_commands = len(reader.values(t.retry_commands)) - sum(len(v) for v in commands.values())
     print(
-        f"crash test: {proc.starts} starts, {repeats} repeated outcomes, {repeated_commands} repeated commands"
+        f"crash test: {proc.starts} starts, {repeats} repeated outcomes, "
+        f"{repeated_commands} repeated commands"
     )
