@@ -30,9 +30,9 @@ Behaviour is scripted per destination by rules (a JSON file, ``--rules``), first
 Rule fields: ``destinationSuffix`` (``""`` matches all), ``channel`` (absent: any), ``reject``
 (accepted false with these reasons), ``unapprovedTemplate`` (422), ``statuses`` (the DLR timeline,
 ``after`` seconds from acceptance, optional ``statusCode``/``reasons``), ``rateLimit`` (the first N
-calls for a destination+channel answer 429) with ``retryAfter``, ``fail`` (the first N calls answer
-500 before sending), ``delay`` (seconds to wait AFTER the send is recorded: a slow gateway, or with a
-client timeout a lost answer), ``parts`` (SMS parts; default one per 160 characters).
+calls for a destination+channel answer 429) with ``retryAfter``, ``fail`` (the next N calls, after
+any 429s, answer 500 before sending), ``delay`` (seconds to wait AFTER the send is recorded: a slow
+gateway, or with a client timeout a lost answer), ``parts`` (SMS parts; default one per 160 characters).
 
 :data:`DEFAULT_RULES` (used without ``--rules``), keyed by the destination's last two digits:
 
