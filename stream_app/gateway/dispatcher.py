@@ -535,7 +535,7 @@ async def run_dispatcher(
             )
             loop = _Loop(consumer, disp, gateway_settings.max_in_flight)
             consumer.subscribe([settings.topics.retry_commands], listener=_Rebalance(loop))
-            await start_client(consumer, settings)
+            await start_client(consumer, settings, bounded=False)  # a group member: see start_client
             try:
                 if ready is not None:
                     ready.set()

@@ -12,9 +12,11 @@ import logging
 from collections.abc import AsyncIterator, Sequence
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.errors import KafkaConnectionError
 
-from stream_app.admin.connect import start_or_unreachable
+from stream_app.admin.connect import describe, start_or_unreachable
 from stream_app.config import Settings
+from stream_app.errors import BrokerUnreachable
 
 Headers = list[tuple[str, bytes]]
 
@@ -38,17 +40,29 @@ def copied_headers(headers: Sequence[tuple[str, bytes]] | None) -> Headers:
     return [(k, v) for k, v in headers or () if k == "traceparent"]
 
 
-async def start_client(client: AIOKafkaProducer | AIOKafkaConsumer, settings: Settings) -> None:
-    """Start an aiokafka client within a few seconds or raise :class:`BrokerUnreachable` (one line).
+async def start_client(
+    client: AIOKafkaProducer | AIOKafkaConsumer, settings: Settings, *, bounded: bool = True
+) -> None:
+    """Start an aiokafka client or raise :class:`BrokerUnreachable` (one line).
 
-    aiokafka logs each failed bootstrap connect at ERROR; while starting, our own one-line error says
-    it better, so its logger is quiet for the duration (and back to its level once started).
+    ``bounded``: give up after a few seconds (stream_app.admin.connect). A consumer of a group must not
+    be bounded: its start waits for the group to settle, which after a crash of the previous member
+    takes the session timeout (10 s), and that is not an unreachable broker. aiokafka logs each failed
+    bootstrap connect at ERROR; while starting, our own one-line error says it better, so its logger
+    is quiet for the duration (and back to its level once started).
     """
     logger = logging.getLogger("aiokafka")
     level = logger.level
     logger.setLevel(logging.CRITICAL)
     try:
-        await start_or_unreachable(client.start, client.stop, settings.bootstrap_servers)
+        if bounded:
+            await start_or_unreachable(client.start, client.stop, settings.bootstrap_servers)
+            return
+        try:
+            await client.start()
+        except KafkaConnectionError as exc:
+            await client.stop()
+            raise BrokerUnreachable(settings.bootstrap_servers, describe(exc)) from None
     finally:
         logger.setLevel(level)
 

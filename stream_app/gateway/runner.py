@@ -15,6 +15,8 @@ def run_service(main: Callable[[asyncio.Event], Coroutine[Any, Any, None]]) -> i
     # aiokafka logs every reconnect attempt at ERROR during a broker outage; WARNING keeps the news
     # without drowning the service's own lines (the processor does the same).
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
+    # httpx logs every request at INFO: hundreds of lines a second from a busy dispatcher.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
     async def _run() -> None:
         stop = asyncio.Event()

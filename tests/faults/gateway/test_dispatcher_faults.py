@@ -175,8 +175,15 @@ async def test_dispatcher_killed_mid_batch_and_restarted(kafka_bootstrap: str, t
         }
         cmd = [sys.executable, "-m", "stream_app", "dispatcher"]
 
+        log_path = tmp_path / "dispatcher.log"
+
         def start() -> subprocess.Popen[bytes]:
-            return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            # stderr to a file, never a pipe nobody reads: a full pipe would stall the dispatcher.
+            with log_path.open("ab") as log:
+                return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=log)
+
+        def log_tail() -> str:
+            return "\n".join(log_path.read_text(errors="replace").splitlines()[-30:])
 
         await produce_all(kafka_bootstrap, settings.topics.retry_commands, [as_record(c) for c in cmds])
         sent_before_kill: list[int] = []
@@ -185,12 +192,15 @@ async def test_dispatcher_killed_mid_batch_and_restarted(kafka_bootstrap: str, t
             try:
                 # kill once it is sending, part-way through
                 floor = sum(sim.state.sends.values())
-                await eventually(lambda f=floor: sum(sim.state.sends.values()) >= f + 40, 60, "sends resumed")
+                try:
+                    await eventually(
+                        lambda f=floor: sum(sim.state.sends.values()) >= f + 40, 60, "sends resumed"
+                    )
+                except AssertionError as exc:
+                    raise AssertionError(f"{exc}; dispatcher log:\n{log_tail()}") from None
             finally:
                 proc.send_signal(signal.SIGKILL)
                 proc.wait()
-                assert proc.stderr is not None
-                proc.stderr.close()
             sent_before_kill.append(sum(sim.state.sends.values()))
         assert sent_before_kill[-1] < n, "the kills came too late to land mid-batch"
         proc = start()
@@ -198,8 +208,8 @@ async def test_dispatcher_killed_mid_batch_and_restarted(kafka_bootstrap: str, t
             per_command = await _statuses_per_command(kafka_bootstrap, settings, cids)
         finally:
             proc.send_signal(signal.SIGTERM)
-            _, err = proc.communicate(timeout=30)
-        assert proc.returncode == 0, err.decode()
+            proc.wait(timeout=30)
+        assert proc.returncode == 0, log_tail()
         _assert_once_each(sim, cids)
     assert set(per_command) == set(cids), "every command got a status"
     dupes = {cid: c for cid, c in per_command.items() if c != 1}
