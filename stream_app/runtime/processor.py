@@ -27,6 +27,7 @@ import asyncio
 import contextlib
 import logging
 import time
+import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -309,7 +310,8 @@ class Processor:
         """Refuse exactly_once at start on a broker without transactions (never downgrade silently)."""
         probe = AIOKafkaProducer(
             **self.settings.kafka_client_kwargs(),
-            transactional_id=f"{self.settings.app_id}-startup-probe",
+            # Unique per start: instances starting together must not fence each other's probe.
+            transactional_id=f"{self.settings.app_id}-startup-probe-{uuid.uuid4().hex}",
         )
         try:
             await asyncio.wait_for(probe.start(), 30)
@@ -557,6 +559,10 @@ class Processor:
         """Start over from what is durable: drop staged store writes, seek inputs to committed."""
         for p in list(self.stores):
             self._close_store(p)
+        # A failed transaction may have left its producer fenced or in an abortable state: new ones
+        # are started (InitProducerId fences any zombie) when the stores are restored.
+        for p in list(self.txn_producers):
+            await self._stop_txn_producer(p)
         if self._revoking:
             return
         for tp in self.consumer.assignment():
@@ -888,30 +894,25 @@ class Processor:
         group = self.settings.app_id
 
         async def one(p: int) -> tuple[int, int | None]:
+            # Outputs, changelog and input offsets of partition p in one transaction of p's own
+            # producer: all durable and committed together, or none (read_committed readers).
             producer = self.txn_producers[p]
+            outputs = work.outputs.get(p, [])
+            records = [_Out(changelog, k, v, h, p) for k, v, h in self._changelog_outs(work, p)]
             last: int | None = None
             async with producer.transaction():
-                futures = [
-                    await producer.send(o.topic, o.value, key=o.key, partition=o.partition, headers=o.headers)
-                    for o in work.outputs.get(p, ())
-                ]
-                cl = (
-                    [
-                        await producer.send(changelog, value, key=key, partition=p, headers=headers)
-                        for key, value, headers in self._changelog_outs(work, p)
-                    ]
-                    if p in work.changes
-                    else []
-                )
+                sent = await _produce(producer, outputs)
+                cl_sent = await _produce(producer, records)
                 offsets = work.offsets.get(p)
                 if offsets:
                     await producer.send_offsets_to_transaction(offsets, group)
-                await _all_delivered(futures)
-                metas = await _all_delivered(cl)
-                if metas:
-                    last = max(m.offset for m in metas)
-            for o in work.outputs.get(p, ()):
+                await _all_delivered([f for f, _ in sent])
+                metas = await _all_delivered([f for f, _ in cl_sent])
+                for meta, (_, n) in zip(metas, cl_sent, strict=True):
+                    last = max(last if last is not None else -1, meta.offset + n - 1)
+            for o in outputs:
                 self.metrics.records_out.labels(o.topic).inc()
+            self.metrics.records_out.labels(changelog).inc(len(records))
             return p, last
 
         parts = set(work.outputs) | set(work.changes) | set(work.offsets)

@@ -26,7 +26,7 @@ from tests.integration.runtime.helpers import (
 
 FLOWS = 2000
 BURSTS = 4
-KILLS = 4
+KILLS = 6
 #: Generous: every restart after a kill -9 waits for the dead member's session to expire (10 s)
 #: before the group hands the partitions back, and Tansu adds its own rejoin delay.
 FINISH_S = 240.0

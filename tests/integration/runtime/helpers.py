@@ -100,13 +100,16 @@ class Reader:
 
     bootstrap: str
     topics: list[str]
+    isolation_level: str = "read_uncommitted"
 
     def __post_init__(self) -> None:
         self.records: dict[str, list[ConsumerRecord[bytes, bytes]]] = defaultdict(list)
         self._consumer: AIOKafkaConsumer | None = None
 
     async def __aenter__(self) -> Reader:
-        self._consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False)
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap, enable_auto_commit=False, isolation_level=self.isolation_level
+        )
         await self._consumer.start()
         await self._consumer.topics()
         tps = [
