@@ -63,7 +63,7 @@ from stream_app.runtime.errors import NotCoPartitioned, TransactionsUnsupported
 from stream_app.runtime.logs import LOGGER, log, mask
 from stream_app.runtime.metrics import Metrics, serve
 from stream_app.runtime.topology import check_topics, co_partitioned
-from stream_app.store import PartitionStore, changelog_value
+from stream_app.store import PartitionStore, StoreLocked, changelog_value
 
 Clock = Callable[[], int]
 Headers = list[tuple[str, bytes]]
@@ -536,7 +536,9 @@ class Processor:
             try:
                 await self._turn()
                 backoff = BACKOFF_MIN_S
-            except (KafkaError, OSError, TimeoutError) as exc:
+            except (KafkaError, OSError, TimeoutError, StoreLocked) as exc:
+                # StoreLocked: the previous owner of a partition (another instance sharing this state
+                # dir, or our own turn cut short by a revoke) has not closed it yet; it will.
                 self.metrics.errors.labels(type(exc).__name__).inc()
                 log(
                     logging.WARNING,

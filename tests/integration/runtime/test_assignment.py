@@ -126,3 +126,46 @@ async def test_second_instance_joins_mid_run_and_every_flow_still_ends_right(
         attempts[c["messageId"]].add(c["attempt"])
     assert all(a == {0, 1} for a in attempts.values())
     assert reader.records[t.dead_letters] == []
+
+
+async def test_two_instances_sharing_one_state_dir_hand_partitions_over(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """RocksDB lock contention on a shared volume (a known Faust / Quix Streams failure shape).
+
+    Both instances use the same STREAM_APP_STATE_DIR. When a partition moves, the new owner may try
+    to open its store before the old owner has closed it; it must retry, not crash or wipe anything.
+    """
+    s = settings_for(kafka_bootstrap, tmp_path / "shared", partitions=PARTITIONS)
+    await setup_topics(s)
+    t = s.topics
+    stop = asyncio.Event()
+    first, second = Processor(s, stop=stop), Processor(s, stop=stop)
+    tasks = [asyncio.create_task(first.run())]
+    ids = [f"v{i}" for i in range(300)]
+    reader = Reader(kafka_bootstrap, [t.retry_commands, t.outcomes])
+    try:
+        await asyncio.wait_for(first.ready.wait(), 60)
+        async with reader:
+            await publish(
+                s,
+                t.send_requests,
+                [(m.encode(), send_request(m, [("WHATSAPP", 2), ("SMS", 1)])) for m in ids],
+            )
+            await reader.wait(lambda: len(reader.records[t.retry_commands]) >= 100, "some attempts 0")
+            tasks.append(asyncio.create_task(second.run()))
+            await reader.wait(
+                lambda: len({o["messageId"] for o in reader.values(t.outcomes)}) >= len(ids),
+                "every outcome",
+                90,
+            )
+            assert not any(task.done() for task in tasks), "neither instance may die on a locked store"
+    finally:
+        stop.set()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait_for(task, 60)
+    attempts = defaultdict(set)
+    for c in reader.values(t.retry_commands):
+        attempts[c["messageId"]].add(c["attempt"])
+    assert all(attempts[m] == {0, 1} for m in ids)
