@@ -717,7 +717,7 @@ class Processor:
             if isinstance(effect, SendCommand):
                 cmd = effect.command
                 outs.append(_Out(t.retry_commands, key, encode(cmd), headers, cmd_p))
-                if logging.root.level <= logging.DEBUG:
+                if LOGGER.isEnabledFor(logging.DEBUG):
                     log(
                         logging.DEBUG,
                         "command",
