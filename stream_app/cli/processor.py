@@ -6,9 +6,10 @@ import argparse
 import asyncio
 import logging
 import signal
+from dataclasses import fields
 from typing import Any
 
-from stream_app.config import add_options, from_args
+from stream_app.config import Settings, add_options, from_args
 
 ORDER = 30
 
@@ -46,7 +47,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    add_options(parser)
+    # Every setting but the partition count, which only `topics create` uses (the processor reads
+    # the counts the topics have).
+    add_options(parser, *(f.name for f in fields(Settings) if f.name not in ("security", "partitions")))
     parser.add_argument(
         "--log-level",
         default="info",
