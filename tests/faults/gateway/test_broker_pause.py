@@ -12,6 +12,7 @@ import signal
 from collections import Counter
 from pathlib import Path
 
+import pytest
 from aiokafka import ConsumerRecord
 
 from stream_app.broker import LocalBroker
@@ -34,6 +35,7 @@ from tests.integration.gateway.helpers import (
 PAUSE_SECONDS = 6.0
 
 
+@pytest.mark.slow
 async def test_dispatcher_survives_a_broker_pause(tmp_path: Path) -> None:
     broker = LocalBroker(port=free_port())
     bootstrap = await broker.astart()

@@ -15,6 +15,7 @@ from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import pytest
 from aiokafka import ConsumerRecord
 
 from stream_app.config import Settings
@@ -155,6 +156,7 @@ async def test_connection_resets_after_the_request_never_double_send(
     assert per_command == Counter(cids)
 
 
+@pytest.mark.slow
 async def test_dispatcher_killed_mid_batch_and_restarted(kafka_bootstrap: str, tmp_path: Path) -> None:
     """kill -9 the dispatcher process twice while it works through 300 commands, restart it each time."""
     settings = await make_settings(kafka_bootstrap, tmp_path / "state")
