@@ -53,6 +53,19 @@ def run(args: argparse.Namespace) -> int:
     gateway = gateway_from_env()
 
     async def main(stop: asyncio.Event) -> None:
-        await run_webhook(settings, gateway, host=args.host, port=args.port, path=args.path, stop=stop)
+        ready = asyncio.Event()
+
+        async def announce() -> None:
+            await ready.wait()
+            where = f"http://{args.host}:{args.port}{args.path}"
+            print(f"webhook receiver listening on {where} -> {settings.topics.delivery_status}", flush=True)
+
+        task = asyncio.create_task(announce())
+        try:
+            await run_webhook(
+                settings, gateway, host=args.host, port=args.port, path=args.path, stop=stop, ready=ready
+            )
+        finally:
+            task.cancel()
 
     return run_service(main)
