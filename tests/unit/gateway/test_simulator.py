@@ -33,7 +33,11 @@ async def _status(base: str, cid: str, channel: str) -> httpx.Response:
 
 
 async def test_sms_accepted_then_delivered_with_echoed_customer_id() -> None:
-    async with running_simulator(time_scale=0.2) as (sim, base):
+    # SENT only after 1 s: "ACCEPTED until the first status" must hold on a busy machine too
+    rules = parse_rules(
+        b'{"rules": [{"statuses": [{"status": "SENT", "after": 1}, {"status": "DELIVERED", "after": 1}]}]}'
+    )
+    async with running_simulator(rules) as (sim, base):
         r = await _post(base, "sms", {"destination": "+393401234500", "messageId": "m1:0", **SMS})
         assert r.status_code == 200
         assert r.json() == {
@@ -42,7 +46,7 @@ async def test_sms_accepted_then_delivered_with_echoed_customer_id() -> None:
             "results": {"sms": {"accepted": True, "reasons": [], "parts": 1}},
         }
         assert (await _status(base, "m1:0", "SMS")).json()["deliveryStatus"] == "ACCEPTED"
-        await asyncio.sleep(0.25)
+        await asyncio.sleep(1.05)
         assert (await _status(base, "m1:0", "SMS")).json()["deliveryStatus"] == "DELIVERED"
         assert sim.state.sends["m1:0"] == 1
 
