@@ -99,3 +99,12 @@ def test_taken_port_and_unreachable_broker_are_one_line(tmp_path: Path) -> None:
         taken.listen()
         done = _run(["gateway-sim", "--port", str(port)], {})
     assert done.returncode == 2 and f"cannot listen on 127.0.0.1:{port}" in done.stderr, done.stderr
+
+
+def test_entry_points_importable_from_the_package() -> None:
+    import stream_app.gateway as gateway
+
+    for name in ("run_dispatcher", "run_poller", "run_simulator", "run_webhook"):
+        assert callable(getattr(gateway, name))
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        gateway.nope  # noqa: B018
