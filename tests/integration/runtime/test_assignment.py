@@ -15,10 +15,11 @@ from collections import defaultdict
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
 from aiokafka import AIOKafkaConsumer
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 
-from stream_app.runtime import Processor
+from stream_app.runtime import NotCoPartitioned, Processor
 from stream_app.runtime.topology import co_partitioned
 from tests.integration.runtime.helpers import (
     Reader,
@@ -169,3 +170,36 @@ async def test_two_instances_sharing_one_state_dir_hand_partitions_over(
     for c in reader.values(t.retry_commands):
         attempts[c["messageId"]].add(c["attempt"])
     assert all(attempts[m] == {0, 1} for m in ids)
+
+
+async def test_a_foreign_member_splitting_the_inputs_stops_the_processor_loudly(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """Another application reusing the group id and reading only send-requests would split messages
+    from their statuses; the processor must stop with a one-line reason instead of deciding wrongly."""
+    s = settings_for(kafka_bootstrap, tmp_path / "state", partitions=PARTITIONS)
+    await setup_topics(s)
+    proc = Processor(s)
+    task = asyncio.create_task(proc.run())
+    foreign = AIOKafkaConsumer(
+        s.topics.send_requests,
+        bootstrap_servers=kafka_bootstrap,
+        group_id=s.app_id,
+        enable_auto_commit=False,
+        partition_assignment_strategy=(RangePartitionAssignor,),
+    )
+    try:
+        await asyncio.wait_for(proc.ready.wait(), 60)
+        await foreign.start()
+        deadline = time.monotonic() + 90
+        while not task.done():
+            await foreign.getmany(timeout_ms=200)
+            assert time.monotonic() < deadline, "the processor kept running on a split assignment"
+        with pytest.raises(NotCoPartitioned) as err:
+            task.result()
+        assert "only one input topic" in str(err.value)
+    finally:
+        await foreign.stop()
+        proc.stop.set()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(task, 30)
