@@ -212,3 +212,20 @@ async def test_traceparent_is_copied_onto_what_a_record_causes(kafka_bootstrap: 
         await reader.wait(lambda: len(reader.records[t.outcomes]) >= 1, "the outcome")
     assert dict(reader.records[t.retry_commands][0].headers)["traceparent"] == trace
     assert dict(reader.records[t.outcomes][0].headers)["traceparent"] == trace
+
+
+async def test_content_larger_than_a_producer_batch_still_travels(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """A 300 KB content is larger than the processor's 256 KiB produce batch: it takes the producer's
+    own path for oversized records, and the command and the changelog still carry it."""
+    s, reader = await _env(kafka_bootstrap, tmp_path)
+    t = s.topics
+    big = "x" * 300_000
+    body = orjson.loads(send_request("m11", [("SMS", None)]))
+    body["channels"][0]["content"] = {"text": big}
+    async with running(s), reader:
+        await publish(s, t.send_requests, [(b"m11", orjson.dumps(body))])
+        await reader.wait(lambda: len(reader.records[t.retry_commands]) >= 1, "the command")
+    [cmd] = reader.values(t.retry_commands)
+    assert cmd["content"] == {"text": big}
