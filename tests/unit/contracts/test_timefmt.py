@@ -1,0 +1,43 @@
+"""Timestamps: the cached formatter writes exactly what strftime would, for any millisecond."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from stream_app.contracts import format_ms, from_ms, timefmt, to_ms
+
+# 0001-01-01 .. 9999-12-31, the range RFC 3339 years can write.
+MS = st.integers(min_value=-62_135_596_800_000, max_value=253_402_300_799_999)
+
+
+def _strftime_reference(ms: int) -> str:
+    dt = datetime.fromtimestamp(ms // 1000, tz=UTC)
+    frac = ms % 1000
+    base = dt.strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{base}.{frac:03d}Z" if frac else f"{base}Z"
+
+
+@given(MS)
+def test_format_ms_matches_strftime(ms: int) -> None:
+    assert format_ms(ms) == _strftime_reference(ms)
+
+
+@given(st.integers(min_value=0, max_value=253_402_300_799_999))
+def test_ms_round_trip(ms: int) -> None:
+    assert to_ms(from_ms(ms)) == ms
+
+
+def test_second_cache_is_bounded() -> None:
+    for sec in range(timefmt._SECONDS_MAX + 10):
+        format_ms(sec * 1000)
+    assert len(timefmt._SECONDS) <= timefmt._SECONDS_MAX
+    assert format_ms(0) == "1970-01-01T00:00:00Z"
+
+
+def test_fraction_and_whole_seconds() -> None:
+    assert format_ms(1775722500123) == "2026-04-09T08:15:00.123Z"
+    assert format_ms(1775722500000) == "2026-04-09T08:15:00Z"
+    assert format_ms(-1) == "1969-12-31T23:59:59.999Z"
