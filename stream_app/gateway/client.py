@@ -27,6 +27,7 @@ import httpx
 import orjson
 
 from stream_app.contracts import Channel, RetryCommand
+from stream_app.gateway.settings import GatewaySettings
 
 STATUS_PATH = "/api/partner-gateway/v1/messages/status/"
 
@@ -161,6 +162,13 @@ class GatewayClient:
                 keepalive_expiry=30.0,  # under uvicorn's and typical load balancers' 60-75 s idle close
             ),
             transport=transport,
+        )
+
+    @classmethod
+    def from_settings(cls, settings: GatewaySettings) -> GatewayClient:
+        """The client of ``STREAM_APP_GATEWAY_*``: the dispatcher's and the poller's."""
+        return cls(
+            settings.url, settings.api_key, timeout=settings.timeout, max_connections=settings.max_connections
         )
 
     async def __aenter__(self) -> GatewayClient:

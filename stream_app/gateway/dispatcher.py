@@ -517,12 +517,7 @@ async def run_dispatcher(
         await reconcile_results(settings, sent)
         async with (
             started_producer(settings) as producer,
-            GatewayClient(
-                gateway_settings.url,
-                gateway_settings.api_key,
-                timeout=gateway_settings.timeout,
-                max_connections=gateway_settings.max_connections,
-            ) as client,
+            GatewayClient.from_settings(gateway_settings) as client,
         ):
             disp = Dispatcher(settings, gateway_settings, client, producer, sent, stop=stop, clock=clock)
             if dispatcher is not None:

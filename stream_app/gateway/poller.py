@@ -290,12 +290,7 @@ async def run_poller(
             consumer.seek(tp, found.offset if found is not None else ends[tp])
         async with (
             started_producer(settings) as producer,
-            GatewayClient(
-                gateway_settings.url,
-                gateway_settings.api_key,
-                timeout=gateway_settings.timeout,
-                max_connections=gateway_settings.max_connections,
-            ) as client,
+            GatewayClient.from_settings(gateway_settings) as client,
         ):
             runner = Poller(settings, client, producer, tracker)
             if poller is not None:
