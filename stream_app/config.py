@@ -55,6 +55,11 @@ class Settings:
     dedup_seconds: float = 24 * 3600.0
     metrics_port: int = 9464  # 9464: the port OpenTelemetry's Prometheus exporter uses by convention
     partitions: int = 12
+    #: Largest input record the processor takes; bigger ones are dead-lettered. A request's contents
+    #: and metadata travel whole into its changelog state (and one step's content into a command), so
+    #: half of Kafka's default 1 MiB message.max.bytes leaves room for the state's own fields and the
+    #: headers: no output of an accepted input can then be too large for the broker.
+    max_request_bytes: int = 512 * 1024
     # Kafka security pass-through (KAFKA_SECURITY_PROTOCOL, KAFKA_SASL_*, KAFKA_SSL_*).
     security: Mapping[str, str] = field(default_factory=dict)
 
@@ -99,6 +104,7 @@ ENV: dict[str, str] = {
     "dedup_seconds": "STREAM_APP_DEDUP_SECONDS",
     "metrics_port": "STREAM_APP_METRICS_PORT",
     "partitions": "STREAM_APP_PARTITIONS",
+    "max_request_bytes": "STREAM_APP_MAX_REQUEST_BYTES",
 }
 
 #: Kafka security environment variables -> aiokafka keyword.
@@ -125,6 +131,8 @@ _HELP: dict[str, str] = {
     "dedup_seconds": "how long a messageId is remembered to drop repeats, seconds",
     "metrics_port": "port of the /metrics and /healthz HTTP endpoint (0 turns it off)",
     "partitions": "partitions per topic for `topics create`",
+    "max_request_bytes": "largest input record in bytes; larger ones go to dead-letters "
+    "(keep it at most half the broker's message.max.bytes)",
 }
 
 
@@ -161,6 +169,8 @@ def _validate(s: Settings) -> Settings:
     for name in ("max_flow_seconds", "dedup_seconds"):
         if getattr(s, name) <= 0:
             raise ConfigError(f"{ENV[name]}: must be > 0")
+    if s.max_request_bytes < 1024:
+        raise ConfigError(f"{ENV['max_request_bytes']}: must be at least 1024")
     if not 1 <= s.partitions <= 10_000:
         raise ConfigError(f"{ENV['partitions']}: must be between 1 and 10000")
     return s

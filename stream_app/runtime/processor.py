@@ -284,6 +284,9 @@ class Processor:
             # 256 KiB batches: a turn hands over thousands of records per partition at once, and
             # fewer, larger batches are fewer requests (well under the brokers' 1 MiB default).
             max_batch_size=256 * 1024,
+            # Room for the largest output an accepted input can cause (its state, about the input's
+            # size plus a few hundred bytes), and never below aiokafka's 1 MiB default.
+            max_request_size=max(1024 * 1024, 2 * self.settings.max_request_bytes),
         )
         await self.producer.start()
         self._restorer = AIOKafkaConsumer(
@@ -393,6 +396,7 @@ class Processor:
             transactional_id=f"{self.settings.app_id}-{self.topics.send_requests}-{p}",
             acks="all",
             linger_ms=2,
+            max_request_size=max(1024 * 1024, 2 * self.settings.max_request_bytes),
         )
         await producer.start()
         self.txn_producers[p] = producer
@@ -641,10 +645,18 @@ class Processor:
         is_request = tp.topic == self.topics.send_requests
         limits = self.limits
         self.metrics.records_in.labels(tp.topic).inc(len(records))
+        max_bytes = self.settings.max_request_bytes
         for rec in records:
             try:
                 if rec.value is None:
                     raise InvalidRecord("record: value is empty (a tombstone is not a request or status)")
+                if len(rec.value) > max_bytes:
+                    # Checked before decoding: its state or command could exceed what the broker
+                    # takes, and a produce refused for size would stall the partition for good.
+                    raise InvalidRecord(
+                        f"record: {len(rec.value)} bytes, over the limit of {max_bytes} "
+                        "(STREAM_APP_MAX_REQUEST_BYTES)"
+                    )
                 msg = decode_request(rec.value) if is_request else decode_status(rec.value)
             except InvalidRecord as exc:
                 self._dead_letter(work, p, rec, exc.reason, "stream_app.contracts.InvalidRecord")

@@ -75,3 +75,42 @@ async def test_poison_records_interleaved_with_good_ones(kafka_bootstrap: str, t
             assert headers["__error.class"].startswith(b"stream_app.")
             assert int(headers["__error.source.partition"]) in range(s.partitions)
             assert int(headers["__error.source.offset"]) >= 0
+
+
+async def test_records_over_the_size_limit_are_dead_lettered_and_the_partition_flows_on(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """Regression: an input whose state or command the broker would refuse as too large stalled its
+    partition (every retry failed the same produce). Now it is refused at the edge, before decoding."""
+    s = settings_for(kafka_bootstrap, tmp_path / "state", partitions=1, max_request_bytes=4096)
+    await setup_topics(s)
+    t = s.topics
+    big_content = {"sender": "Shop", "text": "x" * 8000}
+    big = send_request("big", [("SMS", 0.3)])
+    big = orjson.dumps({**orjson.loads(big), "channels": [{"channel": "SMS", "content": big_content}]})
+    assert len(big) > 4096
+    big_status = orjson.dumps(
+        {"messageId": "g0", "channel": "SMS", "status": "SENT", "reasons": ["r" * 5000]}
+    )
+    reader = Reader(kafka_bootstrap, [t.outcomes, t.dead_letters])
+    async with running(s), reader:
+        # One partition: the good requests sit right behind the big one and must still be processed.
+        await publish(
+            s,
+            t.send_requests,
+            [
+                (b"g0", send_request("g0", [("WHATSAPP", 0.3)])),
+                (b"big", big),
+                (b"g1", send_request("g1", [("WHATSAPP", 0.3)])),
+            ],
+        )
+        await publish(s, t.delivery_status, [(b"g0", big_status)])
+        await reader.wait(lambda: len(reader.records[t.outcomes]) >= 2, "both good outcomes")
+        await reader.wait(lambda: len(reader.records[t.dead_letters]) >= 2, "both dead letters")
+    assert sorted(o["messageId"] for o in reader.values(t.outcomes)) == ["g0", "g1"]
+    dead = {d.key: dict(d.headers) for d in reader.records[t.dead_letters]}
+    assert set(dead) == {b"big", b"g0"}
+    for headers in dead.values():
+        reason = headers["__error.reason"].decode()
+        assert "over the limit of 4096 (STREAM_APP_MAX_REQUEST_BYTES)" in reason, reason
+    assert {d.value for d in reader.records[t.dead_letters]} == {big, big_status}

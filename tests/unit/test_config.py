@@ -1,0 +1,111 @@
+"""Settings: environment, options over environment, and a one-line error for every bad value."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pytest
+
+from stream_app.config import Settings, Topics, add_options, from_args, from_env
+from stream_app.errors import ConfigError
+
+
+def _args(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    add_options(parser)
+    return parser.parse_args(list(argv))
+
+
+def test_defaults_follow_the_contract() -> None:
+    s = from_env({})
+    assert s.bootstrap_servers == "localhost:9092"
+    assert s.app_id == "fallback-processor"
+    assert s.max_flow_seconds == 72 * 3600
+    assert s.orphan_status_seconds == 600
+    assert s.late_status_seconds == s.dedup_seconds == 24 * 3600
+    assert s.processing_guarantee == "at_least_once"
+    assert s.max_request_bytes == 512 * 1024
+
+
+def test_environment_names_of_contract_md() -> None:
+    s = from_env(
+        {
+            "KAFKA_BOOTSTRAP_SERVERS": "k1:9092,k2:9092",
+            "STREAM_APP_TOPIC_PREFIX": "prod.",
+            "STREAM_APP_APP_ID": "fp",
+            "STREAM_APP_STATE_DIR": "/var/lib/sa",
+            "STREAM_APP_MAX_FLOW_SECONDS": "3600",
+            "STREAM_APP_ORPHAN_STATUS_SECONDS": "30.5",
+            "STREAM_APP_PROCESSING_GUARANTEE": "exactly_once",
+            "STREAM_APP_MAX_REQUEST_BYTES": "2048",
+        }
+    )
+    assert s.bootstrap_servers == "k1:9092,k2:9092"
+    assert s.state_dir == Path("/var/lib/sa")
+    assert s.max_flow_seconds == 3600.0
+    assert s.orphan_status_seconds == 30.5
+    assert s.processing_guarantee == "exactly_once"
+    assert s.max_request_bytes == 2048
+    assert s.topics == Topics(
+        send_requests="prod.send-requests",
+        delivery_status="prod.delivery-status",
+        retry_commands="prod.retry-commands",
+        outcomes="prod.outcomes",
+        dead_letters="prod.dead-letters",
+        changelog="prod.fp-flows-changelog",
+    )
+
+
+def test_an_option_beats_its_environment_variable() -> None:
+    env = {"KAFKA_BOOTSTRAP_SERVERS": "from-env:9092", "STREAM_APP_APP_ID": "env-app"}
+    s = from_args(_args("--bootstrap-servers", "from-cli:9092"), env)
+    assert s.bootstrap_servers == "from-cli:9092"
+    assert s.app_id == "env-app"
+
+
+def test_security_settings_pass_through_to_the_client() -> None:
+    s = from_env(
+        {
+            "KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+            "KAFKA_SASL_MECHANISM": "PLAIN",
+            "KAFKA_SASL_USERNAME": "u",
+            "KAFKA_SASL_PASSWORD": "p",
+        }
+    )
+    kw = s.kafka_client_kwargs()
+    assert kw["security_protocol"] == "SASL_PLAINTEXT"
+    assert kw["sasl_mechanism"] == "PLAIN"
+    assert (kw["sasl_plain_username"], kw["sasl_plain_password"]) == ("u", "p")
+    assert "ssl_context" not in kw
+
+
+@pytest.mark.parametrize(
+    ("env", "reason"),
+    [
+        ({"STREAM_APP_MAX_FLOW_SECONDS": "soon"}, "STREAM_APP_MAX_FLOW_SECONDS: 'soon' is not a number"),
+        ({"STREAM_APP_DEDUP_SECONDS": "-5"}, "STREAM_APP_DEDUP_SECONDS: must be >= 0, got -5"),
+        ({"STREAM_APP_DEDUP_SECONDS": "nan"}, "STREAM_APP_DEDUP_SECONDS: must be >= 0, got nan"),
+        ({"STREAM_APP_MAX_FLOW_SECONDS": "0"}, "STREAM_APP_MAX_FLOW_SECONDS: must be > 0"),
+        ({"STREAM_APP_PROCESSING_GUARANTEE": "maybe"}, "must be one of at_least_once, exactly_once"),
+        ({"KAFKA_BOOTSTRAP_SERVERS": "  "}, "KAFKA_BOOTSTRAP_SERVERS: must not be empty"),
+        ({"STREAM_APP_APP_ID": " "}, "STREAM_APP_APP_ID: must not be empty"),
+        ({"STREAM_APP_PARTITIONS": "0"}, "STREAM_APP_PARTITIONS: must be between 1 and 10000"),
+        ({"STREAM_APP_METRICS_PORT": "9.5"}, "STREAM_APP_METRICS_PORT: '9.5' is not a number"),
+        ({"STREAM_APP_MAX_REQUEST_BYTES": "100"}, "STREAM_APP_MAX_REQUEST_BYTES: must be at least 1024"),
+    ],
+)
+def test_bad_values_are_one_line_errors_naming_the_setting(env: dict[str, str], reason: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        from_env(env)
+    assert reason in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_a_bad_option_names_the_option() -> None:
+    with pytest.raises(ConfigError, match="--partitions: 'many' is not a number"):
+        from_args(_args("--partitions", "many"), {})
+
+
+def test_empty_environment_values_mean_unset() -> None:
+    assert from_env({"STREAM_APP_APP_ID": ""}).app_id == Settings().app_id
