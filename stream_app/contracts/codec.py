@@ -49,6 +49,7 @@ _OUTCOME = TypeAdapter[Outcome | LateStatus](
         ),
     ]
 )
+_SEND_VALIDATOR = SendRequest.__pydantic_validator__
 _STATUS = TypeAdapter(DeliveryStatus)
 _COMMAND = TypeAdapter(RetryCommand)
 
@@ -92,8 +93,37 @@ def _decode(adapter: TypeAdapter[Any], data: bytes) -> Any:
         raise InvalidRecord(reason_of(exc)) from None
 
 
+def _tag_is_send(data: bytes) -> bool:
+    """Whether the union's discriminator picks ``send`` for ``data``, a JSON object that SendRequest accepts.
+
+    SendRequest's own ``type`` rule strips spaces (``" send"`` passes it) while the discriminator does
+    not, so the top-level ``type`` is checked as the discriminator reads it. Without the bytes
+    ``"type"`` and without a ``\\u`` escape (which could spell that key), no key is ``type`` and the
+    tag is the default ``send``; otherwise the bytes are parsed to look (any doubt: not ``send``).
+    """
+    if b'"type"' not in data and b"\\u" not in data:
+        return True
+    try:
+        value = orjson.loads(data)
+    except ValueError:
+        return False
+    return _request_kind(value) == "send"
+
+
 def decode_request(data: bytes) -> SendRequest | CancelRequest:
     """A record of ``send-requests``. Raises :class:`InvalidRecord` with a one-line reason."""
+    if type(data) is bytes:
+        # Fast path: SendRequest straight from the bytes is about half the cost of the union (whose
+        # callable discriminator needs the whole record as Python objects first). The union's
+        # result for a record whose tag is ``send`` is exactly this one; anything else, every
+        # failure included, goes through the union, so results and error reasons are unchanged.
+        try:
+            request = _SEND_VALIDATOR.validate_json(data)
+        except ValidationError:
+            pass
+        else:
+            if _tag_is_send(data):
+                return request  # type: ignore[no-any-return]
     result: SendRequest | CancelRequest = _decode(_REQUEST, data)
     return result
 
@@ -118,7 +148,11 @@ def decode_outcome(data: bytes) -> Outcome | LateStatus:
 
 def to_json(record: BaseModel) -> dict[str, Any]:
     """The JSON-ready dict of a record: camelCase names, UTC ``Z`` times, absent optionals left out."""
-    return record.model_dump(mode="json", by_alias=True, exclude_none=True)
+    # The serializer itself: what model_dump() calls, without its Python wrapper (once per output).
+    result: dict[str, Any] = record.__pydantic_serializer__.to_python(
+        record, mode="json", by_alias=True, exclude_none=True
+    )
+    return result
 
 
 def encode(record: BaseModel) -> bytes:

@@ -15,9 +15,21 @@ def to_ms(value: datetime) -> int:
     return int(value.timestamp() * 1000)
 
 
+#: Epoch ms -> its (immutable) UTC datetime. Every command of a batch is issued at the batch's one
+#: ``now`` and most share one ``notAfter``, so a small cache saves building the same datetime again;
+#: 4096 entries bound the memory, as for ``_SECONDS`` below.
+_DATETIMES: dict[int, datetime] = {}
+_DATETIMES_MAX = 4096
+
+
 def from_ms(ms: int) -> datetime:
     """Offset-aware UTC datetime of epoch milliseconds."""
-    return datetime.fromtimestamp(ms / 1000, tz=UTC)
+    value = _DATETIMES.get(ms)
+    if value is None:
+        if len(_DATETIMES) >= _DATETIMES_MAX:
+            _DATETIMES.clear()
+        value = _DATETIMES[ms] = datetime.fromtimestamp(ms / 1000, tz=UTC)
+    return value
 
 
 #: Second -> "YYYY-MM-DDTHH:MM:SS". strftime costs about 4 us, twice per command (issuedAt,

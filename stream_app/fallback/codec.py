@@ -74,7 +74,11 @@ def _varint(out: bytearray, value: int) -> None:
 
 
 def _bytes(out: bytearray, data: bytes) -> None:
-    _varint(out, len(data))
+    n = len(data)
+    if n < 0x80:
+        out.append(n)  # the usual one-byte length, without a call to _varint
+    else:
+        _varint(out, n)
     out += data
 
 

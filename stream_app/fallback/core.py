@@ -47,6 +47,7 @@ from stream_app.contracts import (
     AttemptSummary,
     CancelRequest,
     Channel,
+    ChannelStep,
     CommandReason,
     DeliveryStatus,
     LateStatus,
@@ -264,14 +265,7 @@ def _on_request(ctx: _Ctx, st: FlowState | None, req: SendRequest) -> FlowState 
         simulation=req.simulation,
         requested_ms=requested_ms,
         end_ms=end_ms,
-        steps=tuple(
-            Step(
-                channel=s.channel,
-                fallback_after_ms=seconds_to_ms(s.fallback_after) if s.fallback_after is not None else None,
-                success_rank=PROGRESS_RANK[s.success_status],
-            )
-            for s in req.channels
-        ),
+        steps=tuple([_step(s) for s in req.channels]),
     )
     parts = [req.metadata, *(s.content for s in req.channels)]
     flow.opaque = orjson.dumps(parts)
@@ -290,6 +284,28 @@ def _on_request(ctx: _Ctx, st: FlowState | None, req: SendRequest) -> FlowState 
     for h in held:
         _apply(ctx, flow, h.signal)
     return flow
+
+
+#: (channel, fallbackAfter, successStatus) -> its Step. A Step is a frozen value computed from these
+#: three alone, and the chains of a stream repeat a few shapes, so equal steps share one instance
+#: (as the copies of a FlowState already do) instead of being built per request. Bounded like the
+#: timestamp caches of ``contracts.timefmt``; a pure memo, so decisions stay deterministic.
+_STEPS: dict[tuple[Channel, float | None, str], Step] = {}
+_STEPS_MAX = 1024
+
+
+def _step(s: ChannelStep) -> Step:
+    key = (s.channel, s.fallback_after, s.success_status)
+    step = _STEPS.get(key)
+    if step is None:
+        if len(_STEPS) >= _STEPS_MAX:
+            _STEPS.clear()
+        step = _STEPS[key] = Step(
+            channel=s.channel,
+            fallback_after_ms=seconds_to_ms(s.fallback_after) if s.fallback_after is not None else None,
+            success_rank=PROGRESS_RANK[s.success_status],
+        )
+    return step
 
 
 def _on_cancel(ctx: _Ctx, st: FlowState | None, cancel: CancelRequest) -> FlowState | None:

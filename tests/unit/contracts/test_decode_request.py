@@ -373,3 +373,52 @@ def test_more_than_three_errors_are_counted_not_listed() -> None:
 def test_every_reason_is_one_line(data: bytes) -> None:
     text = reason(data)
     assert text and "\n" not in text and "\r" not in text
+
+
+# ------------------------------------------------------------------- the SendRequest fast path agrees
+
+
+@pytest.mark.parametrize("kind", [" send", "send ", "\tSEND\n"])
+def test_type_send_with_spaces_is_still_an_unknown_type(kind: str) -> None:
+    # SendRequest's own type rule strips spaces; the union's discriminator does not, and it decides.
+    assert reason(raw(send(type=kind))) == "type: must be 'send' or 'cancel'"
+
+
+def test_type_key_spelled_with_an_escape_is_the_type() -> None:
+    data = raw(send(type=" send")).replace(b'"type"', b'"t\\u0079pe"')
+    assert reason(data) == "type: must be 'send' or 'cancel'"
+    data = raw(send(type="Send")).replace(b'"type"', b'"t\\u0079pe"')
+    assert isinstance(decode_request(data), SendRequest)
+
+
+def test_a_type_inside_metadata_or_content_is_not_the_records_type() -> None:
+    req = decode_request(raw(send(metadata={"type": "cancel"})))
+    assert isinstance(req, SendRequest)
+    assert req.metadata == {"type": "cancel"}
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        send(),
+        send(type="SEND", metadata={"note": "\u00e8 \\u"}),
+        send(type=" send"),
+        send(destination="12"),
+        {"type": "cancel", "messageId": "m-1"},
+        {"type": "Cancel"},
+        [1, 2],
+    ],
+)
+def test_decode_request_equals_the_union_alone(body: Any) -> None:
+    from stream_app.contracts.codec import _REQUEST, _decode  # the one decoder before the fast path
+
+    data = raw(body)
+    try:
+        expected: Any = _decode(_REQUEST, data)
+    except InvalidRecord as exc:
+        assert reason(data) == exc.reason
+    else:
+        got = decode_request(data)
+        assert type(got) is type(expected)
+        assert got == expected
+        assert got.model_fields_set == expected.model_fields_set
