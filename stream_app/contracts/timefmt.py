@@ -7,12 +7,19 @@ records carry RFC 3339 strings. Output is always UTC with a ``Z`` suffix (CONTRA
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
 
 
 def to_ms(value: datetime) -> int:
-    """Epoch milliseconds of an offset-aware datetime."""
-    return int(value.timestamp() * 1000)
+    """Epoch milliseconds of an offset-aware datetime, sub-millisecond digits dropped (floor).
+
+    Integer arithmetic on purpose: ``int(value.timestamp() * 1000)`` goes through a float and
+    turned ``...:53.471Z`` into ...470 ms for some instants (regression test in test_timefmt.py).
+    """
+    return (value - _EPOCH) // _MS
 
 
 #: Epoch ms -> its (immutable) UTC datetime. Every command of a batch is issued at the batch's one
@@ -28,7 +35,7 @@ def from_ms(ms: int) -> datetime:
     if value is None:
         if len(_DATETIMES) >= _DATETIMES_MAX:
             _DATETIMES.clear()
-        value = _DATETIMES[ms] = datetime.fromtimestamp(ms / 1000, tz=UTC)
+        value = _DATETIMES[ms] = _EPOCH + timedelta(milliseconds=ms)
     return value
 
 

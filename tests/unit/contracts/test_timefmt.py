@@ -41,3 +41,15 @@ def test_fraction_and_whole_seconds() -> None:
     assert format_ms(1775722500123) == "2026-04-09T08:15:00.123Z"
     assert format_ms(1775722500000) == "2026-04-09T08:15:00Z"
     assert format_ms(-1) == "1969-12-31T23:59:59.999Z"
+
+
+def test_to_ms_is_exact_where_float_seconds_were_not() -> None:
+    """Regression: int(timestamp() * 1000) gave 137438953470 for this instant, a millisecond early."""
+    assert to_ms(from_ms(137438953471)) == 137438953471
+    parsed = datetime(1974, 5, 10, 17, 29, 13, 471000, tzinfo=UTC)
+    assert to_ms(parsed) == 137438953471
+
+
+def test_to_ms_drops_sub_millisecond_digits_towards_the_past() -> None:
+    assert to_ms(datetime(1970, 1, 1, 0, 0, 0, 999, tzinfo=UTC)) == 0
+    assert to_ms(datetime(1969, 12, 31, 23, 59, 59, 999_500, tzinfo=UTC)) == -1
