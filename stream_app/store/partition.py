@@ -77,6 +77,17 @@ _TOPIC_RE = re.compile(r"[A-Za-z0-9._-]{1,249}")
 #: overhead (one WAL write, one meta put) is noise, small enough that the staged dict stays a few MiB.
 RESTORE_BATCH = 20_000
 
+#: A restore into an EMPTY store (no record, no offset: a new instance or a lost disk) keeps a one-probe
+#: bit filter (this many bytes) of the keys it has staged: a key it has never seen cannot be on disk, so
+#: its old record is known absent without a read (a read costs about 1.5 us of the ~10 us per restored
+#: record). A filter hit only means "maybe seen" and reads as before, so the state, the index (no ghosts)
+#: and the armed-timer count stay exact. 32M bits: by the 10 millionth key about one new key in four
+#: hits and is read. Measured (``bench/store.py --count 10000000``): restore 98k -> 137k records/s.
+#: 4 MiB per partition while it restores from scratch, dropped at the end of the restore (``flush``,
+#: ``put``, ``delete``, ``close``).
+_FRESH_FILTER_BYTES = 4 << 20
+_FRESH_FILTER_MASK = _FRESH_FILTER_BYTES * 8 - 1
+
 #: The read cache only saves the second disk read of a key (``due``/``get`` then ``put``) within one
 #: flush interval; past this size we drop it rather than let a long interval grow it without bound.
 _READ_CACHE_MAX = 100_000
@@ -195,6 +206,9 @@ class PartitionStore:
         self._low_water = 0
         self._restore_offset: int | None = None
         self._processing_staged = False
+        #: Keys staged by a restore that started on an empty store (see ``_FRESH_FILTER_BYTES``); None
+        #: outside such a restore.
+        self._fresh: bytearray | None = None
 
     # ------------------------------------------------------------------ lifecycle
     @classmethod
@@ -241,6 +255,7 @@ class PartitionStore:
         self._values = self._timers = None
         self._values_cf = self._timers_cf = None
         self._db = None
+        self._fresh = None
         self._discard_staged()
         db.close()
 
@@ -297,12 +312,14 @@ class PartitionStore:
             self._require_open()
         record = codec.changelog_value(value, deadline_ms)  # validates the deadline
         self._processing_staged = True
+        self._fresh = None
         self._stage(key, record, deadline_ms)
 
     def delete(self, key: bytes) -> None:
         """Stage the removal of ``key`` and its timer. Durable at the next flush."""
         self._require_open()
         self._processing_staged = True
+        self._fresh = None
         self._stage(key, None, None)
 
     def flush(self, changelog_offset: int | None = None) -> None:
@@ -312,6 +329,7 @@ class PartitionStore:
         None keeps the stored one (or, after ``apply_changelog``, stores the last applied offset).
         """
         self._require_open()
+        self._fresh = None  # the restore is over (``apply_changelog`` restores it for its own batches)
         self._resolve()
         offset = changelog_offset if changelog_offset is not None else self._restore_offset
         if offset is None:
@@ -357,7 +375,8 @@ class PartitionStore:
 
         Records at or below the offset already applied are skipped (a restore that re-reads an overlap
         must not move state backwards). Writes go out in batches of :data:`RESTORE_BATCH` with their
-        offset; call ``flush()`` at the end of the restore to make the last ones durable.
+        offset; call ``flush()`` at the end of the restore to make the last ones durable (and to end the
+        restore: into an empty store it skips the reads of new keys, see :data:`_FRESH_FILTER_BYTES`).
         Raises :class:`InvalidChangelogRecord` for a value that is not a changelog value, and
         :class:`RestoreOrderError` if ``put``/``delete`` writes are staged.
         """
@@ -369,6 +388,8 @@ class PartitionStore:
         applied = self._restore_offset if self._restore_offset is not None else self._offset
         if applied is not None and offset <= applied:
             return
+        if applied is None and self._fresh is None and self._is_empty():
+            self._fresh = bytearray(_FRESH_FILTER_BYTES)
         if record is None:
             deadline = None
         elif len(record) >= 9 and record[0] == codec.TAG_TIMER and record[1] < 0x80:
@@ -377,15 +398,45 @@ class PartitionStore:
             deadline = int.from_bytes(record[1:9], "big")
         else:
             deadline = codec.record_deadline(record)  # validates, with a one-line reason
+        fresh = self._fresh
+        if fresh is not None:
+            h = hash(key) & _FRESH_FILTER_MASK
+            i = h >> 3
+            bit = 1 << (h & 7)
+            if not fresh[i] & bit:
+                # Never staged by this restore, which started on an empty store: not on disk either.
+                fresh[i] |= bit
+                self._restore_offset = offset
+                if record is None:
+                    return  # deleting what does not exist: nothing to write
+                if deadline is not None:
+                    self._armed += 1
+                    heapq.heappush(self._staged_heap, (deadline, key))
+                self._staged[key] = (record, deadline, None)
+                if len(self._staged) >= RESTORE_BATCH:
+                    self.flush()
+                    self._fresh = fresh
+                return
         self._stage(key, record, deadline)
         self._restore_offset = offset
         if len(self._staged) >= RESTORE_BATCH:
             self.flush()
+            self._fresh = fresh
 
     # ------------------------------------------------------------------ internals
     def _require_open(self) -> None:
         if self._db is None:
             raise StoreClosed(f"state store {self.path} is closed")
+
+    def _is_empty(self) -> bool:
+        """True when the store holds no record at all (durable or staged): a restore can start fresh."""
+        if self._staged or self._values is None:
+            return False
+        it = self._values.iter()
+        it.seek_to_first()
+        empty = not it.valid()
+        del it  # a live iterator keeps the database (and its LOCK) open
+        return empty
 
     def _disk_record(self, key: bytes) -> bytes | None:
         cache = self._read_cache

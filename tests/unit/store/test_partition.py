@@ -21,6 +21,7 @@ from stream_app.store import (
     StoreError,
     StoreLocked,
     changelog_value,
+    parse_changelog_value,
 )
 from stream_app.store import partition as partition_module
 from stream_app.store.codec import index_key
@@ -402,6 +403,44 @@ def test_restore_from_changelog_with_tombstones(tmp_path: Path) -> None:
         assert store.changelog_offset == 2_999
     with open_store(tmp_path) as store:
         _assert_matches(store, _model(records))
+
+
+@pytest.mark.parametrize("filter_bytes", [1, 64, 1 << 20])  # saturated, colliding, sparse
+def test_restore_into_an_empty_store_is_exact_across_batches(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, filter_bytes: int
+) -> None:
+    # A restore that starts on an empty store skips the read of keys it has not staged yet; keys it
+    # wrote in an earlier batch (and filter collisions) must still be read: exact count, no ghosts.
+    monkeypatch.setattr(partition_module, "RESTORE_BATCH", 37)
+    monkeypatch.setattr(partition_module, "_FRESH_FILTER_BYTES", filter_bytes)
+    monkeypatch.setattr(partition_module, "_FRESH_FILTER_MASK", filter_bytes * 8 - 1)
+    records = _changelog(3_000, seed=5)
+    with open_store(tmp_path) as store:
+        for key, record, offset in records:
+            store.apply_changelog(key, record, offset)
+        store.flush()
+        _assert_matches(store, _model(records))
+    model = _model(records)
+    armed = sorted(
+        index_key(d, k) for k, rec in model.items() if (d := parse_changelog_value(rec)[1]) is not None
+    )
+    assert disk_index(store.path) == armed
+    with open_store(tmp_path) as store:
+        _assert_matches(store, _model(records))
+
+
+def test_restore_into_a_non_empty_store_reads_every_old_record(tmp_path: Path) -> None:
+    with open_store(tmp_path) as store:
+        store.put(b"m1", b"old", 5)
+        store.flush()  # no changelog offset: a restore still starts from the beginning
+    records = [(b"m1", changelog_value(b"new", 7), 0), (b"m2", changelog_value(b"x", 9), 1)]
+    with open_store(tmp_path) as store:
+        for key, record, offset in records:
+            store.apply_changelog(key, record, offset)
+        store.flush()
+        assert store.pending_count() == 2
+        assert store.due(100, 10) == [(b"m1", 7), (b"m2", 9)]
+    assert disk_index(store.path) == [index_key(7, b"m1"), index_key(9, b"m2")]
 
 
 def test_restore_only_the_tail_from_the_stored_offset(tmp_path: Path) -> None:
