@@ -20,14 +20,14 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TextIO
 
-from stream_app.admin.follow import follow_outcomes
+from stream_app.admin.follow import channel_path, follow_outcomes
 from stream_app.admin.publish import publish_requests, validate
 from stream_app.admin.topics import create_topics
 from stream_app.config import Settings
 from stream_app.contracts import Outcome
 from stream_app.demo.errors import DemoFailed
 from stream_app.demo.scenarios import SCENARIOS, Scenario, simulator_rules
-from stream_app.demo.table import channel_path, render
+from stream_app.demo.table import render
 from stream_app.gateway.settings import GatewaySettings
 from stream_app.gateway.simulator import parse_rules, run_simulator
 

@@ -4,18 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from stream_app.admin.follow import channel_path, format_duration
 from stream_app.contracts import Outcome
 
 
-def channel_path(outcome: Outcome) -> str:
-    """``WHATSAPP(REJECTED) > RCS(REJECTED) > SMS(DELIVERED)``: each attempt with its last status."""
-    return " > ".join(
-        f"{a.channel.value}({a.last_status.value if a.last_status else '-'})" for a in outcome.attempts
-    )
-
-
 def time_to_success(outcome: Outcome) -> str:
-    return f"{outcome.duration_ms / 1000:.1f}s" if outcome.result.value == "SUCCEEDED" else "-"
+    return format_duration(outcome.duration_ms) if outcome.result.value == "SUCCEEDED" else "-"
 
 
 def render(rows: Sequence[tuple[str, str, Outcome | None, str]]) -> str:
