@@ -24,3 +24,7 @@ class BrokerUnreachable(StreamAppError):
             "Set KAFKA_BOOTSTRAP_SERVERS or --bootstrap-servers, or start one with `stream-app broker`"
         )
         self.bootstrap_servers = bootstrap_servers
+
+
+class ServiceStartFailed(StreamAppError):
+    """A service started in-process stopped before it was ready, or was not ready in time."""

@@ -30,6 +30,7 @@ from stream_app.demo.scenarios import SCENARIOS, Scenario, simulator_rules
 from stream_app.demo.table import render
 from stream_app.gateway.settings import GatewaySettings
 from stream_app.gateway.simulator import parse_rules, run_simulator
+from stream_app.lifecycle import wait_started
 
 #: Speed-up of the seed pages' timeouts: 1200 plays a 2 h WhatsApp wait in 6 s, so the whole demo
 #: (its longest chain is a 2 h wait plus a few seconds of gateway timeline) ends well within a minute.
@@ -59,19 +60,6 @@ def _free_port() -> int:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
-
-
-async def _wait(ready: asyncio.Event, task: asyncio.Task[None], what: str, limit: float = 60.0) -> None:
-    """Wait for a service to say it is ready; if it dies first, raise what killed it."""
-    waiter = asyncio.create_task(ready.wait())
-    done, _ = await asyncio.wait({waiter, task}, timeout=limit, return_when=asyncio.FIRST_COMPLETED)
-    if task in done:
-        waiter.cancel()
-        task.result()  # raises the service's own error
-        raise DemoFailed(f"the {what} stopped before it was ready")
-    if waiter not in done:
-        waiter.cancel()
-        raise DemoFailed(f"the {what} was not ready after {limit:.0f} s")
 
 
 async def play(
@@ -107,7 +95,7 @@ async def play(
         ready = asyncio.Event()
         task: asyncio.Task[None] = asyncio.create_task(make(ready), name=what)
         tasks.append(task)
-        await _wait(ready, task, what)
+        await wait_started(task, ready, what)
         say(f"  started {what}")
 
     from stream_app.gateway.dispatcher import run_dispatcher

@@ -15,6 +15,7 @@ from stream_app.config import Settings
 from stream_app.gateway.settings import GatewaySettings
 from stream_app.gateway.simulator import Rules, Simulator, run_simulator
 from stream_app.gateway.webhook import WebhookReceiver, run_webhook
+from stream_app.lifecycle import wait_started
 
 #: The gateway room's share of the ports on a shared machine (19300-19399); 19300 is the CLI default.
 PORT_RANGE = (19320, 19399)
@@ -62,14 +63,14 @@ async def running_simulator(
                 simulator=holder,
             )
         )
-        waiter = asyncio.create_task(ready.wait())
-        await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
-        if ready.is_set():
+        try:
+            await wait_started(task, ready, "gateway simulator")
             break
-        waiter.cancel()
-        holder.clear()
-        with contextlib.suppress(Exception):
-            await task
+        except Exception:  # the port was taken after all: try another
+            holder.clear()
+            task.cancel()
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await task
     else:
         raise RuntimeError("could not start the simulator")
     try:
@@ -99,11 +100,7 @@ async def running_webhook(
             receiver=holder,
         )
     )
-    waiter = asyncio.create_task(ready.wait())
-    await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
-    if not ready.is_set():
-        waiter.cancel()
-        await task  # raises the start-up error
+    await wait_started(task, ready, "webhook receiver")
     try:
         yield holder[0], f"http://127.0.0.1:{port}{path}"
     finally:

@@ -15,6 +15,7 @@ from stream_app.config import Settings
 from stream_app.contracts import DeliveryStatus, decode_status
 from stream_app.gateway.dispatcher import Dispatcher, run_dispatcher
 from stream_app.gateway.settings import GatewaySettings
+from stream_app.lifecycle import wait_started
 from tests.support.kafka import consume_until, create_topics, unique_prefix
 
 SMS_CONTENT = {"sender": "Shop", "text": "hello"}
@@ -123,11 +124,7 @@ async def running_dispatcher(settings: Settings, gateway: GatewaySettings) -> As
     stop, ready = asyncio.Event(), asyncio.Event()
     holder: list[Dispatcher] = []
     task = asyncio.create_task(run_dispatcher(settings, gateway, stop=stop, ready=ready, dispatcher=holder))
-    waiter = asyncio.create_task(ready.wait())
-    await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
-    if not ready.is_set():
-        waiter.cancel()
-        await task  # raises the start-up error
+    await wait_started(task, ready, "dispatcher")
     try:
         yield holder[0]
     finally:

@@ -15,6 +15,7 @@ from stream_app.gateway.client import GatewayClient
 from stream_app.gateway.poller import Poller, PollOptions, run_poller
 from stream_app.gateway.settings import GatewaySettings
 from stream_app.gateway.testing import running_simulator
+from stream_app.lifecycle import wait_started
 from tests.integration.gateway.helpers import (
     as_record,
     command,
@@ -37,11 +38,7 @@ async def running_poller(settings: Settings, url: str, options: PollOptions = FA
     task = asyncio.create_task(
         run_poller(settings, gw, options=options, stop=stop, ready=ready, poller=holder)
     )
-    waiter = asyncio.create_task(ready.wait())
-    await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
-    if not ready.is_set():
-        waiter.cancel()
-        await task
+    await wait_started(task, ready, "poller")
     try:
         yield holder[0]
     finally:

@@ -20,6 +20,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 
 from stream_app.config import Settings
+from stream_app.lifecycle import wait_started
 from stream_app.runtime import run_processor
 from tests.support.kafka import create_topics, unique_prefix
 
@@ -158,17 +159,10 @@ async def running(
     """Run a processor in this event loop; stops it (SIGTERM's path) when the block ends."""
     stop, ready = asyncio.Event(), asyncio.Event()
     task = asyncio.create_task(run_processor(settings, clock=clock, stop=stop, ready=ready))
-    ready_wait = asyncio.create_task(ready.wait())
     try:
-        done, _ = await asyncio.wait({task, ready_wait}, timeout=ready_timeout, return_when="FIRST_COMPLETED")
-        if task in done:
-            task.result()  # raises the start-up error
-            raise AssertionError("processor stopped before it became ready")
-        if not done:
-            raise AssertionError(f"processor not ready after {ready_timeout:g} s")
+        await wait_started(task, ready, "processor", ready_timeout)
         yield task
     finally:
-        ready_wait.cancel()
         stop.set()
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.wait_for(task, 60)
