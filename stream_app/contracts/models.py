@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 
 import orjson
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     BeforeValidator,
@@ -123,11 +124,19 @@ def _utc(value: datetime) -> str:
     return text
 
 
+def _e164(value: str) -> str:
+    if not E164.match(value):
+        raise PydanticCustomError("e164", "must be E.164, '+' then 8 to 15 digits")
+    return value
+
+
 ChannelIn = Annotated[Channel, BeforeValidator(_upper)]
 StatusIn = Annotated[Status, BeforeValidator(_upper)]
 SuccessStatusIn = Annotated[SuccessStatus, BeforeValidator(_upper)]
 #: An offset-aware timestamp in, RFC 3339 UTC ``Z`` out.
 Timestamp = Annotated[AwareDatetime, PlainSerializer(_utc, return_type=str, when_used="json")]
+#: A phone number in E.164: the one destination rule, for requests and the gateway simulator alike.
+Destination = Annotated[str, AfterValidator(_e164)]
 MessageId = Annotated[str, Field(min_length=1, max_length=MAX_MESSAGE_ID_LENGTH)]
 #: Seconds: a number > 0, fractions allowed. Capped at ten years so ms arithmetic stays in int64.
 Seconds = Annotated[float, Field(gt=0, le=315_360_000, allow_inf_nan=False)]
@@ -191,7 +200,7 @@ class SendRequest(InputRecord):
     type: Annotated[Literal["send"], BeforeValidator(_lower)] = "send"
     message_id: MessageId
     tenant: str | None = None
-    destination: str
+    destination: Destination
     channels: list[ChannelStep] = Field(min_length=1, max_length=MAX_STEPS)
     ttl: Seconds | None = None
     expires_at: Timestamp | None = None
@@ -200,13 +209,6 @@ class SendRequest(InputRecord):
     metadata: dict[str, Any] = Field(default_factory=dict)
     requested_at: Timestamp | None = None
     initial_attempt: InitialAttempt | None = None
-
-    @field_validator("destination")
-    @classmethod
-    def _e164(cls, v: str) -> str:
-        if not E164.match(v):
-            raise PydanticCustomError("e164", "must be E.164, '+' then 8 to 15 digits")
-        return v
 
     @model_validator(mode="after")
     def _ttl_xor_expires(self) -> SendRequest:

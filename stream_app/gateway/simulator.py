@@ -71,14 +71,13 @@ import httpx
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic.alias_generators import to_camel
-from pydantic_core import PydanticCustomError
 from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from stream_app.contracts import Channel, format_ms, reason_of
-from stream_app.contracts.models import E164
+from stream_app.contracts.models import Destination
 from stream_app.gateway.errors import RulesError
 from stream_app.gateway.serve import serve_app
 from stream_app.gateway.signing import SIGNATURE_HEADER, sign
@@ -214,16 +213,9 @@ class _Body(BaseModel):
     """Fields every channel body shares; channel-specific fields pass through unchecked."""
 
     model_config = ConfigDict(extra="allow", frozen=True)
-    destination: str
+    destination: Destination
     message_id: str | None = Field(default=None, alias="messageId", min_length=1, max_length=255)
     simulation: bool = False
-
-    @field_validator("destination")
-    @classmethod
-    def _e164(cls, v: str) -> str:
-        if not E164.match(v):
-            raise PydanticCustomError("e164", "must be E.164, '+' then 8 to 15 digits")
-        return v
 
 
 def _channel_problem(channel: Channel, body: dict[str, Any]) -> str | None:
