@@ -216,30 +216,19 @@ class Poller:
         occurred_at: str | None,
         provider_id: str,
     ) -> None:
+        body = {
+            "messageId": item.message_id,
+            "attempt": item.attempt,
+            "channel": item.channel,
+            "status": status,
+            "statusCode": code,
+            "reasons": list(reasons),
+        }
+        extra = {"providerMessageId": item.provider_message_id or provider_id, "occurredAt": occurred_at}
         try:
-            record = DeliveryStatus.model_validate(
-                {
-                    "messageId": item.message_id,
-                    "attempt": item.attempt,
-                    "channel": item.channel,
-                    "status": status,
-                    "statusCode": code,
-                    "reasons": list(reasons),
-                    "providerMessageId": item.provider_message_id or provider_id,
-                    "occurredAt": occurred_at,
-                }
-            )
+            record = DeliveryStatus.model_validate({**body, **extra})
         except ValueError:  # an unreadable date from the gateway: keep the status, drop the date
-            record = DeliveryStatus.model_validate(
-                {
-                    "messageId": item.message_id,
-                    "attempt": item.attempt,
-                    "channel": item.channel,
-                    "status": status,
-                    "statusCode": code,
-                    "reasons": list(reasons),
-                }
-            )
+            record = DeliveryStatus.model_validate(body)
         await self.producer.send_and_wait(
             self.settings.topics.delivery_status, encode(record), key=item.message_id.encode()
         )
