@@ -1,0 +1,235 @@
+"""exactly_once against librdkafka's mock cluster: a SMOKE test of the transactional code path.
+
+Neither test broker we can run here has transactions (Tansu answers InitProducerId with an error, so
+``test_exactly_once.py`` skips) and no Apache Kafka can be obtained, so without this test the
+``STREAM_APP_PROCESSING_GUARANTEE=exactly_once`` path has never run. librdkafka's mock cluster (the
+confluent-kafka wheel bundles it, ``tests/support/mock_kafka.py``) does answer every transactional
+request aiokafka sends, so the real processor runs against it here, end to end:
+
+- it starts, and its startup probe (a transactional InitProducerId) passes;
+- it owns all 4 partitions and starts one transactional producer per partition, each with the
+  ``<app-id>-<send-requests>-<p>`` transactional.id and its own producer id;
+- a batch of send requests yields exactly one attempt-0 command per message on partition p of
+  ``retry-commands``, one changelog record per message tagged with its input offset, and one dead
+  letter for a malformed request; then a REJECTED status per partition (the other input) yields the
+  SMS attempt 1 and a changelog record tagged with the status offset, in a second transaction;
+- every one of those records was written by partition p's transactional producer, and each
+  partition holds one COMMIT marker per transaction and no ABORT marker: the processor ended its
+  transactions with EndTxn(commit) (read from the raw batches, which the mock stores like a broker);
+- it stops cleanly (the run returns, every producer is stopped, no turn failed).
+
+What this test does NOT show, because the mock cannot (see ``tests/support/mock_kafka.py``):
+
+- atomicity: the mock keeps whatever it was sent; an aborted transaction's records stay readable;
+- read_committed filtering: the mock's last stable offset is its high watermark and it returns no
+  aborted-transaction list, so the processor's read_committed consumers are not exercised as such
+  (this test reads read_uncommitted, so as not to suggest otherwise);
+- input offsets committed in the transaction: TxnOffsetCommit is acknowledged but not stored, so
+  nothing here checks ``send_offsets_to_transaction`` took effect, and a restart or restore on the
+  mock would start from no committed offset (hence no restart here: ``test_exactly_once.py`` has
+  that, on a real Kafka);
+- fencing of a zombie instance, and transaction timeouts.
+
+``test_start_reads_the_real_partition_counts`` is a strict xfail: it shows a start-up bug the mock
+exposes (the co-partitioning check sees 0 partitions on a broker with Kafka's Metadata semantics).
+
+It runs wherever confluent-kafka is installed (the ``dev`` extra, so in CI) and skips, saying why,
+only where it is not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import defaultdict
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import orjson
+import pytest
+from aiokafka import TopicPartition
+from aiokafka.partitioner import murmur2
+
+from stream_app.config import Settings
+from stream_app.lifecycle import wait_started
+from stream_app.runtime.processor import INPUT_HEADER, Processor
+from tests.integration.runtime.helpers import WAIT_S, publish, send_request, settings_for, status
+from tests.support.mock_kafka import MOCK_PARTITIONS, auto_create, batch_log, mock_cluster, read_all
+
+try:
+    import confluent_kafka  # noqa: F401  (only its presence matters here)
+
+    _NOT_IMPORTABLE = ""
+except ImportError as exc:
+    _NOT_IMPORTABLE = f"{type(exc).__name__}: {exc}"
+
+pytestmark = pytest.mark.skipif(
+    bool(_NOT_IMPORTABLE),
+    reason=f"confluent_kafka is not importable ({_NOT_IMPORTABLE}; pip install -e '.[dev]'): its "
+    "bundled librdkafka mock cluster is the only broker with Kafka transactions available here",
+)
+
+#: Messages per partition: every partition's transactional producer must commit at least once.
+PER_PARTITION = 3
+
+
+@pytest.fixture
+def mock_bootstrap() -> Iterator[str]:
+    with mock_cluster() as bootstrap:
+        yield bootstrap
+
+
+def _ids_by_partition() -> dict[int, list[str]]:
+    """PER_PARTITION messageIds for each partition, by the murmur2 every producer of ours uses."""
+    ids: dict[int, list[str]] = {p: [] for p in range(MOCK_PARTITIONS)}
+    n = 0
+    while any(len(v) < PER_PARTITION for v in ids.values()):
+        mid = f"eo-{n}"
+        n += 1
+        p = (murmur2(mid.encode()) & 0x7FFFFFFF) % MOCK_PARTITIONS
+        if len(ids[p]) < PER_PARTITION:
+            ids[p].append(mid)
+    return ids
+
+
+def _settings(bootstrap: str, tmp_path: Path) -> Settings:
+    return settings_for(
+        bootstrap, tmp_path / "state", partitions=MOCK_PARTITIONS, processing_guarantee="exactly_once"
+    )
+
+
+async def _make_topics(bootstrap: str, s: Settings) -> None:
+    t = s.topics
+    topics = [t.send_requests, t.delivery_status, t.changelog, t.retry_commands, t.outcomes, t.dead_letters]
+    # The mock has no CreateTopics; a Metadata request creates a topic, always with 4 partitions, so
+    # every topic is co-partitioned as the processor's start requires.
+    assert await auto_create(bootstrap, topics) == dict.fromkeys(topics, MOCK_PARTITIONS)
+
+
+@contextlib.asynccontextmanager
+async def _running(processor: Processor) -> AsyncIterator[asyncio.Task[None]]:
+    """Run ``processor`` in this loop until the block ends, then stop it the way SIGTERM does."""
+    task = asyncio.create_task(processor.run())
+    try:
+        await wait_started(task, processor.ready, "processor", WAIT_S)
+        yield task
+    finally:
+        processor.stop.set()
+        # A clean stop: run() returns (it re-raises a fatal error of the loop) within its grace.
+        await asyncio.wait_for(task, 60)
+
+
+async def test_exactly_once_path_runs_end_to_end_on_the_librdkafka_mock(
+    mock_bootstrap: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="stream_app.runtime")
+    s = _settings(mock_bootstrap, tmp_path)
+    t = s.topics
+    await _make_topics(mock_bootstrap, s)
+    ids = _ids_by_partition()
+    bad_partition = (murmur2(b"bad") & 0x7FFFFFFF) % MOCK_PARTITIONS
+    rejected = {p: ids[p][0] for p in ids}  # one message per partition gets a second transaction
+
+    processor = Processor(s)
+    async with _running(processor) as task:
+        # Each partition's transactional producer initialised (InitProducerId answered): aiokafka
+        # keeps the transactional state in its (private) transaction manager.
+        assert sorted(processor.txn_producers) == list(range(MOCK_PARTITIONS))
+        pids: dict[int, int] = {}
+        for p, producer in processor.txn_producers.items():
+            txn = producer._txn_manager
+            assert txn.transactional_id == f"{s.app_id}-{t.send_requests}-{p}"
+            assert txn.producer_id >= 0
+            pids[p] = txn.producer_id
+        assert len(set(pids.values())) == MOCK_PARTITIONS
+
+        # records_out counts a partition's records only once its transaction block has exited, that
+        # is after EndTxn(commit) was answered.
+        def out(topic: str) -> float:
+            value = processor.metrics.registry.get_sample_value(
+                "stream_app_records_out_total", {"topic": topic}
+            )
+            return value or 0.0
+
+        async def committed(what: str, commands: int, dead: int) -> None:
+            deadline = time.monotonic() + WAIT_S
+            while out(t.retry_commands) < commands or out(t.dead_letters) < dead:
+                assert not task.done(), "the processor stopped on its own"
+                assert time.monotonic() < deadline, f"{what}: not committed after {WAIT_S:g} s"
+                await asyncio.sleep(0.05)
+
+        requests = [
+            (mid.encode(), send_request(mid, [("WHATSAPP", 600), ("SMS", None)]))
+            for p in sorted(ids)
+            for mid in ids[p]
+        ]
+        await publish(s, t.send_requests, [*requests, (b"bad", b"{nope")])
+        await committed("attempt 0 of every message", len(requests), 1)
+        # A second transaction on every producer, from the other input: WhatsApp refused -> SMS.
+        await publish(
+            s,
+            t.delivery_status,
+            [(mid.encode(), status(mid, "WHATSAPP", "REJECTED", 0)) for mid in rejected.values()],
+        )
+        await committed("attempt 1 after REJECTED", len(requests) + len(rejected), 1)
+    assert processor.txn_producers == {}, "a transactional producer was left running"
+    messages = [r.getMessage() for r in caplog.records]
+    started = [m for m in messages if m.startswith("event=processor_started")]
+    assert len(started) == 1 and "guarantee=exactly_once" in started[0]
+    assert not [m for m in messages if "turn_failed" in m or "rewind_failed" in m], messages
+    assert any(m.startswith("event=processor_stopped") for m in messages)
+
+    inputs = [t.send_requests, t.delivery_status]
+    got = await read_all(mock_bootstrap, [*inputs, t.retry_commands, t.changelog, t.dead_letters])
+    offset_of = {(tp.topic, r.key): r.offset for tp, recs in got.items() if tp.topic in inputs for r in recs}
+    for p in range(MOCK_PARTITIONS):
+        # One attempt-0 command per message, then attempt 1 (SMS) of the rejected one, on the
+        # input's own partition, in input order.
+        commands = [orjson.loads(r.value) for r in got[TopicPartition(t.retry_commands, p)]]
+        assert [(c["commandId"], c["channel"]) for c in commands] == [
+            *((f"{mid}:0", "WHATSAPP") for mid in ids[p]),
+            (f"{rejected[p]}:1", "SMS"),
+        ]
+        # One changelog record per state change, on partition p, naming the input offset it came from.
+        changelog = got[TopicPartition(t.changelog, p)]
+        expected = [(mid.encode(), f"{offset_of[(t.send_requests, mid.encode())]},-1") for mid in ids[p]]
+        key = rejected[p].encode()
+        expected.append((key, f"-1,{offset_of[(t.delivery_status, key)]}"))
+        assert [(r.key, dict(r.headers)[INPUT_HEADER].decode()) for r in changelog] == expected
+        assert all(r.value is not None for r in changelog)
+    dead = [r for tp, recs in got.items() if tp.topic == t.dead_letters for r in recs]
+    assert [(r.key, r.partition) for r in dead] == [(b"bad", bad_partition)]
+
+    # The raw batches: partition p's outputs and changelog come from p's transactional producer, and
+    # its transactions were committed, never aborted.
+    written: dict[int, list[TopicPartition]] = defaultdict(list)
+    for p in range(MOCK_PARTITIONS):
+        written[p] += [TopicPartition(t.retry_commands, p), TopicPartition(t.changelog, p)]
+    written[bad_partition].append(TopicPartition(t.dead_letters, bad_partition))
+    for p, tps in written.items():
+        for tp in tps:
+            batches = await batch_log(mock_bootstrap, tp)
+            data = [b for b in batches if b.marker is None]
+            markers = [b.marker for b in batches if b.marker is not None]
+            assert data, f"{tp}: no data"
+            assert all(b.transactional and b.producer_id == pids[p] for b in data), (tp, batches)
+            assert set(markers) == {"COMMIT"}, (tp, batches)
+            assert batches[-1].marker == "COMMIT", f"{tp}: the last transaction was not committed"
+            if tp.topic != t.dead_letters:
+                assert len(markers) >= 2, f"{tp}: expected two committed transactions: {batches}"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG stream_app/runtime/processor.py _start: partition counts are read from the consumer's "
+    "cached metadata, which holds no topics on a broker with Kafka's Metadata v1+ semantics (the mock, "
+    "Apache Kafka), so every count is 0 and the co-partitioning check passes vacuously",
+)
+async def test_start_reads_the_real_partition_counts(mock_bootstrap: str, tmp_path: Path) -> None:
+    s = _settings(mock_bootstrap, tmp_path)
+    await _make_topics(mock_bootstrap, s)
+    processor = Processor(s)
+    async with _running(processor):
+        assert processor.partitions == MOCK_PARTITIONS
