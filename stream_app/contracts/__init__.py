@@ -4,6 +4,7 @@ Knows nothing else in the project. ``decode_*`` raise :class:`InvalidRecord` who
 line fit for a dead-letter header.
 """
 
+from stream_app.contracts import trusted
 from stream_app.contracts.codec import (
     decode_command,
     decode_outcome,
@@ -71,4 +72,5 @@ __all__ = [
     "reason_of",
     "to_json",
     "to_ms",
+    "trusted",
 ]

@@ -113,7 +113,8 @@ _UTC_TEXT: dict[int, tuple[datetime, str]] = {}
 _UTC_TEXT_MAX = 4096
 
 
-def _utc(value: datetime) -> str:
+def utc_text(value: datetime) -> str:
+    """RFC 3339 UTC ``Z`` text of an offset-aware datetime, milliseconds kept (cached by identity)."""
     hit = _UTC_TEXT.get(id(value))
     if hit is not None and hit[0] is value:
         return hit[1]
@@ -134,7 +135,7 @@ ChannelIn = Annotated[Channel, BeforeValidator(_upper)]
 StatusIn = Annotated[Status, BeforeValidator(_upper)]
 SuccessStatusIn = Annotated[SuccessStatus, BeforeValidator(_upper)]
 #: An offset-aware timestamp in, RFC 3339 UTC ``Z`` out.
-Timestamp = Annotated[AwareDatetime, PlainSerializer(_utc, return_type=str, when_used="json")]
+Timestamp = Annotated[AwareDatetime, PlainSerializer(utc_text, return_type=str, when_used="json")]
 #: A phone number in E.164: the one destination rule, for requests and the gateway simulator alike.
 Destination = Annotated[str, AfterValidator(_e164)]
 MessageId = Annotated[str, Field(min_length=1, max_length=MAX_MESSAGE_ID_LENGTH)]
@@ -192,10 +193,6 @@ class InitialAttempt(Record):
     sent_at: Timestamp
 
 
-#: Fields a SendRequest's fingerprint leaves out (never mutated).
-_NOT_FINGERPRINTED = {"requested_at"}
-
-
 class SendRequest(InputRecord):
     type: Annotated[Literal["send"], BeforeValidator(_lower)] = "send"
     message_id: MessageId
@@ -221,11 +218,41 @@ class SendRequest(InputRecord):
 
         Two sends with the same messageId are the same request (a harmless repeat) exactly when their
         fingerprints are equal; otherwise the second is a conflict (CONTRACT.md, Guarantees).
+
+        The digest is of the request's JSON form (every field, camelCase, defaults filled in, UTC
+        ``Z`` times) with sorted keys, so equal requests agree however their producers ordered keys
+        or spelled defaults. That body is written out field by field here rather than asked of
+        pydantic's serializer, which costs about three times as much once per request on the
+        processor's hot path (enums are left to orjson, which writes a StrEnum as its value without
+        the cost of ``.value``); a property test holds the two to the same bytes, so stored
+        fingerprints keep their meaning. A field added to the model must be added here too (the
+        test fails until it is).
         """
-        # The serializer itself rather than model_dump(): the same call without its Python wrapper.
-        body = self.__pydantic_serializer__.to_python(
-            self, mode="json", by_alias=True, exclude=_NOT_FINGERPRINTED
-        )
+        initial = self.initial_attempt
+        body = {
+            "schemaVersion": self.schema_version,
+            "type": self.type,
+            "messageId": self.message_id,
+            "tenant": self.tenant,
+            "destination": self.destination,
+            "channels": [
+                {
+                    "channel": step.channel,
+                    "fallbackAfter": step.fallback_after,
+                    "successStatus": step.success_status,
+                    "content": step.content,
+                }
+                for step in self.channels
+            ],
+            "ttl": self.ttl,
+            "expiresAt": None if self.expires_at is None else utc_text(self.expires_at),
+            "simulation": self.simulation,
+            "campaignId": self.campaign_id,
+            "metadata": self.metadata,
+            "initialAttempt": None
+            if initial is None
+            else {"providerMessageId": initial.provider_message_id, "sentAt": utc_text(initial.sent_at)},
+        }
         return hashlib.blake2b(orjson.dumps(body, option=orjson.OPT_SORT_KEYS), digest_size=16).digest()
 
 

@@ -54,11 +54,11 @@ from stream_app.contracts import (
     Outcome,
     PreviousAttempt,
     Result,
-    RetryCommand,
     SendRequest,
     Status,
     from_ms,
     to_ms,
+    trusted,
 )
 from stream_app.fallback.state import (
     Attempt,
@@ -439,8 +439,8 @@ def _issue(ctx: _Ctx, st: FlowState, reason: CommandReason) -> None:
         prev = st.attempts[n - 1]
         previous = PreviousAttempt(attempt=n - 1, channel=st.steps[n - 1].channel, status=prev.last_status)
     parts = ctx.parts(st)
-    command = RetryCommand(
-        command_id=f"{st.message_id}:{n}",
+    # Built without re-validation: every value was validated with its request or is the core's own.
+    command = trusted.command(
         message_id=st.message_id,
         attempt=n,
         channel=step.channel,

@@ -41,6 +41,7 @@ from aiokafka.structs import ConsumerRecord, TopicPartition
 
 from stream_app.config import Settings
 from stream_app.contracts import InvalidRecord, SendRequest, decode_request, decode_status, encode
+from stream_app.contracts.trusted import encode_command
 from stream_app.errors import BrokerUnreachable
 from stream_app.fallback import (
     CancelEvent,
@@ -728,7 +729,7 @@ class Processor:
         for effect in decision.effects:
             if isinstance(effect, SendCommand):
                 cmd = effect.command
-                outs.append(_Out(t.retry_commands, key, encode(cmd), headers, cmd_p))
+                outs.append(_Out(t.retry_commands, key, encode_command(cmd), headers, cmd_p))
                 if LOGGER.isEnabledFor(logging.DEBUG):
                     log(
                         logging.DEBUG,
