@@ -21,6 +21,7 @@ from stream_app.admin.connect import REQUEST_TIMEOUT_MS, start_or_unreachable
 from stream_app.admin.errors import KafkaFailure, TopicsMissing
 from stream_app.config import Settings
 from stream_app.contracts import InvalidRecord, LateStatus, Outcome, decode_outcome
+from stream_app.kafka_metadata import topic_partitions
 
 #: How long one fetch may wait for new records before the loop looks at ``stop`` again, in ms:
 #: a Ctrl-C or SIGTERM is honoured within this time.
@@ -65,10 +66,10 @@ async def follow_outcomes(
     await start_or_unreachable(consumer.start, consumer.stop, settings.bootstrap_servers)
     try:
         try:
-            if name not in await consumer.topics():
+            counts = await topic_partitions(consumer)
+            if name not in counts:
                 raise TopicsMissing([name], settings.bootstrap_servers)
-            partitions = consumer.partitions_for_topic(name) or set()
-            tps = [TopicPartition(name, p) for p in sorted(partitions)]
+            tps = [TopicPartition(name, p) for p in range(counts[name])]
             consumer.assign(tps)
             if follow and not from_beginning:
                 await consumer.seek_to_end(*tps)

@@ -63,6 +63,7 @@ from stream_app.gateway.errors import GatewayAuthError
 from stream_app.gateway.kafka import copied_headers, dead_letter_headers, start_client, started_producer
 from stream_app.gateway.sentlog import SendState, SentLog
 from stream_app.gateway.settings import GatewaySettings
+from stream_app.kafka_metadata import topic_partitions
 
 log = logging.getLogger(__name__)
 
@@ -463,8 +464,7 @@ async def reconcile_results(settings: Settings, sent: SentLog) -> int:
     await start_client(consumer, settings)
     confirmed = 0
     try:
-        await consumer.topics()
-        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        tps = [TopicPartition(topic, p) for p in range((await topic_partitions(consumer)).get(topic, 0))]
         if not tps:
             return 0
         consumer.assign(tps)

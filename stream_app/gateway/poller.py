@@ -44,6 +44,7 @@ from stream_app.gateway.client import Found, GatewayClient, NotFound, Permanent,
 from stream_app.gateway.errors import GatewayAuthError, GatewayConfigError
 from stream_app.gateway.kafka import start_client, started_producer
 from stream_app.gateway.settings import GatewaySettings
+from stream_app.kafka_metadata import topic_partitions
 
 log = logging.getLogger(__name__)
 
@@ -264,8 +265,7 @@ async def run_poller(
     consumer = AIOKafkaConsumer(**settings.kafka_client_kwargs(), enable_auto_commit=False)
     await start_client(consumer, settings)
     try:
-        await consumer.topics()
-        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        tps = [TopicPartition(topic, p) for p in range((await topic_partitions(consumer)).get(topic, 0))]
         if not tps:
             raise GatewayConfigError(
                 f"topic {topic} does not exist; create it with `stream-app topics create`"

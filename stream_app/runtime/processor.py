@@ -60,6 +60,7 @@ from stream_app.fallback import (
     decode_state,
     encode_state,
 )
+from stream_app.kafka_metadata import topic_partitions
 from stream_app.runtime.errors import NotCoPartitioned, TransactionsUnsupported
 from stream_app.runtime.logs import LOGGER, log, mask
 from stream_app.runtime.metrics import Metrics, serve
@@ -262,11 +263,10 @@ class Processor:
         )
         try:
             await self.consumer.start()
-            existing = await self.consumer.topics()
+            counts = await topic_partitions(self.consumer)
         except KafkaConnectionError as exc:
             raise BrokerUnreachable(s.bootstrap_servers, str(exc)) from None
-        counts = {t: len(self.consumer.partitions_for_topic(t) or ()) for t in existing}
-        self.partitions = check_topics(self.topics, set(existing), counts, s.bootstrap_servers)
+        self.partitions = check_topics(self.topics, set(counts), counts, s.bootstrap_servers)
         # An output of input partition p goes to partition p of an output topic with the same count:
         # the same partition murmur2(messageId) gives for a correctly keyed input (CONTRACT.md), it
         # stays with its input even when an upstream producer hashes differently, and it saves the

@@ -30,8 +30,8 @@ What this test does NOT show, because the mock cannot (see ``tests/support/mock_
   that, on a real Kafka);
 - fencing of a zombie instance, and transaction timeouts.
 
-``test_start_reads_the_real_partition_counts`` is a strict xfail: it shows a start-up bug the mock
-exposes (the co-partitioning check sees 0 partitions on a broker with Kafka's Metadata semantics).
+``test_start_reads_the_real_partition_counts`` is the regression test of a start-up bug the mock
+exposed: the co-partitioning check saw 0 partitions on a broker with Kafka's Metadata v1+ semantics.
 
 It runs wherever confluent-kafka is installed (the ``dev`` extra, so in CI) and skips, saying why,
 only where it is not.
@@ -221,12 +221,6 @@ async def test_exactly_once_path_runs_end_to_end_on_the_librdkafka_mock(
                 assert len(markers) >= 2, f"{tp}: expected two committed transactions: {batches}"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG stream_app/runtime/processor.py _start: partition counts are read from the consumer's "
-    "cached metadata, which holds no topics on a broker with Kafka's Metadata v1+ semantics (the mock, "
-    "Apache Kafka), so every count is 0 and the co-partitioning check passes vacuously",
-)
 async def test_start_reads_the_real_partition_counts(mock_bootstrap: str, tmp_path: Path) -> None:
     s = _settings(mock_bootstrap, tmp_path)
     await _make_topics(mock_bootstrap, s)
