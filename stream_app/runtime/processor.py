@@ -32,7 +32,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
@@ -376,11 +376,14 @@ class Processor:
             await self._stop_txn_producer(p)
         missing = sorted(owned - self.stores.keys())
         if missing and not (self._revoking or self.stop.is_set()):
-            await self._restore(missing)
             if self.exactly_once:
+                # Producers first: a transactional producer's start (InitProducerId) fences the
+                # previous owner of p and ends its open transaction, so the restore's read_committed
+                # reads and committed offsets are not held up by it until its transaction times out.
                 for p in missing:
                     if p not in self.txn_producers:
                         await self._start_txn_producer(p)
+            await self._restore(missing)
         if owned and not self.ready.is_set():
             self.ready.set()
 
@@ -931,8 +934,13 @@ class Processor:
             return p, last
 
         parts = set(work.outputs) | set(work.changes) | set(work.offsets)
-        results = await asyncio.gather(*(one(p) for p in sorted(parts)))
-        return {p: last for p, last in results if last is not None}
+        # Every partition's transaction settles (commits or aborts) before a failure is raised: the
+        # retry that follows stops producers and rewinds, which must not meet a transaction mid-commit.
+        results = await asyncio.gather(*(one(p) for p in sorted(parts)), return_exceptions=True)
+        for r in results:
+            if isinstance(r, BaseException):
+                raise r
+        return {p: last for p, last in cast(list[tuple[int, int | None]], results) if last is not None}
 
 
 async def _produce(producer: AIOKafkaProducer, records: list[_Out]) -> list[tuple[asyncio.Future[Any], int]]:
