@@ -91,6 +91,24 @@ def _opt_str(out: bytearray, value: str | None) -> None:
     out += data
 
 
+#: Step -> its encoded bytes. The core shares one Step instance per (channel, fallbackAfter,
+#: successStatus) shape and a stream repeats few shapes, so each is encoded once; bounded like the
+#: core's own memo of steps.
+_STEP_BYTES: dict[Step, bytes] = {}
+_STEP_BYTES_MAX = 1024
+
+
+def _step_bytes(step: Step) -> bytes:
+    packed = _STEP_BYTES.get(step)
+    if packed is None:
+        out = bytearray((_CHANNEL_CODE[step.channel], step.success_rank))
+        _varint(out, 0 if step.fallback_after_ms is None else step.fallback_after_ms + 1)
+        if len(_STEP_BYTES) >= _STEP_BYTES_MAX:
+            _STEP_BYTES.clear()
+        packed = _STEP_BYTES[step] = bytes(out)
+    return packed
+
+
 def encode_state(state: FlowState) -> bytes:
     """The compact bytes of a flow state (see the module docstring for the layout)."""
     flags = (
@@ -110,18 +128,23 @@ def encode_state(state: FlowState) -> bytes:
             state.completed_ms,
         )
     )
-    _bytes(out, state.fingerprint)
-    _bytes(out, state.message_id.encode())
-    _bytes(out, state.destination.encode())
-    if state.tenant is not None:
-        _bytes(out, state.tenant.encode())
-    if state.campaign_id is not None:
-        _bytes(out, state.campaign_id.encode())
+    # The length-prefixed fields inline (a call each measured a fifth of this function's cost).
+    for data in (
+        state.fingerprint,
+        state.message_id.encode(),
+        state.destination.encode(),
+        *(() if state.tenant is None else (state.tenant.encode(),)),
+        *(() if state.campaign_id is None else (state.campaign_id.encode(),)),
+    ):
+        n = len(data)
+        if n < 0x80:
+            out.append(n)
+        else:
+            _varint(out, n)
+        out += data
     out.append(len(state.steps))
     for step in state.steps:
-        out.append(_CHANNEL_CODE[step.channel])
-        out.append(step.success_rank)
-        _varint(out, 0 if step.fallback_after_ms is None else step.fallback_after_ms + 1)
+        out += _step_bytes(step)
     out.append(len(state.attempts))
     for a in state.attempts:
         out += _Q.pack(a.issued_ms)
