@@ -44,17 +44,21 @@ import contextlib
 import logging
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
-from aiokafka import TopicPartition
+from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaError
 from aiokafka.partitioner import murmur2
+from aiokafka.producer.transaction_manager import TransactionState
 
 from stream_app.config import Settings
 from stream_app.lifecycle import wait_started
-from stream_app.runtime.processor import INPUT_HEADER, Processor
+from stream_app.runtime.processor import INPUT_HEADER, Processor, _Out, _Work
 from tests.integration.runtime.helpers import WAIT_S, publish, send_request, settings_for, status
 from tests.support.mock_kafka import MOCK_PARTITIONS, auto_create, batch_log, mock_cluster, read_all
 
@@ -227,3 +231,137 @@ async def test_start_reads_the_real_partition_counts(mock_bootstrap: str, tmp_pa
     processor = Processor(s)
     async with _running(processor):
         assert processor.partitions == MOCK_PARTITIONS
+
+
+async def test_transactional_producer_starts_before_restore_regression(
+    mock_bootstrap: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A newly owned partition's transactional producer starts (and so fences the previous owner)
+    before the restore that opens its store: restoring first could wait, read_committed, on the
+    previous owner's open transaction until it timed out.
+
+    The mock cannot show that wait (it ignores read_committed and has no zombie), so this test holds
+    the processor to the order itself, recorded on the instance.
+    """
+    s = _settings(mock_bootstrap, tmp_path)
+    await _make_topics(mock_bootstrap, s)
+    processor = Processor(s)
+    calls: list[tuple[str, list[int], list[int]]] = []  # (call, its partitions, producers running)
+    real_start = processor._start_txn_producer
+    real_restore = processor._restore
+
+    async def start(p: int) -> None:
+        calls.append(("start", [p], sorted(processor.txn_producers)))
+        await real_start(p)
+
+    async def restore(parts: list[int]) -> None:
+        calls.append(("restore", sorted(parts), sorted(processor.txn_producers)))
+        await real_restore(parts)
+
+    monkeypatch.setattr(processor, "_start_txn_producer", start)
+    monkeypatch.setattr(processor, "_restore", restore)
+    async with _running(processor):
+        assert sorted(processor.stores) == list(range(MOCK_PARTITIONS))
+        assert sorted(processor.txn_producers) == list(range(MOCK_PARTITIONS))
+
+    every = list(range(MOCK_PARTITIONS))
+    assert sorted(p for call, parts, _ in calls if call == "start" for p in parts) == every, calls
+    assert sorted(p for call, parts, _ in calls if call == "restore" for p in parts) == every, calls
+    for i, (call, parts, running) in enumerate(calls):
+        if call != "restore":
+            continue
+        started_before = {p for c, ps, _ in calls[:i] if c == "start" for p in ps}
+        assert set(parts) <= started_before, f"restore of {parts} before its producers started: {calls}"
+        # Started means started: InitProducerId answered, not merely begun.
+        assert set(parts) <= set(running), f"restore of {parts} with only {running} running: {calls}"
+
+
+class _InjectedTxnFailure(KafkaError):
+    """The failure injected into one partition's transaction."""
+
+
+async def test_failed_partition_transaction_lets_the_others_settle_regression(
+    mock_bootstrap: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When one partition's transaction fails, every other partition's transaction has committed (or
+    aborted) before the failure leaves ``_complete_transactional``: the retry that follows stops the
+    producers and rewinds, which must not meet a transaction mid-commit. It used to raise out of
+    gather() at once, with the other transactions still open.
+
+    Deterministic: the other partitions add their input offsets to their transactions only once the
+    failing partition's transaction has ended (aborted), so each still has a round trip or two to
+    the broker to go when the failure is raised.
+    """
+    s = _settings(mock_bootstrap, tmp_path)
+    t = s.topics
+    await _make_topics(mock_bootstrap, s)
+    failing = 1
+    processor = Processor(s)
+    async with _running(processor):
+        # No input is published: the processor's own turns stay empty and never touch a producer.
+        producers = dict(processor.txn_producers)
+        assert sorted(producers) == list(range(MOCK_PARTITIONS))
+        ended = {p: asyncio.Event() for p in producers}
+        outcome: dict[int, str] = {}
+
+        def recorded(p: int, producer: AIOKafkaProducer) -> Callable[[], AbstractAsyncContextManager[None]]:
+            real = producer.transaction
+
+            @contextlib.asynccontextmanager
+            async def transaction() -> AsyncIterator[None]:
+                try:
+                    async with real():
+                        yield
+                except BaseException:
+                    outcome[p] = "aborted"
+                    raise
+                else:
+                    outcome[p] = "committed"
+                finally:
+                    ended[p].set()
+
+            return transaction
+
+        def offsets_to_transaction(p: int, producer: AIOKafkaProducer) -> Callable[..., Awaitable[None]]:
+            real = producer.send_offsets_to_transaction
+
+            async def send_offsets_to_transaction(offsets: Any, group_id: str) -> None:
+                if p == failing:
+                    raise _InjectedTxnFailure(f"partition {p}: injected")
+                await ended[failing].wait()
+                await real(offsets, group_id)
+
+            return send_offsets_to_transaction
+
+        for p, producer in producers.items():
+            monkeypatch.setattr(producer, "transaction", recorded(p, producer))
+            monkeypatch.setattr(producer, "send_offsets_to_transaction", offsets_to_transaction(p, producer))
+
+        # One command and the input offset of each partition, as a turn over all 4 would have them.
+        work = _Work()
+        for p in producers:
+            work.outputs[p].append(_Out(t.retry_commands, f"m{p}".encode(), b"{}", [], p))
+            work.offsets[p][TopicPartition(t.send_requests, p)] = 1
+
+        escaped: dict[int, str] | None = None
+        states: dict[int, TransactionState] = {}
+        try:
+            await asyncio.wait_for(processor._complete_transactional(work), WAIT_S)
+        except _InjectedTxnFailure:
+            # The moment the failure escapes: what had ended, and each producer's transaction state.
+            escaped = dict(outcome)
+            states = {p: producer._txn_manager.state for p, producer in producers.items()}
+        # Whatever was still open (the old behaviour) ends before the processor is stopped.
+        await asyncio.wait_for(asyncio.gather(*(e.wait() for e in ended.values())), WAIT_S)
+        assert escaped is not None, "the failed transaction did not fail _complete_transactional"
+        assert escaped == {p: "aborted" if p == failing else "committed" for p in producers}, (
+            f"the failure was raised while other partitions' transactions were open: ended {escaped}, "
+            f"states {states}"
+        )
+        assert set(states.values()) == {TransactionState.READY}, states
+
+    # On the broker: the failed partition's transaction aborted, every other one committed.
+    for p in producers:
+        batches = await batch_log(mock_bootstrap, TopicPartition(t.retry_commands, p))
+        markers = [b.marker for b in batches if b.marker is not None]
+        assert markers == ["ABORT" if p == failing else "COMMIT"], (p, batches)
