@@ -65,7 +65,7 @@ from stream_app.runtime.errors import NotCoPartitioned, TransactionsUnsupported
 from stream_app.runtime.logs import LOGGER, log, mask
 from stream_app.runtime.metrics import Metrics, serve
 from stream_app.runtime.topology import check_topics, co_partitioned
-from stream_app.store import PartitionStore, StoreLocked, changelog_value
+from stream_app.store import PartitionStore, StoreLocked
 
 Clock = Callable[[], int]
 Headers = list[tuple[str, bytes]]
@@ -108,8 +108,7 @@ def wall_clock() -> int:
 class _Change:
     """The latest state of one key in the current batch, and the inputs that led to it."""
 
-    value: bytes | None
-    deadline: int | None
+    record: bytes | None  # the changelog value (state and timer) the store staged; None: deleted
     req_offset: int = -1
     status_offset: int = -1
 
@@ -765,22 +764,21 @@ class Processor:
             if old is None:
                 return
             store.delete(key)
-            self._changed(work, p, key, None, None)
+            self._changed(work, p, key, None)
             return
         value = encode_state(new)
         if value == old:
             return
-        store.put(key, value, new.deadline_ms)
-        self._changed(work, p, key, value, new.deadline_ms)
+        self._changed(work, p, key, store.put(key, value, new.deadline_ms))
 
     @staticmethod
-    def _changed(work: _Work, p: int, key: bytes, value: bytes | None, deadline: int | None) -> None:
+    def _changed(work: _Work, p: int, key: bytes, record: bytes | None) -> None:
         changes = work.changes[p]
         change = changes.get(key)
         if change is None:
-            changes[key] = _Change(value, deadline)
+            changes[key] = _Change(record)
         else:
-            change.value, change.deadline = value, deadline
+            change.record = record
 
     def _dead_letter(self, work: _Work, p: int, rec: ConsumerRecord, reason: str, cls: str) -> None:
         headers: Headers = list(rec.headers)
@@ -830,8 +828,7 @@ class Processor:
                         key=key.decode("utf-8", "replace"),
                         error=f"{type(exc).__name__}: {exc}",
                     )
-                    store.put(key, old, None)
-                    self._changed(work, p, key, old, None)
+                    self._changed(work, p, key, store.put(key, old, None))
                     continue
                 fired += 1
                 self.metrics.timer_lateness.observe(max(0, now - deadline) / 1000)
@@ -862,7 +859,7 @@ class Processor:
         return [
             (
                 key,
-                None if ch.value is None else changelog_value(ch.value, ch.deadline),
+                ch.record,
                 [(INPUT_HEADER, f"{ch.req_offset},{ch.status_offset}".encode())],
             )
             for key, ch in work.changes[p].items()

@@ -306,14 +306,19 @@ class PartitionStore:
         return self._armed
 
     # ------------------------------------------------------------------ staged writes
-    def put(self, key: bytes, value: bytes, deadline_ms: int | None) -> None:
-        """Stage ``key`` -> ``value`` with its one timer (None: no timer). Durable at the next flush."""
+    def put(self, key: bytes, value: bytes, deadline_ms: int | None) -> bytes:
+        """Stage ``key`` -> ``value`` with its one timer (None: no timer). Durable at the next flush.
+
+        Returns the record stored, which is also the changelog value of the change
+        (:func:`~stream_app.store.codec.changelog_value`), so the caller need not build it twice.
+        """
         if self._db is None:
             self._require_open()
         record = codec.changelog_value(value, deadline_ms)  # validates the deadline
         self._processing_staged = True
         self._fresh = None
         self._stage(key, record, deadline_ms)
+        return record
 
     def delete(self, key: bytes) -> None:
         """Stage the removal of ``key`` and its timer. Durable at the next flush."""
