@@ -4,6 +4,7 @@
 ``stream-app processor``; see :mod:`stream_app.runtime.processor` for the loop and commit protocol.
 """
 
+from stream_app.runtime.changelog import INPUT_HEADER
 from stream_app.runtime.errors import (
     MissingTopics,
     NotCoPartitioned,
@@ -11,7 +12,7 @@ from stream_app.runtime.errors import (
     ProcessorError,
     TransactionsUnsupported,
 )
-from stream_app.runtime.processor import INPUT_HEADER, Processor, run_processor, wall_clock
+from stream_app.runtime.processor import Processor, run_processor, wall_clock
 
 __all__ = [
     "INPUT_HEADER",

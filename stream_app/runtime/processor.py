@@ -10,10 +10,10 @@ One asyncio task runs every turn of the loop (DESIGN.md rules 3-6):
    then commit the input offsets, then ``store.flush(changelog_offset)``. A crash at any point can
    therefore only repeat an effect (same commandId / same outcome), never lose one.
 
-Every changelog record carries the header ``stream-app.input`` = ``b"<send-requests offset>,
-<delivery-status offset>"`` (``-1``: no input of that topic; both ``-1``: a timer change). A restore
-skips a record whose input offset was never committed, because that input will be processed again
-from the committed offset and must meet the state it was decided against.
+The rest of the runtime, one concern a module: ``work`` (what a turn stages), ``commit`` (step 5 in
+both guarantees), ``produce`` (batches to the producer), ``changelog`` (the input-offsets header
+that lets a restore skip uncommitted changes), ``restore`` (step 1's replay), ``topology``
+(co-partitioning), ``metrics`` and ``logs``.
 
 Any Kafka error inside a turn (broker gone, request timeout, commit refused by a rebalance) is logged
 and the turn is retried after a backoff from a clean slate: stores are closed without their staged
@@ -28,11 +28,8 @@ import contextlib
 import logging
 import time
 import uuid
-from collections import defaultdict
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, cast
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
@@ -61,17 +58,17 @@ from stream_app.fallback import (
     encode_state,
 )
 from stream_app.kafka_metadata import topic_partitions
+from stream_app.runtime.commit import complete_at_least_once, complete_transactional
 from stream_app.runtime.errors import NotCoPartitioned, TransactionsUnsupported
 from stream_app.runtime.logs import LOGGER, log, mask
 from stream_app.runtime.metrics import Metrics, serve
+from stream_app.runtime.restore import restore
 from stream_app.runtime.topology import check_topics, co_partitioned
+from stream_app.runtime.work import Change, Headers, Out, Work
 from stream_app.store import PartitionStore, StoreLocked
 
 Clock = Callable[[], int]
-Headers = list[tuple[str, bytes]]
 
-#: Changelog header naming the input offsets a state change came from (see the module docstring).
-INPUT_HEADER = "stream-app.input"
 TRACEPARENT = "traceparent"
 
 #: Records per ``getmany()``: large enough that the per-batch round trips (deliver, changelog,
@@ -95,67 +92,11 @@ MAX_POLL_INTERVAL_MS = 900_000
 BACKOFF_MIN_S, BACKOFF_MAX_S = 0.1, 5.0
 #: Grace for the last turn and the final flush when stopping, before the loop task is cancelled.
 STOP_GRACE_S = 15.0
-#: Restore progress is logged at most this often (seconds).
-PROGRESS_EVERY_S = 2.0
 
 
 def wall_clock() -> int:
     """Epoch milliseconds of the wall clock (the default clock)."""
     return time.time_ns() // 1_000_000
-
-
-@dataclass(slots=True)
-class _Change:
-    """The latest state of one key in the current batch, and the inputs that led to it."""
-
-    record: bytes | None  # the changelog value (state and timer) the store staged; None: deleted
-    req_offset: int = -1
-    status_offset: int = -1
-
-
-@dataclass(slots=True)
-class _Replay:
-    """One partition's changelog replay: offsets to read and the committed input offsets."""
-
-    start: int
-    end: int
-    req_limit: int
-    st_limit: int
-    applied: int = 0
-    skipped: int = 0
-    position: int = 0
-
-
-@dataclass(slots=True)
-class _Out:
-    topic: str
-    key: bytes | None
-    value: bytes | None
-    headers: Headers
-    partition: int | None = None  # None: the producer's murmur2 of the key
-
-
-@dataclass(slots=True)
-class _Work:
-    """Everything one turn produces, grouped by the partition it belongs to."""
-
-    outputs: dict[int, list[_Out]] = field(default_factory=lambda: defaultdict(list))
-    changes: dict[int, dict[bytes, _Change]] = field(default_factory=lambda: defaultdict(dict))
-    offsets: dict[int, dict[TopicPartition, int]] = field(default_factory=lambda: defaultdict(dict))
-
-    def empty(self) -> bool:
-        return not (self.outputs or self.changes or self.offsets)
-
-
-def _input_offsets(headers: Iterable[tuple[str, bytes]]) -> tuple[int, int] | None:
-    for name, value in headers:
-        if name == INPUT_HEADER:
-            try:
-                req, st = value.split(b",", 1)
-                return int(req), int(st)
-            except ValueError:
-                return None
-    return None
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -413,43 +354,17 @@ class Processor:
     # -------------------------------------------------------------------------------------- restore
 
     async def _restore(self, parts: list[int]) -> None:
-        """Open the stores of ``parts`` and replay each changelog tail past its durable offset.
-
-        All partitions are replayed together by one consumer (a partition with nothing to replay costs
-        no fetch), with progress logged and exported. A record whose input offset is at or past the
-        committed offset of that input is skipped: the input is read again and must meet the state it
-        was decided against (DESIGN.md, checkpoint order).
-        """
+        """Open and restore the stores of ``parts`` (see :func:`~stream_app.runtime.restore.restore`)."""
         assert self._restorer is not None
-        rc = self._restorer
-        changelog = self.topics.changelog
-        stores: dict[int, PartitionStore] = {}
-        try:
-            for p in parts:
-                stores[p] = PartitionStore.open(self.root, changelog, p)
-            tps = {p: TopicPartition(changelog, p) for p in parts}
-            ends = await rc.end_offsets(list(tps.values()))
-            begins = await rc.beginning_offsets(list(tps.values()))
-            todo: dict[int, _Replay] = {}
-            for p, store in stores.items():
-                tp, local = tps[p], store.changelog_offset
-                start = max(begins[tp], 0 if local is None else local + 1)
-                # ends[tp] == 0 is an empty partition. Otherwise fetch even when start >= ends[tp]:
-                # some brokers (Tansu) answer ListOffsets(latest) with the last batch's base offset + 1,
-                # so the true end is the high watermark of a fetch response (see _replay).
-                if ends[tp] > begins[tp] and (start < ends[tp] or not self._trust_list_offsets):
-                    todo[p] = _Replay(
-                        start=start,
-                        end=ends[tp],
-                        req_limit=await self._committed(self.topics.send_requests, p),
-                        st_limit=await self._committed(self.topics.delivery_status, p),
-                    )
-            if todo:
-                await self._replay(rc, stores, tps, todo)
-        except BaseException:
-            for store in stores.values():
-                store.close()
-            raise
+        stores = await restore(
+            self._restorer,
+            self._committed,
+            root=self.root,
+            topics=self.topics,
+            parts=parts,
+            metrics=self.metrics,
+            trust_list_offsets=self._trust_list_offsets,
+        )
         for p, store in stores.items():
             self.stores[p] = store
             self.metrics.pending_timers.labels(str(p)).set(store.pending_count())
@@ -457,81 +372,6 @@ class Processor:
     async def _committed(self, topic: str, p: int) -> int:
         offset = await self.consumer.committed(TopicPartition(topic, p))
         return 0 if offset is None else int(offset)
-
-    async def _replay(
-        self,
-        rc: AIOKafkaConsumer,
-        stores: dict[int, PartitionStore],
-        tps: dict[int, TopicPartition],
-        todo: dict[int, _Replay],
-    ) -> None:
-        rc.assign([tps[p] for p in todo])
-        for p, r in todo.items():
-            rc.seek(tps[p], r.start)
-            self.metrics.restore_remaining.labels(str(p)).set(r.end - r.start)
-        started = last_log = time.monotonic()
-        total = 0
-        try:
-            while todo:
-                batch = await rc.getmany(*(tps[p] for p in todo), timeout_ms=1000, max_records=20_000)
-                for tp, records in batch.items():
-                    p = tp.partition
-                    r, store = todo[p], stores[p]
-                    for rec in records:
-                        src = _input_offsets(rec.headers)
-                        if src is not None and (src[0] >= r.req_limit or src[1] >= r.st_limit):
-                            r.skipped += 1
-                            continue
-                        try:
-                            store.apply_changelog(rec.key, rec.value, rec.offset)
-                            r.applied += 1
-                        except Exception as exc:  # a foreign or corrupt record must not stop a restore
-                            log(
-                                logging.ERROR,
-                                "changelog_record_unreadable",
-                                partition=p,
-                                offset=rec.offset,
-                                error=f"{type(exc).__name__}: {exc}",
-                            )
-                    total += len(records)
-                for p in list(todo):
-                    r = todo[p]
-                    hw = rc.highwater(tps[p])
-                    if hw is None:
-                        continue  # no fetch response yet: the end is not known
-                    r.end = hw
-                    r.position = position = await rc.position(tps[p])
-                    self.metrics.restore_remaining.labels(str(p)).set(max(0, r.end - position))
-                    if position >= r.end:
-                        stores[p].flush(r.end - 1)
-                        rc.pause(tps[p])
-                        del todo[p]
-                        self.metrics.restore_records.labels(str(p)).inc(r.applied)
-                        self.metrics.restore_skipped.labels(str(p)).inc(r.skipped)
-                        log(
-                            logging.INFO,
-                            "restored",
-                            partition=p,
-                            applied=r.applied,
-                            skipped=r.skipped,
-                            from_offset=r.start,
-                            end=r.end,
-                            seconds=round(time.monotonic() - started, 3),
-                            pending_timers=stores[p].pending_count(),
-                        )
-                now = time.monotonic()
-                if todo and now - last_log >= PROGRESS_EVERY_S:
-                    last_log = now
-                    log(
-                        logging.INFO,
-                        "restore_progress",
-                        partitions=len(todo),
-                        records=total,
-                        remaining=sum(max(0, r.end - r.position) for r in todo.values()),
-                        per_s=int(total / max(now - started, 1e-6)),
-                    )
-        finally:
-            rc.unsubscribe()
 
     # ----------------------------------------------------------------------------------------- loop
 
@@ -606,7 +446,7 @@ class Processor:
         generation = self._generation
         started = time.monotonic()
         now = self.clock()
-        work = _Work()
+        work = Work()
         for tp, records in batch.items():
             if tp.partition not in self.stores:
                 # Assigned during this very getmany(), so not restored yet: the fetch position has
@@ -642,7 +482,7 @@ class Processor:
 
     # ------------------------------------------------------------------------------------- records
 
-    def _records(self, tp: TopicPartition, records: list[ConsumerRecord], now: int, work: _Work) -> None:
+    def _records(self, tp: TopicPartition, records: list[ConsumerRecord], now: int, work: Work) -> None:
         p = tp.partition
         store = self.stores[p]
         is_request = tp.topic == self.topics.send_requests
@@ -713,7 +553,7 @@ class Processor:
 
     def _apply(
         self,
-        work: _Work,
+        work: Work,
         p: int,
         store: PartitionStore,
         key: bytes,
@@ -731,7 +571,7 @@ class Processor:
         for effect in decision.effects:
             if isinstance(effect, SendCommand):
                 cmd = effect.command
-                outs.append(_Out(t.retry_commands, key, encode_command(cmd), headers, cmd_p))
+                outs.append(Out(t.retry_commands, key, encode_command(cmd), headers, cmd_p))
                 if LOGGER.isEnabledFor(logging.DEBUG):
                     log(
                         logging.DEBUG,
@@ -743,9 +583,9 @@ class Processor:
                         destination=mask(cmd.destination),
                     )
             elif isinstance(effect, EmitOutcome):
-                outs.append(_Out(t.outcomes, key, encode(effect.outcome), headers, out_p))
+                outs.append(Out(t.outcomes, key, encode(effect.outcome), headers, out_p))
             elif isinstance(effect, EmitLateStatus):
-                outs.append(_Out(t.outcomes, key, encode(effect.late), headers, out_p))
+                outs.append(Out(t.outcomes, key, encode(effect.late), headers, out_p))
             elif isinstance(effect, DeadLetter):
                 if rec is not None:
                     self._dead_letter(work, p, rec, effect.reason, "stream_app.fallback.DeadLetter")
@@ -772,15 +612,15 @@ class Processor:
         self._changed(work, p, key, store.put(key, value, new.deadline_ms))
 
     @staticmethod
-    def _changed(work: _Work, p: int, key: bytes, record: bytes | None) -> None:
+    def _changed(work: Work, p: int, key: bytes, record: bytes | None) -> None:
         changes = work.changes[p]
         change = changes.get(key)
         if change is None:
-            changes[key] = _Change(record)
+            changes[key] = Change(record)
         else:
             change.record = record
 
-    def _dead_letter(self, work: _Work, p: int, rec: ConsumerRecord, reason: str, cls: str) -> None:
+    def _dead_letter(self, work: Work, p: int, rec: ConsumerRecord, reason: str, cls: str) -> None:
         headers: Headers = list(rec.headers)
         headers += [
             ("__error.reason", reason.encode()),
@@ -789,7 +629,7 @@ class Processor:
             ("__error.source.offset", str(rec.offset).encode()),
             ("__error.class", cls.encode()),
         ]
-        work.outputs[p].append(_Out(self.topics.dead_letters, rec.key, rec.value, headers))
+        work.outputs[p].append(Out(self.topics.dead_letters, rec.key, rec.value, headers))
         self.metrics.dead_letters.labels(rec.topic).inc()
         log(
             logging.WARNING,
@@ -803,7 +643,7 @@ class Processor:
 
     # -------------------------------------------------------------------------------------- timers
 
-    def _fire_timers(self, now: int, work: _Work) -> int:
+    def _fire_timers(self, now: int, work: Work) -> int:
         budget = TIMER_BATCH
         fired = 0
         limits = self.limits
@@ -839,11 +679,13 @@ class Processor:
 
     # ------------------------------------------------------------------------------------ complete
 
-    async def _complete(self, work: _Work, generation: int) -> None:
+    async def _complete(self, work: Work, generation: int) -> None:
         if self.exactly_once:
             changelog_offsets = await self._complete_transactional(work)
         else:
-            changelog_offsets = await self._complete_at_least_once(work)
+            changelog_offsets = await complete_at_least_once(
+                self.producer, self.consumer, work, self.topics.changelog, self.metrics
+            )
         if generation != self._generation:
             # A revoke happened during this turn: the group may already have handed these partitions
             # to another instance. Drop the staged writes; a restore rebuilds them from the changelog.
@@ -855,135 +697,10 @@ class Processor:
             if store is not None:
                 store.flush(changelog_offsets.get(p))
 
-    def _changelog_outs(self, work: _Work, p: int) -> list[tuple[bytes, bytes | None, Headers]]:
-        return [
-            (
-                key,
-                ch.record,
-                [(INPUT_HEADER, f"{ch.req_offset},{ch.status_offset}".encode())],
-            )
-            for key, ch in work.changes[p].items()
-        ]
-
-    async def _complete_at_least_once(self, work: _Work) -> dict[int, int]:
-        producer = self.producer
-        counts: dict[str, int] = defaultdict(int)
-        outputs = [o for outs in work.outputs.values() for o in outs]
-        for o in outputs:
-            counts[o.topic] += 1
-        sent = await _produce(producer, outputs)
-        t_sent = time.monotonic()
-        await _all_delivered([f for f, _ in sent])
-        t_delivered = time.monotonic()
-        # Only now the changelog: a state must never be durable before the effects it implies.
-        changelog = self.topics.changelog
-        cl_sent: list[tuple[int, asyncio.Future[Any], int]] = []
-        for p in work.changes:
-            records = [_Out(changelog, k, v, h, p) for k, v, h in self._changelog_outs(work, p)]
-            counts[changelog] += len(records)
-            cl_sent.extend((p, fut, n) for fut, n in await _produce(producer, records))
-        metas = await _all_delivered([fut for _, fut, _ in cl_sent])
-        offsets: dict[int, int] = {}
-        for (p, _, n), meta in zip(cl_sent, metas, strict=True):
-            offsets[p] = max(offsets.get(p, -1), meta.offset + n - 1)
-        t_changelog = time.monotonic()
-        commit = {tp: off for parts in work.offsets.values() for tp, off in parts.items()}
-        if commit:
-            await self.consumer.commit(commit)
-        for topic, n in counts.items():
-            self.metrics.records_out.labels(topic).inc(n)
-        if LOGGER.isEnabledFor(logging.DEBUG):
-            log(
-                logging.DEBUG,
-                "turn_completed",
-                outputs=len(outputs),
-                changelog=counts[changelog],
-                deliver_ms=round((t_delivered - t_sent) * 1000, 1),
-                changelog_ms=round((t_changelog - t_delivered) * 1000, 1),
-                commit_ms=round((time.monotonic() - t_changelog) * 1000, 1),
-            )
-        return offsets
-
-    async def _complete_transactional(self, work: _Work) -> dict[int, int]:
-        changelog = self.topics.changelog
-        group = self.settings.app_id
-
-        async def one(p: int) -> tuple[int, int | None]:
-            # Outputs, changelog and input offsets of partition p in one transaction of p's own
-            # producer: all durable and committed together, or none (read_committed readers).
-            producer = self.txn_producers[p]
-            outputs = work.outputs.get(p, [])
-            records = [_Out(changelog, k, v, h, p) for k, v, h in self._changelog_outs(work, p)]
-            last: int | None = None
-            async with producer.transaction():
-                sent = await _produce(producer, outputs)
-                cl_sent = await _produce(producer, records)
-                offsets = work.offsets.get(p)
-                if offsets:
-                    await producer.send_offsets_to_transaction(offsets, group)
-                await _all_delivered([f for f, _ in sent])
-                metas = await _all_delivered([f for f, _ in cl_sent])
-                for meta, (_, n) in zip(metas, cl_sent, strict=True):
-                    last = max(last if last is not None else -1, meta.offset + n - 1)
-            for o in outputs:
-                self.metrics.records_out.labels(o.topic).inc()
-            self.metrics.records_out.labels(changelog).inc(len(records))
-            return p, last
-
-        parts = set(work.outputs) | set(work.changes) | set(work.offsets)
-        # Every partition's transaction settles (commits or aborts) before a failure is raised: the
-        # retry that follows stops producers and rewinds, which must not meet a transaction mid-commit.
-        results = await asyncio.gather(*(one(p) for p in sorted(parts)), return_exceptions=True)
-        for r in results:
-            if isinstance(r, BaseException):
-                raise r
-        return {p: last for p, last in cast(list[tuple[int, int | None]], results) if last is not None}
-
-
-async def _produce(producer: AIOKafkaProducer, records: list[_Out]) -> list[tuple[asyncio.Future[Any], int]]:
-    """Hand records to the producer; returns ``(delivery future, records it covers)`` pairs.
-
-    Records with a known partition go in whole batches (``create_batch`` / ``send_batch``): one
-    future per batch instead of one coroutine and one future per record, which is most of what a
-    ``send()`` costs. Order within a partition is kept. The rest (dead letters, outputs to a topic
-    with another partition count) go through ``send()`` and the key's murmur2.
-    """
-    sent: list[tuple[asyncio.Future[Any], int]] = []
-    groups: dict[tuple[str, int], list[_Out]] = {}
-    for o in records:
-        if o.partition is None:
-            sent.append((await producer.send(o.topic, o.value, key=o.key, headers=o.headers), 1))
-        else:
-            groups.setdefault((o.topic, o.partition), []).append(o)
-    for (topic, partition), outs in groups.items():
-        batch = producer.create_batch()
-        for o in outs:
-            if batch.append(key=o.key, value=o.value, timestamp=None, headers=o.headers) is None:
-                if batch.record_count():
-                    n = batch.record_count()
-                    sent.append((await producer.send_batch(batch, topic, partition=partition), n))
-                    batch = producer.create_batch()
-                if batch.append(key=o.key, value=o.value, timestamp=None, headers=o.headers) is None:
-                    # Larger than a whole batch: the producer's own path sizes a batch for it.
-                    fut = await producer.send(
-                        topic, o.value, key=o.key, partition=partition, headers=o.headers
-                    )
-                    sent.append((fut, 1))
-        if batch.record_count():
-            n = batch.record_count()
-            sent.append((await producer.send_batch(batch, topic, partition=partition), n))
-    return sent
-
-
-async def _all_delivered(futures: list[asyncio.Future[Any]]) -> list[Any]:
-    """Await every delivery; raise the first failure only after all have settled (no orphan futures)."""
-    if not futures:
-        return []
-    results = await asyncio.gather(*futures, return_exceptions=True)
-    for r in results:
-        if isinstance(r, BaseException):
-            raise r
-    return results
+    async def _complete_transactional(self, work: Work) -> dict[int, int]:
+        return await complete_transactional(
+            self.txn_producers, work, self.topics.changelog, self.settings.app_id, self.metrics
+        )
 
 
 async def run_processor(

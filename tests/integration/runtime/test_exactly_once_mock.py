@@ -58,7 +58,9 @@ from aiokafka.producer.transaction_manager import TransactionState
 
 from stream_app.config import Settings
 from stream_app.lifecycle import wait_started
-from stream_app.runtime.processor import INPUT_HEADER, Processor, _Out, _Work
+from stream_app.runtime.changelog import INPUT_HEADER
+from stream_app.runtime.processor import Processor
+from stream_app.runtime.work import Out, Work
 from tests.integration.runtime.helpers import WAIT_S, publish, send_request, settings_for, status
 from tests.support.mock_kafka import MOCK_PARTITIONS, auto_create, batch_log, mock_cluster, read_all
 
@@ -338,9 +340,9 @@ async def test_failed_partition_transaction_lets_the_others_settle_regression(
             monkeypatch.setattr(producer, "send_offsets_to_transaction", offsets_to_transaction(p, producer))
 
         # One command and the input offset of each partition, as a turn over all 4 would have them.
-        work = _Work()
+        work = Work()
         for p in producers:
-            work.outputs[p].append(_Out(t.retry_commands, f"m{p}".encode(), b"{}", [], p))
+            work.outputs[p].append(Out(t.retry_commands, f"m{p}".encode(), b"{}", [], p))
             work.offsets[p][TopicPartition(t.send_requests, p)] = 1
 
         escaped: dict[int, str] | None = None

@@ -1,0 +1,56 @@
+"""Handing a turn's records to an aiokafka producer, and awaiting their delivery."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+
+from stream_app.runtime.work import Out
+
+
+async def produce(producer: AIOKafkaProducer, records: list[Out]) -> list[tuple[asyncio.Future[Any], int]]:
+    """Hand records to the producer; returns ``(delivery future, records it covers)`` pairs.
+
+    Records with a known partition go in whole batches (``create_batch`` / ``send_batch``): one
+    future per batch instead of one coroutine and one future per record, which is most of what a
+    ``send()`` costs. Order within a partition is kept. The rest (dead letters, outputs to a topic
+    with another partition count) go through ``send()`` and the key's murmur2.
+    """
+    sent: list[tuple[asyncio.Future[Any], int]] = []
+    groups: dict[tuple[str, int], list[Out]] = {}
+    for o in records:
+        if o.partition is None:
+            sent.append((await producer.send(o.topic, o.value, key=o.key, headers=o.headers), 1))
+        else:
+            groups.setdefault((o.topic, o.partition), []).append(o)
+    for (topic, partition), outs in groups.items():
+        batch = producer.create_batch()
+        for o in outs:
+            if batch.append(key=o.key, value=o.value, timestamp=None, headers=o.headers) is None:
+                if batch.record_count():
+                    n = batch.record_count()
+                    sent.append((await producer.send_batch(batch, topic, partition=partition), n))
+                    batch = producer.create_batch()
+                if batch.append(key=o.key, value=o.value, timestamp=None, headers=o.headers) is None:
+                    # Larger than a whole batch: the producer's own path sizes a batch for it.
+                    fut = await producer.send(
+                        topic, o.value, key=o.key, partition=partition, headers=o.headers
+                    )
+                    sent.append((fut, 1))
+        if batch.record_count():
+            n = batch.record_count()
+            sent.append((await producer.send_batch(batch, topic, partition=partition), n))
+    return sent
+
+
+async def all_delivered(futures: list[asyncio.Future[Any]]) -> list[Any]:
+    """Await every delivery; raise the first failure only after all have settled (no orphan futures)."""
+    if not futures:
+        return []
+    results = await asyncio.gather(*futures, return_exceptions=True)
+    for r in results:
+        if isinstance(r, BaseException):
+            raise r
+    return results
