@@ -28,3 +28,13 @@ class BrokerUnreachable(StreamAppError):
 
 class ServiceStartFailed(StreamAppError):
     """A service started in-process stopped before it was ready, or was not ready in time."""
+
+
+class EndpointPortInUse(StreamAppError):
+    """The port of a ``/metrics`` + ``/healthz`` endpoint cannot be bound (taken, or not allowed)."""
+
+    def __init__(self, host: str, port: int, detail: str) -> None:
+        super().__init__(
+            f"cannot serve /metrics on {host}:{port} ({detail}); choose another metrics port, "
+            "or 0 to turn the endpoint off"
+        )

@@ -1,9 +1,9 @@
-"""Prometheus metrics of one processor and the tiny HTTP endpoint that serves them.
+"""Prometheus metrics of one processor, and :func:`serve` to expose them.
 
 Each processor gets its own :class:`CollectorRegistry`, so two processors in one Python process (as
-the tests run them) never collide on metric names. The endpoint is an ``asyncio`` server on the
-processor's own loop: ``/metrics`` (Prometheus text format) and ``/healthz`` (200 while the loop
-turns, 503 when it has been stuck longer than :data:`STALL_SECONDS`).
+the tests run them) never collide on metric names. The endpoint (:mod:`stream_app.metrics_http`) is
+an ``asyncio`` server on the processor's own loop: ``/metrics`` (Prometheus text format) and
+``/healthz`` (200 while the loop turns, 503 when it has been stuck longer than :data:`STALL_SECONDS`).
 """
 
 from __future__ import annotations
@@ -12,8 +12,9 @@ import asyncio
 import time
 from collections.abc import Callable
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from stream_app import metrics_http
 
 # A loop turn is bounded by the getmany wait (<= 1 s) plus one batch; 60 s without a turn means the
 # loop is wedged (or paused by a broker outage long enough that an orchestrator should know).
@@ -89,30 +90,9 @@ class Metrics:
 async def serve(
     metrics: Metrics, port: int, host: str = "0.0.0.0", *, healthy: Callable[[], bool] | None = None
 ) -> asyncio.Server:
-    """Start the ``/metrics`` + ``/healthz`` endpoint; the caller closes the returned server."""
-    check = healthy or metrics.healthy
+    """Start the ``/metrics`` + ``/healthz`` endpoint; the caller closes the returned server.
 
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            line = await asyncio.wait_for(reader.readline(), 5)
-            while (await asyncio.wait_for(reader.readline(), 5)) not in (b"\r\n", b"\n", b""):
-                pass  # headers: nothing we need
-            parts = line.decode("latin-1").split()
-            path = parts[1].split("?", 1)[0] if len(parts) >= 2 else ""
-            if path == "/metrics":
-                status, ctype, body = "200 OK", CONTENT_TYPE_LATEST, generate_latest(metrics.registry)
-            elif path == "/healthz":
-                ok = check()
-                status = "200 OK" if ok else "503 Service Unavailable"
-                ctype, body = "text/plain; charset=utf-8", b"ok\n" if ok else b"stalled\n"
-            else:
-                status, ctype, body = "404 Not Found", "text/plain; charset=utf-8", b"not found\n"
-            head = f"HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {len(body)}\r\n"
-            writer.write(head.encode() + b"Connection: close\r\n\r\n" + body)
-            await writer.drain()
-        except (TimeoutError, ConnectionError):
-            pass  # a slow or vanished scraper is its own problem, never the processor's
-        finally:
-            writer.close()
-
-    return await asyncio.start_server(handle, host, port)
+    The endpoint itself is :func:`stream_app.metrics_http.serve`, shared with the gateway services;
+    this wrapper keeps the processor's call (its metrics, its loop's health) as it was.
+    """
+    return await metrics_http.serve(metrics.registry, port, host, healthy=healthy or metrics.healthy)
