@@ -18,6 +18,11 @@ environment:
   STREAM_APP_DISPATCH_CONCURRENCY     in-flight sends per channel: "16" or "WHATSAPP=8,SMS=32"
   STREAM_APP_DISPATCH_RATE            sends per second per channel, e.g. "SMS=50" (default: no limit)
   STREAM_APP_DISPATCH_MAX_IN_FLIGHT   commands read but not finished before fetching pauses (1000)
+  STREAM_APP_DISPATCHER_METRICS_PORT  port of /metrics and /healthz (default 9465; 0 turns it off)
+
+endpoints: http://HOST:9465/metrics (Prometheus: commands in, sends by channel and result, gateway
+latency, sent-log skips, dead letters, consumer lag) and /healthz (200 while the loop turns, 503
+when it has been stuck for 60 s)
 
 Each commandId is sent at most once, across restarts too: a local record of sent commands lives under
 STREAM_APP_STATE_DIR/dispatcher-sent (keep it on a persistent volume; one dispatcher per directory).
@@ -49,6 +54,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--gateway-url", default=None, help="gateway base URL (env STREAM_APP_GATEWAY_URL)")
     p.add_argument("--concurrency", default=None, help="per channel, e.g. 16 or SMS=32,WHATSAPP=8")
     p.add_argument("--rate", default=None, help="sends/s per channel, e.g. SMS=50 (0 = no limit)")
+    p.add_argument(
+        "--metrics-port",
+        default=None,
+        metavar="PORT",
+        help="port of /metrics and /healthz, 0 turns it off (env STREAM_APP_DISPATCHER_METRICS_PORT; "
+        "default 9465)",
+    )
     p.set_defaults(func=run)
 
 
@@ -66,6 +78,8 @@ def run(args: argparse.Namespace) -> int:
         env[ENV["concurrency"]] = args.concurrency
     if args.rate:
         env[ENV["rate"]] = args.rate
+    if args.metrics_port is not None:
+        env[ENV["dispatcher_metrics_port"]] = args.metrics_port
     gateway = gateway_from_env(env)
 
     async def main(stop: asyncio.Event) -> None:

@@ -17,6 +17,12 @@ backoff, publishing each new status. An attempt stops being polled at ERROR, EXP
 at DELIVERED unless --until-read, or after --max-age seconds. Gateway URL and key as for the
 dispatcher (STREAM_APP_GATEWAY_URL, STREAM_APP_GATEWAY_API_KEY).
 
+environment:
+  STREAM_APP_POLLER_METRICS_PORT  port of /metrics and /healthz (default 9466; 0 turns it off)
+
+endpoints: http://HOST:9466/metrics (Prometheus: polls by channel and result, statuses published,
+errors, gateway latency) and /healthz (200 while the poll loop turns, 503 when stuck for 60 s)
+
 examples:
   STREAM_APP_GATEWAY_API_KEY=test stream-app poller
   stream-app poller --min-interval 5 --max-interval 600 --until-read
@@ -40,16 +46,28 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--max-interval", type=float, default=300.0, help="cap of the backoff, s (default 300)")
     p.add_argument("--max-age", type=float, default=None, help="give up after N s (default max flow time)")
     p.add_argument("--until-read", action="store_true", help="keep polling after DELIVERED until READ")
+    p.add_argument(
+        "--metrics-port",
+        default=None,
+        metavar="PORT",
+        help="port of /metrics and /healthz, 0 turns it off (env STREAM_APP_POLLER_METRICS_PORT; "
+        "default 9466)",
+    )
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    import os
+
     from stream_app.gateway.errors import GatewayConfigError
     from stream_app.gateway.poller import PollOptions, run_poller
-    from stream_app.gateway.settings import gateway_from_env
+    from stream_app.gateway.settings import ENV, gateway_from_env
 
     settings = from_args(args)
-    gateway = gateway_from_env()
+    env = dict(os.environ)
+    if args.metrics_port is not None:
+        env[ENV["poller_metrics_port"]] = args.metrics_port
+    gateway = gateway_from_env(env)
     if not 0 < args.min_interval <= args.max_interval:
         raise GatewayConfigError("--min-interval must be > 0 and <= --max-interval")
     options = PollOptions(

@@ -16,6 +16,10 @@ keyed with the shared secret in STREAM_APP_WEBHOOK_SECRET (required). Unsigned o
 calls get 401; bodies over 64 KiB get 413; a signed body that is not a DLR gets 400 and is kept on
 dead-letters. customerMessageId "<messageId>:<attempt>" (the dispatcher's commandId) is split back.
 
+endpoints on the same --host/--port: GET /metrics (Prometheus: callbacks by result, statuses
+published) and GET /healthz (200, or 503 once the broker has refused every record for 60 s).
+Expose only the callback path to the internet (route /dlr alone through the TLS proxy).
+
 examples:
   STREAM_APP_WEBHOOK_SECRET=s3cret stream-app webhook --port 19310
   STREAM_APP_WEBHOOK_SECRET=s3cret stream-app gateway-sim --webhook-url http://127.0.0.1:19310/dlr

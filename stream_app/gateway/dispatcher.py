@@ -43,6 +43,7 @@ from stream_app.contracts import (
     RetryCommand,
     Status,
     decode_command,
+    decode_status,
     encode,
     from_ms,
     to_ms,
@@ -61,9 +62,11 @@ from stream_app.gateway.client import (
 )
 from stream_app.gateway.errors import GatewayAuthError
 from stream_app.gateway.kafka import copied_headers, dead_letter_headers, start_client, started_producer
+from stream_app.gateway.metrics import DispatcherMetrics, send_result
 from stream_app.gateway.sentlog import SendState, SentLog
 from stream_app.gateway.settings import GatewaySettings
 from stream_app.kafka_metadata import topic_partitions
+from stream_app.metrics_http import serving
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +118,7 @@ class Dispatcher:
         *,
         stop: asyncio.Event,
         clock: Callable[[], float] = time.time,
+        metrics: DispatcherMetrics | None = None,
     ) -> None:
         self.settings = settings
         self.gateway = gateway
@@ -134,10 +138,12 @@ class Dispatcher:
         self.active: dict[str, asyncio.Task[None]] = {}
         self.fatal: BaseException | None = None
         self.counts: Counter[str] = Counter()
+        self.metrics = metrics or DispatcherMetrics()
 
     # ------------------------------------------------------------------------------------ entry
     async def handle(self, record: ConsumerRecord[bytes, bytes]) -> bool:
         """Process one command record to its end. False when it was abandoned (stopping)."""
+        self.metrics.commands_in.inc()
         try:
             command = decode_command(record.value or b"")
             expected = f"{command.message_id}:{command.attempt}"
@@ -151,6 +157,7 @@ class Dispatcher:
         if running is not None:  # the same command twice in flight: the repeat waits for the first
             await asyncio.wait({running})
             self.counts["repeats"] += 1
+            self.metrics.sentlog_skips.labels("in_flight").inc()
             return not running.cancelled() and running.exception() is None
         task = asyncio.current_task()
         assert task is not None
@@ -169,16 +176,18 @@ class Dispatcher:
         headers = copied_headers(record.headers)
         if entry is not None and entry.state is SendState.DONE:
             self.counts["repeats"] += 1
+            self.metrics.sentlog_skips.labels("done").inc()
             log.debug("command %s already sent: repeat dropped", cid)
             return
         if entry is not None and entry.state is SendState.RESULT:
-            await self._publish(command, entry.payload, headers)
+            self.metrics.sentlog_skips.labels("result").inc()
+            await self._publish(command, entry.payload, headers, decode_status(entry.payload).status)
             return
         maybe_sent = entry is not None  # SENDING: the previous run may have sent it
         status = await self._send(command, maybe_sent)
         payload = encode(status)
         self.sent.put(cid, SendState.RESULT, self._now_ms(), payload)
-        await self._publish(command, payload, headers)
+        await self._publish(command, payload, headers, status.status)
 
     async def _produce(
         self, topic: str, value: bytes | None, key: bytes | None, headers: list[tuple[str, bytes]] | None
@@ -196,21 +205,26 @@ class Dispatcher:
             except KafkaError as exc:
                 failures += 1
                 self.counts["produce_retries"] += 1
+                self.metrics.produce_retries.inc()
                 log.warning("producing to %s failed (%s); retrying", topic, exc)
                 await self._pause(self._backoff(failures), None)
 
-    async def _publish(self, command: RetryCommand, payload: bytes, headers: list[tuple[str, bytes]]) -> None:
+    async def _publish(
+        self, command: RetryCommand, payload: bytes, headers: list[tuple[str, bytes]], status: Status
+    ) -> None:
         await self._produce(
             self.topics.delivery_status, payload, command.message_id.encode(), headers or None
         )
         self.sent.put(command.command_id, SendState.DONE, self._now_ms())
         self.counts["published"] += 1
+        self.metrics.statuses.labels(command.channel.value, status.value).inc()
 
     async def _dead_letter(self, record: ConsumerRecord[bytes, bytes], reason: str) -> None:
         log.warning("dead-lettering %s[%d]@%d: %s", record.topic, record.partition, record.offset, reason)
         headers = dead_letter_headers(reason, record.topic, record.partition, record.offset, "InvalidRecord")
         await self._produce(self.topics.dead_letters, record.value, record.key, headers)
         self.counts["dead_letters"] += 1
+        self.metrics.dead_letters.inc()
 
     # ------------------------------------------------------------------------------------ send
     def _now_ms(self) -> int:
@@ -244,7 +258,8 @@ class Dispatcher:
             raise _Stopped
 
     async def _ask_status(self, command: RetryCommand) -> StatusResult:
-        result = await self.client.status(command.command_id, command.channel)
+        with self.metrics.gateway_seconds.labels("status", command.channel.value).time():
+            result = await self.client.status(command.command_id, command.channel)
         if isinstance(result, Permanent) and result.status in (401, 403):
             raise GatewayAuthError(
                 f"the gateway refused the API key on the status endpoint (HTTP {result.status})"
@@ -264,11 +279,13 @@ class Dispatcher:
                 found = await self._ask_status(command)
                 if isinstance(found, Found):
                     self.counts["resolved_by_status"] += 1
+                    self.metrics.sentlog_skips.labels("status").inc()
                     provider_id = found.provider_message_id
                     return self._status(command, Status.ACCEPTED, reasons=[], provider_id=provider_id)
                 if isinstance(found, NotFound):
                     maybe_sent = False
                 elif deadline is not None and self._now_ms() >= deadline:
+                    self.metrics.not_after.labels(channel.value).inc()
                     return self._status(
                         command, Status.REJECTED, reasons=[NOT_SENT_BEFORE_NOT_AFTER, SEND_OUTCOME_UNKNOWN]
                     )
@@ -279,6 +296,7 @@ class Dispatcher:
                     continue
             if deadline is not None and self._now_ms() >= deadline:
                 self.counts["not_after"] += 1
+                self.metrics.not_after.labels(channel.value).inc()
                 return self._status(command, Status.REJECTED, reasons=[NOT_SENT_BEFORE_NOT_AFTER])
             limiter = self.limiters[channel]
             await limiter.acquire()
@@ -289,10 +307,12 @@ class Dispatcher:
                 if self.stop.is_set():
                     raise _Stopped
                 self.sent.put(cid, SendState.SENDING, self._now_ms())
-                result = await self.client.send(channel, body)
+                with self.metrics.gateway_seconds.labels("send", channel.value).time():
+                    result = await self.client.send(channel, body)
             finally:
                 limiter.release()
             self.counts["calls"] += 1
+            self.metrics.sends.labels(channel.value, send_result(result)).inc()
             match result:
                 case Accepted(provider_id, _parts):
                     self.counts["accepted"] += 1
@@ -425,12 +445,20 @@ class _Loop:
 
     async def run(self, stop: asyncio.Event) -> None:
         last_commit = time.monotonic()
+        metrics = self.dispatcher.metrics
         while not stop.is_set():
+            metrics.heartbeat.beat()
             self._flow_control()
             batches = await self.consumer.getmany(timeout_ms=200, max_records=500)
-            for records in batches.values():
+            for tp, records in batches.items():
                 for record in records:
                     self._spawn(record)
+                hw = self.consumer.highwater(tp)
+                if hw is not None and records:
+                    metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(
+                        max(0, hw - records[-1].offset - 1)
+                    )
+            metrics.in_flight.set(len(self.tasks))
             if time.monotonic() - last_commit >= COMMIT_INTERVAL or not batches:
                 await self.commit()
                 last_commit = time.monotonic()
@@ -507,6 +535,7 @@ async def run_dispatcher(
     """Run the dispatcher until ``stop`` is set; raises :class:`GatewayAuthError` on 401/403.
 
     ``dispatcher``, when given, receives the :class:`Dispatcher` (its ``counts`` are for tests).
+    ``/metrics`` and ``/healthz`` are served on ``gateway_settings.dispatcher_metrics_port`` (0: not).
     """
     stop = stop or asyncio.Event()
     sent = SentLog.open(settings.state_dir / "dispatcher-sent")
@@ -515,11 +544,17 @@ async def run_dispatcher(
         if pruned:
             log.info("sent-log: forgot %d commands older than the dedup window", pruned)
         await reconcile_results(settings, sent)
+        metrics = DispatcherMetrics()
+        # The endpoint comes up once the broker answered: an unreachable broker is the news then,
+        # not a metrics port.
         async with (
             started_producer(settings) as producer,
             GatewayClient.from_settings(gateway_settings) as client,
+            serving(metrics.registry, gateway_settings.dispatcher_metrics_port, healthy=metrics.healthy),
         ):
-            disp = Dispatcher(settings, gateway_settings, client, producer, sent, stop=stop, clock=clock)
+            disp = Dispatcher(
+                settings, gateway_settings, client, producer, sent, stop=stop, clock=clock, metrics=metrics
+            )
             if dispatcher is not None:
                 dispatcher.append(disp)
             consumer = AIOKafkaConsumer(

@@ -43,8 +43,10 @@ from stream_app.contracts import (
 from stream_app.gateway.client import Found, GatewayClient, NotFound, Permanent, RateLimited, StatusResult
 from stream_app.gateway.errors import GatewayAuthError, GatewayConfigError
 from stream_app.gateway.kafka import start_client, started_producer
+from stream_app.gateway.metrics import POLL_FAILED, POLL_RETRYABLE, PollerMetrics, poll_result
 from stream_app.gateway.settings import GatewaySettings
 from stream_app.kafka_metadata import topic_partitions
+from stream_app.metrics_http import serving
 
 log = logging.getLogger(__name__)
 
@@ -166,22 +168,31 @@ class Poller:
         client: GatewayClient,
         producer: AIOKafkaProducer,
         tracker: Tracker,
+        metrics: PollerMetrics | None = None,
     ) -> None:
         self.settings = settings
         self.client = client
         self.producer = producer
         self.tracker = tracker
+        self.metrics = metrics or PollerMetrics()
         self.polls = 0
         self.published = 0
 
     async def poll_one(self, item: InFlight) -> None:
-        result: StatusResult = await self.client.status(item.command_id, item.channel)
+        channel = item.channel.value
+        with self.metrics.gateway_seconds.labels("status", channel).time():
+            result: StatusResult = await self.client.status(item.command_id, item.channel)
         self.polls += 1
+        outcome = poll_result(result)
+        self.metrics.polls.labels(channel, outcome).inc()
+        if outcome in (POLL_RETRYABLE, POLL_FAILED):
+            self.metrics.errors.labels("gateway").inc()
         match result:
             case Found(status, code, reasons, occurred_at, provider_id):
                 rank = PROGRESS_RANK.get(status, 0)
                 failed = status in FAILURE_STATUSES
                 if not failed and rank == 0:
+                    self.metrics.errors.labels("unknown_status").inc()
                     log.warning("poller: unknown deliveryStatus %r for %s", status, item.command_id)
                 elif failed or rank > item.rank:
                     await self._publish(item, status, code, reasons, occurred_at, provider_id)
@@ -234,6 +245,7 @@ class Poller:
             self.settings.topics.delivery_status, encode(record), key=item.message_id.encode()
         )
         self.published += 1
+        self.metrics.statuses.labels(item.channel.value, record.status.value).inc()
 
 
 async def _feed(consumer: AIOKafkaConsumer, tracker: Tracker, stop: asyncio.Event) -> None:
@@ -257,10 +269,14 @@ async def run_poller(
     clock: Callable[[], float] = time.time,
     poller: list[Poller] | None = None,
 ) -> None:
-    """Run the poller until ``stop`` is set; raises :class:`GatewayAuthError` on 401/403."""
+    """Run the poller until ``stop`` is set; raises :class:`GatewayAuthError` on 401/403.
+
+    ``/metrics`` and ``/healthz`` are served on ``gateway_settings.poller_metrics_port`` (0: not).
+    """
     options = options or PollOptions(max_age=settings.max_flow_seconds)
     stop = stop or asyncio.Event()
     tracker = Tracker(options, clock)
+    metrics = PollerMetrics()
     topic = settings.topics.delivery_status
     consumer = AIOKafkaConsumer(**settings.kafka_client_kwargs(), enable_auto_commit=False)
     await start_client(consumer, settings)
@@ -280,8 +296,9 @@ async def run_poller(
         async with (
             started_producer(settings) as producer,
             GatewayClient.from_settings(gateway_settings) as client,
+            serving(metrics.registry, gateway_settings.poller_metrics_port, healthy=metrics.healthy),
         ):
-            runner = Poller(settings, client, producer, tracker)
+            runner = Poller(settings, client, producer, tracker, metrics)
             if poller is not None:
                 poller.append(runner)
             feeder = asyncio.create_task(_feed(consumer, tracker, stop))
@@ -313,10 +330,14 @@ async def _poll_loop(
                 failure.append(exc)
                 stop.set()
             except KafkaError as exc:  # the broker is away: poll again later, the change is still there
+                runner.metrics.errors.labels("publish").inc()
                 log.warning("poller: could not publish the status of %s (%s)", item.command_id, exc)
                 runner.tracker.reschedule(item)
 
+    metrics = runner.metrics
     while not stop.is_set():
+        metrics.heartbeat.beat()
+        metrics.in_flight.set(len(runner.tracker.attempts))
         if feeder.done():
             feeder.result()  # re-raise a consumer failure
         for item in runner.tracker.due(limit=options.concurrency * 4):

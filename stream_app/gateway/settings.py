@@ -24,7 +24,17 @@ ENV = {
     "backoff_base": "STREAM_APP_DISPATCH_BACKOFF_BASE_SECONDS",
     "backoff_max": "STREAM_APP_DISPATCH_BACKOFF_MAX_SECONDS",
     "webhook_secret": "STREAM_APP_WEBHOOK_SECRET",
+    "dispatcher_metrics_port": "STREAM_APP_DISPATCHER_METRICS_PORT",
+    "poller_metrics_port": "STREAM_APP_POLLER_METRICS_PORT",
 }
+
+
+#: Default metrics ports of ``stream-app dispatcher`` and ``stream-app poller``: next to the
+#: processor's 9464 and distinct from it, so all three run on one host with the defaults. One
+#: variable per service (not the processor's STREAM_APP_METRICS_PORT), so one environment file shared
+#: by every service cannot make two of them ask for the same port.
+DISPATCHER_METRICS_PORT = 9465
+POLLER_METRICS_PORT = 9466
 
 
 def parse_per_channel(raw: str, source: str, default: float) -> dict[Channel, float]:
@@ -68,6 +78,11 @@ class GatewaySettings:
     backoff_base: float = 0.2
     backoff_max: float = 30.0
     webhook_secret: bytes = field(default=b"", repr=False)
+    #: Ports of the dispatcher's and the poller's /metrics + /healthz endpoint (0 turns it off).
+    #: 0 here, so services run in-process (tests, the demo) bind no fixed port unless asked; the
+    #: CLI's defaults come from :func:`gateway_from_env` (:data:`DISPATCHER_METRICS_PORT`, ...).
+    dispatcher_metrics_port: int = 0
+    poller_metrics_port: int = 0
 
     def send_url(self, channel: Channel) -> str:
         return f"{self.url.rstrip('/')}/api/message-server/{channel.value.lower()}/send"
@@ -84,6 +99,15 @@ def _num(env: Mapping[str, str], name: str, default: float) -> float:
     if not value > 0:
         raise GatewayConfigError(f"{ENV[name]}: must be > 0, got {raw}")
     return value
+
+
+def _port(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(ENV[name], "").strip()
+    if raw == "":
+        return default
+    if not raw.isdigit() or int(raw) > 65535:
+        raise GatewayConfigError(f"{ENV[name]}: must be a port number 0-65535 (0 turns it off), got {raw!r}")
+    return int(raw)
 
 
 def gateway_from_env(environ: Mapping[str, str] | None = None, **overrides: object) -> GatewaySettings:
@@ -104,6 +128,8 @@ def gateway_from_env(environ: Mapping[str, str] | None = None, **overrides: obje
         backoff_base=_num(env, "backoff_base", base.backoff_base),
         backoff_max=_num(env, "backoff_max", base.backoff_max),
         webhook_secret=env.get(ENV["webhook_secret"], "").encode(),
+        dispatcher_metrics_port=_port(env, "dispatcher_metrics_port", DISPATCHER_METRICS_PORT),
+        poller_metrics_port=_port(env, "poller_metrics_port", POLLER_METRICS_PORT),
     )
     values = {k: v for k, v in overrides.items() if v is not None}
     if values:

@@ -22,6 +22,10 @@ together they take 1,000 concurrent callbacks on one core without threads.
 * The status is published whether or not its ACCEPTED has been seen: a DLR may beat the dispatcher's
   acknowledgement, and the processor orders them (CONTRACT.md).
 * 200 only after the broker acknowledged the record; 503 when it did not, so the gateway retries.
+* ``GET /metrics`` (Prometheus, :class:`~stream_app.gateway.metrics.WebhookMetrics`) and
+  ``GET /healthz`` are served by the same app on the same port: the receiver is already an HTTP
+  server, and a second port would be one more thing to open and to keep apart. ``/healthz`` is 503
+  once the broker has refused every record for STALL_SECONDS (an idle receiver is healthy).
 """
 
 from __future__ import annotations
@@ -44,9 +48,11 @@ from stream_app.config import Settings
 from stream_app.contracts import MAX_STEPS, DeliveryStatus, encode, reason_of
 from stream_app.gateway.errors import GatewayConfigError
 from stream_app.gateway.kafka import dead_letter_headers, started_producer
+from stream_app.gateway.metrics import WebhookMetrics
 from stream_app.gateway.serve import serve_app
 from stream_app.gateway.settings import GatewaySettings
 from stream_app.gateway.signing import SIGNATURE_HEADER, verify
+from stream_app.metrics_http import render
 
 log = logging.getLogger(__name__)
 
@@ -124,15 +130,23 @@ class WebhookReceiver:
         self.published = 0
         self.refused = 0
         self.dead_letters = 0
+        self.metrics = WebhookMetrics()
         self.app = Starlette(
             routes=[
                 Route(path, self.receive, methods=["POST"]),
                 Route("/healthz", self.healthz, methods=["GET"]),
+                Route("/metrics", self.metrics_page, methods=["GET"]),
             ]
         )
 
     async def healthz(self, request: Request) -> Response:
-        return _json(200, {"status": "ok"})
+        if self.metrics.healthy():
+            return _json(200, {"status": "ok"})
+        return _json(503, {"status": "stalled", "error": "the broker has refused every record lately"})
+
+    async def metrics_page(self, request: Request) -> Response:
+        body, content_type = render(self.metrics.registry)
+        return Response(body, headers={"Content-Type": content_type})
 
     async def _read(self, request: Request) -> bytes | None:
         """The body, or None when it is over the limit (read no further than the limit)."""
@@ -152,16 +166,20 @@ class WebhookReceiver:
         try:
             body = await self._read(request)
         except ClientDisconnect:
+            self._count("disconnected")
             return _json(400, {"error": "client disconnected"})
         if body is None:
             self.refused += 1
+            self._count("too_large")
             return _json(413, {"error": f"body over {MAX_BODY} bytes"})
         signature = request.headers.get(SIGNATURE_HEADER)
         if not signature:
             self.refused += 1
+            self._count("bad_signature")
             return _json(401, {"error": f"missing {SIGNATURE_HEADER} header"})
         if not verify(self.secret, body, signature):
             self.refused += 1
+            self._count("bad_signature")
             return _json(401, {"error": "signature does not match the body"})
         try:
             status = to_status(Dlr.model_validate_json(body))
@@ -174,9 +192,20 @@ class WebhookReceiver:
             )
         except KafkaError as exc:
             log.warning("could not publish a DLR (%s); the gateway will retry", exc)
+            self._unavailable()
             return _json(503, {"error": "could not publish; retry later"})
         self.published += 1
+        self.metrics.published()
+        self._count("accepted")
+        self.metrics.statuses.labels(status.channel.value, status.status.value).inc()
         return _json(200, {"status": "published"})
+
+    def _count(self, result: str) -> None:
+        self.metrics.callbacks.labels(result).inc()
+
+    def _unavailable(self) -> None:
+        self.metrics.publish_failed()
+        self._count("unavailable")
 
     async def _dead_letter(self, body: bytes, reason: str) -> Response:
         try:
@@ -187,8 +216,11 @@ class WebhookReceiver:
             )
         except KafkaError as exc:
             log.warning("could not dead-letter a bad DLR (%s)", exc)
+            self._unavailable()
             return _json(503, {"error": "could not record the bad DLR; retry later"})
         self.dead_letters += 1
+        self.metrics.published()
+        self._count("invalid_body")
         return _json(400, {"error": reason})
 
 

@@ -174,6 +174,7 @@ async def test_dispatcher_killed_mid_batch_and_restarted(kafka_bootstrap: str, t
             "STREAM_APP_GATEWAY_URL": url,
             "STREAM_APP_GATEWAY_API_KEY": "test-key",
             "STREAM_APP_DISPATCH_CONCURRENCY": "8",
+            "STREAM_APP_DISPATCHER_METRICS_PORT": "0",  # its default port may be taken on a shared host
         }
         cmd = [sys.executable, "-m", "stream_app", "dispatcher"]
 

@@ -12,7 +12,7 @@ import pytest
 from stream_app.cli import main
 from stream_app.contracts import Channel
 from stream_app.gateway.errors import GatewayConfigError
-from stream_app.gateway.settings import gateway_from_env, parse_per_channel
+from stream_app.gateway.settings import GatewaySettings, gateway_from_env, parse_per_channel
 from stream_app.gateway.testing import free_port
 
 
@@ -45,6 +45,44 @@ def test_bad_gateway_settings(env: dict[str, str], message: str) -> None:
         gateway_from_env(env)
 
 
+def test_metrics_ports_default_beside_the_processors_and_off_in_process() -> None:
+    s = gateway_from_env({})
+    assert (s.dispatcher_metrics_port, s.poller_metrics_port) == (9465, 9466)  # the processor: 9464
+    env = {"STREAM_APP_DISPATCHER_METRICS_PORT": "0", "STREAM_APP_POLLER_METRICS_PORT": " 19466 "}
+    assert (gateway_from_env(env).dispatcher_metrics_port, gateway_from_env(env).poller_metrics_port) == (
+        0,
+        19466,
+    )
+    # built in-process (tests, the demo): no fixed port unless asked for
+    assert (GatewaySettings().dispatcher_metrics_port, GatewaySettings().poller_metrics_port) == (0, 0)
+
+
+@pytest.mark.parametrize("raw", ["nine", "-1", "65536", "9465.5", "0x10"])
+@pytest.mark.parametrize("var", ["STREAM_APP_DISPATCHER_METRICS_PORT", "STREAM_APP_POLLER_METRICS_PORT"])
+def test_bad_metrics_ports_name_the_variable(var: str, raw: str) -> None:
+    with pytest.raises(GatewayConfigError, match=f"{var}: must be a port number 0-65535"):
+        gateway_from_env({var: raw})
+
+
+@pytest.mark.parametrize(
+    ("command", "names"),
+    [
+        ("dispatcher", ["--metrics-port", "STREAM_APP_DISPATCHER_METRICS_PORT", "9465"]),
+        ("poller", ["--metrics-port", "STREAM_APP_POLLER_METRICS_PORT", "9466"]),
+        ("webhook", []),
+    ],
+)
+def test_help_tells_where_metrics_are(
+    command: str, names: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    out = capsys.readouterr().out
+    assert "/metrics" in out and "/healthz" in out
+    for name in names:
+        assert name in out
+
+
 def test_api_key_and_secret_never_in_repr() -> None:
     s = gateway_from_env({"STREAM_APP_GATEWAY_API_KEY": "k-123-secret", "STREAM_APP_WEBHOOK_SECRET": "hm4c"})
     assert s.api_key == "k-123-secret" and s.webhook_secret == b"hm4c"
@@ -61,7 +99,9 @@ def test_help_teaches(command: str, capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def _run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    full = {k: v for k, v in os.environ.items() if not k.startswith("STREAM_APP_")} | env
+    # Metrics endpoints off unless a test asks: their fixed default ports may be taken on a shared host.
+    off = {"STREAM_APP_DISPATCHER_METRICS_PORT": "0", "STREAM_APP_POLLER_METRICS_PORT": "0"}
+    full = {k: v for k, v in os.environ.items() if not k.startswith("STREAM_APP_")} | off | env
     return subprocess.run(
         [sys.executable, "-m", "stream_app", *args], env=full, capture_output=True, text=True, timeout=60
     )
@@ -76,6 +116,12 @@ def _run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[st
         (["gateway-sim", "--time-scale", "0"], {}, "--time-scale: must be > 0"),
         (["dispatcher"], {"STREAM_APP_GATEWAY_URL": "gw.local"}, "must start with http"),
         (["poller", "--min-interval", "0"], {}, "--min-interval"),
+        (["dispatcher", "--metrics-port", "nope"], {}, "STREAM_APP_DISPATCHER_METRICS_PORT: must be a port"),
+        (
+            ["poller"],
+            {"STREAM_APP_POLLER_METRICS_PORT": "99999"},
+            "STREAM_APP_POLLER_METRICS_PORT: must be a port",
+        ),
     ],
 )
 def test_bad_input_is_one_line(args: list[str], env: dict[str, str], message: str) -> None:
