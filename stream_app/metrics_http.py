@@ -27,6 +27,12 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from stream_app.errors import EndpointPortInUse
 
+#: A service loop that has not turned for this long is wedged: the processor's turn is bounded by its
+#: getmany wait (<= 1 s) plus one batch, the dispatcher's and the poller's loops turn at least every
+#: 200 ms, so 60 s is far beyond any healthy pause (or a broker outage long enough that an
+#: orchestrator should know).
+STALL_SECONDS = 60.0
+
 #: Bound on reading one request (request line and headers together): a scraper answers in
 #: milliseconds; 5 s keeps a trickling client from holding a connection open for long.
 READ_TIMEOUT_SECONDS = 5.0
@@ -41,8 +47,8 @@ _TEXT = "text/plain; charset=utf-8"
 class Heartbeat:
     """``beat()`` from a service's loop; ``healthy()`` until no beat came for ``stall_seconds``.
 
-    The same idea as the processor's loop turn (stream_app.runtime.metrics.STALL_SECONDS): a loop
-    that stops turning is wedged, and an orchestrator probing ``/healthz`` should know.
+    A loop that stops turning is wedged (:data:`STALL_SECONDS`), and an orchestrator probing
+    ``/healthz`` should know.
     """
 
     def __init__(self, stall_seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
@@ -139,3 +145,4 @@ async def serving(
         yield server
     finally:
         server.close()
+        await server.wait_closed()

@@ -26,11 +26,7 @@ from stream_app.gateway.client import (
     StatusResult,
     Transient,
 )
-from stream_app.metrics_http import Heartbeat
-
-#: A loop that has not turned for 60 s is wedged (the processor's STALL_SECONDS): the dispatcher's
-#: and the poller's loops turn at least every 200 ms, so this is far beyond any healthy pause.
-STALL_SECONDS = 60.0
+from stream_app.metrics_http import STALL_SECONDS, Heartbeat
 
 #: Gateway answer times: a submit usually takes 50-500 ms; the tail up to the 10 s client timeout
 #: (STREAM_APP_GATEWAY_TIMEOUT_SECONDS) must stay visible, as it is what slows sending down.

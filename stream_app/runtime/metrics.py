@@ -1,4 +1,4 @@
-"""Prometheus metrics of one processor, and :func:`serve` to expose them.
+"""Prometheus metrics of one processor.
 
 Each processor gets its own :class:`CollectorRegistry`, so two processors in one Python process (as
 the tests run them) never collide on metric names. The endpoint (:mod:`stream_app.metrics_http`) is
@@ -8,17 +8,9 @@ an ``asyncio`` server on the processor's own loop: ``/metrics`` (Prometheus text
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import Callable
-
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from stream_app import metrics_http
-
-# A loop turn is bounded by the getmany wait (<= 1 s) plus one batch; 60 s without a turn means the
-# loop is wedged (or paused by a broker outage long enough that an orchestrator should know).
-STALL_SECONDS = 60.0
+from stream_app.metrics_http import STALL_SECONDS, Heartbeat
 
 # Firing lateness buckets: a healthy loop fires within a few ms of the deadline; a restore after a
 # crash fires overdue timers seconds or minutes late, and both must be visible.
@@ -78,21 +70,11 @@ class Metrics:
         self.errors = Counter(
             "stream_app_loop_errors", "Loop turns that failed and were retried", ["kind"], registry=r
         )
-        self.last_turn = time.monotonic()
+        #: Beaten once per loop turn; ``/healthz`` is 503 after STALL_SECONDS without a turn.
+        self.heartbeat = Heartbeat(STALL_SECONDS)
 
     def turned(self) -> None:
-        self.last_turn = time.monotonic()
+        self.heartbeat.beat()
 
     def healthy(self) -> bool:
-        return time.monotonic() - self.last_turn < STALL_SECONDS
-
-
-async def serve(
-    metrics: Metrics, port: int, host: str = "0.0.0.0", *, healthy: Callable[[], bool] | None = None
-) -> asyncio.Server:
-    """Start the ``/metrics`` + ``/healthz`` endpoint; the caller closes the returned server.
-
-    The endpoint itself is :func:`stream_app.metrics_http.serve`, shared with the gateway services;
-    this wrapper keeps the processor's call (its metrics, its loop's health) as it was.
-    """
-    return await metrics_http.serve(metrics.registry, port, host, healthy=healthy or metrics.healthy)
+        return self.heartbeat.healthy()

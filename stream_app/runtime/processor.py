@@ -58,10 +58,11 @@ from stream_app.fallback import (
     encode_state,
 )
 from stream_app.kafka_metadata import topic_partitions
+from stream_app.metrics_http import serving
 from stream_app.runtime.commit import complete_at_least_once, complete_transactional
 from stream_app.runtime.errors import NotCoPartitioned, TransactionsUnsupported
 from stream_app.runtime.logs import LOGGER, log, mask
-from stream_app.runtime.metrics import Metrics, serve
+from stream_app.runtime.metrics import Metrics
 from stream_app.runtime.restore import restore
 from stream_app.runtime.topology import check_topics, co_partitioned
 from stream_app.runtime.work import Change, Headers, Out, Work
@@ -159,9 +160,10 @@ class Processor:
         return self._producer
 
     async def run(self) -> None:
-        server = None
-        if self.settings.metrics_port:
-            server = await serve(self.metrics, self.settings.metrics_port)
+        async with serving(self.metrics.registry, self.settings.metrics_port, healthy=self.metrics.healthy):
+            await self._run()
+
+    async def _run(self) -> None:
         try:
             await self._start()
             loop_task = asyncio.create_task(self._loop(), name="stream-app-processor-loop")
@@ -184,9 +186,6 @@ class Processor:
                             await task
         finally:
             await self._shutdown()
-            if server is not None:
-                server.close()
-                await server.wait_closed()
 
     async def _start(self) -> None:
         s = self.settings
