@@ -60,6 +60,10 @@ class Settings:
     #: half of Kafka's default 1 MiB message.max.bytes leaves room for the state's own fields and the
     #: headers: no output of an accepted input can then be too large for the broker.
     max_request_bytes: int = 512 * 1024
+    #: Static group membership (KIP-345): a stable name per instance (e.g. the pod name). A restarted
+    #: instance with the same name gets its partitions back at once, with no rebalance, if it is back
+    #: within the session timeout. Empty: dynamic membership.
+    instance_id: str = ""
     # Kafka security pass-through (KAFKA_SECURITY_PROTOCOL, KAFKA_SASL_*, KAFKA_SSL_*).
     security: Mapping[str, str] = field(default_factory=dict)
 
@@ -105,6 +109,7 @@ ENV: dict[str, str] = {
     "metrics_port": "STREAM_APP_METRICS_PORT",
     "partitions": "STREAM_APP_PARTITIONS",
     "max_request_bytes": "STREAM_APP_MAX_REQUEST_BYTES",
+    "instance_id": "STREAM_APP_INSTANCE_ID",
 }
 
 #: Kafka security environment variables -> aiokafka keyword.
@@ -133,6 +138,8 @@ _HELP: dict[str, str] = {
     "partitions": "partitions per topic for `topics create`",
     "max_request_bytes": "largest input record in bytes; larger ones go to dead-letters "
     "(keep it at most half the broker's message.max.bytes)",
+    "instance_id": "static group membership: a name unique to this instance and stable across its "
+    "restarts (e.g. the pod name); empty: dynamic membership",
 }
 
 

@@ -21,7 +21,7 @@ from stream_app.admin.connect import REQUEST_TIMEOUT_MS, start_or_unreachable
 from stream_app.admin.errors import KafkaFailure, TopicsMissing
 from stream_app.config import Settings
 from stream_app.contracts import InvalidRecord, LateStatus, Outcome, decode_outcome
-from stream_app.kafka_metadata import topic_partitions
+from stream_app.kafka.metadata import topic_partitions
 
 #: How long one fetch may wait for new records before the loop looks at ``stop`` again, in ms:
 #: a Ctrl-C or SIGTERM is honoured within this time.

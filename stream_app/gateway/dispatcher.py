@@ -65,7 +65,8 @@ from stream_app.gateway.kafka import copied_headers, dead_letter_headers, start_
 from stream_app.gateway.metrics import DispatcherMetrics, send_result
 from stream_app.gateway.sentlog import SendState, SentLog
 from stream_app.gateway.settings import GatewaySettings
-from stream_app.kafka_metadata import topic_partitions
+from stream_app.kafka import install_fixes
+from stream_app.kafka.metadata import topic_partitions
 from stream_app.metrics_http import serving
 
 log = logging.getLogger(__name__)
@@ -557,6 +558,7 @@ async def run_dispatcher(
             )
             if dispatcher is not None:
                 dispatcher.append(disp)
+            install_fixes()  # a coordinator's group-level offset error is not "nothing committed"
             consumer = AIOKafkaConsumer(
                 **settings.kafka_client_kwargs(),
                 group_id=f"{settings.app_id}-dispatcher",

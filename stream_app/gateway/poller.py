@@ -45,7 +45,7 @@ from stream_app.gateway.errors import GatewayAuthError, GatewayConfigError
 from stream_app.gateway.kafka import start_client, started_producer
 from stream_app.gateway.metrics import POLL_FAILED, POLL_RETRYABLE, PollerMetrics, poll_result
 from stream_app.gateway.settings import GatewaySettings
-from stream_app.kafka_metadata import topic_partitions
+from stream_app.kafka.metadata import topic_partitions
 from stream_app.metrics_http import serving
 
 log = logging.getLogger(__name__)

@@ -67,6 +67,14 @@ class Metrics:
         self.batch_seconds = Histogram(
             "stream_app_batch_seconds", "Time to process and commit one batch", registry=r
         )
+        self.input_gaps = Counter(
+            "stream_app_input_gaps",
+            "Input batches that did not start where the last one ended, by what was done: rewind "
+            "(first sighting), gap_confirmed (nothing readable there), gap_repaired (records had been "
+            "skipped: a bug, read again), overlap (already processed, dropped)",
+            ["kind"],
+            registry=r,
+        )
         self.errors = Counter(
             "stream_app_loop_errors", "Loop turns that failed and were retried", ["kind"], registry=r
         )

@@ -57,12 +57,14 @@ from stream_app.fallback import (
     decode_state,
     encode_state,
 )
-from stream_app.kafka_metadata import topic_partitions
+from stream_app.kafka import CommittedOffsetUnknown, committed_offsets, install_fixes
+from stream_app.kafka.metadata import topic_partitions
 from stream_app.metrics_http import serving
 from stream_app.runtime.commit import complete_at_least_once, complete_transactional
 from stream_app.runtime.errors import NotCoPartitioned, TransactionsUnsupported
 from stream_app.runtime.logs import LOGGER, log, mask
 from stream_app.runtime.metrics import Metrics
+from stream_app.runtime.positions import Check, Positions
 from stream_app.runtime.restore import restore
 from stream_app.runtime.topology import check_topics, co_partitioned
 from stream_app.runtime.work import Change, Headers, Out, Work
@@ -138,6 +140,9 @@ class Processor:
         self._producer: AIOKafkaProducer | None = None
         self._restorer: AIOKafkaConsumer | None = None
         self._revoking = False
+        self._assigned = asyncio.Event()  # set by an assignment, cleared by a revoke
+        #: Expected next offset of every input partition whose store is restored (the skip guard).
+        self.positions = Positions()
         self._generation = 0  # +1 per revoke: a turn that straddles one must not flush its stores
         self._idle = asyncio.Event()
         self._fatal: BaseException | None = None
@@ -146,6 +151,7 @@ class Processor:
         # Apache Kafka answers ListOffsets(latest) with the true end; Tansu (the local broker) with
         # the last batch's base offset + 1. Not trusting it costs one fetch per restored partition.
         self._trust_list_offsets = False
+        install_fixes()
 
     # ------------------------------------------------------------------------------------ lifecycle
 
@@ -199,6 +205,9 @@ class Processor:
             isolation_level="read_committed" if self.exactly_once else "read_uncommitted",
             max_poll_interval_ms=MAX_POLL_INTERVAL_MS,
             rebalance_timeout_ms=REBALANCE_TIMEOUT_MS,
+            # Static membership: a restarted instance with the same id takes its partitions back
+            # without a rebalance, as long as it is back within the session timeout.
+            group_instance_id=s.instance_id or None,
         )
         try:
             await self.consumer.start()
@@ -282,6 +291,7 @@ class Processor:
 
     async def _on_revoked(self, revoked: set[TopicPartition]) -> None:
         self._revoking = True
+        self._assigned.clear()
         self._generation += 1
         # The loop sets _idle only between turns (inside getmany or a backoff). Waiting for it is not a
         # lock: the loop never waits for the listener, so this cannot deadlock getmany().
@@ -301,6 +311,7 @@ class Processor:
         if odd:
             self._fatal = NotCoPartitioned(sorted(odd))
         self._revoking = False
+        self._assigned.set()
         self.metrics.assigned_partitions.set(len(owned))
         log(logging.INFO, "partitions_assigned", partitions=",".join(map(str, sorted(owned))))
 
@@ -330,6 +341,8 @@ class Processor:
         store = self.stores.pop(p, None)
         if store is not None:
             store.close()
+        for topic in (self.topics.send_requests, self.topics.delivery_status):
+            self.positions.forget(TopicPartition(topic, p))
 
     async def _start_txn_producer(self, p: int) -> None:
         # One transactional producer per input partition (the Faust model): aiokafka lacks KIP-447,
@@ -353,11 +366,22 @@ class Processor:
     # -------------------------------------------------------------------------------------- restore
 
     async def _restore(self, parts: list[int]) -> None:
-        """Open and restore the stores of ``parts`` (see :func:`~stream_app.runtime.restore.restore`)."""
+        """Open and restore the stores of ``parts``, then read their inputs from the committed offsets.
+
+        One committed-offset answer serves both the restore's skip rule and the input positions, so
+        the two always agree; an offset the coordinator does not answer stops here with
+        :class:`CommittedOffsetUnknown` (the turn is retried), never as "nothing committed".
+        """
         assert self._restorer is not None
+        consumer = self.consumer
+        t = self.topics
+        inputs = [TopicPartition(topic, p) for p in parts for topic in (t.send_requests, t.delivery_status)]
+        committed = await committed_offsets(consumer, inputs, group=self.settings.app_id)
+        fresh = [tp for tp, off in committed.items() if off is None]
+        beginnings = await consumer.beginning_offsets(fresh) if fresh else {}
         stores = await restore(
             self._restorer,
-            self._committed,
+            committed,
             root=self.root,
             topics=self.topics,
             parts=parts,
@@ -367,10 +391,13 @@ class Processor:
         for p, store in stores.items():
             self.stores[p] = store
             self.metrics.pending_timers.labels(str(p)).set(store.pending_count())
-
-    async def _committed(self, topic: str, p: int) -> int:
-        offset = await self.consumer.committed(TopicPartition(topic, p))
-        return 0 if offset is None else int(offset)
+        for tp in inputs:
+            off = committed[tp]
+            start = int(beginnings[tp]) if off is None else off
+            # Our own seek, not aiokafka's position: records it fetched for this partition before
+            # now are dropped with the old position, and the skip guard starts from this offset.
+            consumer.seek(tp, start)
+            self.positions.start(tp, start)
 
     # ----------------------------------------------------------------------------------------- loop
 
@@ -382,7 +409,7 @@ class Processor:
             try:
                 await self._turn()
                 backoff = BACKOFF_MIN_S
-            except (KafkaError, OSError, TimeoutError, StoreLocked) as exc:
+            except (KafkaError, OSError, TimeoutError, StoreLocked, CommittedOffsetUnknown) as exc:
                 # StoreLocked: the previous owner of a partition (another instance sharing this state
                 # dir, or our own turn cut short by a revoke) has not closed it yet; it will.
                 self.metrics.errors.labels(type(exc).__name__).inc()
@@ -404,21 +431,18 @@ class Processor:
                 self.metrics.turned()
 
     async def _rewind(self) -> None:
-        """Start over from what is durable: drop staged store writes, seek inputs to committed."""
+        """Start over from what is durable: drop staged store writes and every input position.
+
+        The next turn restores every owned partition and seeks its inputs to the committed offsets
+        (:meth:`_restore`), so nothing staged by the failed turn survives it.
+        """
         for p in list(self.stores):
             self._close_store(p)
+        self.positions.clear()
         # A failed transaction may have left its producer fenced or in an abortable state: new ones
         # are started (InitProducerId fences any zombie) when the stores are restored.
         for p in list(self.txn_producers):
             await self._stop_txn_producer(p)
-        if self._revoking:
-            return
-        for tp in self.consumer.assignment():
-            offset = await self.consumer.committed(tp)
-            if offset is None:
-                await self.consumer.seek_to_beginning(tp)
-            else:
-                self.consumer.seek(tp, offset)
 
     def _wait_ms(self, now: int) -> int:
         wait = MAX_WAIT_MS
@@ -431,28 +455,41 @@ class Processor:
     async def _turn(self) -> None:
         consumer = self.consumer
         if self._revoking:
+            # Wait for the new assignment without fetching: a fetch now could return the first
+            # records of a partition assigned meanwhile, which this turn could not process.
             self._idle.set()
-            await consumer.getmany(timeout_ms=100)  # lets the rebalance finish; records are dropped
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._assigned.wait(), MAX_WAIT_MS / 1000)
             return
+        self._idle.clear()  # busy until getmany(): a revoke now waits for the restore to finish
         await self._reconcile()
+        generation = self._generation
         self._idle.set()
         try:
             batch = await consumer.getmany(timeout_ms=self._wait_ms(self.clock()), max_records=MAX_RECORDS)
         finally:
             self._idle.clear()
-        if self._revoking or (self.stop.is_set() and not batch):
+        if self._revoking or generation != self._generation:
+            # A rebalance began (or ended) inside getmany(): nothing of this batch is processed, so
+            # none of it may stay consumed. Partitions still ours are read again from its first
+            # records; revoked ones restart from their committed offsets wherever they go.
+            self._put_back(batch)
             return
-        generation = self._generation
+        if self.stop.is_set() and not batch:
+            return
         started = time.monotonic()
         now = self.clock()
         work = Work()
+        taken: list[TopicPartition] = []
         for tp, records in batch.items():
-            if tp.partition not in self.stores:
-                # Assigned during this very getmany(), so not restored yet: the fetch position has
-                # moved past these records, so move it back and read them again after the restore.
-                consumer.seek(tp, records[0].offset)
-                continue
-            self._records(tp, records, now, work)
+            admitted = self._admit(tp, records)
+            if admitted:
+                self._records(tp, admitted, now, work)
+                taken.append(tp)
+        for tp in taken:
+            # The fetch position, not last offset + 1: it already steps over transaction markers
+            # inside the fetch, so only a hole between fetches is checked by the next _admit().
+            self.positions.advance(tp, await consumer.position(tp))
         fired = self._fire_timers(now, work)
         if not work.empty():
             processed = time.monotonic()
@@ -478,6 +515,48 @@ class Processor:
             self._last_gauges = time.monotonic()
             for p, store in self.stores.items():
                 self.metrics.pending_timers.labels(str(p)).set(store.pending_count())
+
+    def _put_back(self, batch: dict[TopicPartition, list[ConsumerRecord]]) -> None:
+        """Seek every still-assigned partition of an unprocessed batch back to its first record."""
+        assigned = self.consumer.assignment()
+        for tp, records in batch.items():
+            if records and tp in assigned:
+                self.consumer.seek(tp, records[0].offset)
+
+    def _admit(self, tp: TopicPartition, records: list[ConsumerRecord]) -> list[ConsumerRecord]:
+        """The records of a fetched batch that may be processed now (see :mod:`.positions`).
+
+        Anything not admitted is either read again (the partition is sought back) or was processed
+        already in this generation: an input is never skipped in silence.
+        """
+        if not records:
+            return records
+        first = records[0].offset
+        verdict, expected = self.positions.check(tp, first)
+        if verdict is Check.PROCESS:
+            return records
+        if verdict is Check.UNOWNED:
+            # Assigned during this very getmany(), so not restored yet: read these records again
+            # once the restore has sought the partition to its committed offset.
+            if tp in self.consumer.assignment():
+                self.consumer.seek(tp, first)
+            return []
+        self.metrics.input_gaps.labels(verdict.value).inc()
+        fields = {"topic": tp.topic, "partition": tp.partition, "expected": expected, "first": first}
+        if verdict is Check.REWIND:
+            log(logging.WARNING, "input_gap_rewinding", **fields)
+            self.consumer.seek(tp, expected)
+            return []
+        if verdict is Check.GAP_REPAIRED:
+            log(logging.ERROR, "input_gap_repaired", detail="records had been skipped; read again", **fields)
+            return records
+        if verdict is Check.GAP_CONFIRMED:
+            why = "no readable record there (transaction markers, aborted records, retention)"
+            log(logging.INFO, "input_gap_confirmed", detail=why, **fields)
+            return records
+        # OVERLAP: the records below the expected offset were processed in this generation already.
+        log(logging.WARNING, "input_overlap_dropped", **fields)
+        return [r for r in records if r.offset >= expected]
 
     # ------------------------------------------------------------------------------------- records
 

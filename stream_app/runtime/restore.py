@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,7 +41,7 @@ class Replay:
 
 async def restore(
     rc: AIOKafkaConsumer,
-    committed: Callable[[str, int], Awaitable[int]],
+    committed: Mapping[TopicPartition, int | None],
     *,
     root: Path,
     topics: Topics,
@@ -54,7 +54,10 @@ async def restore(
     All partitions are replayed together by one consumer (a partition with nothing to replay costs
     no fetch), with progress logged and exported. A record whose input offset is at or past the
     committed offset of that input is skipped: the input is read again and must meet the state it
-    was decided against (DESIGN.md, checkpoint order).
+    was decided against (DESIGN.md, checkpoint order). ``committed`` holds the committed offset of
+    both inputs of every partition in ``parts``, as the coordinator answered it: None only when
+    the group never committed one (an unknown offset must never reach here as None, or every
+    changelog record would be skipped and the flows wiped).
     """
     changelog = topics.changelog
     stores: dict[int, PartitionStore] = {}
@@ -75,8 +78,8 @@ async def restore(
                 todo[p] = Replay(
                     start=start,
                     end=ends[tp],
-                    req_limit=await committed(topics.send_requests, p),
-                    st_limit=await committed(topics.delivery_status, p),
+                    req_limit=committed[TopicPartition(topics.send_requests, p)] or 0,
+                    st_limit=committed[TopicPartition(topics.delivery_status, p)] or 0,
                 )
         if todo:
             await replay(rc, stores, tps, todo, metrics)

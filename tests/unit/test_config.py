@@ -39,6 +39,7 @@ def test_environment_names_of_contract_md() -> None:
             "STREAM_APP_ORPHAN_STATUS_SECONDS": "30.5",
             "STREAM_APP_PROCESSING_GUARANTEE": "exactly_once",
             "STREAM_APP_MAX_REQUEST_BYTES": "2048",
+            "STREAM_APP_INSTANCE_ID": "processor-0",
         }
     )
     assert s.bootstrap_servers == "k1:9092,k2:9092"
@@ -47,6 +48,7 @@ def test_environment_names_of_contract_md() -> None:
     assert s.orphan_status_seconds == 30.5
     assert s.processing_guarantee == "exactly_once"
     assert s.max_request_bytes == 2048
+    assert s.instance_id == "processor-0"
     assert s.topics == Topics(
         send_requests="prod.send-requests",
         delivery_status="prod.delivery-status",

@@ -172,9 +172,16 @@ class ProcessorProcess:
     """``stream-app processor`` as a child process (so a test can kill -9 it), logging to a file."""
 
     def __init__(
-        self, settings: Settings, log_path: Path, *, state_dir: Path | None = None, log_level: str = "info"
+        self,
+        settings: Settings,
+        log_path: Path,
+        *,
+        state_dir: Path | None = None,
+        log_level: str = "info",
+        instance_id: str = "",
     ) -> None:
         self.settings = settings
+        self.instance_id = instance_id
         self.log_level = log_level
         self.log_path = log_path
         self.state_dir = state_dir or Path(settings.state_dir)
@@ -193,6 +200,7 @@ class ProcessorProcess:
             STREAM_APP_STATE_DIR=str(self.state_dir),
             STREAM_APP_METRICS_PORT=str(s.metrics_port),
             STREAM_APP_PROCESSING_GUARANTEE=s.processing_guarantee,
+            STREAM_APP_INSTANCE_ID=self.instance_id,
         )
         return env
 

@@ -6,7 +6,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 
 from stream_app.config import Settings
-from stream_app.kafka_metadata import topic_partitions
+from stream_app.kafka.metadata import topic_partitions
 from tests.support.kafka import create_topics, unique_prefix
 from tests.support.mock_kafka import MOCK_PARTITIONS, auto_create, mock_cluster
 

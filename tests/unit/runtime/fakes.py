@@ -1,0 +1,169 @@
+"""Broker-free stand-ins for the processor's aiokafka clients, with aiokafka's position semantics.
+
+Only what the processor's turn calls is modelled, and modelled as aiokafka does it: ``getmany()``
+returns records from each assigned partition's position and moves the position past them; ``seek``
+moves it; ``commit`` stores offsets that ``committed`` answers; a partition not assigned refuses a
+seek. A test scripts the group coordinator through :attr:`FakeConsumer.during_getmany`, a
+coroutine run inside a ``getmany()`` call, which is where aiokafka's rebalance callbacks land.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from aiokafka.errors import IllegalStateError
+from aiokafka.structs import ConsumerRecord, TopicPartition
+
+
+def record(tp: TopicPartition, offset: int, key: bytes, value: bytes) -> ConsumerRecord[bytes, bytes]:
+    return ConsumerRecord(tp.topic, tp.partition, offset, 0, 0, key, value, None, len(key), len(value), [])
+
+
+class FakeConsumer:
+    """The group consumer: per-partition logs, positions, an assignment and committed offsets."""
+
+    def __init__(self) -> None:
+        self.logs: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]] = defaultdict(list)
+        self.positions: dict[TopicPartition, int] = {}
+        self.assigned: set[TopicPartition] = set()
+        self.commits: dict[TopicPartition, int] = {}
+        self.commit_calls: list[dict[TopicPartition, int]] = []
+        #: Run inside the next getmany() call, then cleared: where a rebalance lands.
+        self.during_getmany: Callable[[], Awaitable[None]] | None = None
+        self.getmany_calls = 0
+        #: Answers of committed() before the real one, e.g. an exception for a coordinator error.
+        self.committed_script: list[BaseException] = []
+
+    def append(self, tp: TopicPartition, key: bytes, value: bytes, *, offset: int | None = None) -> None:
+        """Append a record; an ``offset`` past the end leaves a hole (like transaction markers)."""
+        log = self.logs[tp]
+        nxt = log[-1].offset + 1 if log else 0
+        log.append(record(tp, nxt if offset is None else offset, key, value))
+
+    def assign_now(self, tps: set[TopicPartition]) -> None:
+        """What aiokafka does on an assignment: positions start at the committed offsets."""
+        self.assigned = set(tps)
+        self.positions = {tp: self.commits.get(tp, 0) for tp in tps}
+
+    # ---- the aiokafka API the processor uses
+    def assignment(self) -> set[TopicPartition]:
+        return set(self.assigned)
+
+    async def getmany(
+        self, *tps: TopicPartition, timeout_ms: int = 0, max_records: int | None = None
+    ) -> dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]:
+        self.getmany_calls += 1
+        hook, self.during_getmany = self.during_getmany, None
+        if hook is not None:
+            await hook()
+        else:
+            await asyncio.sleep(0)
+        out: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]] = {}
+        for tp in sorted(self.assigned):
+            pos = self.positions[tp]
+            records = [r for r in self.logs[tp] if r.offset >= pos]
+            if max_records is not None:
+                records = records[:max_records]
+            if records:
+                out[tp] = records
+                self.positions[tp] = records[-1].offset + 1
+        return out
+
+    def seek(self, tp: TopicPartition, offset: int) -> None:
+        if tp not in self.assigned:
+            raise IllegalStateError(f"No current assignment for partition {tp}")
+        self.positions[tp] = offset
+
+    async def position(self, tp: TopicPartition) -> int:
+        if tp not in self.assigned:
+            raise IllegalStateError(f"No current assignment for partition {tp}")
+        return self.positions[tp]
+
+    async def committed(self, tp: TopicPartition) -> int | None:
+        if self.committed_script:
+            raise self.committed_script.pop(0)
+        return self.commits.get(tp)
+
+    async def commit(self, offsets: dict[TopicPartition, int]) -> None:
+        self.commit_calls.append(dict(offsets))
+        self.commits.update(offsets)
+
+    async def beginning_offsets(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
+        return dict.fromkeys(tps, 0)
+
+    def highwater(self, tp: TopicPartition) -> int:
+        log = self.logs[tp]
+        return log[-1].offset + 1 if log else 0
+
+
+class FakeRestorer:
+    """The restore consumer of an empty changelog: nothing to replay."""
+
+    async def end_offsets(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
+        return dict.fromkeys(tps, 0)
+
+    async def beginning_offsets(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
+        return dict.fromkeys(tps, 0)
+
+
+@dataclass
+class Sent:
+    topic: str
+    partition: int | None
+    key: bytes | None
+    value: bytes | None
+
+
+class _Batch:
+    def __init__(self) -> None:
+        self.items: list[tuple[bytes | None, bytes | None]] = []
+
+    def append(self, *, key: bytes | None, value: bytes | None, timestamp: Any, headers: Any) -> object:
+        self.items.append((key, value))
+        return object()
+
+    def record_count(self) -> int:
+        return len(self.items)
+
+
+@dataclass
+class _Meta:
+    offset: int
+
+
+class FakeProducer:
+    """A producer whose every send is delivered at once, with per-partition offsets."""
+
+    def __init__(self) -> None:
+        self.sent: list[Sent] = []
+        self._next: dict[tuple[str, int | None], int] = defaultdict(int)
+
+    def _deliver(self, topic: str, partition: int | None, n: int) -> asyncio.Future[_Meta]:
+        fut: asyncio.Future[_Meta] = asyncio.get_running_loop().create_future()
+        fut.set_result(_Meta(self._next[(topic, partition)]))
+        self._next[(topic, partition)] += n
+        return fut
+
+    async def send(
+        self,
+        topic: str,
+        value: bytes | None,
+        *,
+        key: bytes | None = None,
+        partition: int | None = None,
+        headers: Any = None,
+    ) -> asyncio.Future[_Meta]:
+        self.sent.append(Sent(topic, partition, key, value))
+        return self._deliver(topic, partition, 1)
+
+    def create_batch(self) -> _Batch:
+        return _Batch()
+
+    async def send_batch(self, batch: _Batch, topic: str, *, partition: int) -> asyncio.Future[_Meta]:
+        for key, value in batch.items:
+            self.sent.append(Sent(topic, partition, key, value))
+        return self._deliver(topic, partition, len(batch.items))
