@@ -29,6 +29,8 @@ class Topics:
     outcomes: str
     dead_letters: str
     changelog: str
+    #: The dispatchers' sent-log, partition p belonging to partition p of retry-commands.
+    sentlog: str
 
     @classmethod
     def of(cls, prefix: str = "", app_id: str = "fallback-processor") -> Topics:
@@ -39,6 +41,7 @@ class Topics:
             outcomes=f"{prefix}outcomes",
             dead_letters=f"{prefix}dead-letters",
             changelog=f"{prefix}{app_id}-flows-changelog",
+            sentlog=f"{prefix}{app_id}-dispatcher-sentlog",
         )
 
 

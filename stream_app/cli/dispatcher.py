@@ -24,15 +24,17 @@ endpoints: http://HOST:9465/metrics (Prometheus: commands in, sends by channel a
 latency, sent-log skips, dead letters, consumer lag) and /healthz (200 while the loop turns, 503
 when it has been stuck for 60 s)
 
-Each commandId is sent at most once, across restarts too: a local record of sent commands lives under
-STREAM_APP_STATE_DIR/dispatcher-sent (keep it on a persistent volume; one dispatcher per directory).
+Each commandId is sent at most once, across restarts, rebalances and any number of dispatchers in the
+group: the record of sent commands is the compacted topic <prefix><app-id>-dispatcher-sentlog (created
+by `stream-app topics create`), partition p of which moves with partition p of retry-commands. No
+local state: a dispatcher needs no persistent volume.
 
 examples:
   stream-app gateway-sim --port 19300 &
   STREAM_APP_GATEWAY_API_KEY=test stream-app dispatcher --bootstrap-servers localhost:9092
 
   STREAM_APP_GATEWAY_URL=https://lora-api.example.com STREAM_APP_GATEWAY_API_KEY=... \\
-  STREAM_APP_DISPATCH_RATE=SMS=50,WHATSAPP=20 stream-app dispatcher --state-dir /var/lib/stream-app
+  STREAM_APP_DISPATCH_RATE=SMS=50,WHATSAPP=20 stream-app dispatcher
 """
 
 
@@ -50,7 +52,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    add_options(p, "bootstrap_servers", "topic_prefix", "app_id", "state_dir", "dedup_seconds")
+    add_options(p, "bootstrap_servers", "topic_prefix", "app_id", "dedup_seconds")
     p.add_argument("--gateway-url", default=None, help="gateway base URL (env STREAM_APP_GATEWAY_URL)")
     p.add_argument("--concurrency", default=None, help="per channel, e.g. 16 or SMS=32,WHATSAPP=8")
     p.add_argument("--rate", default=None, help="sends/s per channel, e.g. SMS=50 (0 = no limit)")

@@ -155,6 +155,25 @@ CATALOGUE: tuple[TopicSpec, ...] = (
         headers=(),
         value_format="application/octet-stream",
     ),
+    TopicSpec(
+        id="sentlog",
+        stem="{appId}-dispatcher-sentlog",
+        direction="internal",
+        key="commandId (UTF-8)",
+        values=(),
+        # Co-partitioned with retry-commands: partition p holds what the dispatcher owning partition p
+        # of retry-commands has sent, and moves with it on a rebalance.
+        co_partitioned=True,
+        # Compacted: only the latest state per commandId matters; old DONE entries get tombstones.
+        configs={"cleanup.policy": "compact"},
+        description=(
+            "The dispatchers' record of each commandId's send (intent, answer, published), one record per "
+            "change; restored by whichever dispatcher owns the partition, so a commandId reaches the "
+            "gateway at most once across rebalances. Internal: do not produce or depend on its format."
+        ),
+        headers=(),
+        value_format="application/octet-stream",
+    ),
 )
 
 

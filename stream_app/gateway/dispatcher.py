@@ -3,12 +3,12 @@
 Per command (record of ``retry-commands``):
 
 1. Decode it; an invalid record goes to ``dead-letters`` with Connect headers, and the loop goes on.
-2. Look its commandId up in the :class:`~stream_app.gateway.sentlog.SentLog`. DONE: a repeat from the
-   processor, dropped. RESULT: publish the recorded status again. SENDING: a previous run crashed
-   around the call, so ask the gateway's status endpoint whether it has the message before anything
-   else (found: ACCEPTED; not found: send).
-3. Record SENDING, call the gateway (per-channel concurrency and rate limits), record RESULT,
-   publish the status, record DONE.
+2. Look its commandId up in the :class:`~stream_app.gateway.sentlog.SentLog` of its partition. DONE: a
+   repeat from the processor, dropped. RESULT: publish the recorded status again. SENDING: a previous
+   owner crashed or gave the partition up around the call, so ask the gateway's status endpoint
+   whether it has the message before anything else (found: ACCEPTED; not found: send).
+3. Record SENDING (acknowledged on the sent-log topic), call the gateway (per-channel concurrency and
+   rate limits), record RESULT, publish the status, record DONE.
 4. 429, 5xx, timeouts and resets are retried with exponential backoff and full jitter, at least the
    ``Retry-After`` the gateway asked for. After an answer that may have been lost (a timeout, a reset,
    a 5xx) the status endpoint is asked before the next send, so a lost answer is never a second send.
@@ -18,6 +18,11 @@ Per command (record of ``retry-commands``):
 Offsets are committed by hand, per partition, up to the lowest offset still in flight, so a crash
 re-reads only unfinished commands and the sent-log makes those safe. 401/403 from the gateway stop
 the dispatcher with a one-line error: with a wrong API key every send would fail.
+
+Rebalances (any number of dispatchers in the group ``<app-id>-dispatcher``): a newly assigned
+partition's sent-log is restored from its changelog before any of its commands is handled; a
+revoked partition takes no new command, its calls in flight finish (bounded by the HTTP timeout) and
+their answers are recorded and published, its offsets are committed, and only then is it released.
 """
 
 from __future__ import annotations
@@ -60,10 +65,10 @@ from stream_app.gateway.client import (
     Transient,
     build_body,
 )
-from stream_app.gateway.errors import GatewayAuthError
+from stream_app.gateway.errors import GatewayAuthError, GatewayConfigError
 from stream_app.gateway.kafka import copied_headers, dead_letter_headers, start_client, started_producer
 from stream_app.gateway.metrics import DispatcherMetrics, send_result
-from stream_app.gateway.sentlog import SendState, SentLog
+from stream_app.gateway.sentlog import PartitionLog, SendState, SentLog, restore
 from stream_app.gateway.settings import GatewaySettings
 from stream_app.kafka import install_fixes
 from stream_app.kafka.metadata import topic_partitions
@@ -79,6 +84,12 @@ SEND_OUTCOME_UNKNOWN = "SEND_OUTCOME_UNKNOWN"
 COMMIT_INTERVAL = 1.0
 #: Bound on waiting for in-flight sends at shutdown; what is left is re-read after a restart.
 SHUTDOWN_GRACE = 10.0
+#: Beyond the HTTP timeout, how long a revoke waits for a partition's calls in flight to record their
+#: answers (two acknowledged sent-log writes and one status publication: well under a second on a
+#: healthy broker; 5 s leaves room for a slow one).
+REVOKE_MARGIN_S = 5.0
+#: DONE entries older than the dedup window are deleted this often (seconds).
+PRUNE_EVERY_S = 600.0
 
 
 class _Stopped(Exception):
@@ -115,7 +126,7 @@ class Dispatcher:
         gateway: GatewaySettings,
         client: GatewayClient,
         producer: AIOKafkaProducer,
-        sent: SentLog,
+        sent: SentLog | None = None,
         *,
         stop: asyncio.Event,
         clock: Callable[[], float] = time.time,
@@ -125,7 +136,7 @@ class Dispatcher:
         self.gateway = gateway
         self.client = client
         self.producer = producer
-        self.sent = sent
+        self.sent = sent or SentLog(self._write_sentlog)
         self.stop = stop
         self.clock = clock
         self.topics = settings.topics
@@ -137,6 +148,9 @@ class Dispatcher:
             for ch in Channel
         }
         self.active: dict[str, asyncio.Task[None]] = {}
+        #: Partitions being given up: no new gateway call for their commands (see _halted).
+        self.releasing: set[int] = set()
+        self._halts: dict[int, asyncio.Event] = {}
         self.fatal: BaseException | None = None
         self.counts: Counter[str] = Counter()
         self.metrics = metrics or DispatcherMetrics()
@@ -172,8 +186,10 @@ class Dispatcher:
             self.active.pop(cid, None)
 
     async def _dispatch(self, command: RetryCommand, record: ConsumerRecord[bytes, bytes]) -> None:
-        cid = command.command_id
-        entry = self.sent.get(cid)
+        cid, p = command.command_id, record.partition
+        if not self.sent.owns(p):  # given up meanwhile: the next owner handles it, with its sent-log
+            raise _Stopped
+        entry = self.sent.get(p, cid)
         headers = copied_headers(record.headers)
         if entry is not None and entry.state is SendState.DONE:
             self.counts["repeats"] += 1
@@ -182,16 +198,25 @@ class Dispatcher:
             return
         if entry is not None and entry.state is SendState.RESULT:
             self.metrics.sentlog_skips.labels("result").inc()
-            await self._publish(command, entry.payload, headers, decode_status(entry.payload).status)
+            await self._publish(p, command, entry.payload, headers, decode_status(entry.payload).status)
             return
-        maybe_sent = entry is not None  # SENDING: the previous run may have sent it
-        status = await self._send(command, maybe_sent)
+        maybe_sent = entry is not None  # SENDING: the previous owner may have sent it
+        status = await self._send(p, command, maybe_sent)
         payload = encode(status)
-        self.sent.put(cid, SendState.RESULT, self._now_ms(), payload)
-        await self._publish(command, payload, headers, status.status)
+        await self.sent.put(p, cid, SendState.RESULT, self._now_ms(), payload)
+        await self._publish(p, command, payload, headers, status.status)
+
+    async def _write_sentlog(self, p: int, key: bytes, value: bytes | None) -> None:
+        await self._produce(self.topics.sentlog, value, key, None, partition=p)
 
     async def _produce(
-        self, topic: str, value: bytes | None, key: bytes | None, headers: list[tuple[str, bytes]] | None
+        self,
+        topic: str,
+        value: bytes | None,
+        key: bytes | None,
+        headers: list[tuple[str, bytes]] | None,
+        *,
+        partition: int | None = None,
     ) -> None:
         """Produce and await the acknowledgement, riding out a broker outage until stopping.
 
@@ -201,7 +226,7 @@ class Dispatcher:
         failures = 0
         while True:
             try:
-                await self.producer.send_and_wait(topic, value, key=key, headers=headers)
+                await self.producer.send_and_wait(topic, value, key=key, headers=headers, partition=partition)
                 return
             except KafkaError as exc:
                 failures += 1
@@ -211,12 +236,12 @@ class Dispatcher:
                 await self._pause(self._backoff(failures), None)
 
     async def _publish(
-        self, command: RetryCommand, payload: bytes, headers: list[tuple[str, bytes]], status: Status
+        self, p: int, command: RetryCommand, payload: bytes, headers: list[tuple[str, bytes]], status: Status
     ) -> None:
         await self._produce(
             self.topics.delivery_status, payload, command.message_id.encode(), headers or None
         )
-        self.sent.put(command.command_id, SendState.DONE, self._now_ms())
+        await self.sent.put(p, command.command_id, SendState.DONE, self._now_ms())
         self.counts["published"] += 1
         self.metrics.statuses.labels(command.channel.value, status.value).inc()
 
@@ -249,13 +274,43 @@ class Dispatcher:
         cap = min(self.gateway.backoff_max, self.gateway.backoff_base * 2 ** min(failures, 30))
         return random.uniform(0, cap)
 
-    async def _pause(self, seconds: float, deadline_ms: int | None) -> None:
-        """Sleep ``seconds`` (not past the deadline); raise :class:`_Stopped` if stopping."""
+    def halt(self, p: int) -> asyncio.Event:
+        """Set when partition ``p`` is being given up (or the dispatcher stops)."""
+        event = self._halts.get(p)
+        if event is None:
+            event = self._halts[p] = asyncio.Event()
+            if self.stop.is_set() or p in self.releasing:
+                event.set()
+        return event
+
+    def release(self, parts: set[int]) -> None:
+        """Partitions ``parts`` take no new gateway call from now on; calls in flight finish."""
+        self.releasing |= parts
+        for p in parts:
+            self.halt(p).set()
+
+    def adopt(self, parts: set[int]) -> None:
+        """Partitions ``parts`` (their sent-log restored) are dispatched again."""
+        self.releasing -= parts
+        for p in parts:
+            self._halts.pop(p, None)
+
+    def halt_all(self) -> None:
+        for event in self._halts.values():
+            event.set()
+
+    def _halted(self, p: int) -> bool:
+        return self.stop.is_set() or p in self.releasing
+
+    async def _pause(self, seconds: float, deadline_ms: int | None, p: int | None = None) -> None:
+        """Sleep ``seconds`` (not past the deadline); raise :class:`_Stopped` if stopping, or if
+        partition ``p`` is being given up (its command is then re-read by the next owner)."""
         if deadline_ms is not None:
             seconds = min(seconds, max(0.0, (deadline_ms - self._now_ms()) / 1000))
+        event = self.stop if p is None else self.halt(p)
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.stop.wait(), seconds)
-        if self.stop.is_set():
+            await asyncio.wait_for(event.wait(), seconds)
+        if self.stop.is_set() or (p is not None and self._halted(p)):
             raise _Stopped
 
     async def _ask_status(self, command: RetryCommand) -> StatusResult:
@@ -267,14 +322,14 @@ class Dispatcher:
             )
         return result
 
-    async def _send(self, command: RetryCommand, maybe_sent: bool) -> DeliveryStatus:
+    async def _send(self, p: int, command: RetryCommand, maybe_sent: bool) -> DeliveryStatus:
         """Send ``command`` once, retrying what may be retried; the ACCEPTED/REJECTED status."""
         cid, channel = command.command_id, command.channel
         deadline = to_ms(command.not_after) if command.not_after is not None else None
         body = build_body(command)
         failures = 0
         while True:
-            if self.stop.is_set():
+            if self._halted(p):
                 raise _Stopped
             if maybe_sent:
                 found = await self._ask_status(command)
@@ -293,7 +348,7 @@ class Dispatcher:
                 else:
                     failures += 1
                     wait = found.retry_after if isinstance(found, RateLimited) and found.retry_after else 0.0
-                    await self._pause(max(wait, self._backoff(failures)), deadline)
+                    await self._pause(max(wait, self._backoff(failures)), deadline, p)
                     continue
             if deadline is not None and self._now_ms() >= deadline:
                 self.counts["not_after"] += 1
@@ -305,9 +360,13 @@ class Dispatcher:
                 limiter.release()
                 continue
             try:
-                if self.stop.is_set():
+                if self._halted(p):
                     raise _Stopped
-                self.sent.put(cid, SendState.SENDING, self._now_ms())
+                # The intent, acknowledged by the brokers before the call: whoever owns the
+                # partition next knows this command may have reached the gateway.
+                await self.sent.put(p, cid, SendState.SENDING, self._now_ms())
+                if self._halted(p):  # given up while the intent was written: no call
+                    raise _Stopped
                 with self.metrics.gateway_seconds.labels("send", channel.value).time():
                     result = await self.client.send(channel, body)
             finally:
@@ -332,13 +391,13 @@ class Dispatcher:
                 case RateLimited(retry_after):
                     failures += 1
                     self.counts["rate_limited"] += 1
-                    await self._pause(max(retry_after or 0.0, self._backoff(failures)), deadline)
+                    await self._pause(max(retry_after or 0.0, self._backoff(failures)), deadline, p)
                 case Transient(error, maybe):
                     failures += 1
                     self.counts["transient"] += 1
                     maybe_sent = maybe_sent or maybe
                     log.info("send of %s failed (%s); retrying", cid, error)
-                    await self._pause(self._backoff(failures), deadline)
+                    await self._pause(self._backoff(failures), deadline, p)
 
 
 class _Offsets:
@@ -384,19 +443,31 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         self.loop = loop
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        await self.loop.commit(set(revoked))
-        self.loop.offsets.forget(set(revoked))
+        await self.loop.release(set(revoked))
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        log.info("dispatcher assigned %d partitions", len(assigned))
+        await self.loop.adopt(set(assigned))
 
 
 class _Loop:
-    def __init__(self, consumer: AIOKafkaConsumer, dispatcher: Dispatcher, max_in_flight: int) -> None:
+    def __init__(
+        self,
+        consumer: AIOKafkaConsumer,
+        dispatcher: Dispatcher,
+        max_in_flight: int,
+        *,
+        restorer: AIOKafkaConsumer | None = None,
+        revoke_wait_s: float = 15.0,
+    ) -> None:
         self.consumer = consumer
         self.dispatcher = dispatcher
+        self.restorer = restorer
+        self.revoke_wait_s = revoke_wait_s
         self.offsets = _Offsets()
         self.tasks: set[asyncio.Task[None]] = set()
+        self.by_partition: dict[int, set[asyncio.Task[None]]] = {}
+        #: Sent-logs of partitions revoked in this rebalance: kept in case they come straight back.
+        self.parked: dict[int, PartitionLog] = {}
         self.max_in_flight = max_in_flight
         self.paused = False
 
@@ -412,9 +483,60 @@ class _Loop:
             return
         self.offsets.committed.update(offsets)
 
+    async def release(self, revoked: set[TopicPartition]) -> None:
+        """Give partitions up: no new call, calls in flight record their answers, offsets committed.
+
+        Called by aiokafka before the group reassigns them (the group waits for it, within the
+        rebalance timeout). A call still running after ``revoke_wait_s`` (past the HTTP timeout, so
+        only when the broker is too slow to take the answers) is cancelled; its command is then in
+        doubt for the next owner, which asks the gateway's status endpoint instead of sending.
+        """
+        disp = self.dispatcher
+        parts = {tp.partition for tp in revoked}
+        disp.release(parts)
+        running = {t for p in parts for t in self.by_partition.get(p, ())}
+        if running:
+            _, late = await asyncio.wait(running, timeout=self.revoke_wait_s)
+            for task in late:
+                task.cancel()
+            if late:
+                log.warning(
+                    "revoke: cancelled %d calls still running after %.0f s", len(late), self.revoke_wait_s
+                )
+                await asyncio.wait(late)
+        await self.commit(revoked)
+        self.offsets.forget(revoked)
+        for p in parts:
+            part = disp.sent.partitions.pop(p, None)
+            if part is not None:
+                self.parked[p] = part
+        log.info("dispatcher released partitions %s (%d calls finished first)", _names(parts), len(running))
+
+    async def adopt(self, assigned: set[TopicPartition]) -> None:
+        """Restore the sent-log of each newly owned partition before any of its commands runs."""
+        disp = self.dispatcher
+        parts = {tp.partition for tp in assigned}
+        # A partition revoked and assigned back in the same rebalance had no other owner meanwhile.
+        kept = {p: self.parked.pop(p) for p in parts if p in self.parked}
+        self.parked.clear()
+        fresh = sorted(parts - kept.keys())
+        restored: dict[int, PartitionLog] = {}
+        if fresh and self.restorer is not None:
+            restored = await restore(self.restorer, disp.topics.sentlog, fresh)
+        elif fresh:
+            restored = {p: PartitionLog() for p in fresh}
+        if restored:
+            # Before the partitions count as owned: their commands wait until it is done.
+            await reconcile_results(disp.settings, disp.sent.detached(restored))
+        disp.sent.partitions.update(kept)
+        disp.sent.partitions.update(restored)
+        disp.adopt(parts)
+        log.info("dispatcher assigned partitions %s (%d restored)", _names(parts), len(restored))
+
     def _spawn(self, record: ConsumerRecord[bytes, bytes]) -> None:
         tp = TopicPartition(record.topic, record.partition)
         self.offsets.start(tp, record.offset)
+        p = record.partition
 
         async def run() -> None:
             try:
@@ -423,6 +545,8 @@ class _Loop:
                 self.dispatcher.fatal = exc
                 self.dispatcher.stop.set()
                 return
+            except asyncio.CancelledError:
+                return  # given up by a revoke or a stop: the offset stays uncommitted
             except Exception as exc:  # a bug must not kill the loop silently, nor commit past it
                 log.exception("command at %s[%d]@%d failed", record.topic, record.partition, record.offset)
                 self.dispatcher.fatal = exc
@@ -433,7 +557,14 @@ class _Loop:
 
         task = asyncio.create_task(run())
         self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
+        group = self.by_partition.setdefault(p, set())
+        group.add(task)
+
+        def forget(t: asyncio.Task[None]) -> None:
+            self.tasks.discard(t)
+            group.discard(t)
+
+        task.add_done_callback(forget)
 
     def _flow_control(self) -> None:
         assigned = list(self.consumer.assignment())
@@ -445,17 +576,27 @@ class _Loop:
             self.paused = False
 
     async def run(self, stop: asyncio.Event) -> None:
-        last_commit = time.monotonic()
-        metrics = self.dispatcher.metrics
+        last_commit = last_prune = time.monotonic()
+        disp = self.dispatcher
+        metrics = disp.metrics
         while not stop.is_set():
             metrics.heartbeat.beat()
             self._flow_control()
             batches = await self.consumer.getmany(timeout_ms=200, max_records=500)
             for tp, records in batches.items():
+                if not records:
+                    continue
+                p = tp.partition
+                if not disp.sent.owns(p) or p in disp.releasing:
+                    # Not restored yet (fetched while its assignment callback runs) or being given
+                    # up: not handled here. One still ours is read again from here once restored.
+                    if not disp.sent.owns(p) and p not in disp.releasing and tp in self.consumer.assignment():
+                        self.consumer.seek(tp, records[0].offset)
+                    continue
                 for record in records:
                     self._spawn(record)
                 hw = self.consumer.highwater(tp)
-                if hw is not None and records:
+                if hw is not None:
                     metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(
                         max(0, hw - records[-1].offset - 1)
                     )
@@ -463,6 +604,13 @@ class _Loop:
             if time.monotonic() - last_commit >= COMMIT_INTERVAL or not batches:
                 await self.commit()
                 last_commit = time.monotonic()
+            if time.monotonic() - last_prune >= PRUNE_EVERY_S:
+                last_prune = time.monotonic()
+                horizon = disp._now_ms() - int(disp.settings.dedup_seconds * 1000)
+                pruned = await disp.sent.prune(horizon)
+                if pruned:
+                    log.info("sent-log: forgot %d commands older than the dedup window", pruned)
+        disp.halt_all()
         if self.tasks:
             await asyncio.wait(set(self.tasks), timeout=SHUTDOWN_GRACE)
         for task in list(self.tasks):
@@ -470,24 +618,33 @@ class _Loop:
         await self.commit()
 
 
+def _names(parts: set[int]) -> str:
+    return ",".join(map(str, sorted(parts))) or "none"
+
+
 #: Statuses are looked for from this long before the oldest unconfirmed one was recorded (10 s: room
 #: for the producer's linger and retries, and for clock steps between the two processes' writes).
 RECONCILE_MARGIN_MS = 10_000
 
 
-async def reconcile_results(settings: Settings, sent: SentLog) -> int:
-    """Mark DONE every RESULT entry whose status already is on ``delivery-status``.
+async def reconcile_results(settings: Settings, sent: SentLog, parts: set[int] | None = None) -> int:
+    """Mark DONE every RESULT entry (of ``parts``; default all owned) already on ``delivery-status``.
 
     A crash between a status's publication and its DONE record leaves RESULT behind; publishing it
-    again on restart would repeat the status. The broker has no transactions to make the two one
-    step (Tansu), so at start-up the tail of ``delivery-status`` written since the oldest such entry
-    is read and compared byte for byte (the payload carries its own ``occurredAt``, so it is unique).
-    Returns how many entries were confirmed.
+    again would repeat the status. The broker has no transactions to make the two one step (Tansu),
+    so when a partition's sent-log is restored the tail of ``delivery-status`` written since the
+    oldest such entry is read and compared byte for byte (the payload carries its own
+    ``occurredAt``, so it is unique). Returns how many entries were confirmed.
     """
-    waiting = {e.payload: cid for cid, e in sent.entries() if e.state is SendState.RESULT}
+    results = [
+        (p, cid, e)
+        for p, cid, e in sent.entries()
+        if e.state is SendState.RESULT and (parts is None or p in parts)
+    ]
+    waiting = {e.payload: (p, cid) for p, cid, e in results}
     if not waiting:
         return 0
-    since = min(e.at_ms for _, e in sent.entries() if e.state is SendState.RESULT) - RECONCILE_MARGIN_MS
+    since = min(e.at_ms for _, _, e in results) - RECONCILE_MARGIN_MS
     topic = settings.topics.delivery_status
     consumer = AIOKafkaConsumer(**settings.kafka_client_kwargs(), enable_auto_commit=False)
     await start_client(consumer, settings)
@@ -509,9 +666,9 @@ async def reconcile_results(settings: Settings, sent: SentLog) -> int:
         while remaining:
             for tp, records in (await consumer.getmany(*remaining, timeout_ms=500)).items():
                 for record in records:
-                    cid = waiting.pop(record.value or b"", None)
-                    if cid is not None:
-                        sent.put(cid, SendState.DONE, record.timestamp)
+                    found = waiting.pop(record.value or b"", None)
+                    if found is not None:
+                        await sent.put(found[0], found[1], SendState.DONE, record.timestamp)
                         confirmed += 1
                 if records and records[-1].offset + 1 >= ends[tp]:
                     remaining.discard(tp)
@@ -539,13 +696,13 @@ async def run_dispatcher(
     ``/metrics`` and ``/healthz`` are served on ``gateway_settings.dispatcher_metrics_port`` (0: not).
     """
     stop = stop or asyncio.Event()
-    sent = SentLog.open(settings.state_dir / "dispatcher-sent")
+    install_fixes()  # a coordinator's group-level offset error is not "nothing committed"
+    metrics = DispatcherMetrics()
+    t = settings.topics
+    restorer = AIOKafkaConsumer(**settings.kafka_client_kwargs(), enable_auto_commit=False)
+    await start_client(restorer, settings)
     try:
-        pruned = sent.prune(int(clock() * 1000) - int(settings.dedup_seconds * 1000))
-        if pruned:
-            log.info("sent-log: forgot %d commands older than the dedup window", pruned)
-        await reconcile_results(settings, sent)
-        metrics = DispatcherMetrics()
+        check_sentlog_topic(await topic_partitions(restorer), t.retry_commands, t.sentlog)
         # The endpoint comes up once the broker answered: an unreachable broker is the news then,
         # not a metrics port.
         async with (
@@ -554,29 +711,48 @@ async def run_dispatcher(
             serving(metrics.registry, gateway_settings.dispatcher_metrics_port, healthy=metrics.healthy),
         ):
             disp = Dispatcher(
-                settings, gateway_settings, client, producer, sent, stop=stop, clock=clock, metrics=metrics
+                settings, gateway_settings, client, producer, stop=stop, clock=clock, metrics=metrics
             )
             if dispatcher is not None:
                 dispatcher.append(disp)
-            install_fixes()  # a coordinator's group-level offset error is not "nothing committed"
+            revoke_wait = gateway_settings.timeout + REVOKE_MARGIN_S
             consumer = AIOKafkaConsumer(
                 **settings.kafka_client_kwargs(),
                 group_id=f"{settings.app_id}-dispatcher",
                 enable_auto_commit=False,
                 auto_offset_reset="earliest",
+                # The group waits this long for members to give partitions up: past the revoke's own
+                # bound, so a member finishing its calls is not thrown out of the group for it.
+                rebalance_timeout_ms=int((revoke_wait + 30) * 1000),
             )
-            loop = _Loop(consumer, disp, gateway_settings.max_in_flight)
-            consumer.subscribe([settings.topics.retry_commands], listener=_Rebalance(loop))
+            loop = _Loop(
+                consumer, disp, gateway_settings.max_in_flight, restorer=restorer, revoke_wait_s=revoke_wait
+            )
+            consumer.subscribe([t.retry_commands], listener=_Rebalance(loop))
             await start_client(consumer, settings, bounded=False)  # a group member: see start_client
             try:
                 if ready is not None:
                     ready.set()
-                topic = settings.topics.retry_commands
-                log.info("dispatcher consuming %s -> %s", topic, gateway_settings.url)
+                log.info("dispatcher consuming %s -> %s", t.retry_commands, gateway_settings.url)
                 await loop.run(stop)
             finally:
                 await consumer.stop()
             if disp.fatal is not None:
                 raise disp.fatal
     finally:
-        sent.close()
+        await restorer.stop()
+
+
+def check_sentlog_topic(counts: dict[str, int], commands: str, sentlog: str) -> None:
+    """Refuse to start without the sent-log topic, or with one not co-partitioned with the commands."""
+    if sentlog not in counts or commands not in counts:
+        missing = ", ".join(name for name in (commands, sentlog) if name not in counts)
+        raise GatewayConfigError(
+            f"missing topic(s) {missing}; run `stream-app topics create` with the same "
+            "KAFKA_BOOTSTRAP_SERVERS, STREAM_APP_TOPIC_PREFIX and STREAM_APP_APP_ID"
+        )
+    if counts[sentlog] != counts[commands]:
+        raise GatewayConfigError(
+            f"{sentlog} has {counts[sentlog]} partitions and {commands} {counts[commands]}: partition p "
+            "of the sent-log belongs to partition p of the commands, so they need one count"
+        )

@@ -1,36 +1,38 @@
-"""The dispatcher's durable record of the commandIds it has sent: never the same commandId twice.
+"""The dispatcher's sent-log: which commandIds it has sent, as partitioned, durable group state.
 
-Choice: a local RocksDB (rocksdict) under ``STREAM_APP_STATE_DIR``, not a compacted topic. The
-record must be durable BEFORE each HTTP call; a local write (WAL append, tens of microseconds, no
-broker round trip) keeps that off the send's latency and works while the broker is slow or away,
-and a restart needs no replay of a topic to know what was sent. The cost: the record lives with the
-state directory, so run one dispatcher per state directory on a persistent volume (as the processor
-does), and a dispatcher moved to a new volume starts with an empty record (documented in the README).
+Why a compacted topic, not a local file: any number of dispatchers share ``retry-commands`` in one
+consumer group, and a partition moves between them on every rebalance, restart or scale-out. The
+record of what partition p has sent must move with p, so it lives in the changelog topic
+``<prefix><app-id>-dispatcher-sentlog``, partition p of which belongs to partition p of
+``retry-commands`` (same partition count, checked at start). The owner of p keeps p's entries in
+memory; a new owner reads the partition back (:func:`restore`) before it handles any command of p.
 
-Each commandId goes through three states, written in this order:
+Each commandId goes through three states, each written to the changelog and acknowledged by the
+brokers (``acks=all``) before the dispatcher goes on:
 
-* ``SENDING``: written before every call. Found at start, the call may or may not have reached the
-  gateway, so the dispatcher asks the gateway's status endpoint instead of resending.
-* ``RESULT``: the answer is known; the value holds the DeliveryStatus bytes to publish. Found at
-  start, those bytes are published again (the crash came between the answer and its publication).
+* ``SENDING``: written before every gateway call (the intent). Found by a later owner, the call may
+  or may not have reached the gateway, so it asks the gateway's status endpoint instead of sending.
+* ``RESULT``: the answer is known; the value holds the DeliveryStatus bytes to publish. Found by a
+  later owner, those bytes are published (the crash came between the answer and its publication),
+  unless they already are on ``delivery-status``.
 * ``DONE``: the status is on ``delivery-status``; a repeat command is dropped.
 
-The WAL is written on every put, so a killed process (``kill -9``) loses nothing; only a machine
-crash can lose the last writes, unless ``sync`` is set (an fsync per write, a few ms on most disks).
-Entries older than the dedup window are pruned (the processor repeats a command only while
-replaying after its own crash, minutes at most).
+DONE entries older than the dedup window are deleted with a tombstone (the processor repeats a
+command only while replaying after its own crash, minutes at most), so compaction bounds the topic.
 """
 
 from __future__ import annotations
 
+import logging
 import struct
-from dataclasses import dataclass
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from enum import Enum
-from pathlib import Path
 
-from rocksdict import Options, Rdict, WriteOptions
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from stream_app.gateway.errors import GatewayConfigError
+log = logging.getLogger(__name__)
 
 _HEADER = struct.Struct(">cq")  # state byte + epoch ms
 
@@ -48,55 +50,137 @@ class Entry:
     payload: bytes
 
 
+def encode_entry(state: SendState, at_ms: int, payload: bytes = b"") -> bytes:
+    """The changelog value of an entry."""
+    return _HEADER.pack(state.value, at_ms) + payload
+
+
+def decode_entry(raw: bytes) -> Entry:
+    """An entry from its changelog value; ``ValueError`` when it is not one."""
+    if len(raw) < _HEADER.size:
+        raise ValueError(f"sent-log value of {len(raw)} bytes, shorter than its {_HEADER.size}-byte header")
+    state, at_ms = _HEADER.unpack_from(raw)
+    return Entry(SendState(state), at_ms, bytes(raw[_HEADER.size :]))
+
+
+@dataclass(slots=True)
+class PartitionLog:
+    """One partition's entries, in memory: commandId -> :class:`Entry`."""
+
+    entries: dict[str, Entry] = field(default_factory=dict)
+
+    def apply(self, key: bytes | None, value: bytes | None) -> None:
+        """Replay one changelog record (a tombstone deletes); a foreign record raises ValueError."""
+        if key is None:
+            raise ValueError("sent-log record without a key")
+        cid = key.decode()
+        if value is None:
+            self.entries.pop(cid, None)
+        else:
+            self.entries[cid] = decode_entry(value)
+
+    def done_before(self, at_ms: int) -> list[str]:
+        return [cid for cid, e in self.entries.items() if e.state is SendState.DONE and e.at_ms < at_ms]
+
+
+#: Writes a changelog record to a partition and returns once the brokers acknowledged it.
+Write = Callable[[int, bytes, bytes | None], Awaitable[None]]
+
+
 class SentLog:
-    """commandId -> :class:`Entry`, on local disk."""
+    """The sent-log of the partitions this dispatcher owns; every change is durable before it counts."""
 
-    def __init__(self, db: Rdict, sync: bool) -> None:
-        self._db = db
-        self._write = WriteOptions()
-        self._write.sync = sync
+    def __init__(self, write: Write) -> None:
+        self._write = write
+        self.partitions: dict[int, PartitionLog] = {}
 
-    @classmethod
-    def open(cls, path: Path, *, sync: bool = False) -> SentLog:
-        path.mkdir(parents=True, exist_ok=True)
-        try:
-            db = Rdict(str(path), Options(raw_mode=True))
-        except Exception as exc:  # rocksdict raises a bare Exception for a held LOCK
-            raise GatewayConfigError(
-                f"cannot open the dispatcher's sent-log at {path}: {exc}; is another dispatcher "
-                "using this STREAM_APP_STATE_DIR?"
-            ) from None
-        return cls(db, sync)
+    def detached(self, partitions: dict[int, PartitionLog]) -> SentLog:
+        """A sent-log of ``partitions`` that writes to the same changelog, not (yet) owned by this one."""
+        other = SentLog(self._write)
+        other.partitions = partitions
+        return other
 
-    def get(self, command_id: str) -> Entry | None:
-        raw = self._db.get(command_id.encode())
-        if raw is None:
-            return None
-        state, at_ms = _HEADER.unpack_from(raw)
-        return Entry(SendState(state), at_ms, bytes(raw[_HEADER.size :]))
+    def owns(self, p: int) -> bool:
+        return p in self.partitions
 
-    def put(self, command_id: str, state: SendState, at_ms: int, payload: bytes = b"") -> None:
-        self._db.put(command_id.encode(), _HEADER.pack(state.value, at_ms) + payload, self._write)
+    def get(self, p: int, command_id: str) -> Entry | None:
+        return self.partitions[p].entries.get(command_id)
 
-    def entries(self) -> list[tuple[str, Entry]]:
-        """Every entry (tests and the start-up scan; the record holds one dedup window)."""
-        out = []
-        for key, raw in self._db.items():
-            state, at_ms = _HEADER.unpack_from(raw)
-            name = key.decode() if isinstance(key, bytes) else str(key)
-            out.append((name, Entry(SendState(state), at_ms, bytes(raw[_HEADER.size :]))))
-        return out
+    async def put(self, p: int, command_id: str, state: SendState, at_ms: int, payload: bytes = b"") -> None:
+        """Record ``state`` for ``command_id`` on partition ``p``: on the changelog first, then here."""
+        await self._write(p, command_id.encode(), encode_entry(state, at_ms, payload))
+        part = self.partitions.get(p)
+        if part is not None:  # released meanwhile: the changelog has it for the next owner
+            part.entries[command_id] = Entry(state, at_ms, payload)
 
-    def prune(self, older_than_ms: int) -> int:
-        """Forget DONE entries written before ``older_than_ms``; returns how many."""
-        old = [
-            key
-            for key, raw in self._db.items()
-            if raw[:1] == SendState.DONE.value and _HEADER.unpack_from(raw)[1] < older_than_ms
-        ]
-        for key in old:
-            self._db.delete(key, self._write)
-        return len(old)
+    async def prune(self, older_than_ms: int) -> int:
+        """Delete DONE entries written before ``older_than_ms`` (tombstones); returns how many."""
+        n = 0
+        for p, part in list(self.partitions.items()):
+            for cid in part.done_before(older_than_ms):
+                await self._write(p, cid.encode(), None)
+                part.entries.pop(cid, None)
+                n += 1
+        return n
 
-    def close(self) -> None:
-        self._db.close()
+    def entries(self) -> list[tuple[int, str, Entry]]:
+        """Every owned entry as ``(partition, commandId, entry)`` (tests, reconciliation)."""
+        return [(p, cid, e) for p, part in self.partitions.items() for cid, e in part.entries.items()]
+
+
+#: Restore progress is logged at most this often (seconds).
+PROGRESS_EVERY_S = 2.0
+
+
+async def restore(rc: AIOKafkaConsumer, topic: str, parts: list[int]) -> dict[int, PartitionLog]:
+    """Read partitions ``parts`` of the sent-log changelog from the beginning to their end.
+
+    The end is the high watermark of a fetch answer, not ListOffsets(latest), which some brokers
+    (Tansu) answer with the last batch's base offset + 1. An unreadable record is logged and skipped:
+    it cannot be ours, and one bad record must not keep a partition from being dispatched.
+    """
+    logs = {p: PartitionLog() for p in parts}
+    tps = {p: TopicPartition(topic, p) for p in parts}
+    if not parts:
+        return logs
+    ends = await rc.end_offsets(list(tps.values()))
+    begins = await rc.beginning_offsets(list(tps.values()))
+    todo = {p for p in parts if ends[tps[p]] > begins[tps[p]]}
+    if not todo:
+        return logs
+    rc.assign([tps[p] for p in todo])
+    for p in todo:
+        rc.seek(tps[p], begins[tps[p]])
+    started = last_log = time.monotonic()
+    records = 0
+    try:
+        while todo:
+            batch = await rc.getmany(*(tps[p] for p in todo), timeout_ms=1000, max_records=20_000)
+            for tp, recs in batch.items():
+                part = logs[tp.partition]
+                for rec in recs:
+                    try:
+                        part.apply(rec.key, rec.value)
+                    except (ValueError, UnicodeDecodeError) as exc:
+                        log.error(
+                            "sent-log record %s[%d]@%d unreadable: %s", topic, tp.partition, rec.offset, exc
+                        )
+                records += len(recs)
+            for p in list(todo):
+                hw = rc.highwater(tps[p])
+                if hw is not None and await rc.position(tps[p]) >= hw:
+                    todo.discard(p)
+            now = time.monotonic()
+            if todo and now - last_log >= PROGRESS_EVERY_S:
+                last_log = now
+                log.info("sent-log restore: %d records read, %d partitions to go", records, len(todo))
+    finally:
+        rc.unsubscribe()
+    log.info(
+        "sent-log restored: partitions %s, %d records, %d entries in %.3f s",
+        ",".join(map(str, parts)),
+        records,
+        sum(len(part.entries) for part in logs.values()),
+        time.monotonic() - started,
+    )
+    return logs

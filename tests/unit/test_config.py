@@ -56,6 +56,7 @@ def test_environment_names_of_contract_md() -> None:
         outcomes="prod.outcomes",
         dead_letters="prod.dead-letters",
         changelog="prod.fp-flows-changelog",
+        sentlog="prod.fp-dispatcher-sentlog",
     )
 
 

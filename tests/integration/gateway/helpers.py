@@ -10,10 +10,12 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.partitioner import DefaultPartitioner
 
 from stream_app.config import Settings
 from stream_app.contracts import DeliveryStatus, decode_status
 from stream_app.gateway.dispatcher import Dispatcher, run_dispatcher
+from stream_app.gateway.sentlog import SendState, encode_entry
 from stream_app.gateway.settings import GatewaySettings
 from stream_app.lifecycle import wait_started
 from tests.support.kafka import consume_until, create_topics, unique_prefix
@@ -40,6 +42,24 @@ def command(message_id: str, attempt: int = 0, channel: str = "SMS", **over: Any
     }
     body.update(over)
     return body
+
+
+async def seed_sentlog(
+    bootstrap: str, settings: Settings, entries: list[tuple[str, int, SendState, int, bytes]]
+) -> None:
+    """Write sent-log entries ``(messageId, attempt, state, at_ms, payload)`` as a dispatcher would:
+    to the partition of ``retry-commands`` that the command's key (its messageId) goes to."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await producer.start()
+    try:
+        n = len(await producer.partitions_for(settings.topics.retry_commands))
+        for message_id, attempt, state, at_ms, payload in entries:
+            p = DefaultPartitioner()(message_id.encode(), list(range(n)), list(range(n)))
+            cid = f"{message_id}:{attempt}".encode()
+            value = encode_entry(state, at_ms, payload)
+            await producer.send_and_wait(settings.topics.sentlog, value, key=cid, partition=p)
+    finally:
+        await producer.stop()
 
 
 async def make_settings(bootstrap: str, state_dir: Path, partitions: int = 3) -> Settings:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import orjson
 
 from stream_app.contracts import Channel, Status
 from stream_app.gateway.client import GatewayClient
-from stream_app.gateway.sentlog import SendState, SentLog
+from stream_app.gateway.sentlog import PartitionLog, SendState, SentLog
 from stream_app.gateway.settings import GatewaySettings
 from stream_app.gateway.simulator import parse_rules
 from stream_app.gateway.testing import running_simulator
@@ -20,6 +21,7 @@ from tests.integration.gateway.helpers import (
     produce_all,
     read_statuses,
     running_dispatcher,
+    seed_sentlog,
 )
 from tests.support.kafka import consume_until
 
@@ -77,8 +79,10 @@ async def test_repeats_are_dropped_within_a_run_and_after_a_restart(
             await produce_all(kafka_bootstrap, topic, cmds + cmds[:5])
             await read_statuses(kafka_bootstrap, settings, 20)
             await eventually(lambda: disp.counts["repeats"] >= 5, what="5 repeats dropped")
-        # a new run (same state dir) meets the same commands again, as after a processor replay
-        async with running_dispatcher(settings, _gateway(url)) as disp:
+        # a new run, on another machine (nothing local is kept: its sent-log is restored from the
+        # topic), meets the same commands again, as after a processor replay
+        elsewhere = replace(settings, state_dir=tmp_path / "another-machine")
+        async with running_dispatcher(elsewhere, _gateway(url)) as disp:
             await produce_all(kafka_bootstrap, topic, cmds)
             await eventually(lambda: disp.counts["repeats"] >= 20, what="20 repeats dropped")
         assert set(sim.state.sends.values()) == {1} and len(sim.state.sends) == 20
@@ -101,10 +105,11 @@ async def test_a_command_found_sending_is_resolved_by_the_status_endpoint(
         async with GatewayClient(url, "test-key") as gw:
             body = {"destination": "+393401234500", "messageId": "reached-gw:0", "sender": "S", "text": "t"}
             await gw.send(Channel.SMS, body)
-        log = SentLog.open(settings.state_dir / "dispatcher-sent")
-        log.put("reached-gw:0", SendState.SENDING, 1)
-        log.put("lost:0", SendState.SENDING, 1)
-        log.close()
+        await seed_sentlog(
+            kafka_bootstrap,
+            settings,
+            [("reached-gw", 0, SendState.SENDING, 1, b""), ("lost", 0, SendState.SENDING, 1, b"")],
+        )
         async with running_dispatcher(settings, _gateway(url)) as disp:
             records = [as_record(command("reached-gw")), as_record(command("lost"))]
             await produce_all(kafka_bootstrap, settings.topics.retry_commands, records)
@@ -181,15 +186,19 @@ async def test_result_recorded_but_unconfirmed_is_not_published_twice(
         for m in ("pub", "lost")
     )
     await produce_all(kafka_bootstrap, settings.topics.delivery_status, [(b"pub", published)])
-    log = SentLog.open(settings.state_dir / "dispatcher-sent")
-    log.put("pub:0", SendState.RESULT, now_ms, published)
-    log.put("lost:0", SendState.RESULT, now_ms, lost)
-    try:
-        assert await reconcile_results(settings, log) == 1
-        states = {cid: e.state for cid, e in log.entries()}
-    finally:
-        log.close()
+    log = SentLog(_no_write)
+    log.partitions = {0: PartitionLog(), 1: PartitionLog()}
+    await log.put(0, "pub:0", SendState.RESULT, now_ms, published)
+    await log.put(1, "lost:0", SendState.RESULT, now_ms, lost)
+    assert await reconcile_results(settings, log) == 1
+    states = {cid: e.state for _, cid, e in log.entries()}
     assert states == {"pub:0": SendState.DONE, "lost:0": SendState.RESULT}
+    # What a crashed dispatcher left on its sent-log: both answers, neither marked published.
+    await seed_sentlog(
+        kafka_bootstrap,
+        settings,
+        [("pub", 0, SendState.RESULT, now_ms, published), ("lost", 0, SendState.RESULT, now_ms, lost)],
+    )
     async with running_simulator() as (sim, url), running_dispatcher(settings, _gateway(url)):
         records = [as_record(command("pub")), as_record(command("lost"))]
         await produce_all(kafka_bootstrap, settings.topics.retry_commands, records)
@@ -219,3 +228,7 @@ async def test_per_channel_concurrency_and_in_flight_limits_hold(
         await read_statuses(kafka_bootstrap, settings, len(cmds))
     assert sim.state.max_in_progress[Channel.SMS] == 3
     assert sim.state.max_in_progress[Channel.RCS] == 1
+
+
+async def _no_write(p: int, key: bytes, value: bytes | None) -> None:
+    """A sent-log write that goes nowhere: reconcile_results alone, without a dispatcher."""

@@ -81,11 +81,12 @@ def test_default_partitions_agree_with_settings() -> None:
     assert load("catalogue.json")["defaultPartitions"] == DEFAULT_PARTITIONS
 
 
-def test_changelog_is_compacted_and_the_rest_expire() -> None:
+def test_changelogs_are_compacted_and_the_rest_expire() -> None:
     by_id = {t["id"]: t for t in load("catalogue.json")["topics"]}
-    assert by_id["changelog"]["configs"] == {"cleanup.policy": "compact"}
+    for compacted in ("changelog", "sentlog"):  # the processor's flows, the dispatchers' sends
+        assert by_id[compacted]["configs"] == {"cleanup.policy": "compact"}
     for topic_id, entry in by_id.items():
-        if topic_id != "changelog":
+        if topic_id not in ("changelog", "sentlog"):
             assert entry["configs"]["cleanup.policy"] == "delete", topic_id
             assert int(entry["configs"]["retention.ms"]) >= 3 * 24 * 3600 * 1000, (
                 topic_id
@@ -94,7 +95,7 @@ def test_changelog_is_compacted_and_the_rest_expire() -> None:
 
 def test_co_partitioning_matches_the_contract() -> None:
     by_id = {t["id"]: t for t in load("catalogue.json")["topics"]}
-    same_n = {"send_requests", "delivery_status", "retry_commands", "outcomes", "changelog"}
+    same_n = {"send_requests", "delivery_status", "retry_commands", "outcomes", "changelog", "sentlog"}
     assert {i for i, t in by_id.items() if t["partitions"] == "N"} == same_n
     assert by_id["dead_letters"]["partitions"] == "any"
 
@@ -201,7 +202,7 @@ def test_asyncapi_operations_are_the_processors_view() -> None:
     actions = {
         doc["channels"][op["channel"]["$ref"].split("/")[-1]]["title"]: op["action"]
         for op in doc["operations"].values()
-        if "changelog" not in op["channel"]["$ref"].lower()
+        if "changelog" not in op["channel"]["$ref"].lower() and "sentlog" not in op["channel"]["$ref"].lower()
     }
     assert actions == {
         "send-requests": "receive",
