@@ -1,0 +1,259 @@
+"""The dispatcher's send and rebalance protocol without a broker: intent before call, a revoke that
+lets calls in flight finish and record their answers, and a new owner that asks instead of resending.
+
+Fakes stand in for the producer, the consumer and the gateway client; each records what happened in
+one shared ``events`` list, so the tests check the order of the protocol's steps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from aiokafka.errors import KafkaConnectionError
+from aiokafka.structs import ConsumerRecord, TopicPartition
+
+from stream_app.config import Settings
+from stream_app.contracts import Channel, decode_status
+from stream_app.gateway.client import Accepted, Found, NotFound, Transient
+from stream_app.gateway.dispatcher import Dispatcher, _Loop
+from stream_app.gateway.sentlog import SendState, decode_entry
+from stream_app.gateway.settings import GatewaySettings
+from tests.integration.gateway.helpers import command
+
+SETTINGS = Settings(topic_prefix="t.", state_dir=Path("unused"))
+T = SETTINGS.topics
+TP0 = TopicPartition(T.retry_commands, 0)
+
+
+@dataclass
+class World:
+    events: list[tuple[Any, ...]] = field(default_factory=list)
+    sentlog: list[tuple[int, bytes, bytes | None]] = field(default_factory=list)
+    fail_writes: int = 0
+
+
+class FakeProducer:
+    def __init__(self, world: World) -> None:
+        self.world = world
+
+    async def send_and_wait(
+        self,
+        topic: str,
+        value: bytes | None,
+        *,
+        key: bytes | None = None,
+        headers: Any = None,
+        partition: int | None = None,
+    ) -> None:
+        await asyncio.sleep(0)
+        if topic == T.sentlog and self.world.fail_writes:
+            self.world.fail_writes -= 1
+            raise KafkaConnectionError("broker gone")
+        if topic == T.sentlog:
+            assert partition is not None and key is not None
+            self.world.sentlog.append((partition, key, value))
+            state = None if value is None else decode_entry(value).state
+            self.world.events.append(("write", key.decode(), state, partition))
+        else:
+            self.world.events.append(("produce", topic, decode_status(value or b"").status.value))
+
+
+class FakeClient:
+    def __init__(self, world: World) -> None:
+        self.world = world
+        self.gate = asyncio.Event()
+        self.gate.set()
+        self.answers: list[Any] = []
+        self.found: dict[str, Any] = {}
+        self.calls = 0
+
+    async def send(self, channel: Channel, body: dict[str, Any]) -> Any:
+        self.calls += 1
+        self.world.events.append(("call", body["messageId"]))
+        await self.gate.wait()
+        return self.answers.pop(0) if self.answers else Accepted("prov-1")
+
+    async def status(self, command_id: str, channel: Channel) -> Any:
+        self.world.events.append(("ask", command_id))
+        return self.found.get(command_id, NotFound())
+
+
+class FakeConsumer:
+    def __init__(self) -> None:
+        self.commits: list[dict[TopicPartition, int]] = []
+        self.assigned = {TP0}
+
+    def assignment(self) -> set[TopicPartition]:
+        return set(self.assigned)
+
+    async def commit(self, offsets: dict[TopicPartition, int]) -> None:
+        self.commits.append(dict(offsets))
+
+
+class FakeRestorer:
+    """A restore consumer over the sent-log records another dispatcher wrote."""
+
+    def __init__(self, records: list[tuple[int, bytes, bytes | None]]) -> None:
+        self.records = records
+        self.pos: dict[TopicPartition, int] = {}
+
+    def _log(self, tp: TopicPartition) -> list[tuple[bytes, bytes | None]]:
+        return [(k, v) for p, k, v in self.records if p == tp.partition]
+
+    async def end_offsets(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
+        return {tp: len(self._log(tp)) for tp in tps}
+
+    async def beginning_offsets(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
+        return dict.fromkeys(tps, 0)
+
+    def assign(self, tps: list[TopicPartition]) -> None:
+        self.pos = dict.fromkeys(tps, 0)
+
+    def seek(self, tp: TopicPartition, offset: int) -> None:
+        self.pos[tp] = offset
+
+    async def getmany(self, *tps: TopicPartition, **_: Any) -> dict[TopicPartition, list[Any]]:
+        out = {}
+        for tp in tps:
+            log = self._log(tp)[self.pos[tp] :]
+            out[tp] = [
+                ConsumerRecord(tp.topic, tp.partition, self.pos[tp] + i, 0, 0, k, v, None, 0, 0, [])
+                for i, (k, v) in enumerate(log)
+            ]
+            self.pos[tp] += len(log)
+        return out
+
+    def highwater(self, tp: TopicPartition) -> int:
+        return len(self._log(tp))
+
+    async def position(self, tp: TopicPartition) -> int:
+        return self.pos[tp]
+
+    def unsubscribe(self) -> None:
+        pass
+
+
+def record(message_id: str, offset: int) -> ConsumerRecord[bytes, bytes]:
+    value = orjson.dumps(command(message_id))
+    return ConsumerRecord(TP0.topic, 0, offset, 0, 0, message_id.encode(), value, None, 0, len(value), [])
+
+
+def rig(
+    world: World, restored: list[tuple[int, bytes, bytes | None]] | None = None
+) -> tuple[_Loop, FakeClient, FakeConsumer]:
+    gateway = GatewaySettings(url="http://gw", api_key="k", backoff_base=30.0, backoff_max=30.0)
+    client = FakeClient(world)
+    disp = Dispatcher(SETTINGS, gateway, client, FakeProducer(world), stop=asyncio.Event())  # type: ignore[arg-type]
+    consumer = FakeConsumer()
+    restorer = FakeRestorer(restored) if restored is not None else None
+    loop = _Loop(consumer, disp, 100, restorer=restorer, revoke_wait_s=5.0)  # type: ignore[arg-type]
+    return loop, client, consumer
+
+
+async def until(check: Any, what: str) -> None:
+    for _ in range(2000):  # yields only: every fake answers at once, so no wall-clock time is needed
+        if check():
+            return
+        await asyncio.sleep(0)
+    raise AssertionError(f"never happened: {what}")
+
+
+async def test_the_intent_is_durable_before_the_call_and_the_answer_before_done() -> None:
+    world = World()
+    loop, _, consumer = rig(world)
+    await loop.adopt({TP0})
+    loop._spawn(record("m", 7))
+    await until(lambda: not loop.tasks, "the command to finish")
+    assert world.events == [
+        ("write", "m:0", SendState.SENDING, 0),
+        ("call", "m:0"),
+        ("write", "m:0", SendState.RESULT, 0),
+        ("produce", T.delivery_status, "ACCEPTED"),
+        ("write", "m:0", SendState.DONE, 0),
+    ]
+    await loop.commit()
+    assert consumer.commits == [{TP0: 8}]
+
+
+async def test_no_call_while_the_intent_cannot_be_written() -> None:
+    world = World(fail_writes=1)
+    loop, client, _ = rig(world)
+    loop.dispatcher.gateway = GatewaySettings(url="http://gw", api_key="k", backoff_base=0.0, backoff_max=0.0)
+    await loop.adopt({TP0})
+    loop._spawn(record("m", 0))
+    await until(lambda: not loop.tasks, "the command to finish")
+    assert world.events[0] == ("write", "m:0", SendState.SENDING, 0)  # after the failed write, retried
+    assert client.calls == 1
+
+
+async def test_a_revoke_waits_for_the_call_in_flight_and_records_its_answer() -> None:
+    world = World()
+    loop, client, consumer = rig(world)
+    await loop.adopt({TP0})
+    client.gate.clear()  # the gateway is slow to answer
+    loop._spawn(record("m", 3))
+    await until(lambda: ("call", "m:0") in world.events, "the call to start")
+    release = asyncio.create_task(loop.release({TP0}))
+    await until(lambda: 0 in loop.dispatcher.releasing, "the revoke to begin")
+    loop._spawn(record("n", 4))  # a command fetched meanwhile: no call for it any more
+    for _ in range(50):
+        await asyncio.sleep(0)
+    assert not release.done(), "released while a call was in flight"
+    client.gate.set()
+    await release
+    assert client.calls == 1
+    assert ("write", "m:0", SendState.DONE, 0) in world.events
+    assert consumer.commits == [{TP0: 4}]  # m finished; n is left for the next owner
+    assert not loop.dispatcher.sent.owns(0)
+
+
+async def test_a_revoke_stops_a_command_waiting_to_retry_and_leaves_it_in_doubt() -> None:
+    world = World()
+    loop, client, consumer = rig(world)
+    await loop.adopt({TP0})
+    client.answers = [Transient("reset", maybe_sent=True)]
+    loop._spawn(record("m", 0))
+    await until(lambda: client.calls == 1 and loop.tasks, "the first call to fail")
+    await loop.release({TP0})  # the 30 s backoff is cut short
+    assert client.calls == 1
+    assert all(c[TP0] == 0 for c in consumer.commits), "never committed past the unfinished command"
+    assert world.events[-1] == ("call", "m:0")  # SENDING stays: in doubt for the next owner
+
+    # The next owner restores that record and asks the gateway instead of calling again.
+    world2 = World()
+    loop2, client2, _ = rig(world2, restored=world.sentlog)
+    client2.found["m:0"] = Found("ACCEPTED", None, (), None, "prov-1")
+    await loop2.adopt({TP0})
+    loop2._spawn(record("m", 0))
+    await until(lambda: not loop2.tasks, "the command to finish")
+    assert client2.calls == 0
+    assert world2.events[0] == ("ask", "m:0")
+    assert ("produce", T.delivery_status, "ACCEPTED") in world2.events
+
+
+async def test_a_partition_assigned_back_keeps_its_log_without_a_restore() -> None:
+    world = World()
+    loop, client, _ = rig(world)
+    await loop.adopt({TP0})
+    loop._spawn(record("m", 0))
+    await until(lambda: not loop.tasks, "the command to finish")
+    await loop.release({TP0})
+    loop.restorer = None  # a restore now would start empty and resend
+    await loop.adopt({TP0})
+    loop._spawn(record("m", 0))  # the processor repeats the command
+    await until(lambda: not loop.tasks, "the repeat to be dropped")
+    assert client.calls == 1
+
+
+@pytest.mark.parametrize("offset", [0, 5])
+async def test_a_command_of_a_partition_not_owned_is_not_sent(offset: int) -> None:
+    world = World()
+    loop, client, _ = rig(world)
+    loop._spawn(record("m", offset))  # no adopt: the sent-log of partition 0 is not restored here
+    await until(lambda: not loop.tasks, "the command to end")
+    assert client.calls == 0 and world.events == []
