@@ -295,6 +295,9 @@ class DeliveryStatus(InputRecord):
     reasons: list[str] = Field(default_factory=list)
     provider_message_id: str | None = None
     occurred_at: Timestamp | None = None
+    #: v1.1: the gateway's own word for the status (``RECEIVED`` arrives as SENT, an ``eventType:
+    #: DELIVERY`` with statusCode 3 as DELIVERED), kept so nothing the gateway said is lost.
+    gateway_status: str | None = Field(default=None, max_length=64)
 
 
 # -------------------------------------------------------------------------------------------- outputs
