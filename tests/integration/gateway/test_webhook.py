@@ -88,6 +88,10 @@ async def test_malformed_signed_bodies_are_400_and_dead_lettered(
         _dlr("m:0", channel="FAX"): "channel",
         orjson.dumps({"channel": "SMS", "deliveryStatus": "SENT"}): "customerMessageId",
         _dlr("m:0", eventDate="2026-04-09T10:15:04"): "eventDate",
+        _dlr("m:0", eventDate=1712650000): "eventDate: must be an RFC 3339 timestamp",
+        orjson.dumps({"eventType": "CLICK", "channel": "SMS"}): "eventType: must be one of",
+        orjson.dumps({"eventType": "READ", "channel": "WHATSAPP"}): "customerMessageId: required",
+        orjson.dumps({"customerMessageId": "m:0", "channel": "SMS"}): "status: required",
     }
     async with running_webhook(settings, SECRET) as (_, url), httpx.AsyncClient() as http:
         for body, field in bad.items():
