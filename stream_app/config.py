@@ -83,7 +83,11 @@ class Settings:
         for key in ("sasl_mechanism", "sasl_plain_username", "sasl_plain_password"):
             if key in sec:
                 kwargs[key] = sec[key]
-        if any(k.startswith("ssl_") for k in sec):
+        # TLS needs a context even without any KAFKA_SSL_* file: aiokafka refuses SSL/SASL_SSL without
+        # one ("ssl_context is mandatory"), and with no CA file the default context trusts the
+        # system's CAs, which is what a broker with a publicly signed certificate needs (issue 9).
+        tls = sec.get("security_protocol", "").upper() in ("SSL", "SASL_SSL")
+        if tls or any(k.startswith("ssl_") for k in sec):
             import ssl
 
             from aiokafka.helpers import create_ssl_context

@@ -49,6 +49,19 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--rules", type=Path, default=None, help="JSON rules file (default: built-in demo rules)")
     p.add_argument("--webhook-url", default=None, help="push DLR callbacks to this URL")
     p.add_argument(
+        "--webhook-style",
+        choices=("status", "events", "legacy"),
+        default="status",
+        help="callback shape: the status answer, the webhook guide's eventType events, or the older "
+        "status/error shape (default status)",
+    )
+    p.add_argument(
+        "--webhook-auth",
+        choices=("hmac", "token", "none"),
+        default="hmac",
+        help="sign callbacks (X-Signature), send the secret as X-Webhook-Token, or nothing (default hmac)",
+    )
+    p.add_argument(
         "--time-scale",
         type=float,
         default=1.0,
@@ -70,8 +83,10 @@ def run(args: argparse.Namespace) -> int:
     rules = load_rules(args.rules)
     api_key = args.api_key or os.environ.get("STREAM_APP_GATEWAY_API_KEY") or None
     secret = os.environ.get("STREAM_APP_WEBHOOK_SECRET", "").encode()
-    if args.webhook_url and not secret:
-        raise GatewayConfigError("--webhook-url needs STREAM_APP_WEBHOOK_SECRET (the shared HMAC secret)")
+    if args.webhook_url and args.webhook_auth != "none" and not secret:
+        raise GatewayConfigError(
+            f"--webhook-url with --webhook-auth {args.webhook_auth} needs STREAM_APP_WEBHOOK_SECRET"
+        )
 
     async def main(stop: asyncio.Event) -> None:
         ready = asyncio.Event()
@@ -89,6 +104,8 @@ def run(args: argparse.Namespace) -> int:
                 api_key=api_key,
                 webhook_url=args.webhook_url,
                 webhook_secret=secret,
+                webhook_style=args.webhook_style,
+                webhook_auth=args.webhook_auth,
                 time_scale=args.time_scale,
                 stop=stop,
                 ready=ready,

@@ -11,10 +11,20 @@ from stream_app.gateway.runner import run_service
 ORDER = 31
 
 EPILOG = """\
-The gateway must sign each callback: header X-Signature: sha256=<hex HMAC-SHA256 of the raw body>,
-keyed with the shared secret in STREAM_APP_WEBHOOK_SECRET (required). Unsigned or wrongly signed
-calls get 401; bodies over 64 KiB get 413; a signed body that is not a DLR gets 400 and is kept on
-dead-letters. customerMessageId "<messageId>:<attempt>" (the dispatcher's commandId) is split back.
+authentication, STREAM_APP_WEBHOOK_AUTH (secret in STREAM_APP_WEBHOOK_SECRET):
+  hmac   header X-Signature: sha256=<hex HMAC-SHA256 of the raw body> (default with a secret)
+  token  the secret in header X-Webhook-Token or in the callback URL's ?token= (the Qlara gateway
+         signs nothing: register https://host/dlr?token=SECRET as the callback URL)
+  none   no check at all; only behind a proxy that authenticates the gateway
+A refused call gets 401; bodies over 64 KiB get 413.
+
+Every documented callback shape is read (status answer, eventType DELIVERY/READ/INBOUND, the older
+status/error shape); RECEIVED is published as SENT, UNKNOWN, unmapped codes and INBOUND replies are
+answered 200 and counted, not published. customerMessageId "<messageId>:<attempt>" (the dispatcher's
+commandId) is split back; a READ that names only the gateway's messageId is matched to its attempt
+through the providerMessageId seen on delivery-status (an index kept in STREAM_APP_STATE_DIR), held
+(202) until then, and dead-lettered after STREAM_APP_ORPHAN_STATUS_SECONDS. Any other body gets 400
+with its reason and is kept on dead-letters.
 
 endpoints on the same --host/--port: GET /metrics (Prometheus: callbacks by result, statuses
 published) and GET /healthz (200, or 503 once the broker has refused every record for 60 s).
@@ -33,16 +43,24 @@ examples:
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "webhook",
-        help="receive gateway DLR callbacks (HMAC-signed) and publish them on delivery-status",
+        help="receive gateway delivery callbacks and publish them on delivery-status",
         description=(
-            "An HTTP receiver for the gateway's delivery-report callbacks. Each signed DLR becomes a "
+            "An HTTP receiver for the gateway's delivery-report callbacks. Each authenticated DLR becomes a "
             "DeliveryStatus on delivery-status, keyed by messageId, acknowledged to the gateway only "
             "after the broker has it (503 otherwise, so the gateway retries)."
         ),
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    add_options(p, "bootstrap_servers", "topic_prefix")
+    add_options(
+        p,
+        "bootstrap_servers",
+        "topic_prefix",
+        "state_dir",
+        "orphan_status_seconds",
+        "max_flow_seconds",
+        "late_status_seconds",
+    )
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=19310, help="port to listen on (default 19310)")
     p.add_argument("--path", default="/dlr", help="callback path (default /dlr)")

@@ -35,7 +35,11 @@ MAX_STEPS = 8
 # A messageId is a Kafka key and a gateway customer message id; 200 characters leaves room for the
 # ":<attempt>" suffix of a commandId under the 255-character limits gateways commonly put on ids.
 MAX_MESSAGE_ID_LENGTH = 200
-E164 = re.compile(r"^\+[0-9]{8,15}$")
+#: Matched with ``fullmatch``: ``$`` also matches before a trailing newline, which let
+#: ``"+393401234567\n"`` through to the gateway (issue 9).
+E164 = re.compile(r"\+[0-9]{8,15}")
+#: A number, or a string that is only a number: what pydantic would read as Unix time.
+_EPOCH_LIKE = re.compile(r"\s*[+-]?[0-9]+(\.[0-9]*)?\s*")
 
 
 class Channel(StrEnum):
@@ -126,8 +130,22 @@ def utc_text(value: datetime) -> str:
 
 
 def _e164(value: str) -> str:
-    if not E164.match(value):
+    if not E164.fullmatch(value):
         raise PydanticCustomError("e164", "must be E.164, '+' then 8 to 15 digits")
+    return value
+
+
+def _rfc3339_only(value: Any) -> Any:
+    """Refuse Unix time before pydantic guesses at it (CONTRACT.md: timestamps are RFC 3339).
+
+    Pydantic's lax mode reads ``1712650000`` (and ``"1712650000"``) as seconds or milliseconds since
+    the epoch, so a producer sending epoch numbers would have them silently reinterpreted. Other
+    strings go on to pydantic, whose own messages ("should have timezone info") are the clearer ones.
+    """
+    if isinstance(value, int | float) or (isinstance(value, str) and _EPOCH_LIKE.fullmatch(value)):
+        raise PydanticCustomError(
+            "rfc3339", "must be an RFC 3339 timestamp with an offset, e.g. 2026-04-09T10:15:00+02:00"
+        )
     return value
 
 
@@ -135,7 +153,11 @@ ChannelIn = Annotated[Channel, BeforeValidator(_upper)]
 StatusIn = Annotated[Status, BeforeValidator(_upper)]
 SuccessStatusIn = Annotated[SuccessStatus, BeforeValidator(_upper)]
 #: An offset-aware timestamp in, RFC 3339 UTC ``Z`` out.
-Timestamp = Annotated[AwareDatetime, PlainSerializer(utc_text, return_type=str, when_used="json")]
+Timestamp = Annotated[
+    AwareDatetime,
+    BeforeValidator(_rfc3339_only),
+    PlainSerializer(utc_text, return_type=str, when_used="json"),
+]
 #: A phone number in E.164: the one destination rule, for requests and the gateway simulator alike.
 Destination = Annotated[str, AfterValidator(_e164)]
 MessageId = Annotated[str, Field(min_length=1, max_length=MAX_MESSAGE_ID_LENGTH)]
@@ -273,6 +295,9 @@ class DeliveryStatus(InputRecord):
     reasons: list[str] = Field(default_factory=list)
     provider_message_id: str | None = None
     occurred_at: Timestamp | None = None
+    #: v1.1: the gateway's own word for the status (``RECEIVED`` arrives as SENT, an ``eventType:
+    #: DELIVERY`` with statusCode 3 as DELIVERED), kept so nothing the gateway said is lost.
+    gateway_status: str | None = Field(default=None, max_length=64)
 
 
 # -------------------------------------------------------------------------------------------- outputs

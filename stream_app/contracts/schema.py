@@ -75,7 +75,8 @@ RECORDS: dict[str, tuple[type[BaseModel], JsonSchemaMode, str]] = {
         "validation",
         "A delivery status of one attempt (submit acknowledgement or DLR), on delivery-status."
         + _CASE_NOTE
-        + " Without `attempt` it belongs to the latest attempt on `channel`.",
+        + " Without `attempt` it belongs to the latest attempt on `channel`. `gatewayStatus` (v1.1, "
+        "optional) keeps the gateway's own word, e.g. `RECEIVED` for a `status` of `SENT`.",
     ),
     "RetryCommand": (
         RetryCommand,

@@ -26,7 +26,9 @@ Choices where CONTRACT.md is silent (each pinned by a test in ``tests/unit/fallb
   ``max(dedup, late-status)`` from the moment of the outcome; then it is deleted and the messageId
   is new again. Within the late-status window a success status that moves an attempt forward is
   reported once as a LateStatus (a READ after the winning DELIVERED too, with
-  ``doubleDelivery: false``); repeats and non-success statuses are not reported.
+  ``doubleDelivery: false``); repeats and non-success statuses are not reported. ``doubleDelivery``
+  is about the person: another attempt that succeeded or reached DELIVERED makes it true, and a
+  DELIVERED below its own step's ``successStatus`` is then reported too (the person got it twice).
 - A cancel's ``reason`` is copied to the CANCELLED outcome's ``reason``.
 - A record whose messageId differs from the stored state's (a producer keyed it wrongly) is
   dead-lettered; the flow is untouched.
@@ -355,6 +357,15 @@ def _succeeded(st: FlowState, idx: int) -> bool:
     return rank is not None and rank >= st.steps[idx].success_rank
 
 
+_DELIVERED_RANK = PROGRESS_RANK["DELIVERED"]
+
+
+def _reached_person(st: FlowState, idx: int) -> bool:
+    """The attempt's last status says the handset has it (DELIVERED or READ)."""
+    last = st.attempts[idx].last_status
+    return last is not None and PROGRESS_RANK.get(last, 0) >= _DELIVERED_RANK
+
+
 def _progress(st: FlowState, idx: int, sig: Signal) -> Attempt | None:
     """The attempt moved on by ``sig``, or ``None`` when ``sig`` does not move it forwards.
 
@@ -399,9 +410,15 @@ def _ended_status(ctx: _Ctx, st: FlowState, sig: Signal) -> None:
     if idx is None:
         return
     rank = PROGRESS_RANK.get(sig.status)
-    if rank is None or rank < st.steps[idx].success_rank:
+    if rank is None:
         return
-    double = any(_succeeded(st, j) for j in range(len(st.attempts)) if j != idx)
+    # doubleDelivery is about the person: another attempt that succeeded, or that reached the handset
+    # (DELIVERED or above) whatever its own successStatus, means they got the message twice.
+    double = any(_succeeded(st, j) or _reached_person(st, j) for j in range(len(st.attempts)) if j != idx)
+    # Reported: this step's own success, or a status that reached the person while someone else had
+    # too (a READ-step DELIVERED after SMS won; issue 9).
+    if rank < st.steps[idx].success_rank and not (rank >= _DELIVERED_RANK and double):
+        return
     if _progress(st, idx, sig) is None:
         return  # a repeat of what this attempt already reported
     ctx.effects.append(

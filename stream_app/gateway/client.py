@@ -6,7 +6,9 @@ the dispatcher decides with a ``match``, never by parsing exceptions:
 
 * :class:`Accepted` (provider message id, SMS parts) and :class:`Rejected` (reasons; also 422, an
   unapproved template) are definitive answers;
-* :class:`RateLimited` (429, with ``Retry-After``) and :class:`Transient` (5xx, 408, timeouts,
+* :class:`RateLimited` (429; its wait is the longer of ``Retry-After`` and the body's
+  ``retryAfter``, see :mod:`stream_app.gateway.ratelimit`; or our own pacing when the gateway's
+  ``X-RateLimit-Remaining`` says its window is spent) and :class:`Transient` (5xx, 408, timeouts,
   resets) may be retried; ``Transient.maybe_sent`` says the request may have reached the gateway, so
   a retry must first ask the status endpoint whether the send happened;
 * :class:`Permanent` (any other 4xx) will not get better by retrying.
@@ -17,8 +19,7 @@ headers) and never part of a result.
 
 from __future__ import annotations
 
-import email.utils
-import time
+import asyncio
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -27,9 +28,14 @@ import httpx
 import orjson
 
 from stream_app.contracts import Channel, RetryCommand
+from stream_app.gateway.ratelimit import RatePacer, retry_after_of
+from stream_app.gateway.ratelimit import parse_retry_after as parse_retry_after  # re-exported
 from stream_app.gateway.settings import GatewaySettings
 
 STATUS_PATH = "/api/partner-gateway/v1/messages/status/"
+#: Pacing waits up to this long inside a call; a longer one is handed back as RateLimited(held_back)
+#: so the caller waits its own way (the dispatcher's wait ends at stop and at notAfter).
+MAX_PACE = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +52,10 @@ class Rejected:
 
 @dataclass(frozen=True, slots=True)
 class RateLimited:
+    """429, or our own pacing holding a request back (``held_back``: no request was made)."""
+
     retry_after: float | None
+    held_back: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,22 +103,6 @@ def build_body(command: RetryCommand) -> dict[str, Any]:
     return body
 
 
-def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header: delta-seconds or an HTTP date (RFC 9110)."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        seconds = when.timestamp() - (time.time() if now is None else now)
-    return max(0.0, seconds) if seconds == seconds else None
-
-
 def _error_text(resp: httpx.Response) -> str:
     try:
         data = orjson.loads(resp.content)
@@ -125,7 +118,7 @@ def _error_text(resp: httpx.Response) -> str:
 def _http_failure(resp: httpx.Response) -> RateLimited | Transient | Permanent:
     code = resp.status_code
     if code == 429:
-        return RateLimited(parse_retry_after(resp.headers.get("retry-after")))
+        return RateLimited(retry_after_of(resp.headers.get("retry-after"), resp.content))
     if code == 408 or code >= 500:
         return Transient(f"HTTP {code}: {_error_text(resp)}", maybe_sent=code != 503)
     return Permanent(code, _error_text(resp))
@@ -163,6 +156,7 @@ class GatewayClient:
             ),
             transport=transport,
         )
+        self.pacer = RatePacer()
 
     @classmethod
     def from_settings(cls, settings: GatewaySettings) -> GatewayClient:
@@ -180,9 +174,20 @@ class GatewayClient:
     async def aclose(self) -> None:
         await self._http.aclose()
 
+    async def _paced(self) -> RateLimited | None:
+        """Wait for our place in the gateway's rate window; a long wait is handed back instead."""
+        wait = self.pacer.delay()
+        if wait > MAX_PACE:
+            return RateLimited(wait, held_back=True)
+        if wait > 0:
+            await asyncio.sleep(wait)
+        return None
+
     async def send(self, channel: Channel, body: dict[str, Any]) -> SendResult:
         """POST one channel body; never raises for HTTP or network trouble."""
         name = channel.value.lower()
+        if (held := await self._paced()) is not None:
+            return held
         try:
             resp = await self._http.post(
                 f"/api/message-server/{name}/send",
@@ -191,6 +196,7 @@ class GatewayClient:
             )
         except httpx.HTTPError as exc:
             return _network_failure(exc)
+        self.pacer.observe(resp.headers)
         if resp.status_code == 422:
             return Rejected((_error_text(resp),), http_status=422)
         if resp.status_code != 200:
@@ -212,6 +218,8 @@ class GatewayClient:
 
     async def status(self, customer_message_id: str, channel: Channel) -> StatusResult:
         """GET the delivery status of one customer message id on one channel."""
+        if (held := await self._paced()) is not None:
+            return held
         try:
             resp = await self._http.get(
                 STATUS_PATH + quote(customer_message_id, safe=":"),
@@ -219,6 +227,7 @@ class GatewayClient:
             )
         except httpx.HTTPError as exc:
             return _network_failure(exc)
+        self.pacer.observe(resp.headers)
         if resp.status_code == 404:
             return NotFound()
         if resp.status_code != 200:

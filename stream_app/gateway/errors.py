@@ -26,3 +26,15 @@ class PortInUse(GatewayError):
 
 class GatewayAuthError(GatewayError):
     """The gateway refused our API key (401/403): every send would fail, so the dispatcher stops."""
+
+
+class UnknownGatewayShape(GatewayError):
+    """A gateway status or callback body outside the gateway's documented vocabulary.
+
+    ``reason`` is one line naming the field (``status: unknown gateway status 'LOST'``), fit for a
+    400 answer and a dead-letter header.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason

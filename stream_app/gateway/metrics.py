@@ -155,7 +155,9 @@ class WebhookMetrics:
         self.failing_since: float | None = None
         self.callbacks = Counter(
             "stream_app_webhook_callbacks",
-            "DLR callbacks received, by result: accepted (published, 200), bad_signature (401), "
+            "DLR callbacks received, by result: accepted (published, 200), ignored (no status to "
+            "publish: UNKNOWN, an unmapped statusCode, an INBOUND reply; 200), held (only the gateway's "
+            "messageId, not yet resolvable; kept, 202), bad_signature (401: bad signature or token), "
             "too_large (413), invalid_body (400, dead-lettered), unavailable (503, the broker did "
             "not take it), disconnected (the caller left mid-body)",
             ["result"],
@@ -167,8 +169,30 @@ class WebhookMetrics:
             ["channel", "status"],
             registry=r,
         )
+        self.ignored = Counter(
+            "stream_app_webhook_ignored",
+            "Callbacks that carry no DeliveryStatus, by kind (UNKNOWN, eventType INBOUND, statusCode N)",
+            ["kind"],
+            registry=r,
+        )
+        self.held = Gauge(
+            "stream_app_webhook_held",
+            "Callbacks naming only the gateway's messageId, waiting for its attempt to be known",
+            registry=r,
+        )
+        self.held_results = Counter(
+            "stream_app_webhook_held_results",
+            "Held callbacks by how they ended: resolved (published) or orphaned (dead-lettered after "
+            "STREAM_APP_ORPHAN_STATUS_SECONDS)",
+            ["result"],
+            registry=r,
+        )
+        for result in ("resolved", "orphaned"):
+            self.held_results.labels(result)
         for result in (
             "accepted",
+            "ignored",
+            "held",
             "bad_signature",
             "too_large",
             "invalid_body",
@@ -213,6 +237,12 @@ class PollerMetrics:
             "stream_app_poller_errors",
             "Failures: publish (the broker did not take a status; polled again later), "
             "unknown_status (a deliveryStatus we do not know), gateway (a retryable or failed look-up)",
+            ["kind"],
+            registry=r,
+        )
+        self.ignored = Counter(
+            "stream_app_poller_ignored",
+            "Polled statuses that carry no DeliveryStatus, by kind (UNKNOWN, statusCode N)",
             ["kind"],
             registry=r,
         )

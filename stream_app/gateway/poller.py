@@ -9,7 +9,14 @@ nothing is published twice by the two ingest paths together.
 An attempt ends, and polling stops, at a failure status (ERROR, EXPIRED, REJECTED), at READ, at
 DELIVERED unless ``until_read`` (SMS has no read receipts, and DELIVERED is the default
 ``successStatus``), or after ``max_age`` seconds. Polls back off exponentially per attempt, from
-``min_interval`` to ``max_interval`` with 10% jitter, and honour ``Retry-After`` on 429.
+``min_interval`` to ``max_interval`` with 10% jitter, and honour the gateway's wait on 429 (the
+longer of ``Retry-After`` and the body's ``retryAfter``; the client also paces itself by
+``X-RateLimit-Remaining``).
+
+What the gateway answers is mapped by :mod:`stream_app.gateway.shapes` (CONTRACT.md v1.1):
+``RECEIVED`` is published as SENT with ``gatewayStatus: RECEIVED``; ``UNKNOWN``, an unmapped
+``statusCode`` or an undocumented word publishes nothing and is counted in metrics, logged once
+per kind (never once per poll).
 
 No state of its own: at start it reads ``delivery-status`` from ``max_age`` ago (by timestamp), so a
 restart rebuilds the in-flight set from the topic. No consumer group either: every poller instance
@@ -41,10 +48,11 @@ from stream_app.contracts import (
     encode,
 )
 from stream_app.gateway.client import Found, GatewayClient, NotFound, Permanent, RateLimited, StatusResult
-from stream_app.gateway.errors import GatewayAuthError, GatewayConfigError
+from stream_app.gateway.errors import GatewayAuthError, GatewayConfigError, UnknownGatewayShape
 from stream_app.gateway.kafka import start_client, started_producer
 from stream_app.gateway.metrics import POLL_FAILED, POLL_RETRYABLE, PollerMetrics, poll_result
 from stream_app.gateway.settings import GatewaySettings
+from stream_app.gateway.shapes import Ignored, Mapped, OnceLog, normalise
 from stream_app.kafka.metadata import topic_partitions
 from stream_app.metrics_http import serving
 
@@ -177,6 +185,7 @@ class Poller:
         self.metrics = metrics or PollerMetrics()
         self.polls = 0
         self.published = 0
+        self._once = OnceLog(log)
 
     async def poll_one(self, item: InFlight) -> None:
         channel = item.channel.value
@@ -188,22 +197,20 @@ class Poller:
         if outcome in (POLL_RETRYABLE, POLL_FAILED):
             self.metrics.errors.labels("gateway").inc()
         match result:
-            case Found(status, code, reasons, occurred_at, provider_id):
-                rank = PROGRESS_RANK.get(status, 0)
-                failed = status in FAILURE_STATUSES
-                if not failed and rank == 0:
-                    self.metrics.errors.labels("unknown_status").inc()
-                    log.warning("poller: unknown deliveryStatus %r for %s", status, item.command_id)
-                elif failed or rank > item.rank:
-                    await self._publish(item, status, code, reasons, occurred_at, provider_id)
-                    self.tracker.observe(
-                        DeliveryStatus(
-                            message_id=item.message_id,
-                            attempt=item.attempt,
-                            channel=item.channel,
-                            status=status,
+            case Found(word, code, reasons, occurred_at, provider_id):
+                said = self._normalise(word, code)
+                if said is not None:
+                    name = said.status.value
+                    if name in FAILURE_STATUSES or PROGRESS_RANK.get(name, 0) > item.rank:
+                        await self._publish(item, said, code, reasons, occurred_at, provider_id)
+                        self.tracker.observe(
+                            DeliveryStatus(
+                                message_id=item.message_id,
+                                attempt=item.attempt,
+                                channel=item.channel,
+                                status=said.status,
+                            )
                         )
-                    )
                 self.tracker.reschedule(item)
             case NotFound():
                 self.tracker.reschedule(item)
@@ -219,10 +226,26 @@ class Poller:
             case _:
                 self.tracker.reschedule(item)
 
+    def _normalise(self, word: str, code: int | None) -> Mapped | None:
+        """The contract status of a polled answer; None (counted, logged once per kind) when there is
+        none: a known word without one (UNKNOWN) or a word the gateway never documented. Polling goes
+        on either way; a log line per poll would repeat every few seconds for hours."""
+        try:
+            said = normalise(status=word, status_code=code)
+        except UnknownGatewayShape as exc:
+            self.metrics.errors.labels("unknown_status").inc()
+            self._once.note(f"unknown {word}", f"poller: {exc.reason}")
+            return None
+        if isinstance(said, Ignored):
+            self.metrics.ignored.labels(said.kind).inc()
+            self._once.note(said.kind, f"poller: gateway status {said.kind} carries no delivery status")
+            return None
+        return said
+
     async def _publish(
         self,
         item: InFlight,
-        status: str,
+        said: Mapped,
         code: int | None,
         reasons: tuple[str, ...],
         occurred_at: str | None,
@@ -232,9 +255,10 @@ class Poller:
             "messageId": item.message_id,
             "attempt": item.attempt,
             "channel": item.channel,
-            "status": status,
+            "status": said.status,
             "statusCode": code,
             "reasons": list(reasons),
+            "gatewayStatus": said.gateway_status,
         }
         extra = {"providerMessageId": item.provider_message_id or provider_id, "occurredAt": occurred_at}
         try:

@@ -24,6 +24,7 @@ ENV = {
     "backoff_base": "STREAM_APP_DISPATCH_BACKOFF_BASE_SECONDS",
     "backoff_max": "STREAM_APP_DISPATCH_BACKOFF_MAX_SECONDS",
     "webhook_secret": "STREAM_APP_WEBHOOK_SECRET",
+    "webhook_auth": "STREAM_APP_WEBHOOK_AUTH",
     "dispatcher_metrics_port": "STREAM_APP_DISPATCHER_METRICS_PORT",
     "poller_metrics_port": "STREAM_APP_POLLER_METRICS_PORT",
 }
@@ -35,6 +36,10 @@ ENV = {
 #: by every service cannot make two of them ask for the same port.
 DISPATCHER_METRICS_PORT = 9465
 POLLER_METRICS_PORT = 9466
+
+
+#: How the webhook receiver authenticates callbacks (CONTRACT.md v1.1, "Operator commands").
+WEBHOOK_AUTH_MODES = ("hmac", "token", "none")
 
 
 def parse_per_channel(raw: str, source: str, default: float) -> dict[Channel, float]:
@@ -78,11 +83,32 @@ class GatewaySettings:
     backoff_base: float = 0.2
     backoff_max: float = 30.0
     webhook_secret: bytes = field(default=b"", repr=False)
+    #: ``hmac``, ``token``, ``none``, or "" for the default (``hmac`` when a secret is set).
+    webhook_auth: str = ""
     #: Ports of the dispatcher's and the poller's /metrics + /healthz endpoint (0 turns it off).
     #: 0 here, so services run in-process (tests, the demo) bind no fixed port unless asked; the
     #: CLI's defaults come from :func:`gateway_from_env` (:data:`DISPATCHER_METRICS_PORT`, ...).
     dispatcher_metrics_port: int = 0
     poller_metrics_port: int = 0
+
+    def webhook_auth_mode(self) -> str:
+        """The receiver's authentication mode; raises :class:`GatewayConfigError` when it cannot work.
+
+        The Qlara docs mention no signature, so ``token`` (a secret in the callback URL or a header)
+        and ``none`` (behind a proxy that authenticates) exist beside v1's HMAC; an unauthenticated
+        receiver is never the default: ``none`` must be asked for.
+        """
+        mode = self.webhook_auth or "hmac"
+        if mode != "none" and not self.webhook_secret:
+            if self.webhook_auth:
+                raise GatewayConfigError(
+                    f"{ENV['webhook_secret']}: required with {ENV['webhook_auth']}={mode}"
+                )
+            raise GatewayConfigError(
+                f"{ENV['webhook_secret']}: required (the shared secret the gateway signs callbacks with), "
+                f"or {ENV['webhook_auth']}=token with a secret, or none behind an authenticating proxy"
+            )
+        return mode
 
     def send_url(self, channel: Channel) -> str:
         return f"{self.url.rstrip('/')}/api/message-server/{channel.value.lower()}/send"
@@ -110,6 +136,15 @@ def _port(env: Mapping[str, str], name: str, default: int) -> int:
     return int(raw)
 
 
+def _auth_mode(raw: str) -> str:
+    mode = raw.strip().lower()
+    if mode and mode not in WEBHOOK_AUTH_MODES:
+        raise GatewayConfigError(
+            f"{ENV['webhook_auth']}: must be one of {', '.join(WEBHOOK_AUTH_MODES)}, got {raw!r}"
+        )
+    return mode
+
+
 def gateway_from_env(environ: Mapping[str, str] | None = None, **overrides: object) -> GatewaySettings:
     """Gateway settings from the environment; keyword ``overrides`` (CLI options) win when not None."""
     env = os.environ if environ is None else environ
@@ -128,6 +163,7 @@ def gateway_from_env(environ: Mapping[str, str] | None = None, **overrides: obje
         backoff_base=_num(env, "backoff_base", base.backoff_base),
         backoff_max=_num(env, "backoff_max", base.backoff_max),
         webhook_secret=env.get(ENV["webhook_secret"], "").encode(),
+        webhook_auth=_auth_mode(env.get(ENV["webhook_auth"], "")),
         dispatcher_metrics_port=_port(env, "dispatcher_metrics_port", DISPATCHER_METRICS_PORT),
         poller_metrics_port=_port(env, "poller_metrics_port", POLLER_METRICS_PORT),
     )

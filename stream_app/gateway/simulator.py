@@ -11,10 +11,15 @@ Endpoints (the real gateway's shapes):
   ``{"messageId", "simulation", "results": {"<channel>": {"accepted", "reasons", "parts"}}}``.
   A body ``messageId`` is the customer message id and is echoed back; without one a UUID is made.
   401 without (or with a wrong) key, 400 for a malformed body (never a 5xx), 413 for a body over
-  1 MiB, 422 for an unapproved template, 429 with ``Retry-After`` when scripted.
+  1 MiB, 422 for an unapproved template, 429 when scripted (``Retry-After`` header and/or
+  ``retryAfter`` in the body) or when the rules' ``limit`` window is spent.
 * ``GET /api/partner-gateway/v1/messages/status/{customerMessageId}?channel=...`` answers
-  ``deliveryStatus`` SENT, DELIVERED, READ, ERROR (``statusCode`` 6) or EXPIRED (``statusCode`` 8);
-  before the first scripted status it answers ``ACCEPTED`` (a simulator extension); 404 if unknown.
+  ``deliveryStatus`` SENT, RECEIVED, DELIVERED (``statusCode`` 3), READ, ERROR (``statusCode`` 6),
+  EXPIRED (``statusCode`` 8) or UNKNOWN; before the first scripted status it answers ``ACCEPTED``
+  (a simulator extension); 404 if unknown.
+* With a top-level ``"limit": {"requests": N, "windowSeconds": S}`` every API answer carries
+  ``X-RateLimit-Limit``, ``X-RateLimit-Remaining`` and ``X-RateLimit-Reset`` (seconds to the
+  window's end), and a call over N in a window gets 429 with both ``Retry-After`` and ``retryAfter``.
 * ``GET /_sim/sends``: how many sends each customer message id got (``sends``) and how many HTTP calls
   (``calls``); the fault tests assert "never sent twice" on it. ``PUT /_sim/rules`` replaces the rules.
 
@@ -23,16 +28,18 @@ Behaviour is scripted per destination by rules (a JSON file, ``--rules``), first
     {"rules": [
       {"destinationSuffix": "01", "channel": "WHATSAPP", "reject": ["RECIPIENT_NOT_ON_WHATSAPP"]},
       {"destinationSuffix": "02", "channel": "WHATSAPP", "statuses": [{"status": "SENT", "after": 0.2}]},
-      {"destinationSuffix": "07", "rateLimit": 3, "retryAfter": 0.5},
+      {"destinationSuffix": "07", "rateLimit": 3, "retryAfter": 0.5, "retryAfterBody": 2},
       {"destinationSuffix": "", "statuses": [{"status": "SENT", "after": 0.2},
                                               {"status": "DELIVERED", "after": 1}]}]}
 
 Rule fields: ``destinationSuffix`` (``""`` matches all), ``channel`` (absent: any), ``reject``
 (accepted false with these reasons), ``unapprovedTemplate`` (422), ``statuses`` (the DLR timeline,
 ``after`` seconds from acceptance, optional ``statusCode``/``reasons``), ``rateLimit`` (the first N
-calls for a destination+channel answer 429) with ``retryAfter``, ``fail`` (the next N calls, after
-any 429s, answer 500 before sending), ``delay`` (seconds to wait AFTER the send is recorded: a slow
-gateway, or with a client timeout a lost answer), ``parts`` (SMS parts; default one per 160 characters).
+calls for a destination+channel answer 429) with ``retryAfter`` (the ``Retry-After`` header,
+seconds; null: none) and ``retryAfterBody`` (the body's ``retryAfter``; absent: none), ``fail``
+(the next N calls, after any 429s, answer 500 before sending), ``delay`` (seconds to wait AFTER
+the send is recorded: a slow gateway, or with a client timeout a lost answer), ``parts`` (SMS
+parts; default one per 160 characters).
 
 :data:`DEFAULT_RULES` (used without ``--rules``), keyed by the destination's last two digits:
 
@@ -44,13 +51,28 @@ gateway, or with a client timeout a lost answer), ``parts`` (SMS parts; default 
  05   WhatsApp SENT, DELIVERED after 1 s, READ after 2 s
  06   WhatsApp EXPIRED (statusCode 8) after 1 s
  07   429 burst: the first 3 calls per channel are rate limited (Retry-After 1 s)
+ 10   SENT, RECEIVED, DELIVERED after 1 s, READ after 2 s, then a reply (INBOUND)
+ 11   SENT, then UNKNOWN after 1 s
  08   slow gateway: every answer takes 2 s
  09   every channel refused: WhatsApp/Viber REJECTED, RCS AGENT_NOT_REACHABLE, SMS INVALID_DESTINATION
  *    SENT after 0.2 s, DELIVERED after 1 s
 ====  =============================================================================
 
-With ``--webhook-url`` every status is also pushed there as a DLR callback signed with
-HMAC-SHA256 (:mod:`stream_app.gateway.signing`); otherwise DLRs are only served to the poller.
+With ``--webhook-url`` every status is also pushed there as a callback, in one of the gateway's
+documented shapes (``webhook_style``):
+
+* ``status``: the status endpoint's answer (``customerMessageId``, ``deliveryStatus``, ...);
+* ``events``: the webhook guide's events: ``eventType: DELIVERY`` with ``statusCode`` (3, 6, 8) and
+  both ids, ``READ`` with only the gateway's own ``messageId`` (no ``customerMessageId``), and
+  ``INBOUND`` for a scripted ``INBOUND`` step (a reply); SENT, RECEIVED and UNKNOWN have no event
+  and are not pushed;
+* ``legacy``: the older guide's ``{"messageId", "customerMessageId", "phoneNumber", "status",
+  "timestamp", "channel": "sms", "error"}``.
+
+Each message gets its own gateway id (a UUID, the ``messageId`` of events and legacy callbacks); the
+send answer echoes the customer id, as the real one does (seed page 001). Callbacks are
+authenticated per ``webhook_auth``: ``hmac`` (``X-Signature``, :mod:`stream_app.gateway.signing`),
+``token`` (``X-Webhook-Token``) or ``none``; otherwise DLRs are only served to the poller.
 ``--time-scale`` multiplies every ``after`` and ``delay`` (0.1 plays a 2 h wait in 12 min).
 """
 
@@ -88,11 +110,13 @@ SEND_PATH = "/api/message-server/{channel}/send"
 STATUS_PATH = "/api/partner-gateway/v1/messages/status/{customer_id:path}"
 #: 1 MiB: far above any real message body (a WhatsApp template with placeholders is a few KiB).
 MAX_BODY = 1 << 20
-#: Status codes the gateway puts on its failure statuses (seed page 000).
-STATUS_CODES = {"ERROR": 6, "EXPIRED": 8}
+#: Status codes the gateway puts on its statuses (seed page 000; 3 from the webhook guide's DELIVERY).
+STATUS_CODES = {"DELIVERED": 3, "ERROR": 6, "EXPIRED": 8}
 DESCRIPTIONS = {
     "ACCEPTED": "Message accepted by the gateway",
     "SENT": "Message sent but not delivered to device",
+    "RECEIVED": "Message received by the carrier, delivery to the handset not confirmed",
+    "UNKNOWN": "No status information for this message",
     "DELIVERED": "Message delivered to handset",
     "READ": "Message read by the recipient",
     "ERROR": "Definitive error",
@@ -107,7 +131,8 @@ class _Model(BaseModel):
 
 
 class StepRule(_Model):
-    status: Literal["SENT", "DELIVERED", "READ", "ERROR", "EXPIRED"]
+    #: ``INBOUND`` is not a status: a reply from the person, pushed as an event (``events`` style only).
+    status: Literal["SENT", "RECEIVED", "DELIVERED", "READ", "ERROR", "EXPIRED", "UNKNOWN", "INBOUND"]
     after: float = Field(ge=0, le=86_400 * 30)
     status_code: int | None = None
     reasons: list[str] = Field(default_factory=list)
@@ -125,7 +150,8 @@ class Rule(_Model):
     unapproved_template: bool = False
     statuses: list[StepRule] | None = None
     rate_limit: int = Field(default=0, ge=0)
-    retry_after: float = Field(default=1.0, ge=0)
+    retry_after: float | None = Field(default=1.0, ge=0)
+    retry_after_body: float | None = Field(default=None, ge=0)
     fail: int = Field(default=0, ge=0)
     delay: float = Field(default=0.0, ge=0, le=600)
     parts: int | None = Field(default=None, ge=1)
@@ -139,8 +165,16 @@ class Rule(_Model):
         return destination.endswith(self.destination_suffix) and self.channel in (None, channel)
 
 
+class Limit(_Model):
+    """A fixed window of ``requests`` API calls per ``window_seconds``, announced in headers."""
+
+    requests: int = Field(ge=1)
+    window_seconds: float = Field(gt=0, le=3600)
+
+
 class Rules(_Model):
     rules: list[Rule] = Field(default_factory=list)
+    limit: Limit | None = None
 
 
 def _steps(*pairs: tuple[str, float]) -> list[dict[str, Any]]:
@@ -175,6 +209,17 @@ DEFAULT_RULES: dict[str, Any] = {
             "statuses": [{"status": "SENT", "after": 0.2}, {"status": "EXPIRED", "after": 1.0}],
         },
         {"destinationSuffix": "07", "rateLimit": 3, "retryAfter": 1.0},
+        {
+            "destinationSuffix": "10",
+            "statuses": [
+                {"status": "SENT", "after": 0.2},
+                {"status": "RECEIVED", "after": 0.5},
+                {"status": "DELIVERED", "after": 1.0},
+                {"status": "READ", "after": 2.0},
+                {"status": "INBOUND", "after": 2.5},
+            ],
+        },
+        {"destinationSuffix": "11", "statuses": _steps(("SENT", 0.2), ("UNKNOWN", 1.0))},
         {"destinationSuffix": "08", "delay": 2.0},
         {"destinationSuffix": "09", "channel": "WHATSAPP", "reject": ["RECIPIENT_NOT_ON_WHATSAPP"]},
         {"destinationSuffix": "09", "channel": "VIBER", "reject": ["RECIPIENT_NOT_ON_VIBER"]},
@@ -248,6 +293,7 @@ def _sms_parts(body: dict[str, Any]) -> int:
 @dataclass(slots=True)
 class SimMessage:
     customer_id: str
+    gateway_id: str  # the gateway's own message id (a UUID), as events and legacy callbacks carry it
     channel: Channel
     destination: str
     accepted_at: float  # monotonic seconds, for the timeline
@@ -265,6 +311,24 @@ class SimState:
     per_target: Counter[tuple[str, Channel]] = field(default_factory=Counter)
     in_progress: Counter[Channel] = field(default_factory=Counter)
     max_in_progress: Counter[Channel] = field(default_factory=Counter)
+    #: Monotonic time of every send call per customer id: tests check the waits between them.
+    call_times: dict[str, list[float]] = field(default_factory=dict)
+    #: 429s answered (scripted or over the window).
+    rate_limited: int = 0
+    window_start: float = 0.0
+    window_calls: int = 0
+
+    def window(self, now: float) -> tuple[int, int, float] | None:
+        """(limit, remaining, seconds to reset) after counting this call, or None without a limit."""
+        limit = self.rules.limit
+        if limit is None:
+            return None
+        length = limit.window_seconds * self.time_scale
+        if now - self.window_start >= length:
+            self.window_start, self.window_calls = now, 0
+        self.window_calls += 1
+        reset = self.window_start + length - now
+        return limit.requests, limit.requests - self.window_calls, reset
 
     def rule_for(self, destination: str, channel: Channel) -> Rule | None:
         return next((r for r in self.rules.rules if r.matches(destination, channel)), None)
@@ -275,7 +339,7 @@ class SimState:
         at = msg.accepted_at
         for step in msg.steps:
             due = msg.accepted_at + step.after * self.time_scale
-            if due <= now:
+            if due <= now and step.status != "INBOUND":  # a reply is no status of the message
                 reached, at = step, due
         return reached, at
 
@@ -284,8 +348,27 @@ def _json(status: int, payload: Any, headers: dict[str, str] | None = None) -> R
     return Response(orjson.dumps(payload), status_code=status, media_type="application/json", headers=headers)
 
 
-def _error(status: int, reason: str, headers: dict[str, str] | None = None) -> Response:
-    return _json(status, {"error": reason}, headers)
+def _error(status: int, reason: str, headers: dict[str, str] | None = None, **extra: Any) -> Response:
+    return _json(status, {"error": reason, **extra}, headers)
+
+
+#: (limit, remaining, seconds to reset) of the rate window a call was counted in; None: no limit.
+_Window = tuple[int, int, float] | None
+
+
+def _limited(response: Response, window: _Window) -> Response:
+    """``response`` with the ``X-RateLimit-*`` headers of the window its call was counted in."""
+    if window is not None:
+        limit, remaining, reset = window
+        response.headers["X-RateLimit-Limit"] = str(limit)
+        response.headers["X-RateLimit-Remaining"] = str(max(0, remaining))
+        response.headers["X-RateLimit-Reset"] = f"{round(reset, 3):g}"
+    return response
+
+
+WebhookStyle = Literal["status", "events", "legacy"]
+WebhookAuth = Literal["hmac", "token", "none"]
+TOKEN_HEADER = "X-Webhook-Token"
 
 
 class Simulator:
@@ -298,12 +381,16 @@ class Simulator:
         api_key: str | None = None,
         webhook_url: str | None = None,
         webhook_secret: bytes = b"",
+        webhook_style: WebhookStyle = "status",
+        webhook_auth: WebhookAuth = "hmac",
         time_scale: float = 1.0,
     ) -> None:
         self.state = SimState(rules=rules, time_scale=time_scale)
         self.api_key = api_key
         self.webhook_url = webhook_url
         self.webhook_secret = webhook_secret
+        self.webhook_style: WebhookStyle = webhook_style
+        self.webhook_auth: WebhookAuth = webhook_auth
         self._pushes: set[asyncio.Task[None]] = set()
         self._http: httpx.AsyncClient | None = None
         self.app = Starlette(
@@ -355,13 +442,23 @@ class Simulator:
         st = self.state
         customer_id = body.message_id or str(uuid.uuid4())
         st.calls[customer_id] += 1
+        st.call_times.setdefault(customer_id, []).append(time.monotonic())
+        window, over = self._count_call()
+        if over is not None:
+            return over
         target = (body.destination, channel)
         st.per_target[target] += 1
         n = st.per_target[target]
         rule = st.rule_for(body.destination, channel)
         if rule is not None and n <= rule.rate_limit:
-            wait = rule.retry_after * st.time_scale
-            return _error(429, "rate limit exceeded", {"Retry-After": f"{wait:g}"})
+            st.rate_limited += 1
+            headers = (
+                {} if rule.retry_after is None else {"Retry-After": f"{rule.retry_after * st.time_scale:g}"}
+            )
+            extra = (
+                {} if rule.retry_after_body is None else {"retryAfter": rule.retry_after_body * st.time_scale}
+            )
+            return _limited(_error(429, "rate limit exceeded", headers, **extra), window)
         if rule is not None and n <= rule.rate_limit + rule.fail:
             return _error(500, "internal error (scripted)")
         if rule is not None and rule.unapproved_template:
@@ -372,7 +469,8 @@ class Simulator:
             reasons = list(rule.reject) if rule is not None and rule.reject is not None else []
             accepted = rule is None or rule.reject is None
             result: dict[str, Any] = {"accepted": accepted, "reasons": reasons}
-            return _json(200, {"messageId": customer_id, "simulation": True, "results": {name: result}})
+            answer = {"messageId": customer_id, "simulation": True, "results": {name: result}}
+            return _limited(_json(200, answer), window)
 
         st.sends[customer_id] += 1
         if rule is not None and rule.reject is not None:
@@ -381,6 +479,7 @@ class Simulator:
             steps = tuple(rule.statuses) if rule is not None and rule.statuses is not None else DEFAULT_STEPS
             msg = SimMessage(
                 customer_id=customer_id,
+                gateway_id=str(uuid.uuid4()),
                 channel=channel,
                 destination=body.destination,
                 accepted_at=time.monotonic(),
@@ -403,7 +502,18 @@ class Simulator:
                 await asyncio.sleep(rule.delay * st.time_scale)
             finally:
                 st.in_progress[channel] -= 1
-        return _json(200, {"messageId": customer_id, "simulation": False, "results": {name: result}})
+        answer = {"messageId": customer_id, "simulation": False, "results": {name: result}}
+        return _limited(_json(200, answer), window)
+
+    def _count_call(self) -> tuple[_Window, Response | None]:
+        """Count this call in the rules' ``limit`` window; a 429 when it is over the limit."""
+        window = self.state.window(time.monotonic())
+        if window is None or window[1] >= 0:
+            return window, None
+        self.state.rate_limited += 1
+        wait = round(window[2], 3)
+        over = _error(429, "rate limit exceeded", {"Retry-After": f"{wait:g}"}, retryAfter=wait)
+        return window, _limited(over, window)
 
     def _status_payload(self, msg: SimMessage, now: float) -> dict[str, Any]:
         step, at = self.state.status_of(msg, now)
@@ -437,10 +547,13 @@ class Simulator:
             channel = Channel(raw_channel.upper())
         except ValueError:
             return _error(400, f"channel: must be one of WHATSAPP, RCS, SMS, VIBER, got {raw_channel!r}")
+        window, over = self._count_call()
+        if over is not None:
+            return over
         msg = self.state.messages.get((customer_id, channel))
         if msg is None:
-            return _error(404, "message not found")
-        return _json(200, self._status_payload(msg, time.monotonic()))
+            return _limited(_error(404, "message not found"), window)
+        return _limited(_json(200, self._status_payload(msg, time.monotonic())), window)
 
     async def sends(self, request: Request) -> Response:
         return _json(200, {"sends": dict(self.state.sends), "calls": dict(self.state.calls)})
@@ -455,18 +568,72 @@ class Simulator:
 
     # ------------------------------------------------------------------------------ webhooks
     async def _push_all(self, msg: SimMessage) -> None:
-        """Push each step of ``msg`` to the webhook when it is reached."""
+        """Push each step of ``msg`` to the webhook when it is reached, in ``webhook_style``."""
         for step in msg.steps:
             due = msg.accepted_at + step.after * self.state.time_scale
             await asyncio.sleep(max(0.0, due - time.monotonic()))
-            await self._push(self._status_payload(msg, due))
+            payload = self._callback(msg, step, due)
+            if payload is not None:
+                await self._push(payload)
+
+    def _callback(self, msg: SimMessage, step: StepRule, at: float) -> dict[str, Any] | None:
+        """The callback body of ``step`` in this simulator's style; None when the style has none."""
+        at_text = format_ms(msg.sent_ms + int((at - msg.accepted_at) * 1000))
+        name = step.status
+        if self.webhook_style == "status":
+            return None if name == "INBOUND" else self._status_payload(msg, at)
+        if self.webhook_style == "legacy":
+            if name == "INBOUND":
+                return None
+            failed = name in ("ERROR", "EXPIRED")
+            return {
+                "messageId": msg.gateway_id,
+                "customerMessageId": msg.customer_id,
+                "phoneNumber": msg.destination,
+                "status": name,
+                "timestamp": at_text,
+                "channel": msg.channel.value.lower(),
+                "error": (", ".join(step.reasons) or DESCRIPTIONS[name]) if failed else None,
+            }
+        # events: DELIVERY (with statusCode), READ (gateway id only), INBOUND (a reply)
+        where = {"destination": msg.destination, "channel": msg.channel.value, "timestamp": at_text}
+        if name == "READ":
+            return {"eventType": "READ", "messageId": msg.gateway_id, **where}
+        if name == "INBOUND":
+            return {
+                "eventType": "INBOUND",
+                "source": msg.destination,
+                "destination": "+393409876543",
+                "text": "Yes, I confirm my appointment",
+                "channel": msg.channel.value,
+                "messageType": "TEXT",
+                "timestamp": at_text,
+            }
+        code = step.status_code if step.status_code is not None else STATUS_CODES.get(name)
+        if code is None:
+            return None  # SENT, RECEIVED, UNKNOWN: no event in the documented set
+        return {
+            "eventType": "DELIVERY",
+            "messageId": msg.gateway_id,
+            "customerMessageId": msg.customer_id,
+            "statusCode": code,
+            "description": ", ".join(step.reasons) or DESCRIPTIONS.get(name, name),
+            **where,
+        }
+
+    def _auth_headers(self, body: bytes) -> dict[str, str]:
+        if self.webhook_auth == "hmac":
+            return {SIGNATURE_HEADER: sign(self.webhook_secret, body)}
+        if self.webhook_auth == "token":
+            return {TOKEN_HEADER: self.webhook_secret.decode()}
+        return {}
 
     async def _push(self, payload: dict[str, Any]) -> None:
         assert self.webhook_url is not None
         if self._http is None:
             self._http = httpx.AsyncClient(timeout=10.0)
         body = orjson.dumps(payload)
-        headers = {"Content-Type": "application/json", SIGNATURE_HEADER: sign(self.webhook_secret, body)}
+        headers = {"Content-Type": "application/json", **self._auth_headers(body)}
         # A real gateway retries a callback that failed; 5 tries with doubling waits (0.5 s .. 8 s)
         # ride out a receiver restart without flooding it.
         for attempt in range(5):
@@ -477,7 +644,9 @@ class Simulator:
             except httpx.HTTPError as exc:
                 log.debug("webhook push failed: %s", exc)
             await asyncio.sleep(0.5 * 2**attempt)
-        log.warning("webhook push of %s gave up", payload.get("customerMessageId"))
+        log.warning(
+            "webhook push of %s gave up", payload.get("customerMessageId") or payload.get("messageId")
+        )
 
     async def aclose(self) -> None:
         for task in list(self._pushes):
@@ -497,6 +666,8 @@ async def run_simulator(
     api_key: str | None = None,
     webhook_url: str | None = None,
     webhook_secret: bytes = b"",
+    webhook_style: WebhookStyle = "status",
+    webhook_auth: WebhookAuth = "hmac",
     time_scale: float = 1.0,
     stop: asyncio.Event | None = None,
     ready: asyncio.Event | None = None,
@@ -512,6 +683,8 @@ async def run_simulator(
         api_key=api_key,
         webhook_url=webhook_url,
         webhook_secret=webhook_secret,
+        webhook_style=webhook_style,
+        webhook_auth=webhook_auth,
         time_scale=time_scale,
     )
     if simulator is not None:

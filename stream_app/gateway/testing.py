@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 
 from stream_app.config import Settings
 from stream_app.gateway.settings import GatewaySettings
-from stream_app.gateway.simulator import Rules, Simulator, run_simulator
+from stream_app.gateway.simulator import Rules, Simulator, WebhookAuth, WebhookStyle, run_simulator
 from stream_app.gateway.webhook import WebhookReceiver, run_webhook
 from stream_app.lifecycle import wait_started
 
@@ -41,6 +41,8 @@ async def running_simulator(
     api_key: str | None = "test-key",
     webhook_url: str | None = None,
     webhook_secret: bytes = b"",
+    webhook_style: WebhookStyle = "status",
+    webhook_auth: WebhookAuth = "hmac",
     time_scale: float = 1.0,
     port: int | None = None,
 ) -> AsyncIterator[tuple[Simulator, str]]:
@@ -57,6 +59,8 @@ async def running_simulator(
                 api_key=api_key,
                 webhook_url=webhook_url,
                 webhook_secret=webhook_secret,
+                webhook_style=webhook_style,
+                webhook_auth=webhook_auth,
                 time_scale=time_scale,
                 stop=stop,
                 ready=ready,
@@ -82,16 +86,19 @@ async def running_simulator(
 
 @contextlib.asynccontextmanager
 async def running_webhook(
-    settings: Settings, secret: bytes, *, path: str = "/dlr"
+    settings: Settings, secret: bytes, *, path: str = "/dlr", auth: str = ""
 ) -> AsyncIterator[tuple[WebhookReceiver, str]]:
-    """A webhook receiver on 127.0.0.1 publishing to ``settings``' topics; yields it and its URL."""
+    """A webhook receiver on 127.0.0.1 publishing to ``settings``' topics; yields it and its URL.
+
+    ``auth`` is ``STREAM_APP_WEBHOOK_AUTH`` ("" for the default: hmac with a secret).
+    """
     stop, ready = asyncio.Event(), asyncio.Event()
     holder: list[WebhookReceiver] = []
     port = free_port()
     task = asyncio.create_task(
         run_webhook(
             settings,
-            GatewaySettings(webhook_secret=secret),
+            GatewaySettings(webhook_secret=secret, webhook_auth=auth),
             host="127.0.0.1",
             port=port,
             path=path,

@@ -1,26 +1,44 @@
-"""Webhook receiver: gateway DLR callbacks -> DeliveryStatus records on ``delivery-status``.
+"""Webhook receiver: the gateway's delivery callbacks -> DeliveryStatus records on ``delivery-status``.
 
 Starlette + uvicorn, like the simulator: Starlette is a small, well-kept, ASGI-native toolkit (routing,
 requests, responses and nothing else we would have to secure), uvicorn is its standard server, and
 together they take 1,000 concurrent callbacks on one core without threads.
 
-``POST /dlr`` (``--path``) takes one DLR as JSON, in the shape of the gateway's status answer::
+``POST /dlr`` (``--path``) takes one callback as JSON, in any of the gateway's documented shapes
+(:class:`Callback`; the mapping to statuses is :mod:`stream_app.gateway.shapes`, CONTRACT.md v1.1):
 
-    {"customerMessageId": "txn-001:1", "channel": "RCS", "deliveryStatus": "ERROR", "statusCode": 6,
-     "reasons": ["AGENT_NOT_REACHABLE"], "messageId": "c9a4b32d-...",
-     "eventDate": "2026-04-09T10:15:04+02:00"}
+* the status answer: ``{"customerMessageId", "channel", "deliveryStatus", "statusCode", "reasons",
+  "messageId", "eventDate"}``;
+* the webhook guide's events: ``{"eventType": "DELIVERY", "messageId", "customerMessageId",
+  "destination", "statusCode": 3, "description", "channel", "timestamp"}``; ``{"eventType": "READ",
+  "messageId", "destination", "channel", "timestamp"}`` (no ``customerMessageId``); ``INBOUND``;
+* the older guide's ``{"messageId", "customerMessageId", "phoneNumber", "status", "timestamp",
+  "channel": "sms", "error"}``.
 
-* The body must be signed: header ``X-Signature: sha256=<hex HMAC-SHA256 of the raw body>`` keyed
-  with ``STREAM_APP_WEBHOOK_SECRET``. Missing or wrong: 401, nothing published, nothing dead-lettered
-  (an unsigned flood must not fill a topic).
-* Bodies over 64 KiB: 413 (a DLR is a few hundred bytes; the limit stops memory abuse).
-* A signed body that is not a valid DLR: 400, and the raw body goes to ``dead-letters`` with Connect
-  headers (source topic ``webhook:<path>``, partition and offset -1) so nothing the gateway said is lost.
+Rules:
+
+* Authentication (``STREAM_APP_WEBHOOK_AUTH``): ``hmac`` (default with a secret) wants
+  ``X-Signature: sha256=<hex HMAC-SHA256 of the raw body>`` keyed with ``STREAM_APP_WEBHOOK_SECRET``;
+  ``token`` wants the secret in ``X-Webhook-Token`` or ``?token=`` (what a gateway that signs
+  nothing can still send: it is part of the registered callback URL); ``none`` checks nothing (behind
+  a proxy that authenticates). A refused call: 401, nothing published, nothing dead-lettered (an
+  unauthenticated flood must not fill a topic).
+* Bodies over 64 KiB: 413 (a callback is a few hundred bytes; the limit stops memory abuse).
+* A body that is not one of the shapes (bad JSON, no status, a status word outside the gateway's
+  vocabulary, an unknown ``eventType``, a bad channel or timestamp): 400 with a one-line reason, and
+  the raw body goes to ``dead-letters`` with Connect headers (source topic ``webhook:<path>``,
+  partition and offset -1) so nothing the gateway said is lost.
+* A callback with no status for us (``UNKNOWN``, an unmapped ``statusCode``, an ``INBOUND`` reply):
+  200, nothing published, counted by kind in ``stream_app_webhook_ignored`` and logged once per kind.
 * ``customerMessageId`` is our commandId ``<messageId>:<attempt>`` (the dispatcher sends it so); it is
   split back into messageId and attempt. An id without a numeric ``:<attempt>`` suffix is taken whole
   as the messageId, without attempt (the processor then applies it to the latest attempt on the channel).
-* The status is published whether or not its ACCEPTED has been seen: a DLR may beat the dispatcher's
-  acknowledgement, and the processor orders them (CONTRACT.md).
+* A callback with only the gateway's ``messageId`` is resolved through
+  :class:`~stream_app.gateway.providers.ProviderIndex`; not yet resolvable, it is kept durably and
+  answered 202, then published when its attempt becomes known, or dead-lettered after
+  ``STREAM_APP_ORPHAN_STATUS_SECONDS``.
+* The gateway's own word is kept in ``gatewayStatus``; the status is published whether or not its
+  ACCEPTED has been seen: a DLR may beat the dispatcher's acknowledgement, and the processor orders them.
 * 200 only after the broker acknowledged the record; 503 when it did not, so the gateway retries.
 * ``GET /metrics`` (Prometheus, :class:`~stream_app.gateway.metrics.WebhookMetrics`) and
   ``GET /healthz`` are served by the same app on the same port: the receiver is already an HTTP
@@ -31,27 +49,43 @@ together they take 1,000 concurrent callbacks on one core without threads.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import hmac
 import logging
+import time
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from stream_app.config import Settings
-from stream_app.contracts import MAX_STEPS, DeliveryStatus, encode, reason_of
-from stream_app.gateway.errors import GatewayConfigError
-from stream_app.gateway.kafka import dead_letter_headers, started_producer
+from stream_app.contracts import (
+    FAILURE_STATUSES,
+    MAX_STEPS,
+    DeliveryStatus,
+    InvalidRecord,
+    decode_status,
+    encode,
+    reason_of,
+)
+from stream_app.contracts.models import Timestamp
+from stream_app.gateway.errors import GatewayConfigError, UnknownGatewayShape
+from stream_app.gateway.kafka import dead_letter_headers, start_client, started_producer
 from stream_app.gateway.metrics import WebhookMetrics
+from stream_app.gateway.providers import Attempt, Held, ProviderIndex
 from stream_app.gateway.serve import serve_app
 from stream_app.gateway.settings import GatewaySettings
+from stream_app.gateway.shapes import Ignored, Mapped, OnceLog, normalise
 from stream_app.gateway.signing import SIGNATURE_HEADER, verify
+from stream_app.kafka.metadata import topic_partitions
 from stream_app.metrics_http import render
 
 log = logging.getLogger(__name__)
@@ -59,21 +93,37 @@ log = logging.getLogger(__name__)
 #: 64 KiB: a DLR is a few hundred bytes; anything near this is not a DLR.
 MAX_BODY = 64 * 1024
 DEFAULT_PATH = "/dlr"
+TOKEN_HEADER = "X-Webhook-Token"
+TOKEN_QUERY = "token"
+#: Held callbacks at most; beyond, 503 (the gateway retries) rather than an unbounded disk.
+MAX_HELD = 10_000
+#: How often held callbacks are tried against the index (and aged out).
+RESOLVE_INTERVAL = 0.2
+#: How often the index forgets pairs older than its horizon.
+PRUNE_INTERVAL = 3600.0
 
 
-class Dlr(BaseModel):
-    """A gateway delivery report, as the callback body carries it."""
+class Callback(BaseModel):
+    """One gateway callback, in any documented shape: every field optional, unknown ones ignored."""
 
     model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
-    customer_message_id: str = Field(alias="customerMessageId", min_length=1, max_length=255)
-    channel: str
-    delivery_status: str = Field(alias="deliveryStatus")
+    event_type: str | None = Field(default=None, alias="eventType", max_length=32)
+    customer_message_id: str | None = Field(
+        default=None, alias="customerMessageId", min_length=1, max_length=255
+    )
+    #: The gateway's own id of the message (``messageId`` in every callback shape).
+    provider_message_id: str | None = Field(default=None, alias="messageId", min_length=1, max_length=255)
+    channel: str | None = None
+    delivery_status: str | None = Field(default=None, alias="deliveryStatus", max_length=32)
+    status: str | None = Field(default=None, max_length=32)
     status_code: int | None = Field(default=None, alias="statusCode")
     reasons: list[str] = Field(default_factory=list)
-    provider_message_id: str | None = Field(default=None, alias="messageId")
-    event_date: AwareDatetime | None = Field(default=None, alias="eventDate")
-    read_date: AwareDatetime | None = Field(default=None, alias="readDate")
-    delivery_date: AwareDatetime | None = Field(default=None, alias="deliveryDate")
+    error: str | None = None
+    description: str | None = None
+    timestamp: Timestamp | None = None
+    event_date: Timestamp | None = Field(default=None, alias="eventDate")
+    read_date: Timestamp | None = Field(default=None, alias="readDate")
+    delivery_date: Timestamp | None = Field(default=None, alias="deliveryDate")
 
     @field_validator("reasons", mode="before")
     @classmethod
@@ -81,7 +131,17 @@ class Dlr(BaseModel):
         return [] if v is None else v
 
     def occurred_at(self) -> datetime | None:
-        return self.event_date or self.read_date or self.delivery_date
+        return self.timestamp or self.event_date or self.read_date or self.delivery_date
+
+    def reasons_for(self, mapped: Mapped) -> list[str]:
+        """``reasons``, else the older shape's ``error``, else a failure's ``description``."""
+        if self.reasons:
+            return self.reasons
+        if self.error:
+            return [self.error]
+        if self.description and mapped.status.value in FAILURE_STATUSES:
+            return [self.description]
+        return []
 
 
 def split_customer_id(customer_id: str) -> tuple[str, int | None]:
@@ -92,21 +152,49 @@ def split_customer_id(customer_id: str) -> tuple[str, int | None]:
     return customer_id, None
 
 
-def to_status(dlr: Dlr) -> DeliveryStatus:
-    """The DeliveryStatus of a DLR; raises ValidationError when a field breaks the contract."""
-    message_id, attempt = split_customer_id(dlr.customer_message_id)
-    return DeliveryStatus.model_validate(
-        {
-            "messageId": message_id,
-            "attempt": attempt,
-            "channel": dlr.channel,
-            "status": dlr.delivery_status,
-            "statusCode": dlr.status_code,
-            "reasons": dlr.reasons,
-            "providerMessageId": dlr.provider_message_id,
-            "occurredAt": dlr.occurred_at(),
-        }
-    )
+def interpret(body: bytes) -> tuple[Callback, Mapped | Ignored]:
+    """The callback of ``body`` and what it says; raises :class:`UnknownGatewayShape` (one line)."""
+    try:
+        cb = Callback.model_validate_json(body)
+    except ValidationError as exc:
+        raise UnknownGatewayShape(reason_of(exc)) from None
+    word = cb.delivery_status if cb.delivery_status is not None else cb.status
+    return cb, normalise(status=word, status_code=cb.status_code, event_type=cb.event_type)
+
+
+def to_status(cb: Callback, mapped: Mapped, where: Attempt | None = None) -> DeliveryStatus:
+    """The DeliveryStatus of a callback, placed by its customer id or by ``where`` (the index's answer).
+
+    Raises :class:`UnknownGatewayShape` when a field breaks the contract or nothing names the message.
+    """
+    attempt: int | None
+    channel: str | None
+    if where is not None:
+        message_id, attempt, channel = where.message_id, where.attempt, where.channel.value
+    elif cb.customer_message_id is not None:
+        message_id, attempt = split_customer_id(cb.customer_message_id)
+        channel = cb.channel
+    else:
+        raise UnknownGatewayShape(
+            "customerMessageId: required (or messageId: the gateway's id of a message the dispatcher sent)"
+        )
+    fields: dict[str, Any] = {} if channel is None else {"channel": channel}  # absent: "required"
+    try:
+        return DeliveryStatus.model_validate(
+            {
+                **fields,
+                "messageId": message_id,
+                "attempt": attempt,
+                "status": mapped.status,
+                "statusCode": cb.status_code,
+                "reasons": cb.reasons_for(mapped),
+                "providerMessageId": cb.provider_message_id,
+                "occurredAt": cb.occurred_at(),
+                "gatewayStatus": mapped.gateway_status,
+            }
+        )
+    except ValidationError as exc:
+        raise UnknownGatewayShape(reason_of(exc)) from None
 
 
 def _json(status: int, payload: dict[str, Any]) -> Response:
@@ -114,12 +202,21 @@ def _json(status: int, payload: dict[str, Any]) -> Response:
 
 
 class WebhookReceiver:
-    """The receiver's Starlette app over one producer."""
+    """The receiver's Starlette app over one producer (and the provider-id index, when given)."""
 
     def __init__(
-        self, settings: Settings, producer: AIOKafkaProducer, secret: bytes, path: str = DEFAULT_PATH
+        self,
+        settings: Settings,
+        producer: AIOKafkaProducer,
+        secret: bytes,
+        path: str = DEFAULT_PATH,
+        *,
+        auth: str = "hmac",
+        index: ProviderIndex | None = None,
+        clock: Callable[[], float] = time.time,
+        max_held: int = MAX_HELD,
     ):
-        if not secret:
+        if auth != "none" and not secret:
             raise GatewayConfigError(
                 "STREAM_APP_WEBHOOK_SECRET: required (the shared secret the gateway signs callbacks with)"
             )
@@ -127,10 +224,16 @@ class WebhookReceiver:
         self.producer = producer
         self.secret = secret
         self.path = path
+        self.auth = auth
+        self.index = index
+        self.clock = clock
+        self.max_held = max_held
         self.published = 0
         self.refused = 0
         self.dead_letters = 0
+        self.ignored = 0
         self.metrics = WebhookMetrics()
+        self._once = OnceLog(log)
         self.app = Starlette(
             routes=[
                 Route(path, self.receive, methods=["POST"]),
@@ -162,6 +265,24 @@ class WebhookReceiver:
             chunks.append(chunk)
         return b"".join(chunks)
 
+    def _refusal(self, request: Request, body: bytes) -> str | None:
+        """Why the caller is not authenticated, or None when it is."""
+        if self.auth == "none":
+            return None
+        if self.auth == "token":
+            given = request.headers.get(TOKEN_HEADER) or request.query_params.get(TOKEN_QUERY)
+            if not given:
+                return f"missing {TOKEN_HEADER} header or ?{TOKEN_QUERY}= query"
+            if not hmac.compare_digest(given.encode(), self.secret):
+                return "token does not match"
+            return None
+        signature = request.headers.get(SIGNATURE_HEADER)
+        if not signature:
+            return f"missing {SIGNATURE_HEADER} header"
+        if not verify(self.secret, body, signature):
+            return "signature does not match the body"
+        return None
+
     async def receive(self, request: Request) -> Response:
         try:
             body = await self._read(request)
@@ -172,33 +293,107 @@ class WebhookReceiver:
             self.refused += 1
             self._count("too_large")
             return _json(413, {"error": f"body over {MAX_BODY} bytes"})
-        signature = request.headers.get(SIGNATURE_HEADER)
-        if not signature:
+        refusal = self._refusal(request, body)
+        if refusal is not None:
             self.refused += 1
             self._count("bad_signature")
-            return _json(401, {"error": f"missing {SIGNATURE_HEADER} header"})
-        if not verify(self.secret, body, signature):
-            self.refused += 1
-            self._count("bad_signature")
-            return _json(401, {"error": "signature does not match the body"})
+            return _json(401, {"error": refusal})
         try:
-            status = to_status(Dlr.model_validate_json(body))
-        except ValidationError as exc:
-            reason = reason_of(exc)
-            return await self._dead_letter(body, reason)
+            cb, said = interpret(body)
+            if isinstance(said, Ignored):
+                return self._ignore(said.kind)
+            where = None
+            if (
+                cb.customer_message_id is None
+                and cb.provider_message_id is not None
+                and self.index is not None
+            ):
+                where = self.index.lookup(cb.provider_message_id)
+                if where is None:
+                    return self._hold(cb.provider_message_id, body)
+            status = to_status(cb, said, where)
+        except UnknownGatewayShape as exc:
+            return await self._dead_letter(body, exc.reason)
         try:
-            await self.producer.send_and_wait(
-                self.settings.topics.delivery_status, encode(status), key=status.message_id.encode()
-            )
+            await self._publish(status)
         except KafkaError as exc:
             log.warning("could not publish a DLR (%s); the gateway will retry", exc)
             self._unavailable()
             return _json(503, {"error": "could not publish; retry later"})
+        self._count("accepted")
+        return _json(200, {"status": "published"})
+
+    async def _publish(self, status: DeliveryStatus) -> None:
+        await self.producer.send_and_wait(
+            self.settings.topics.delivery_status, encode(status), key=status.message_id.encode()
+        )
         self.published += 1
         self.metrics.published()
-        self._count("accepted")
         self.metrics.statuses.labels(status.channel.value, status.status.value).inc()
-        return _json(200, {"status": "published"})
+
+    def _ignore(self, kind: str) -> Response:
+        self.ignored += 1
+        self._count("ignored")
+        self.metrics.ignored.labels(kind).inc()
+        self._once.note(kind, f"webhook: a callback with {kind} carries no delivery status; not published")
+        return _json(200, {"status": "ignored", "reason": kind})
+
+    def _hold(self, provider_id: str, body: bytes) -> Response:
+        assert self.index is not None
+        if self.index.held_count >= self.max_held:
+            self._count("unavailable")
+            return _json(
+                503, {"error": f"{self.max_held} callbacks already wait for their message; retry later"}
+            )
+        self.index.hold(provider_id, body, int(self.clock() * 1000))
+        self._count("held")
+        self.metrics.held.set(self.index.held_count)
+        return _json(202, {"status": "held", "reason": f"messageId {provider_id!r} not yet known"})
+
+    async def resolve_held(self) -> int:
+        """Publish the held callbacks whose attempt is now known; dead-letter those past the orphan
+        window. Returns how many ended (either way). A publish that fails leaves its callback held."""
+        if self.index is None or not self.index.held_count:
+            return 0
+        ended = 0
+        now_ms = int(self.clock() * 1000)
+        orphan_ms = int(self.settings.orphan_status_seconds * 1000)
+        for held in self.index.held():
+            where = self.index.lookup(held.provider_id)
+            if where is None and now_ms - held.at_ms < orphan_ms:
+                continue
+            if not await self._end_held(held, where):
+                break  # the broker is away: try again on the next round
+            ended += 1
+        self.metrics.held.set(self.index.held_count)
+        return ended
+
+    async def _end_held(self, held: Held, where: Attempt | None) -> bool:
+        assert self.index is not None
+        try:
+            if where is None:
+                orphan = self.settings.orphan_status_seconds
+                raise UnknownGatewayShape(
+                    f"messageId: the gateway's id {held.provider_id!r} matched no attempt on "
+                    f"delivery-status within {orphan:g} s"
+                )
+            cb, said = interpret(held.body)
+            if isinstance(said, Ignored):  # cannot happen for a held body; kept total
+                self.index.release(held)
+                return True
+            await self._publish(to_status(cb, said, where))
+            self.metrics.held_results.labels("resolved").inc()
+        except UnknownGatewayShape as exc:
+            if (await self._dead_letter(held.body, exc.reason)).status_code != 400:
+                return False
+            if where is None:
+                self.metrics.held_results.labels("orphaned").inc()
+        except KafkaError as exc:
+            log.warning("could not publish a held DLR (%s); will retry", exc)
+            self._unavailable()
+            return False
+        self.index.release(held)
+        return True
 
     def _count(self, result: str) -> None:
         self.metrics.callbacks.labels(result).inc()
@@ -224,6 +419,65 @@ class WebhookReceiver:
         return _json(400, {"error": reason})
 
 
+def index_horizon(settings: Settings) -> float:
+    """How far back a gateway id may still matter: the max flow time plus the late-status window."""
+    return settings.max_flow_seconds + settings.late_status_seconds
+
+
+async def feed_index(
+    consumer: AIOKafkaConsumer, index: ProviderIndex, settings: Settings, clock: Callable[[], float]
+) -> None:
+    """Teach ``index`` every (providerMessageId, attempt) pair on ``delivery-status``, for ever.
+
+    Starts where the index stopped, or ``index_horizon`` back by timestamp on a fresh index.
+    """
+    topic = settings.topics.delivery_status
+    tps = [TopicPartition(topic, p) for p in range((await topic_partitions(consumer)).get(topic, 0))]
+    if not tps:
+        raise GatewayConfigError(f"topic {topic} does not exist; create it with `stream-app topics create`")
+    consumer.assign(tps)
+    known = index.positions()
+    fresh = [tp for tp in tps if tp.partition not in known]
+    starts: dict[TopicPartition, Any] = {}
+    ends: dict[TopicPartition, int] = {}
+    if fresh:
+        since = int((clock() - index_horizon(settings)) * 1000)
+        starts = await consumer.offsets_for_times(dict.fromkeys(fresh, max(0, since)))
+        ends = await consumer.end_offsets(fresh)
+    for tp in tps:
+        if tp.partition in known:
+            consumer.seek(tp, known[tp.partition])
+        else:
+            found = starts.get(tp)
+            consumer.seek(tp, found.offset if found is not None else ends[tp])
+    while True:
+        batches = await consumer.getmany(timeout_ms=500, max_records=1000)
+        if not batches:
+            continue
+        learnt: list[tuple[DeliveryStatus, int]] = []
+        positions: dict[int, int] = {}
+        for tp, records in batches.items():
+            for record in records:
+                try:
+                    learnt.append((decode_status(record.value or b""), record.timestamp))
+                except InvalidRecord:
+                    continue  # the processor dead-letters bad statuses; not the receiver's job
+            if records:
+                positions[tp.partition] = records[-1].offset + 1
+        index.learn(learnt, positions)
+
+
+async def _resolve_loop(rx: WebhookReceiver, stop: asyncio.Event) -> None:
+    last_prune = time.monotonic()
+    while not stop.is_set():
+        await rx.resolve_held()
+        if rx.index is not None and time.monotonic() - last_prune > PRUNE_INTERVAL:
+            rx.index.prune(int((rx.clock() - index_horizon(rx.settings)) * 1000))
+            last_prune = time.monotonic()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), RESOLVE_INTERVAL)
+
+
 async def run_webhook(
     settings: Settings,
     gateway_settings: GatewaySettings,
@@ -234,14 +488,38 @@ async def run_webhook(
     stop: asyncio.Event | None = None,
     ready: asyncio.Event | None = None,
     receiver: list[WebhookReceiver] | None = None,
+    clock: Callable[[], float] = time.time,
 ) -> None:
-    """Serve the receiver on host:port until ``stop`` is set."""
-    if not gateway_settings.webhook_secret:
-        raise GatewayConfigError(
-            "STREAM_APP_WEBHOOK_SECRET: required (the shared secret the gateway signs callbacks with)"
-        )
-    async with started_producer(settings) as producer:
-        rx = WebhookReceiver(settings, producer, gateway_settings.webhook_secret, path)
-        if receiver is not None:
-            receiver.append(rx)
-        await serve_app(rx.app, host, port, stop=stop, ready=ready)
+    """Serve the receiver on host:port until ``stop`` is set.
+
+    Beside the HTTP server run the index feed (``delivery-status`` -> provider ids) and the loop that
+    resolves held callbacks; the index lives in ``STREAM_APP_STATE_DIR/webhook-provider-ids``.
+    """
+    auth = gateway_settings.webhook_auth_mode()
+    stop = stop or asyncio.Event()
+    index = ProviderIndex.open(settings.state_dir / "webhook-provider-ids")
+    consumer = AIOKafkaConsumer(**settings.kafka_client_kwargs(), enable_auto_commit=False)
+    try:
+        index.prune(int((clock() - index_horizon(settings)) * 1000))
+        await start_client(consumer, settings)
+        async with started_producer(settings) as producer:
+            rx = WebhookReceiver(
+                settings, producer, gateway_settings.webhook_secret, path, auth=auth, index=index, clock=clock
+            )
+            if receiver is not None:
+                receiver.append(rx)
+            feed = asyncio.create_task(feed_index(consumer, index, settings, clock))
+            resolver = asyncio.create_task(_resolve_loop(rx, stop))
+            feed.add_done_callback(lambda _: stop.set())  # a dead feed ends the receiver, loudly
+            try:
+                await serve_app(rx.app, host, port, stop=stop, ready=ready)
+            finally:
+                stop.set()
+                for task in (feed, resolver):
+                    task.cancel()
+                for task in (feed, resolver):
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task  # re-raises a feed that failed
+    finally:
+        await consumer.stop()
+        index.close()

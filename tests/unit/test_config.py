@@ -112,3 +112,26 @@ def test_a_bad_option_names_the_option() -> None:
 
 def test_empty_environment_values_mean_unset() -> None:
     assert from_env({"STREAM_APP_APP_ID": ""}).app_id == Settings().app_id
+
+
+@pytest.mark.parametrize("protocol", ["SSL", "SASL_SSL"])
+async def test_tls_without_ssl_files_trusts_the_system_cas(protocol: str) -> None:
+    """Regression (issue 9): SSL with no KAFKA_SSL_* file gave aiokafka's ``ssl_context is mandatory``
+    traceback; a broker with a publicly trusted certificate (a managed Kafka) needs no file at all."""
+    import ssl
+
+    from aiokafka import AIOKafkaConsumer
+
+    env = {"KAFKA_SECURITY_PROTOCOL": protocol}
+    if protocol == "SASL_SSL":
+        env |= {"KAFKA_SASL_MECHANISM": "PLAIN", "KAFKA_SASL_USERNAME": "u", "KAFKA_SASL_PASSWORD": "p"}
+    kw = from_env(env).kafka_client_kwargs()
+    ctx = kw["ssl_context"]
+    assert isinstance(ctx, ssl.SSLContext)
+    assert ctx.verify_mode is ssl.CERT_REQUIRED and ctx.check_hostname
+    consumer = AIOKafkaConsumer(**kw)  # raised "ssl_context is mandatory if security_protocol=='SSL'"
+    await consumer.stop()
+
+
+def test_plaintext_gets_no_ssl_context() -> None:
+    assert "ssl_context" not in from_env({"KAFKA_SECURITY_PROTOCOL": "PLAINTEXT"}).kafka_client_kwargs()

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import pytest
 from aiokafka import ConsumerRecord
 
 from stream_app.config import Settings
@@ -14,6 +16,7 @@ from stream_app.contracts import Channel, DeliveryStatus, Status, decode_status,
 from stream_app.gateway.client import GatewayClient
 from stream_app.gateway.poller import Poller, PollOptions, run_poller
 from stream_app.gateway.settings import GatewaySettings
+from stream_app.gateway.simulator import parse_rules
 from stream_app.gateway.testing import running_simulator
 from stream_app.lifecycle import wait_started
 from tests.integration.gateway.helpers import (
@@ -80,7 +83,7 @@ async def test_polls_until_delivered_and_error_then_stops(kafka_bootstrap: str, 
     by_message: dict[str, list[tuple[Status, int | None]]] = {}
     for s in statuses:
         by_message.setdefault(s.message_id, []).append((s.status, s.status_code))
-    assert by_message["ok"][-1] == (Status.DELIVERED, None)
+    assert by_message["ok"][-1] == (Status.DELIVERED, 3)  # the gateway's code for delivered
     assert by_message["err"][-1] == (Status.ERROR, 6)
     for seq in by_message.values():
         assert seq[0] == (Status.ACCEPTED, None) and len(seq) == len(set(seq)) <= 3
@@ -143,3 +146,42 @@ async def test_dispatcher_and_poller_end_to_end(kafka_bootstrap: str, tmp_path: 
         assert statuses[0] is Status.ACCEPTED and statuses[-1] is Status.DELIVERED
         assert len(statuses) == len(set(statuses)), "a status was published twice"
     assert set(sim.state.sends.values()) == {1}
+
+
+async def test_received_is_published_as_sent_and_unknown_is_counted_not_logged_per_poll(
+    kafka_bootstrap: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 9: RECEIVED and UNKNOWN were "unknown deliveryStatus" on every poll and never published."""
+    settings = await make_settings(kafka_bootstrap, tmp_path)
+    caplog.set_level(logging.WARNING, logger="stream_app.gateway.poller")
+    rules = parse_rules(
+        b'{"rules": [{"destinationSuffix": "10", "statuses": [{"status": "RECEIVED", "after": 0.1},'
+        b' {"status": "DELIVERED", "after": 1.0}, {"status": "READ", "after": 1.3}]},'
+        b' {"destinationSuffix": "11", "statuses": [{"status": "UNKNOWN", "after": 0}]}]}'
+    )
+    topic = settings.topics.delivery_status
+    options = PollOptions(min_interval=0.02, max_interval=0.05, max_age=30, until_read=True)
+    async with running_simulator(rules) as (_, url), running_poller(settings, url, options) as poller:
+        # the poller runs before the sends, so it sees RECEIVED (from 0.1 s to 1 s)
+        await _send(url, "rcv:0", Channel.WHATSAPP, "+393401234510")
+        await _send(url, "unk:0", Channel.SMS, "+393401234511")
+        await produce_all(kafka_bootstrap, topic, [_accepted("rcv", Channel.WHATSAPP), _accepted("unk")])
+        await eventually(lambda: "rcv:0" in poller.tracker.ended, what="rcv read")
+        unknown = poller.metrics.ignored.labels("UNKNOWN")
+        await eventually(lambda: unknown._value.get() >= 10, what="UNKNOWN polled ten times")
+        assert "unk:0" in poller.tracker.attempts  # UNKNOWN ends nothing: polling goes on
+
+        def rcv_read(rs: list[ConsumerRecord[bytes, bytes]]) -> bool:
+            return any(_decode(r).status is Status.READ for r in rs)
+
+        statuses = [_decode(r) for r in await read_all(kafka_bootstrap, topic, rcv_read)]
+    rcv = [(s.status, s.gateway_status) for s in statuses if s.message_id == "rcv"]
+    assert rcv == [
+        (Status.ACCEPTED, None),
+        (Status.SENT, "RECEIVED"),
+        (Status.DELIVERED, "DELIVERED"),
+        (Status.READ, "READ"),
+    ]
+    assert [s.status for s in statuses if s.message_id == "unk"] == [Status.ACCEPTED]
+    unknown_lines = [r for r in caplog.records if "UNKNOWN" in r.getMessage()]
+    assert len(unknown_lines) == 1, [r.getMessage() for r in caplog.records]

@@ -422,3 +422,32 @@ def test_decode_request_equals_the_union_alone(body: Any) -> None:
         assert type(got) is type(expected)
         assert got == expected
         assert got.model_fields_set == expected.model_fields_set
+
+
+@pytest.mark.parametrize("destination", ["+393401234567\n", "+393401234567\r\n", "\n+393401234567"])
+def test_destination_with_a_newline_is_not_e164(destination: str) -> None:
+    """Regression (issue 9): ``$`` matched before a trailing newline: ``"+39...\\n"`` reached the gateway."""
+    assert reason(raw(send(destination=destination))) == "destination: must be E.164, '+' then 8 to 15 digits"
+
+
+@pytest.mark.parametrize("value", [1712650000, 1712650000.5, "1712650000", "1712650000.5"])
+@pytest.mark.parametrize("field", ["requestedAt", "expiresAt"])
+def test_epoch_numbers_are_not_rfc3339_timestamps(field: str, value: Any) -> None:
+    """Regression (issue 9): pydantic reads a number (or a string of digits) as Unix time; CONTRACT.md
+    says RFC 3339, and a producer sending epoch seconds (or milliseconds) should hear so, not have its
+    timestamps guessed."""
+    assert reason(raw(send(**{field: value}))) == (
+        f"{field}: must be an RFC 3339 timestamp with an offset, e.g. 2026-04-09T10:15:00+02:00"
+    )
+
+
+def test_initial_attempt_sent_at_as_epoch_number_is_refused() -> None:
+    body = send(initialAttempt={"sentAt": 1712650000})
+    assert reason(raw(body)).startswith("initialAttempt.sentAt: must be an RFC 3339 timestamp")
+
+
+@pytest.mark.parametrize(
+    "value", ["2026-04-09T10:15:00Z", "2026-04-09T10:15:00.123+02:00", "2026-04-09t10:15:00z"]
+)
+def test_rfc3339_timestamps_still_decode(value: str) -> None:
+    assert decode_request(raw(send(requestedAt=value))).requested_at is not None

@@ -120,6 +120,12 @@ def test_occurred_at_without_offset() -> None:
     assert reason(status(occurredAt="2026-04-09T10:15:04")) == "occurredAt: Input should have timezone info"
 
 
+@pytest.mark.parametrize("value", [1712650000, "1712650000"])
+def test_occurred_at_as_an_epoch_number_is_refused(value: Any) -> None:
+    """Regression (issue 9): Unix time is not the contract's RFC 3339."""
+    assert reason(status(occurredAt=value)).startswith("occurredAt: must be an RFC 3339 timestamp")
+
+
 @pytest.mark.parametrize(
     ("overrides", "expected"),
     [

@@ -619,3 +619,46 @@ def test_limits_from_settings_are_milliseconds() -> None:
         Settings(max_flow_seconds=3600, orphan_status_seconds=0.3, late_status_seconds=1, dedup_seconds=2)
     )
     assert limits == Limits(max_flow_ms=3_600_000, orphan_status_ms=300, late_status_ms=1000, dedup_ms=2000)
+
+
+def test_late_delivered_of_a_read_step_after_another_won_is_a_double_delivery() -> None:
+    """Regression (issue 9): a WhatsApp step waiting for READ that is DELIVERED after SMS won reached the
+    person too. ``doubleDelivery`` is about the person, so DELIVERED counts whatever the step's
+    successStatus, and the late status is reported."""
+    d = running([{"channel": "WHATSAPP", "fallbackAfter": 60, "successStatus": "READ"}, {"channel": "SMS"}])
+    d.advance(MINUTE)
+    d.report(status("SMS", "DELIVERED", 1))
+    assert d.outcome.result == Result.SUCCEEDED
+    d.report(status("WHATSAPP", "DELIVERED", 0))
+    d.report(status("WHATSAPP", "DELIVERED", 0))  # a repeat: reported once
+    d.report(status("WHATSAPP", "READ", 0))  # then its own success status: reported, still double
+    assert [(late.attempt, late.status, late.double_delivery) for late in d.lates] == [
+        (0, Status.DELIVERED, True),
+        (0, Status.READ, True),
+    ]
+
+
+def test_a_read_step_delivered_late_after_a_failed_message_is_not_reported() -> None:
+    """Nobody else reached the person, and DELIVERED is below this step's READ: nothing to report."""
+    d = running([{"channel": "WHATSAPP", "fallbackAfter": 60, "successStatus": "READ"}])
+    d.advance(MINUTE)
+    assert d.outcome.result == Result.FAILED
+    assert not d.report(status("WHATSAPP", "DELIVERED", 0))
+    assert d.lates == []
+
+
+def test_a_winner_on_its_own_success_status_counts_for_a_late_delivered_below_success() -> None:
+    """SMS won on SENT (its successStatus): the contract's own definition ("another attempt also
+    succeeded") holds, and this WhatsApp DELIVERED reached the person: reported as a double delivery."""
+    d = running(
+        [
+            {"channel": "WHATSAPP", "fallbackAfter": 60, "successStatus": "READ"},
+            {"channel": "SMS", "successStatus": "SENT"},
+        ]
+    )
+    d.advance(MINUTE)
+    d.report(status("SMS", "SENT", 1))
+    assert d.outcome.result == Result.SUCCEEDED
+    d.report(status("WHATSAPP", "SENT", 0))  # SENT reached no one: not reported
+    d.report(status("WHATSAPP", "DELIVERED", 0))
+    assert [(late.status, late.double_delivery) for late in d.lates] == [(Status.DELIVERED, True)]

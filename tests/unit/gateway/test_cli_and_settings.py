@@ -111,6 +111,21 @@ def _run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[st
     ("args", "env", "message"),
     [
         (["webhook", "--port", "0"], {}, "STREAM_APP_WEBHOOK_SECRET: required"),
+        (
+            ["webhook", "--port", "0"],
+            {"STREAM_APP_WEBHOOK_AUTH": "maybe"},
+            "STREAM_APP_WEBHOOK_AUTH: must be one of hmac, token, none, got 'maybe'",
+        ),
+        (
+            ["webhook", "--port", "0"],
+            {"STREAM_APP_WEBHOOK_AUTH": "token"},
+            "STREAM_APP_WEBHOOK_SECRET: required with STREAM_APP_WEBHOOK_AUTH=token",
+        ),
+        (
+            ["gateway-sim", "--webhook-url", "http://127.0.0.1:1/dlr", "--webhook-auth", "token"],
+            {},
+            "--webhook-auth token needs STREAM_APP_WEBHOOK_SECRET",
+        ),
         (["gateway-sim", "--rules", "/nonexistent/rules.json"], {}, "cannot read"),
         (["gateway-sim", "--webhook-url", "http://127.0.0.1:1/dlr"], {}, "needs STREAM_APP_WEBHOOK_SECRET"),
         (["gateway-sim", "--time-scale", "0"], {}, "--time-scale: must be > 0"),
@@ -154,3 +169,21 @@ def test_entry_points_importable_from_the_package() -> None:
         assert callable(getattr(gateway, name))
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         gateway.nope  # noqa: B018
+
+
+@pytest.mark.parametrize(
+    ("env", "mode"),
+    [
+        ({"STREAM_APP_WEBHOOK_SECRET": "s"}, "hmac"),  # v1's default stays the default
+        ({"STREAM_APP_WEBHOOK_SECRET": "s", "STREAM_APP_WEBHOOK_AUTH": "TOKEN"}, "token"),
+        ({"STREAM_APP_WEBHOOK_AUTH": "none"}, "none"),  # no secret needed: an explicit opt-in
+        ({"STREAM_APP_WEBHOOK_SECRET": "s", "STREAM_APP_WEBHOOK_AUTH": "none"}, "none"),
+    ],
+)
+def test_webhook_auth_modes(env: dict[str, str], mode: str) -> None:
+    assert gateway_from_env(env).webhook_auth_mode() == mode
+
+
+def test_no_secret_and_no_explicit_none_is_refused() -> None:
+    with pytest.raises(GatewayConfigError, match="STREAM_APP_WEBHOOK_AUTH=token with a secret, or none"):
+        gateway_from_env({}).webhook_auth_mode()

@@ -116,3 +116,40 @@ async def test_api_key_never_logged(caplog: pytest.LogCaptureFixture) -> None:
     async with running_simulator(api_key="s3cret-key") as (_, base), GatewayClient(base, "s3cret-key") as gw:
         assert isinstance(await gw.send(Channel.SMS, SMS), Accepted)
     assert "s3cret-key" not in caplog.text
+
+
+async def test_a_429_waits_the_longer_of_header_and_body() -> None:
+    rules = parse_rules(
+        b'{"rules": [{"destinationSuffix": "1", "rateLimit": 1, "retryAfter": 1, "retryAfterBody": 3},'
+        b' {"destinationSuffix": "2", "rateLimit": 1, "retryAfter": null, "retryAfterBody": 2.5},'
+        b' {"destinationSuffix": "3", "rateLimit": 1, "retryAfter": 4, "retryAfterBody": 0.5}]}'
+    )
+    async with running_simulator(rules) as (_, base), GatewayClient(base, "test-key") as gw:
+        assert await gw.send(Channel.SMS, {**SMS, "destination": "+393401234501"}) == RateLimited(3.0)
+        assert await gw.send(Channel.SMS, {**SMS, "destination": "+393401234502"}) == RateLimited(2.5)
+        assert await gw.send(Channel.SMS, {**SMS, "destination": "+393401234503"}) == RateLimited(4.0)
+
+
+async def test_rate_limit_headers_slow_the_client_down_before_a_429() -> None:
+    """5 calls a second announced in X-RateLimit-*: 12 calls in a row get no 429, they take longer."""
+    rules = parse_rules(b'{"rules": [], "limit": {"requests": 5, "windowSeconds": 0.5}}')
+    async with running_simulator(rules) as (sim, base), GatewayClient(base, "test-key") as gw:
+        started = time.monotonic()
+        results = [await gw.send(Channel.SMS, {**SMS, "messageId": f"p{i}:0"}) for i in range(12)]
+        elapsed = time.monotonic() - started
+    assert all(isinstance(r, Accepted) for r in results), results
+    assert sim.state.rate_limited == 0
+    assert elapsed >= 0.9  # three windows of 0.5 s were needed: the client waited for two resets
+
+
+async def test_a_spent_window_longer_than_the_pacing_cap_is_handed_back_without_a_call() -> None:
+    rules = parse_rules(b'{"rules": [], "limit": {"requests": 2, "windowSeconds": 30}}')
+    async with running_simulator(rules) as (sim, base), GatewayClient(base, "test-key") as gw:
+        for i in range(2):
+            assert isinstance(await gw.send(Channel.SMS, {**SMS, "messageId": f"h{i}:0"}), Accepted)
+        held = await gw.send(Channel.SMS, {**SMS, "messageId": "h2:0"})
+        assert isinstance(held, RateLimited) and held.held_back and held.retry_after is not None
+        assert 25 < held.retry_after <= 30
+        assert "h2:0" not in sim.state.calls  # nothing was sent: the gateway never saw it
+        status = await gw.status("h0:0", Channel.SMS)
+        assert isinstance(status, RateLimited) and status.held_back  # the status endpoint shares the window

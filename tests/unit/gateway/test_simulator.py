@@ -193,3 +193,80 @@ def test_taken_port_is_a_one_line_error() -> None:
             bind("127.0.0.1", port)
     finally:
         sock.close()
+
+
+async def test_received_unknown_and_delivered_code_3_on_the_status_endpoint() -> None:
+    rules = parse_rules(
+        b'{"rules": [{"destinationSuffix": "1", "statuses": [{"status": "RECEIVED", "after": 0}]},'
+        b' {"destinationSuffix": "2", "statuses": [{"status": "UNKNOWN", "after": 0}]},'
+        b' {"destinationSuffix": "3", "statuses": [{"status": "DELIVERED", "after": 0},'
+        b' {"status": "INBOUND", "after": 0}]}]}'
+    )
+    async with running_simulator(rules) as (_, base):
+        for suffix in "123":
+            await _post(
+                base, "sms", {**SMS, "destination": f"+39340123450{suffix}", "messageId": f"s{suffix}:0"}
+            )
+        answers = [(await _status(base, f"s{n}:0", "SMS")).json() for n in "123"]
+    assert [a["deliveryStatus"] for a in answers] == [
+        "RECEIVED",
+        "UNKNOWN",
+        "DELIVERED",
+    ]  # a reply is no status
+    assert answers[2]["statusCode"] == 3 and "statusCode" not in answers[0]
+
+
+async def test_rate_limit_window_headers_and_retry_after_in_the_body() -> None:
+    rules = parse_rules(b'{"rules": [], "limit": {"requests": 2, "windowSeconds": 5}}')
+    async with running_simulator(rules) as (sim, base):
+        answers = [await _post(base, "sms", {**SMS, "destination": "+393401234500"}) for _ in range(3)]
+    assert [a.status_code for a in answers] == [200, 200, 429]
+    assert [a.headers["X-RateLimit-Remaining"] for a in answers] == ["1", "0", "0"]
+    assert all(a.headers["X-RateLimit-Limit"] == "2" for a in answers)
+    assert 0 < float(answers[2].headers["X-RateLimit-Reset"]) <= 5
+    wait = answers[2].json()["retryAfter"]
+    assert 0 < wait <= 5 and float(answers[2].headers["Retry-After"]) == wait
+    assert sim.state.rate_limited == 1
+
+
+def _sim_message(sim: Any, cid: str) -> Any:
+    return next(m for (c, _), m in sim.state.messages.items() if c == cid)
+
+
+@pytest.mark.parametrize("style", ["status", "events", "legacy"])
+async def test_callback_styles_follow_the_documented_shapes(style: str) -> None:
+    rules = parse_rules(
+        b'{"rules": [{"statuses": [{"status": "SENT", "after": 0}, {"status": "DELIVERED", "after": 0},'
+        b' {"status": "READ", "after": 0}, {"status": "ERROR", "after": 0, "reasons": ["X"]},'
+        b' {"status": "INBOUND", "after": 0}]}]}'
+    )
+    async with running_simulator(rules) as (sim, base):
+        body = {"destination": "+393401234500", "messageId": "c:0", "template": {"id": 1}}
+        await _post(base, "whatsapp", body)
+        sim.webhook_style = style
+        msg = _sim_message(sim, "c:0")
+        shapes = {step.status: sim._callback(msg, step, msg.accepted_at) for step in msg.steps}
+    if style == "events":
+        assert shapes["SENT"] is None  # no documented event for SENT
+        assert shapes["DELIVERED"] is not None and shapes["DELIVERED"]["eventType"] == "DELIVERY"
+        assert shapes["DELIVERED"]["statusCode"] == 3 and shapes["DELIVERED"]["customerMessageId"] == "c:0"
+        assert shapes["READ"] is not None and "customerMessageId" not in shapes["READ"]
+        assert shapes["READ"]["messageId"] == msg.gateway_id != "c:0"
+        assert shapes["ERROR"] is not None and shapes["ERROR"]["statusCode"] == 6
+        assert shapes["INBOUND"] is not None and shapes["INBOUND"]["eventType"] == "INBOUND"
+    elif style == "legacy":
+        assert shapes["SENT"] is not None and shapes["SENT"]["status"] == "SENT"
+        assert shapes["SENT"]["channel"] == "whatsapp" and shapes["SENT"]["error"] is None
+        assert shapes["ERROR"] is not None and shapes["ERROR"]["error"] == "X"
+        assert shapes["INBOUND"] is None
+    else:
+        assert shapes["SENT"] is not None and shapes["SENT"]["customerMessageId"] == "c:0"
+        assert shapes["INBOUND"] is None
+
+
+def test_new_rule_fields_are_checked() -> None:
+    with pytest.raises(RulesError, match=r"limit\.requests"):
+        parse_rules(b'{"rules": [], "limit": {"requests": 0, "windowSeconds": 1}}')
+    with pytest.raises(RulesError, match=r"rules\.0\.statuses\.0\.status"):
+        parse_rules(b'{"rules": [{"statuses": [{"status": "LOST", "after": 0}]}]}')
+    assert parse_rules(b'{"rules": [{"retryAfter": null, "retryAfterBody": 2}]}').rules[0].retry_after is None

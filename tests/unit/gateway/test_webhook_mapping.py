@@ -1,14 +1,17 @@
-"""DLR bodies -> DeliveryStatus: the customer message id split and every field rule."""
+"""Callback bodies -> DeliveryStatus: every documented shape, the customer id split, every field rule."""
 
 from __future__ import annotations
 
 import orjson
 import pytest
-from pydantic import ValidationError
 
 from stream_app.contracts import Channel, Status
+from stream_app.gateway.errors import UnknownGatewayShape
+from stream_app.gateway.providers import Attempt
+from stream_app.gateway.shapes import Ignored, Mapped
 from stream_app.gateway.signing import sign, verify
-from stream_app.gateway.webhook import Dlr, split_customer_id, to_status
+from stream_app.gateway.webhook import interpret, split_customer_id, to_status
+from tests.support.gateway_data import raw
 
 
 @pytest.mark.parametrize(
@@ -27,7 +30,13 @@ def test_split_customer_id(customer_id: str, expected: tuple[str, int | None]) -
     assert split_customer_id(customer_id) == expected
 
 
-def test_dlr_to_status_keeps_code_reasons_provider_and_time() -> None:
+def _status(body: bytes, where: Attempt | None = None):  # type: ignore[no-untyped-def]
+    cb, said = interpret(body)
+    assert isinstance(said, Mapped)
+    return to_status(cb, said, where)
+
+
+def test_status_answer_shape_keeps_code_reasons_provider_time_and_gateway_word() -> None:
     body = {
         "customerMessageId": "txn-1:1",
         "channel": "rcs",
@@ -38,22 +47,78 @@ def test_dlr_to_status_keeps_code_reasons_provider_and_time() -> None:
         "eventDate": "2026-04-09T10:15:04+02:00",
         "somethingNew": 1,
     }
-    status = to_status(Dlr.model_validate_json(orjson.dumps(body)))
+    status = _status(orjson.dumps(body))
     assert (status.message_id, status.attempt, status.channel, status.status) == (
         "txn-1",
         1,
         Channel.RCS,
         Status.ERROR,
     )
-    assert (status.status_code, status.reasons, status.provider_message_id) == (
+    assert (status.status_code, status.reasons, status.provider_message_id, status.gateway_status) == (
         6,
         ["AGENT_NOT_REACHABLE"],
         "c9a4",
+        "ERROR",
     )
     assert status.occurred_at is not None and status.occurred_at.isoformat() == "2026-04-09T10:15:04+02:00"
 
 
-SENT = {"customerMessageId": "m:0", "channel": "SMS", "deliveryStatus": "SENT"}
+def test_documented_delivery_event() -> None:
+    status = _status(raw("webhook-delivery-event", customerMessageId="txn-9:0"))
+    assert (status.message_id, status.attempt, status.channel, status.status) == (
+        "txn-9",
+        0,
+        Channel.SMS,
+        Status.DELIVERED,
+    )
+    assert (status.status_code, status.gateway_status) == (3, "DELIVERY")
+    assert status.provider_message_id == "e76614d1-4ac1-4d94-89f0-d07f1b5a190c"
+    assert status.reasons == []  # "Message delivered" describes a success: no reason to keep
+
+
+def test_documented_delivery_event_with_an_error_code_keeps_the_description_as_reason() -> None:
+    status = _status(raw("webhook-delivery-event", customerMessageId="t:0", statusCode=6, description="Bad"))
+    assert (status.status, status.reasons) == (Status.ERROR, ["Bad"])
+
+
+def test_documented_read_event_is_placed_by_the_index_answer() -> None:
+    where = Attempt("txn-9", 2, Channel.WHATSAPP)
+    status = _status(raw("webhook-read-event"), where)
+    assert (status.message_id, status.attempt, status.channel, status.status) == (
+        "txn-9",
+        2,
+        Channel.WHATSAPP,
+        Status.READ,
+    )
+    assert status.occurred_at is not None and status.occurred_at.isoformat() == "2026-04-09T10:31:15+00:00"
+
+
+def test_documented_read_event_without_the_index_names_what_is_missing() -> None:
+    with pytest.raises(UnknownGatewayShape, match="customerMessageId: required"):
+        _status(raw("webhook-read-event"))
+
+
+def test_documented_inbound_event_is_no_status() -> None:
+    _, said = interpret(raw("webhook-inbound-event"))
+    assert said == Ignored("eventType INBOUND")
+
+
+def test_documented_legacy_shape_lower_case_channel_and_error() -> None:
+    status = _status(raw("webhook-legacy-status", customerMessageId="l-1:1"))
+    assert (status.message_id, status.attempt, status.channel, status.status) == (
+        "l-1",
+        1,
+        Channel.SMS,
+        Status.DELIVERED,
+    )
+    failed = _status(raw("webhook-legacy-status", customerMessageId="l:0", status="ERROR", error="NO_ROUTE"))
+    assert (failed.status, failed.reasons, failed.gateway_status) == (Status.ERROR, ["NO_ROUTE"], "ERROR")
+
+
+@pytest.mark.parametrize(("word", "status"), [("RECEIVED", Status.SENT), ("SENT", Status.SENT)])
+def test_received_is_sent_with_its_word_kept(word: str, status: Status) -> None:
+    got = _status(raw("webhook-legacy-status", customerMessageId="r:0", status=word))
+    assert (got.status, got.gateway_status) == (status, word)
 
 
 @pytest.mark.parametrize(
@@ -63,6 +128,8 @@ SENT = {"customerMessageId": "m:0", "channel": "SMS", "deliveryStatus": "SENT"}
         ({"customerMessageId": "m:0", "channel": "FAX", "deliveryStatus": "SENT"}, "channel"),
         ({"customerMessageId": "m:0", "channel": "SMS", "deliveryStatus": "LOST"}, "status"),
         ({"customerMessageId": "m:0", "channel": "SMS"}, "deliveryStatus"),
+        ({"customerMessageId": "m:0", "deliveryStatus": "SENT"}, "channel: required"),
+        ({"customerMessageId": "m:0", "channel": "SMS", "eventType": "CLICK"}, "eventType"),
         (
             {
                 "customerMessageId": "m:0",
@@ -73,16 +140,20 @@ SENT = {"customerMessageId": "m:0", "channel": "SMS", "deliveryStatus": "SENT"}
             "eventDate",
         ),
         (
+            {"customerMessageId": "m:0", "channel": "SMS", "status": "SENT", "timestamp": 1712650000},
+            "timestamp: must be an RFC 3339 timestamp",
+        ),
+        (
             {"customerMessageId": "m:0", "channel": "SMS", "deliveryStatus": "SENT", "statusCode": "six"},
             "statusCode",
         ),
         ({"customerMessageId": "x" * 250, "channel": "SMS", "deliveryStatus": "SENT"}, "messageId"),
     ],
 )
-def test_bad_dlrs_name_the_field(body: dict[str, object], field: str) -> None:
-    with pytest.raises(ValidationError) as err:
-        to_status(Dlr.model_validate_json(orjson.dumps(body)))
-    assert field in str(err.value)
+def test_bad_callbacks_name_the_field_in_one_line(body: dict[str, object], field: str) -> None:
+    with pytest.raises(UnknownGatewayShape) as err:
+        _status(orjson.dumps(body))
+    assert field in err.value.reason and "\n" not in err.value.reason
 
 
 def test_signature_round_trip_and_tampering() -> None:
