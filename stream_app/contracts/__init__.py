@@ -17,6 +17,7 @@ from stream_app.contracts.codec import (
 from stream_app.contracts.errors import ContractError, InvalidRecord
 from stream_app.contracts.models import (
     FAILURE_STATUSES,
+    GATEWAY_FALLBACK_KEYS,
     MAX_STEPS,
     PROGRESS_RANK,
     SCHEMA_VERSION,
@@ -36,11 +37,13 @@ from stream_app.contracts.models import (
     SendRequest,
     Status,
     SuccessStatus,
+    gateway_fallback_keys,
 )
 from stream_app.contracts.timefmt import format_ms, from_ms, to_ms
 
 __all__ = [
     "FAILURE_STATUSES",
+    "GATEWAY_FALLBACK_KEYS",
     "MAX_STEPS",
     "PROGRESS_RANK",
     "SCHEMA_VERSION",
@@ -69,6 +72,7 @@ __all__ = [
     "encode",
     "format_ms",
     "from_ms",
+    "gateway_fallback_keys",
     "reason_of",
     "to_json",
     "to_ms",

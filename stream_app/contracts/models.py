@@ -32,6 +32,17 @@ from stream_app.contracts.timefmt import format_ms, to_ms
 
 SCHEMA_VERSION = 1
 MAX_STEPS = 8
+#: Keys of a step's content that make the gateway run a fallback chain of its own (seed page 001,
+#: UC-005): with ours on top of it a person could get the same SMS twice. Refused on requests and
+#: by the dispatcher; list RCS and SMS as steps of ``channels`` instead.
+GATEWAY_FALLBACK_KEYS = ("fallbackRcs", "fallbackSms")
+
+
+def gateway_fallback_keys(content: dict[str, Any]) -> list[str]:
+    """The keys of ``content`` that would start the gateway's own fallback chain."""
+    return [k for k in GATEWAY_FALLBACK_KEYS if k in content]
+
+
 # A messageId is a Kafka key and a gateway customer message id; 200 characters leaves room for the
 # ":<attempt>" suffix of a commandId under the 255-character limits gateways commonly put on ids.
 MAX_MESSAGE_ID_LENGTH = 200
@@ -206,6 +217,19 @@ class ChannelStep(Record):
     fallback_after: Seconds | None = None
     success_status: SuccessStatusIn = SuccessStatus.DELIVERED
     content: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("content")
+    @classmethod
+    def _no_gateway_chain(cls, content: dict[str, Any]) -> dict[str, Any]:
+        found = gateway_fallback_keys(content)
+        if found:
+            raise PydanticCustomError(
+                "gateway_fallback",
+                "{keys} would make the gateway run its own fallback chain behind ours (a person could "
+                "get the same message twice); list RCS and SMS as steps of channels instead",
+                {"keys": " and ".join(found)},
+            )
+        return content
 
 
 class InitialAttempt(Record):

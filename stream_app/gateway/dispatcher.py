@@ -51,6 +51,7 @@ from stream_app.contracts import (
     decode_status,
     encode,
     from_ms,
+    gateway_fallback_keys,
     to_ms,
 )
 from stream_app.gateway.client import (
@@ -77,6 +78,9 @@ from stream_app.metrics_http import serving
 log = logging.getLogger(__name__)
 
 NOT_SENT_BEFORE_NOT_AFTER = "NOT_SENT_BEFORE_NOT_AFTER"
+#: A command whose content would make the gateway run its own fallback chain (UC-005's fallbackRcs /
+#: fallbackSms): never sent, since our chain already has those steps and the person would get two.
+GATEWAY_FALLBACK_REFUSED = "GATEWAY_FALLBACK_REFUSED"
 #: A send whose answer was lost and whose status the gateway would not tell before notAfter.
 SEND_OUTCOME_UNKNOWN = "SEND_OUTCOME_UNKNOWN"
 #: How often offsets are committed while commands complete (1 s: a crash re-reads at most about
@@ -325,6 +329,12 @@ class Dispatcher:
     async def _send(self, p: int, command: RetryCommand, maybe_sent: bool) -> DeliveryStatus:
         """Send ``command`` once, retrying what may be retried; the ACCEPTED/REJECTED status."""
         cid, channel = command.command_id, command.channel
+        refused = gateway_fallback_keys(command.content)
+        if refused:
+            log.warning("command %s refused: its content holds %s", cid, ", ".join(refused))
+            return self._status(
+                command, Status.REJECTED, reasons=[f"{GATEWAY_FALLBACK_REFUSED}: {', '.join(refused)}"]
+            )
         deadline = to_ms(command.not_after) if command.not_after is not None else None
         body = build_body(command)
         failures = 0

@@ -451,3 +451,15 @@ def test_initial_attempt_sent_at_as_epoch_number_is_refused() -> None:
 )
 def test_rfc3339_timestamps_still_decode(value: str) -> None:
     assert decode_request(raw(send(requestedAt=value))).requested_at is not None
+
+
+@pytest.mark.parametrize("keys", [("fallbackSms",), ("fallbackRcs", "fallbackSms")])
+def test_content_that_starts_the_gateways_own_chain_is_refused(keys: tuple[str, ...]) -> None:
+    """Issue 9, item 4 (UC-005): the gateway would send RCS/SMS itself, then our chain again."""
+    content = {"template": {"id": 1}} | {k: {"sender": "S", "text": "t"} for k in keys}
+    body = send(
+        channels=[{"channel": "WHATSAPP", "content": content}, {"channel": "SMS", "content": {"text": "t"}}]
+    )
+    why = reason(raw(body))
+    assert why.startswith(f"channels.0.content: {' and '.join(keys)} would make the gateway run its own")
+    assert "list RCS and SMS as steps of channels instead" in why
