@@ -81,9 +81,29 @@ class SuccessStatus(StrEnum):
     READ = "READ"
 
 
-#: Rank of each progress status; failure statuses have none.
-PROGRESS_RANK: dict[str, int] = {"ACCEPTED": 1, "SENT": 2, "DELIVERED": 3, "READ": 4}
 FAILURE_STATUSES: frozenset[str] = frozenset({"REJECTED", "ERROR", "EXPIRED"})
+#: How far a status moves an attempt on: the project's one table of status ranks. Progress statuses
+#: keep CONTRACT.md's order; a failure sits above SENT (an ERROR after SENT ends the attempt; a SENT
+#: arriving after the ERROR, out of order, changes nothing) and below DELIVERED (a DELIVERED report is
+#: stronger evidence than an earlier failure report: the person has the message). A status never
+#: lowers an attempt's order.
+STATUS_ORDER: dict[str, int] = {
+    "ACCEPTED": 1,
+    "SENT": 2,
+    "REJECTED": 3,
+    "ERROR": 3,
+    "EXPIRED": 3,
+    "DELIVERED": 4,
+    "READ": 5,
+}
+#: Rank of each progress status among the progress statuses alone (1-4, derived from STATUS_ORDER);
+#: failure statuses have none. Flow states store these numbers: their values are part of the format.
+PROGRESS_RANK: dict[str, int] = {
+    name: rank
+    for rank, name in enumerate(
+        sorted((n for n in STATUS_ORDER if n not in FAILURE_STATUSES), key=STATUS_ORDER.__getitem__), start=1
+    )
+}
 
 
 class CommandReason(StrEnum):

@@ -45,6 +45,7 @@ from stream_app.contracts import (
     FAILURE_STATUSES,
     MAX_STEPS,
     PROGRESS_RANK,
+    STATUS_ORDER,
     AttemptEnd,
     AttemptSummary,
     CancelRequest,
@@ -65,7 +66,6 @@ from stream_app.contracts import (
 from stream_app.fallback.state import (
     Attempt,
     CancelEvent,
-    ClearTimer,
     DeadLetter,
     Decision,
     Effect,
@@ -78,26 +78,14 @@ from stream_app.fallback.state import (
     Phase,
     RequestEvent,
     SendCommand,
-    SetTimer,
     Signal,
     StatusEvent,
     Step,
     seconds_to_ms,
 )
 
-#: How far a status moves an attempt on. Progress statuses keep CONTRACT.md's order; a failure sits
-#: above SENT (an ERROR after SENT ends the attempt; a SENT arriving after the ERROR, out of order,
-#: changes nothing) and below DELIVERED (a DELIVERED report is stronger evidence than an earlier
-#: failure report: the person has the message). A status never lowers an attempt's order.
-ORDER: dict[Status, int] = {
-    Status.ACCEPTED: 1,
-    Status.SENT: 2,
-    Status.REJECTED: 3,
-    Status.ERROR: 3,
-    Status.EXPIRED: 3,
-    Status.DELIVERED: 4,
-    Status.READ: 5,
-}
+#: How far a status moves an attempt on (the one table, in contracts; Status is a str enum).
+ORDER: dict[str, int] = STATUS_ORDER
 
 #: At most this many statuses are held for a message whose request has not arrived. One attempt
 #: reports at most about four statuses (ACCEPTED, SENT, DELIVERED, READ or a failure), so 16 covers
@@ -155,12 +143,6 @@ def decide(state: FlowState | None, event: Event, now_ms: int, limits: Limits) -
     # A TimerEvent needs nothing more: _advance fires whatever is due at now_ms.
     st = _advance(ctx, st)
 
-    old_deadline = state.deadline_ms if state is not None else None
-    new_deadline = st.deadline_ms if st is not None else None
-    if new_deadline is not None and new_deadline != old_deadline:
-        ctx.effects.append(SetTimer(new_deadline))
-    elif new_deadline is None and old_deadline is not None:
-        ctx.effects.append(ClearTimer())
     # An unchanged state comes back as the very same object, so the runtime can skip the write.
     return Decision(state if st == state else st, tuple(ctx.effects))
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import TYPE_CHECKING
 
 from stream_app.contracts import (
     AttemptEnd,
@@ -24,9 +23,6 @@ from stream_app.contracts import (
     SendRequest,
     Status,
 )
-
-if TYPE_CHECKING:
-    from stream_app.config import Settings
 
 
 def seconds_to_ms(seconds: float) -> int:
@@ -46,15 +42,6 @@ class Limits:
     orphan_status_ms: int
     late_status_ms: int
     dedup_ms: int
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> Limits:
-        return cls(
-            max_flow_ms=seconds_to_ms(settings.max_flow_seconds),
-            orphan_status_ms=seconds_to_ms(settings.orphan_status_seconds),
-            late_status_ms=seconds_to_ms(settings.late_status_seconds),
-            dedup_ms=seconds_to_ms(settings.dedup_seconds),
-        )
 
 
 class Phase(IntEnum):
@@ -206,17 +193,9 @@ class DeadLetter:
     reason: str
 
 
-@dataclass(frozen=True, slots=True)
-class SetTimer:
-    due_ms: int
-
-
-@dataclass(frozen=True, slots=True)
-class ClearTimer:
-    pass
-
-
-Effect = SendCommand | EmitOutcome | EmitLateStatus | DeadLetter | SetTimer | ClearTimer
+#: What decide() asks the runtime to produce. Timers are not effects: a state's ``deadline_ms`` is its
+#: timer, which the store indexes with the state itself (DESIGN.md rule 4).
+Effect = SendCommand | EmitOutcome | EmitLateStatus | DeadLetter
 
 
 @dataclass(frozen=True, slots=True)

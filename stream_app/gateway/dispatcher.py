@@ -54,6 +54,7 @@ from stream_app.contracts import (
     gateway_fallback_keys,
     to_ms,
 )
+from stream_app.contracts.headers import copied_headers, dead_letter_headers
 from stream_app.gateway.client import (
     Accepted,
     Found,
@@ -67,7 +68,7 @@ from stream_app.gateway.client import (
     build_body,
 )
 from stream_app.gateway.errors import GatewayAuthError, GatewayConfigError
-from stream_app.gateway.kafka import copied_headers, dead_letter_headers, start_client, started_producer
+from stream_app.gateway.kafka import start_client, started_producer
 from stream_app.gateway.metrics import DispatcherMetrics, send_result
 from stream_app.gateway.sentlog import PartitionLog, SendState, SentLog, restore
 from stream_app.gateway.settings import GatewaySettings

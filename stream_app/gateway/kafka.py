@@ -1,15 +1,15 @@
 """The Kafka side shared by the dispatcher, the webhook receiver and the poller.
 
 Plain producers (no idempotence: the local Tansu broker has no InitProducerId, and our records are
-keyed and safe to repeat), dead-letter headers as Kafka Connect writes them (CONTRACT.md), and the
-one-line error when no broker answers.
+keyed and safe to repeat) and the one-line error when no broker answers. The headers (dead letters,
+traceparent) are CONTRACT.md rules and live in :mod:`stream_app.contracts.headers`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError
@@ -17,27 +17,6 @@ from aiokafka.errors import KafkaConnectionError
 from stream_app.admin.connect import describe, start_or_unreachable
 from stream_app.config import Settings
 from stream_app.errors import BrokerUnreachable
-
-Headers = list[tuple[str, bytes]]
-
-
-def dead_letter_headers(
-    reason: str, source_topic: str, partition: int, offset: int, error_class: str
-) -> Headers:
-    """Kafka Connect's ``__error.*`` headers. A record that never was on a topic (a webhook body)
-    names its HTTP source as the topic and -1 as partition and offset."""
-    return [
-        ("__error.reason", reason.encode()),
-        ("__error.source.topic", source_topic.encode()),
-        ("__error.source.partition", str(partition).encode()),
-        ("__error.source.offset", str(offset).encode()),
-        ("__error.class", error_class.encode()),
-    ]
-
-
-def copied_headers(headers: Sequence[tuple[str, bytes]] | None) -> Headers:
-    """The headers an input passes on to what it causes: the W3C ``traceparent`` (CONTRACT.md)."""
-    return [(k, v) for k, v in headers or () if k == "traceparent"]
 
 
 async def start_client(

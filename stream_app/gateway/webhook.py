@@ -76,9 +76,10 @@ from stream_app.contracts import (
     encode,
     reason_of,
 )
+from stream_app.contracts.headers import dead_letter_headers
 from stream_app.contracts.models import Timestamp
 from stream_app.gateway.errors import GatewayConfigError, UnknownGatewayShape
-from stream_app.gateway.kafka import dead_letter_headers, start_client, started_producer
+from stream_app.gateway.kafka import start_client, started_producer
 from stream_app.gateway.metrics import WebhookMetrics
 from stream_app.gateway.providers import Attempt, Held, ProviderIndex
 from stream_app.gateway.serve import serve_app

@@ -4,7 +4,6 @@
 ``stream-app processor``; see :mod:`stream_app.runtime.processor` for the loop and commit protocol.
 """
 
-from stream_app.runtime.changelog import INPUT_HEADER
 from stream_app.runtime.errors import (
     MissingTopics,
     NotCoPartitioned,
@@ -15,7 +14,6 @@ from stream_app.runtime.errors import (
 from stream_app.runtime.processor import Processor, run_processor, wall_clock
 
 __all__ = [
-    "INPUT_HEADER",
     "MissingTopics",
     "NotCoPartitioned",
     "PartitionMismatch",

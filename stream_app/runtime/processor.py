@@ -1,24 +1,26 @@
-"""The fallback processor: aiokafka around the pure core, with a durable keyed timer store.
+"""The fallback processor: lifecycle, rebalances and the loop around the partition tasks.
 
 One asyncio task runs every turn of the loop (DESIGN.md rules 3-6):
 
 1. reconcile: open and restore the store of every newly owned partition, close the others;
-2. ``getmany()`` a batch (waiting no longer than the next due timer);
-3. decode each record, ``decide()``, stage the new state in the partition's store and buffer effects;
-4. fire due timers (at most :data:`TIMER_BATCH` per turn) through the same path;
-5. complete: produce outputs and await their delivery, then produce the changelog and await it,
-   then commit the input offsets, then ``store.flush(changelog_offset)``. A crash at any point can
-   therefore only repeat an effect (same commandId / same outcome), never lose one.
+2. ``getmany()`` a batch (waiting no longer than the next due timer), admitting only records that
+   follow what was processed (:mod:`.positions`: an input is never skipped);
+3. each partition's :class:`~.task.PartitionTask` steps its records and then its due timers (at
+   most :data:`TIMER_BATCH` per turn) into one :class:`~.checkpoint.Checkpoint`;
+4. the checkpoint commits: outputs and their delivery, then the changelog, then the input offsets
+   (or one transaction per partition), then each store's flush. A crash at any point can therefore
+   only repeat an effect (same commandId / same outcome), never lose one.
 
-The rest of the runtime, one concern a module: ``work`` (what a turn stages), ``commit`` (step 5 in
-both guarantees), ``produce`` (batches to the producer), ``changelog`` (the input-offsets header
-that lets a restore skip uncommitted changes), ``restore`` (step 1's replay), ``topology``
-(co-partitioning), ``metrics`` and ``logs``.
+The rest of the runtime, one concern a module: ``task`` (one partition's step), ``checkpoint`` (what
+a turn stages and its commit in both guarantees), ``produce`` (batches to the producer),
+``positions`` (the skip guard), ``restore`` (step 1's replay), ``topology`` (co-partitioning),
+``metrics`` and ``logs``. The changelog record and the restore's skip rule live with the store
+(:mod:`stream_app.store.changelog`).
 
 Any Kafka error inside a turn (broker gone, request timeout, commit refused by a rebalance) is logged
 and the turn is retried after a backoff from a clean slate: stores are closed without their staged
-writes, positions go back to the committed offsets and the stores are restored from the changelog
-tail. The loop never dies on a broker outage or on input.
+writes, and the next turn restores them and reads the inputs from the committed offsets. The loop
+never dies on a broker outage or on input.
 """
 
 from __future__ import annotations
@@ -37,42 +39,22 @@ from aiokafka.errors import KafkaConnectionError, KafkaError
 from aiokafka.structs import ConsumerRecord, TopicPartition
 
 from stream_app.config import Settings
-from stream_app.contracts import InvalidRecord, SendRequest, decode_request, decode_status, encode
-from stream_app.contracts.trusted import encode_command
 from stream_app.errors import BrokerUnreachable
-from stream_app.fallback import (
-    CancelEvent,
-    DeadLetter,
-    Decision,
-    EmitLateStatus,
-    EmitOutcome,
-    Event,
-    FlowState,
-    Limits,
-    RequestEvent,
-    SendCommand,
-    StatusEvent,
-    TimerEvent,
-    decide,
-    decode_state,
-    encode_state,
-)
 from stream_app.kafka import CommittedOffsetUnknown, committed_offsets, install_fixes
 from stream_app.kafka.metadata import topic_partitions
 from stream_app.metrics_http import serving
-from stream_app.runtime.commit import complete_at_least_once, complete_transactional
+from stream_app.runtime.checkpoint import AtLeastOnce, Checkpoint, Committer, Transactional
 from stream_app.runtime.errors import NotCoPartitioned, TransactionsUnsupported
-from stream_app.runtime.logs import LOGGER, log, mask
+from stream_app.runtime.logs import LOGGER, log
 from stream_app.runtime.metrics import Metrics
 from stream_app.runtime.positions import Check, Positions
 from stream_app.runtime.restore import restore
+from stream_app.runtime.task import PartitionTask, TaskConfig, limits_of
 from stream_app.runtime.topology import check_topics, co_partitioned
-from stream_app.runtime.work import Change, Headers, Out, Work
 from stream_app.store import PartitionStore, StoreLocked
 
 Clock = Callable[[], int]
 
-TRACEPARENT = "traceparent"
 
 #: Records per ``getmany()``: large enough that the per-batch round trips (deliver, changelog,
 #: commit) are amortised over thousands of records, small enough that a turn stays well under a second.
@@ -129,11 +111,13 @@ class Processor:
         self.clock = clock or wall_clock
         self.stop = stop or asyncio.Event()
         self.ready = ready or asyncio.Event()
-        self.limits = Limits.from_settings(settings)
+        self.limits = limits_of(settings)
         self.metrics = Metrics()
         self.exactly_once = settings.processing_guarantee == "exactly_once"
         self.root = Path(settings.state_dir)
-        self.stores: dict[int, PartitionStore] = {}
+        #: One task per owned partition whose store is restored (its store, its step).
+        self.tasks: dict[int, PartitionTask] = {}
+        self.task_config = TaskConfig(settings.topics, self.limits, settings.max_request_bytes)
         self.txn_producers: dict[int, AIOKafkaProducer] = {}
         self.partitions = 0
         self._consumer: AIOKafkaConsumer | None = None
@@ -147,13 +131,16 @@ class Processor:
         self._idle = asyncio.Event()
         self._fatal: BaseException | None = None
         self._last_gauges = 0.0
-        self._same_partitions: set[str] = set()
         # Apache Kafka answers ListOffsets(latest) with the true end; Tansu (the local broker) with
         # the last batch's base offset + 1. Not trusting it costs one fetch per restored partition.
         self._trust_list_offsets = False
         install_fixes()
 
     # ------------------------------------------------------------------------------------ lifecycle
+
+    @property
+    def stores(self) -> dict[int, PartitionStore]:
+        return {p: task.store for p, task in self.tasks.items()}
 
     @property
     def consumer(self) -> AIOKafkaConsumer:
@@ -220,9 +207,10 @@ class Processor:
         # stays with its input even when an upstream producer hashes differently, and it saves the
         # producer's pure-Python murmur2 (about 10 us a record). Other counts: hash the key.
         t = self.topics
-        self._same_partitions = {
+        same = frozenset(
             topic for topic in (t.retry_commands, t.outcomes) if counts[topic] == self.partitions
-        }
+        )
+        self.task_config = TaskConfig(self.topics, self.limits, s.max_request_bytes, same)
         if self.exactly_once:
             await self._probe_transactions()
         self._producer = AIOKafkaProducer(
@@ -338,9 +326,9 @@ class Processor:
             self.ready.set()
 
     def _close_store(self, p: int) -> None:
-        store = self.stores.pop(p, None)
-        if store is not None:
-            store.close()
+        task = self.tasks.pop(p, None)
+        if task is not None:
+            task.store.close()
         for topic in (self.topics.send_requests, self.topics.delivery_status):
             self.positions.forget(TopicPartition(topic, p))
 
@@ -389,7 +377,7 @@ class Processor:
             trust_list_offsets=self._trust_list_offsets,
         )
         for p, store in stores.items():
-            self.stores[p] = store
+            self.tasks[p] = PartitionTask(p, store, self.task_config, self.metrics)
             self.metrics.pending_timers.labels(str(p)).set(store.pending_count())
         for tp in inputs:
             off = committed[tp]
@@ -479,21 +467,21 @@ class Processor:
             return
         started = time.monotonic()
         now = self.clock()
-        work = Work()
+        ck = Checkpoint(generation)
         taken: list[TopicPartition] = []
         for tp, records in batch.items():
             admitted = self._admit(tp, records)
             if admitted:
-                self._records(tp, admitted, now, work)
+                self.tasks[tp.partition].on_records(tp, admitted, now, ck)
                 taken.append(tp)
         for tp in taken:
             # The fetch position, not last offset + 1: it already steps over transaction markers
             # inside the fetch, so only a hole between fetches is checked by the next _admit().
             self.positions.advance(tp, await consumer.position(tp))
-        fired = self._fire_timers(now, work)
-        if not work.empty():
+        fired = self._fire_timers(now, ck)
+        if not ck.empty():
             processed = time.monotonic()
-            await self._complete(work, generation)
+            await self._complete(ck)
             self.metrics.batch_seconds.observe(time.monotonic() - started)
             if LOGGER.isEnabledFor(logging.DEBUG):
                 log(
@@ -558,227 +546,39 @@ class Processor:
         log(logging.WARNING, "input_overlap_dropped", **fields)
         return [r for r in records if r.offset >= expected]
 
-    # ------------------------------------------------------------------------------------- records
+    # ------------------------------------------------------------------------------------ complete
 
-    def _records(self, tp: TopicPartition, records: list[ConsumerRecord], now: int, work: Work) -> None:
-        p = tp.partition
-        store = self.stores[p]
-        is_request = tp.topic == self.topics.send_requests
-        limits = self.limits
-        self.metrics.records_in.labels(tp.topic).inc(len(records))
-        max_bytes = self.settings.max_request_bytes
-        for rec in records:
-            try:
-                if rec.value is None:
-                    raise InvalidRecord("record: value is empty (a tombstone is not a request or status)")
-                if len(rec.value) > max_bytes:
-                    # Checked before decoding: its state or command could exceed what the broker
-                    # takes, and a produce refused for size would stall the partition for good.
-                    raise InvalidRecord(
-                        f"record: {len(rec.value)} bytes, over the limit of {max_bytes} "
-                        "(STREAM_APP_MAX_REQUEST_BYTES)"
-                    )
-                msg = decode_request(rec.value) if is_request else decode_status(rec.value)
-            except InvalidRecord as exc:
-                self._dead_letter(work, p, rec, exc.reason, "stream_app.contracts.InvalidRecord")
-                continue
-            key = msg.message_id.encode()
-            if rec.key != key:
-                got = "none" if rec.key is None else repr(rec.key[:60].decode("utf-8", "replace"))
-                self._dead_letter(
-                    work,
-                    p,
-                    rec,
-                    f"key: must be the messageId {msg.message_id!r}, got {got}",
-                    "stream_app.runtime.KeyMismatch",
-                )
-                continue
-            event: Event
-            if is_request:
-                event = RequestEvent(msg) if isinstance(msg, SendRequest) else CancelEvent(msg)  # type: ignore[arg-type]
-            else:
-                event = StatusEvent(msg)  # type: ignore[arg-type]
-            old = store.get(key)
-            try:
-                state = None if old is None else decode_state(old)
-                decision = decide(state, event, now, limits)
-            except Exception as exc:  # a core bug must cost one record, never the loop
-                log(
-                    logging.ERROR,
-                    "decide_failed",
-                    topic=tp.topic,
-                    partition=p,
-                    offset=rec.offset,
-                    error=f"{type(exc).__name__}: {exc}",
-                )
-                self._dead_letter(
-                    work,
-                    p,
-                    rec,
-                    f"processor: {type(exc).__name__}: {exc}",
-                    "stream_app.runtime.ProcessingError",
-                )
-                continue
-            headers: Headers = [(n, v) for n, v in rec.headers if n == TRACEPARENT]
-            self._apply(work, p, store, key, state, old, decision, headers, rec)
-            change = work.changes[p].get(key)
-            if change is not None:
-                if is_request:
-                    change.req_offset = max(change.req_offset, rec.offset)
-                else:
-                    change.status_offset = max(change.status_offset, rec.offset)
-        work.offsets[p][tp] = records[-1].offset + 1
-
-    def _apply(
-        self,
-        work: Work,
-        p: int,
-        store: PartitionStore,
-        key: bytes,
-        state: FlowState | None,
-        old: bytes | None,
-        decision: Decision,
-        headers: Headers,
-        rec: ConsumerRecord | None,
-    ) -> None:
-        t = self.topics
-        outs = work.outputs[p]
-        same = self._same_partitions
-        cmd_p = p if t.retry_commands in same else None
-        out_p = p if t.outcomes in same else None
-        for effect in decision.effects:
-            if isinstance(effect, SendCommand):
-                cmd = effect.command
-                outs.append(Out(t.retry_commands, key, encode_command(cmd), headers, cmd_p))
-                if LOGGER.isEnabledFor(logging.DEBUG):
-                    log(
-                        logging.DEBUG,
-                        "command",
-                        message_id=cmd.message_id,
-                        attempt=cmd.attempt,
-                        channel=cmd.channel.value,
-                        reason=cmd.reason.value,
-                        destination=mask(cmd.destination),
-                    )
-            elif isinstance(effect, EmitOutcome):
-                outs.append(Out(t.outcomes, key, encode(effect.outcome), headers, out_p))
-            elif isinstance(effect, EmitLateStatus):
-                outs.append(Out(t.outcomes, key, encode(effect.late), headers, out_p))
-            elif isinstance(effect, DeadLetter):
-                if rec is not None:
-                    self._dead_letter(work, p, rec, effect.reason, "stream_app.fallback.DeadLetter")
-                else:
-                    log(
-                        logging.ERROR,
-                        "dead_letter_without_input",
-                        key=key.decode("utf-8", "replace"),
-                        reason=effect.reason,
-                    )
-            # SetTimer / ClearTimer mirror decision.state.deadline_ms, which the store indexes itself.
-        new = decision.state
-        if new is state and new is not None:
-            return  # unchanged
-        if new is None:
-            if old is None:
-                return
-            store.delete(key)
-            self._changed(work, p, key, None)
-            return
-        value = encode_state(new)
-        if value == old:
-            return
-        self._changed(work, p, key, store.put(key, value, new.deadline_ms))
-
-    @staticmethod
-    def _changed(work: Work, p: int, key: bytes, record: bytes | None) -> None:
-        changes = work.changes[p]
-        change = changes.get(key)
-        if change is None:
-            changes[key] = Change(record)
-        else:
-            change.record = record
-
-    def _dead_letter(self, work: Work, p: int, rec: ConsumerRecord, reason: str, cls: str) -> None:
-        headers: Headers = list(rec.headers)
-        headers += [
-            ("__error.reason", reason.encode()),
-            ("__error.source.topic", rec.topic.encode()),
-            ("__error.source.partition", str(rec.partition).encode()),
-            ("__error.source.offset", str(rec.offset).encode()),
-            ("__error.class", cls.encode()),
-        ]
-        work.outputs[p].append(Out(self.topics.dead_letters, rec.key, rec.value, headers))
-        self.metrics.dead_letters.labels(rec.topic).inc()
-        log(
-            logging.WARNING,
-            "dead_letter",
-            topic=rec.topic,
-            partition=rec.partition,
-            offset=rec.offset,
-            reason=reason,
-            error_class=cls,
-        )
-
-    # -------------------------------------------------------------------------------------- timers
-
-    def _fire_timers(self, now: int, work: Work) -> int:
-        budget = TIMER_BATCH
-        fired = 0
-        limits = self.limits
-        for p, store in self.stores.items():
+    def _fire_timers(self, now: int, ck: Checkpoint) -> int:
+        """Fire due timers across the owned partitions, at most TIMER_BATCH a turn."""
+        budget, fired = TIMER_BATCH, 0
+        for task in self.tasks.values():
             if budget <= 0:
                 break
-            due = store.due(now, budget)
-            budget -= len(due)
-            for key, deadline in due:
-                old = store.get(key)
-                if old is None:
-                    continue
-                try:
-                    state = decode_state(old)
-                    decision = decide(state, TimerEvent(), now, limits)
-                except Exception as exc:
-                    # Disarm rather than refire a failing timer every turn; the error is loud.
-                    log(
-                        logging.ERROR,
-                        "timer_failed",
-                        partition=p,
-                        key=key.decode("utf-8", "replace"),
-                        error=f"{type(exc).__name__}: {exc}",
-                    )
-                    self._changed(work, p, key, store.put(key, old, None))
-                    continue
-                fired += 1
-                self.metrics.timer_lateness.observe(max(0, now - deadline) / 1000)
-                self._apply(work, p, store, key, state, old, decision, [], None)
+            n = task.fire_due(now, budget, ck)
+            fired += n
+            budget -= n
         if fired:
             self.metrics.timers_fired.inc(fired)
         return fired
 
-    # ------------------------------------------------------------------------------------ complete
-
-    async def _complete(self, work: Work, generation: int) -> None:
+    def _committer(self) -> Committer:
+        t = self.topics
         if self.exactly_once:
-            changelog_offsets = await self._complete_transactional(work)
-        else:
-            changelog_offsets = await complete_at_least_once(
-                self.producer, self.consumer, work, self.topics.changelog, self.metrics
-            )
-        if generation != self._generation:
+            return Transactional(self.txn_producers, t.changelog, self.settings.app_id, self.metrics)
+        return AtLeastOnce(self.producer, self.consumer, t.changelog, self.metrics)
+
+    async def _complete(self, ck: Checkpoint) -> None:
+        if not await ck.commit(self._committer(), self.stores, lambda: self._generation):
             # A revoke happened during this turn: the group may already have handed these partitions
             # to another instance. Drop the staged writes; a restore rebuilds them from the changelog.
-            for p in list(self.stores):
+            for p in list(self.tasks):
                 self._close_store(p)
-            return
-        for p in work.changes:
-            store = self.stores.get(p)
-            if store is not None:
-                store.flush(changelog_offsets.get(p))
 
-    async def _complete_transactional(self, work: Work) -> dict[int, int]:
-        return await complete_transactional(
-            self.txn_producers, work, self.topics.changelog, self.settings.app_id, self.metrics
-        )
+    async def _complete_transactional(self, ck: Checkpoint) -> dict[int, int]:
+        """One checkpoint's transactions alone (tests inject failures into them)."""
+        return await Transactional(
+            self.txn_producers, self.topics.changelog, self.settings.app_id, self.metrics
+        ).commit(ck)
 
 
 async def run_processor(

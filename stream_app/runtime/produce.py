@@ -3,11 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
-from stream_app.runtime.work import Out
+from stream_app.contracts.headers import Headers
+
+
+@dataclass(slots=True)
+class Out:
+    """One record to produce."""
+
+    topic: str
+    key: bytes | None
+    value: bytes | None
+    headers: Headers
+    partition: int | None = None  # None: the producer's murmur2 of the key
 
 
 async def produce(producer: AIOKafkaProducer, records: list[Out]) -> list[tuple[asyncio.Future[Any], int]]:

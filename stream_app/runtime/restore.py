@@ -2,7 +2,7 @@
 
 A store that was kept on local disk replays only what follows its flushed changelog offset; a fresh
 one replays the whole compacted changelog partition. Changelog records whose input was never
-committed are skipped (see :mod:`stream_app.runtime.changelog`).
+committed are skipped (see :mod:`stream_app.store.changelog`).
 """
 
 from __future__ import annotations
@@ -17,10 +17,9 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition
 
 from stream_app.config import Topics
-from stream_app.runtime.changelog import input_offsets
 from stream_app.runtime.logs import log
 from stream_app.runtime.metrics import Metrics
-from stream_app.store import PartitionStore
+from stream_app.store import PartitionStore, uncommitted
 
 #: Restore progress is logged at most this often (seconds).
 PROGRESS_EVERY_S = 2.0
@@ -111,8 +110,7 @@ async def replay(
                 p = tp.partition
                 r, store = todo[p], stores[p]
                 for rec in records:
-                    src = input_offsets(rec.headers)
-                    if src is not None and (src[0] >= r.req_limit or src[1] >= r.st_limit):
+                    if uncommitted(rec.headers, r.req_limit, r.st_limit):
                         r.skipped += 1
                         continue
                     try:

@@ -5,6 +5,7 @@ See :mod:`stream_app.store.partition` for the design; :mod:`stream_app.store.cod
 
 from __future__ import annotations
 
+from stream_app.store.changelog import INPUT_HEADER, input_header, input_offsets, uncommitted
 from stream_app.store.codec import changelog_value, parse_changelog_value
 from stream_app.store.errors import (
     InvalidChangelogRecord,
@@ -18,6 +19,7 @@ from stream_app.store.errors import (
 from stream_app.store.partition import PartitionStore
 
 __all__ = [
+    "INPUT_HEADER",
     "InvalidChangelogRecord",
     "InvalidDeadline",
     "PartitionStore",
@@ -27,5 +29,8 @@ __all__ = [
     "StoreLocked",
     "StoreOpenFailed",
     "changelog_value",
+    "input_header",
+    "input_offsets",
     "parse_changelog_value",
+    "uncommitted",
 ]

@@ -26,8 +26,14 @@ PARTITIONS = 4
 
 @pytest.mark.slow
 async def test_a_restarted_static_member_gets_its_own_partitions_back(
-    kafka_bootstrap: str, tmp_path: Path
+    kafka_bootstrap: str, broker_supports_transactions: bool, tmp_path: Path
 ) -> None:
+    if not broker_supports_transactions:
+        # Tansu (the local broker) answers a static member's rejoin sometimes in 8 s and sometimes
+        # not at all (seen: no assignment for 120 s, the other member untouched), so it cannot
+        # show this; Apache Kafka (KIP-345) is what the setting is for. A broker without
+        # transactions is taken as "not Apache Kafka", as the transactions tests do.
+        pytest.skip("static membership needs Apache Kafka: Tansu's static rejoin hangs at times")
     s = settings_for(kafka_bootstrap, tmp_path / "state", partitions=PARTITIONS)
     await setup_topics(s)
     t = s.topics

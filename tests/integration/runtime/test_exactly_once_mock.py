@@ -58,9 +58,10 @@ from aiokafka.producer.transaction_manager import TransactionState
 
 from stream_app.config import Settings
 from stream_app.lifecycle import wait_started
-from stream_app.runtime.changelog import INPUT_HEADER
+from stream_app.runtime.checkpoint import Checkpoint
 from stream_app.runtime.processor import Processor
-from stream_app.runtime.work import Out, Work
+from stream_app.runtime.produce import Out
+from stream_app.store import INPUT_HEADER
 from tests.integration.runtime.helpers import WAIT_S, publish, send_request, settings_for, status
 from tests.support.mock_kafka import MOCK_PARTITIONS, auto_create, batch_log, mock_cluster, read_all
 
@@ -340,15 +341,15 @@ async def test_failed_partition_transaction_lets_the_others_settle_regression(
             monkeypatch.setattr(producer, "send_offsets_to_transaction", offsets_to_transaction(p, producer))
 
         # One command and the input offset of each partition, as a turn over all 4 would have them.
-        work = Work()
+        ck = Checkpoint()
         for p in producers:
-            work.outputs[p].append(Out(t.retry_commands, f"m{p}".encode(), b"{}", [], p))
-            work.offsets[p][TopicPartition(t.send_requests, p)] = 1
+            ck.outputs[p].append(Out(t.retry_commands, f"m{p}".encode(), b"{}", [], p))
+            ck.offsets[p][TopicPartition(t.send_requests, p)] = 1
 
         escaped: dict[int, str] | None = None
         states: dict[int, TransactionState] = {}
         try:
-            await asyncio.wait_for(processor._complete_transactional(work), WAIT_S)
+            await asyncio.wait_for(processor._complete_transactional(ck), WAIT_S)
         except _InjectedTxnFailure:
             # The moment the failure escapes: what had ended, and each producer's transaction state.
             escaped = dict(outcome)

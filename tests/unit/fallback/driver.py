@@ -22,7 +22,6 @@ from stream_app.contracts import (
 )
 from stream_app.fallback import (
     CancelEvent,
-    ClearTimer,
     DeadLetter,
     Effect,
     EmitLateStatus,
@@ -32,7 +31,6 @@ from stream_app.fallback import (
     Limits,
     RequestEvent,
     SendCommand,
-    SetTimer,
     StatusEvent,
     TimerEvent,
     decide,
@@ -59,12 +57,8 @@ def effect_bytes(effect: Effect) -> bytes:
         return b"outcome " + encode(effect.outcome)
     if isinstance(effect, EmitLateStatus):
         return b"late " + encode(effect.late)
-    if isinstance(effect, DeadLetter):
-        return b"dead-letter " + effect.reason.encode()
-    if isinstance(effect, SetTimer):
-        return b"set-timer %d" % effect.due_ms
-    assert isinstance(effect, ClearTimer)
-    return b"clear-timer"
+    assert isinstance(effect, DeadLetter)
+    return b"dead-letter " + effect.reason.encode()
 
 
 def request(
@@ -105,22 +99,13 @@ class Driver:
         self.now = now
         self.state: FlowState | None = None
         self.effects: list[Effect] = []
-        self.timer: int | None = None  # what SetTimer/ClearTimer said, checked against the state
         self.roundtrip = roundtrip  # store the state as bytes between inputs, like the store does
 
     # ---------------------------------------------------------------------------------- inputs
 
     def feed(self, event: Event) -> tuple[Effect, ...]:
         decision = decide(self.state, event, self.now, self.limits)
-        for effect in decision.effects:
-            if isinstance(effect, SetTimer):
-                self.timer = effect.due_ms
-            elif isinstance(effect, ClearTimer):
-                self.timer = None
         new = decision.state
-        assert self.timer == (new.deadline_ms if new is not None else None), (
-            "timer effects must mirror the state"
-        )
         if new is not None and self.roundtrip:
             data = encode_state(new)
             new = decode_state(data)

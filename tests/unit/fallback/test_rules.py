@@ -7,17 +7,16 @@ from typing import Any
 
 import pytest
 
-from stream_app.config import Settings
 from stream_app.contracts import AttemptEnd, Channel, CommandReason, Result, Status, format_ms, to_ms
 from stream_app.fallback import (
     MAX_HELD,
     CancelEvent,
-    ClearTimer,
     DeadLetter,
-    Limits,
+    EmitLateStatus,
+    EmitOutcome,
     Phase,
     RequestEvent,
-    SetTimer,
+    SendCommand,
     StatusEvent,
     TimerEvent,
     decide,
@@ -158,7 +157,7 @@ def test_failure_statuses_fall_back_at_once(failure: str) -> None:
         CommandReason.FAILED,
         T0 + 5 * SECOND,
     )
-    assert SetTimer(T0 + 5 * SECOND + MINUTE) in effects  # the new attempt's fallbackAfter
+    assert d.state is not None and d.state.deadline_ms == T0 + 5 * SECOND + MINUTE  # its fallbackAfter
 
 
 def test_last_step_failing_ends_failed() -> None:
@@ -327,7 +326,7 @@ def test_a_held_orphan_whose_request_never_comes_is_dropped_without_outcome() ->
     d.report(status("WHATSAPP", "DELIVERED", 0))
     assert not d.advance(600 * SECOND - 1)
     effects = d.advance(1)
-    assert effects == (ClearTimer(),) and d.state is None and d.outcomes == []
+    assert effects == () and d.state is None and d.outcomes == []  # forgotten, timer and all
 
 
 def test_orphans_held_per_message_are_bounded() -> None:
@@ -495,7 +494,7 @@ def test_ended_state_is_deleted_after_the_longer_window_then_the_id_is_new_again
     ended_at = d.now
     assert d.state is not None and d.state.deadline_ms == ended_at + 24 * HOUR
     assert d.state.opaque == b"" and d.state.destination == ""  # the ended state is small
-    assert d.advance(24 * HOUR) == (ClearTimer(),)
+    assert d.advance(24 * HOUR) == ()
     assert d.state is None
     effects = d.send(request(channels=[{"channel": "SMS"}]))
     assert [c.command_id for c in commands_of(effects)] == ["msg-1:0"]
@@ -604,21 +603,13 @@ def test_decide_never_changes_its_input_state() -> None:
     assert encode_state(before) == snapshot
 
 
-def test_one_timer_per_message_mirrors_the_state_deadline() -> None:
+def test_one_timer_per_message_is_the_state_deadline() -> None:
+    """Timers are data (DESIGN.md rule 4): the state's deadline, which the store indexes; no effect."""
     d = running()
     d.advance(5 * SECOND)
     effects = d.report(status("WHATSAPP", "REJECTED", 0))
-    assert [e for e in effects if isinstance(e, SetTimer | ClearTimer)] == [
-        SetTimer(T0 + 5 * SECOND + MINUTE)
-    ]
-    assert effects[-1] == SetTimer(T0 + 5 * SECOND + MINUTE)  # timer effects come last, once
-
-
-def test_limits_from_settings_are_milliseconds() -> None:
-    limits = Limits.from_settings(
-        Settings(max_flow_seconds=3600, orphan_status_seconds=0.3, late_status_seconds=1, dedup_seconds=2)
-    )
-    assert limits == Limits(max_flow_ms=3_600_000, orphan_status_ms=300, late_status_ms=1000, dedup_ms=2000)
+    assert d.state is not None and d.state.deadline_ms == T0 + 5 * SECOND + MINUTE
+    assert all(isinstance(e, SendCommand | EmitOutcome | EmitLateStatus | DeadLetter) for e in effects)
 
 
 def test_late_delivered_of_a_read_step_after_another_won_is_a_double_delivery() -> None:

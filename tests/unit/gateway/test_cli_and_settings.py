@@ -155,11 +155,14 @@ def test_taken_port_and_unreachable_broker_are_one_line(tmp_path: Path) -> None:
         assert done.stderr.count("\n") == 1 and "cannot reach Kafka" in done.stderr, done.stderr
     import socket
 
+    # A port the OS hands this socket: nobody else can hold it (re-binding the port the webhook was
+    # given above raced with other processes of a busy machine).
     with socket.socket() as taken:
-        taken.bind(("127.0.0.1", port))
+        taken.bind(("127.0.0.1", 0))
         taken.listen()
-        done = _run(["gateway-sim", "--port", str(port)], {})
-    assert done.returncode == 2 and f"cannot listen on 127.0.0.1:{port}" in done.stderr, done.stderr
+        busy = taken.getsockname()[1]
+        done = _run(["gateway-sim", "--port", str(busy)], {})
+    assert done.returncode == 2 and f"cannot listen on 127.0.0.1:{busy}" in done.stderr, done.stderr
 
 
 def test_entry_points_importable_from_the_package() -> None:

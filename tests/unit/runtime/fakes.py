@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from aiokafka.errors import IllegalStateError
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaConnectionError
 from aiokafka.structs import ConsumerRecord, TopicPartition
 
 
@@ -37,6 +37,9 @@ class FakeConsumer:
         self.getmany_calls = 0
         #: Answers of committed() before the real one, e.g. an exception for a coordinator error.
         self.committed_script: list[BaseException] = []
+        self.fail_commits = 0
+        #: Called inside the next commits (e.g. a revoke landing mid-commit).
+        self.on_commit: Callable[[], None] | None = None
 
     def append(self, tp: TopicPartition, key: bytes, value: bytes, *, offset: int | None = None) -> None:
         """Append a record; an ``offset`` past the end leaves a hole (like transaction markers)."""
@@ -89,6 +92,11 @@ class FakeConsumer:
         return self.commits.get(tp)
 
     async def commit(self, offsets: dict[TopicPartition, int]) -> None:
+        if self.fail_commits > 0:
+            self.fail_commits -= 1
+            raise CommitFailedError("injected: the group refused the commit")
+        if self.on_commit is not None:
+            self.on_commit()
         self.commit_calls.append(dict(offsets))
         self.commits.update(offsets)
 
@@ -100,30 +108,72 @@ class FakeConsumer:
         return log[-1].offset + 1 if log else 0
 
 
+class Log:
+    """What the fake producers wrote, per (topic, partition), as a broker would keep it."""
+
+    def __init__(self) -> None:
+        self.records: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]] = defaultdict(list)
+
+    def append(self, topic: str, partition: int, key: bytes | None, value: bytes | None, headers: Any) -> int:
+        tp = TopicPartition(topic, partition)
+        log = self.records[tp]
+        offset = len(log)
+        log.append(
+            ConsumerRecord(topic, partition, offset, 0, 0, key, value, None, 0, 0, list(headers or []))
+        )
+        return offset
+
+    def values(self, topic: str) -> list[tuple[bytes | None, bytes | None]]:
+        return [(r.key, r.value) for tp, recs in self.records.items() if tp.topic == topic for r in recs]
+
+
 class FakeRestorer:
-    """The restore consumer of an empty changelog: nothing to replay."""
+    """The restore consumer: reads back what the fake producers wrote (the changelog)."""
+
+    def __init__(self, log: Log | None = None) -> None:
+        self.log = log or Log()
+        self.pos: dict[TopicPartition, int] = {}
 
     async def end_offsets(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
-        return dict.fromkeys(tps, 0)
+        return {tp: len(self.log.records[tp]) for tp in tps}
 
     async def beginning_offsets(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
         return dict.fromkeys(tps, 0)
 
+    def assign(self, tps: list[TopicPartition]) -> None:
+        self.pos = dict.fromkeys(tps, 0)
 
-@dataclass
-class Sent:
-    topic: str
-    partition: int | None
-    key: bytes | None
-    value: bytes | None
+    def seek(self, tp: TopicPartition, offset: int) -> None:
+        self.pos[tp] = offset
+
+    async def getmany(self, *tps: TopicPartition, **_: Any) -> dict[TopicPartition, list[Any]]:
+        out = {}
+        for tp in tps:
+            recs = self.log.records[tp][self.pos[tp] :]
+            if recs:
+                out[tp] = recs
+                self.pos[tp] += len(recs)
+        return out
+
+    def highwater(self, tp: TopicPartition) -> int:
+        return len(self.log.records[tp])
+
+    async def position(self, tp: TopicPartition) -> int:
+        return self.pos[tp]
+
+    def pause(self, *tps: TopicPartition) -> None:
+        pass
+
+    def unsubscribe(self) -> None:
+        self.pos = {}
 
 
 class _Batch:
     def __init__(self) -> None:
-        self.items: list[tuple[bytes | None, bytes | None]] = []
+        self.items: list[tuple[bytes | None, bytes | None, Any]] = []
 
     def append(self, *, key: bytes | None, value: bytes | None, timestamp: Any, headers: Any) -> object:
-        self.items.append((key, value))
+        self.items.append((key, value, headers))
         return object()
 
     def record_count(self) -> int:
@@ -135,17 +185,40 @@ class _Meta:
     offset: int
 
 
+@dataclass
+class Sent:
+    topic: str
+    partition: int | None
+    key: bytes | None
+    value: bytes | None
+
+
 class FakeProducer:
-    """A producer whose every send is delivered at once, with per-partition offsets."""
+    """A producer whose sends are delivered at once into a :class:`Log`; ``fail`` injects failures.
 
-    def __init__(self) -> None:
+    ``fail[topic] = n``: the next n sends to ``topic`` fail (as a broker refusing the produce).
+    """
+
+    def __init__(self, log: Log | None = None) -> None:
+        self.log = log or Log()
         self.sent: list[Sent] = []
-        self._next: dict[tuple[str, int | None], int] = defaultdict(int)
+        self.fail: dict[str, int] = {}
 
-    def _deliver(self, topic: str, partition: int | None, n: int) -> asyncio.Future[_Meta]:
+    def _check(self, topic: str) -> None:
+        if self.fail.get(topic, 0) > 0:
+            self.fail[topic] -= 1
+            raise KafkaConnectionError(f"injected: produce to {topic} failed")
+
+    def _deliver(
+        self, topic: str, partition: int | None, items: list[tuple[Any, Any, Any]]
+    ) -> asyncio.Future[_Meta]:
+        first = -1
+        for key, value, headers in items:
+            self.sent.append(Sent(topic, partition, key, value))
+            off = self.log.append(topic, partition or 0, key, value, headers)
+            first = off if first < 0 else first
         fut: asyncio.Future[_Meta] = asyncio.get_running_loop().create_future()
-        fut.set_result(_Meta(self._next[(topic, partition)]))
-        self._next[(topic, partition)] += n
+        fut.set_result(_Meta(first))
         return fut
 
     async def send(
@@ -157,13 +230,12 @@ class FakeProducer:
         partition: int | None = None,
         headers: Any = None,
     ) -> asyncio.Future[_Meta]:
-        self.sent.append(Sent(topic, partition, key, value))
-        return self._deliver(topic, partition, 1)
+        self._check(topic)
+        return self._deliver(topic, partition, [(key, value, headers)])
 
     def create_batch(self) -> _Batch:
         return _Batch()
 
     async def send_batch(self, batch: _Batch, topic: str, *, partition: int) -> asyncio.Future[_Meta]:
-        for key, value in batch.items:
-            self.sent.append(Sent(topic, partition, key, value))
-        return self._deliver(topic, partition, len(batch.items))
+        self._check(topic)
+        return self._deliver(topic, partition, batch.items)

@@ -1,0 +1,211 @@
+"""The commit protocol without a broker: a failure injected at each step of a checkpoint.
+
+In the style of Quix Streams' checkpoint tests. Each test runs the processor's turns on fakes that
+keep what was produced in one log (which the restore reads back, as it reads the changelog), injects
+one failure into the first checkpoint, retries as the loop does (rewind, then turn again), and then
+checks the promise: every request got its command, timers survived (every flow falls back to SMS
+when its WhatsApp step times out), the input offsets end past every request, and a repeat is only
+ever the same commandId with the same bytes; under exactly_once there is no repeat at all.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections import defaultdict
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from aiokafka.errors import KafkaError, ProducerFenced
+from aiokafka.structs import TopicPartition
+
+from stream_app.config import Settings
+from stream_app.kafka import CommittedOffsetUnknown
+from stream_app.runtime.processor import Processor
+from stream_app.store import PartitionStore, StoreLocked
+from tests.unit.runtime.fakes import FakeConsumer, FakeProducer, FakeRestorer, Log
+from tests.unit.runtime.test_rebalance_races import NOW, request
+
+FLOWS = 6
+#: The WhatsApp step's fallbackAfter in request(): past it, every flow's SMS command is due.
+FALLBACK_MS = 60_000
+
+
+class FakeTxnProducer(FakeProducer):
+    """One partition's transactional producer: records reach the log only when the transaction commits."""
+
+    def __init__(self, log: Log, consumer: FakeConsumer, fenced: list[bool]) -> None:
+        super().__init__(Log())  # sends inside a transaction land here first
+        self.shared = log
+        self.consumer = consumer
+        self.fenced = fenced  # shared flag: the next send_offsets_to_transaction is refused once
+        self.offsets: dict[TopicPartition, int] = {}
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[None]:
+        self.log, self.offsets = Log(), {}
+        try:
+            yield
+        except BaseException:
+            self.log = Log()  # aborted: read_committed readers never see it
+            raise
+        for tp, recs in self.log.records.items():
+            for r in recs:
+                self.shared.append(tp.topic, tp.partition, r.key, r.value, r.headers)
+        self.consumer.commits.update(self.offsets)
+
+    async def send_offsets_to_transaction(self, offsets: dict[TopicPartition, int], group: str) -> None:
+        if self.fenced and self.fenced[0]:
+            self.fenced[0] = False
+            raise ProducerFenced()
+        self.offsets.update(offsets)
+
+    async def stop(self) -> None:
+        pass
+
+
+class Run:
+    """A processor on fakes owning partition 0 of both inputs, with a clock the test moves."""
+
+    def __init__(self, tmp_path: Path, guarantee: str = "at_least_once") -> None:
+        s = Settings(
+            state_dir=tmp_path / "state",
+            topic_prefix="t.",
+            app_id="app",
+            metrics_port=0,
+            partitions=1,
+            processing_guarantee=guarantee,
+        )
+        self.t = s.topics
+        self.now = NOW
+        self.proc = Processor(s, clock=lambda: self.now)
+        self.log = Log()
+        self.consumer = FakeConsumer()
+        self.producer = FakeProducer(self.log)
+        self.fenced = [False]
+        self.proc._consumer = self.consumer  # type: ignore[assignment]
+        self.proc._producer = self.producer  # type: ignore[assignment]
+        self.proc._restorer = FakeRestorer(self.log)  # type: ignore[assignment]
+        self.proc.partitions = 1
+        self.failures: list[str] = []
+
+        async def start_txn_producer(p: int) -> None:
+            self.proc.txn_producers[p] = FakeTxnProducer(self.log, self.consumer, self.fenced)  # type: ignore[assignment]
+
+        self.proc._start_txn_producer = start_txn_producer  # type: ignore[method-assign]
+        sr, ds = TopicPartition(self.t.send_requests, 0), TopicPartition(self.t.delivery_status, 0)
+        for i in range(FLOWS):
+            self.consumer.append(sr, f"m{i}".encode(), request(f"m{i}"))
+        self.consumer.assign_now({sr, ds})
+        self.proc._on_assigned({sr, ds})
+
+    async def turns(self, n: int = 6) -> None:
+        """Turn as the loop does: a failed turn is logged, rewound and retried."""
+        for _ in range(n):
+            try:
+                await self.proc._turn()
+            except (KafkaError, OSError, TimeoutError, StoreLocked, CommittedOffsetUnknown) as exc:
+                self.failures.append(type(exc).__name__)
+                await self.proc._rewind()
+
+    def commands(self) -> dict[str, list[bytes]]:
+        out: dict[str, list[bytes]] = defaultdict(list)
+        for _, value in self.log.values(self.t.retry_commands):
+            assert value is not None
+            out[orjson.loads(value)["commandId"]].append(value)
+        return out
+
+    async def check(self, *, exactly_once: bool = False) -> None:
+        await self.turns()
+        self.now += FALLBACK_MS
+        await self.turns()
+        commands = self.commands()
+        wanted = {f"m{i}:{a}" for i in range(FLOWS) for a in (0, 1)}
+        assert set(commands) == wanted, "every request got its command, and every timer fired"
+        for cid, values in commands.items():
+            assert len(set(values)) == 1, f"{cid} was repeated with other bytes"
+            if exactly_once:
+                assert len(values) == 1, f"{cid} repeated under exactly_once"
+        assert self.consumer.commits[TopicPartition(self.t.send_requests, 0)] == FLOWS
+
+    def close(self) -> None:
+        for p in list(self.proc.tasks):
+            self.proc._close_store(p)
+
+
+@pytest.fixture
+def run(tmp_path: Path) -> Any:
+    r = Run(tmp_path)
+    yield r
+    r.close()
+
+
+async def test_without_failures(run: Run) -> None:
+    await run.check()
+    assert run.failures == []
+
+
+@pytest.mark.parametrize("topic", ["retry_commands", "changelog"])
+async def test_a_produce_that_fails(run: Run, topic: str) -> None:
+    """Outputs or changelog refused: nothing is committed, the retry redoes the whole checkpoint."""
+    run.producer.fail[getattr(run.t, topic)] = 1
+    await run.check()
+    assert run.failures == ["KafkaConnectionError"]
+
+
+async def test_an_offset_commit_that_fails(run: Run) -> None:
+    """Outputs and changelog are durable, the offsets are not: the retry repeats the same commands."""
+    run.consumer.fail_commits = 1
+    await run.check()
+    assert run.failures == ["CommitFailedError"]
+    assert any(len(v) == 2 for v in run.commands().values()), "the injected failure came too late"
+
+
+async def test_a_store_flush_that_fails(run: Run, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Everything is committed but the local store is not: the restore replays the changelog."""
+    real = PartitionStore.flush
+    calls = {"n": 0}
+
+    def flush(self: PartitionStore, changelog_offset: int | None = None) -> None:
+        calls["n"] += 1
+        if calls["n"] == 2:  # the first checkpoint's (the first call is the restore's own)
+            raise OSError("injected: disk full")
+        real(self, changelog_offset)
+
+    monkeypatch.setattr(PartitionStore, "flush", flush)
+    await run.check()
+    assert run.failures == ["OSError"]
+
+
+async def test_a_revoke_in_the_middle_of_a_checkpoint(run: Run) -> None:
+    """The group moved on while the checkpoint committed: the stores are dropped, then restored."""
+
+    def revoke() -> None:
+        run.proc._generation += 1
+        run.consumer.on_commit = None
+
+    run.consumer.on_commit = revoke
+    await run.check()
+    assert run.failures == []
+
+
+async def test_a_fenced_transactional_producer(tmp_path: Path) -> None:
+    """exactly_once: the transaction aborts, a new producer takes over, and nothing repeats."""
+    r = Run(tmp_path, "exactly_once")
+    try:
+        r.fenced[0] = True
+        await r.check(exactly_once=True)
+        assert r.failures == ["ProducerFenced"]
+    finally:
+        r.close()
+
+
+async def test_exactly_once_without_failures(tmp_path: Path) -> None:
+    r = Run(tmp_path, "exactly_once")
+    try:
+        await r.check(exactly_once=True)
+        assert r.failures == []
+    finally:
+        r.close()

@@ -1,0 +1,91 @@
+"""PartitionTask on a real store in a temp dir, without a broker: one step for records and timers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+from aiokafka.structs import ConsumerRecord, TopicPartition
+
+from stream_app.config import Settings
+from stream_app.fallback import Limits
+from stream_app.runtime.checkpoint import Checkpoint
+from stream_app.runtime.metrics import Metrics
+from stream_app.runtime.task import PartitionTask, TaskConfig, limits_of
+from stream_app.store import PartitionStore, input_offsets
+from tests.unit.runtime.test_rebalance_races import NOW, request
+
+S = Settings(topic_prefix="t.", app_id="app")
+T = S.topics
+
+
+def test_limits_from_settings_are_milliseconds() -> None:
+    limits = limits_of(
+        Settings(max_flow_seconds=3600, orphan_status_seconds=0.3, late_status_seconds=1, dedup_seconds=2)
+    )
+    assert limits == Limits(max_flow_ms=3_600_000, orphan_status_ms=300, late_status_ms=1000, dedup_ms=2000)
+
+
+def _task(tmp_path: Path) -> PartitionTask:
+    store = PartitionStore.open(tmp_path, T.changelog, 0)
+    config = TaskConfig(T, limits_of(S), S.max_request_bytes, frozenset({T.retry_commands, T.outcomes}))
+    return PartitionTask(0, store, config, Metrics())
+
+
+def _rec(topic: str, offset: int, key: bytes | None, value: bytes | None) -> ConsumerRecord[bytes, bytes]:
+    headers = [("traceparent", b"00-abc-def-01"), ("other", b"x")]
+    return ConsumerRecord(topic, 0, offset, 0, 0, key, value, None, 0, 0, headers)
+
+
+def test_records_and_timers_share_one_step(tmp_path: Path) -> None:
+    task = _task(tmp_path)
+    try:
+        ck = Checkpoint()
+        tp = TopicPartition(T.send_requests, 0)
+        task.on_records(tp, [_rec(T.send_requests, 4, b"m1", request("m1"))], NOW, ck)
+        [cmd] = ck.outputs[0]
+        assert (cmd.topic, cmd.partition, orjson.loads(cmd.value or b"")["commandId"]) == (
+            T.retry_commands,
+            0,
+            "m1:0",
+        )
+        assert cmd.headers == [("traceparent", b"00-abc-def-01")]  # traceparent travels, nothing else
+        assert ck.offsets[0] == {tp: 5}
+        [(_, change)] = ck.changes[0].items()
+        assert (change.req_offset, change.status_offset) == (4, -1)
+        [record] = ck.changelog_records(0, T.changelog)
+        assert input_offsets(record.headers) == (4, -1)
+        task.store.flush(0)
+        # 60 s later the WhatsApp step times out through the same step: SMS, no input offsets.
+        ck2 = Checkpoint()
+        assert task.fire_due(NOW + 60_000, 100, ck2) == 1
+        [sms] = ck2.outputs[0]
+        assert orjson.loads(sms.value or b"")["commandId"] == "m1:1" and sms.headers == []
+        assert not ck2.offsets
+        [timer_change] = ck2.changelog_records(0, T.changelog)
+        assert input_offsets(timer_change.headers) == (-1, -1)
+    finally:
+        task.store.close()
+
+
+def test_bad_records_are_dead_lettered_with_their_reason_and_the_offset_still_moves(tmp_path: Path) -> None:
+    task = _task(tmp_path)
+    try:
+        ck = Checkpoint()
+        tp = TopicPartition(T.send_requests, 0)
+        bad = [
+            _rec(T.send_requests, 0, b"k", None),
+            _rec(T.send_requests, 1, b"k", b"{nope"),
+            _rec(T.send_requests, 2, b"wrong", request("m2")),
+            _rec(T.send_requests, 3, b"k", b"x" * (S.max_request_bytes + 1)),
+        ]
+        task.on_records(tp, bad, NOW, ck)
+        reasons = [dict(o.headers)["__error.reason"].decode() for o in ck.outputs[0]]
+        assert [o.topic for o in ck.outputs[0]] == [T.dead_letters] * 4
+        assert reasons[0].startswith("record: value is empty")
+        assert reasons[1].startswith("not valid JSON")
+        assert reasons[2] == "key: must be the messageId 'm2', got 'wrong'"
+        assert "STREAM_APP_MAX_REQUEST_BYTES" in reasons[3]
+        assert ck.offsets[0] == {tp: 4} and not ck.changes
+    finally:
+        task.store.close()
