@@ -18,10 +18,11 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from stream_app.admin.connect import REQUEST_TIMEOUT_MS, start_or_unreachable
-from stream_app.admin.errors import KafkaFailure, TopicsMissing
+from stream_app.admin.errors import KafkaFailure
 from stream_app.config import Settings
 from stream_app.contracts import InvalidRecord, LateStatus, Outcome, decode_outcome
 from stream_app.kafka.metadata import topic_partitions
+from stream_app.kafka.topics import require_topics
 
 #: How long one fetch may wait for new records before the loop looks at ``stop`` again, in ms:
 #: a Ctrl-C or SIGTERM is honoured within this time.
@@ -67,8 +68,7 @@ async def follow_outcomes(
     try:
         try:
             counts = await topic_partitions(consumer)
-            if name not in counts:
-                raise TopicsMissing([name], settings.bootstrap_servers)
+            require_topics(counts, settings.bootstrap_servers, [name])
             tps = [TopicPartition(name, p) for p in range(counts[name])]
             consumer.assign(tps)
             if follow and not from_beginning:

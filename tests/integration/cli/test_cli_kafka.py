@@ -90,7 +90,15 @@ def topic_config(bootstrap: str, name: str) -> dict[str, str]:
 
 def all_names(settings: Settings) -> list[str]:
     t = settings.topics
-    return [t.send_requests, t.delivery_status, t.retry_commands, t.outcomes, t.dead_letters, t.changelog]
+    return [
+        t.send_requests,
+        t.delivery_status,
+        t.retry_commands,
+        t.outcomes,
+        t.dead_letters,
+        t.changelog,
+        t.sentlog,
+    ]
 
 
 # ---------------------------------------------------------------------------------------- topics
@@ -106,7 +114,7 @@ def test_topics_create_makes_every_topic_under_the_prefix_and_is_idempotent(
     assert env.topics.changelog == f"{env.topic_prefix}fallback-processor-flows-changelog"
     for name in names:
         assert f"created  {name} (3 partitions, replication 1)" in out
-    assert out.rstrip().endswith(f"6 created, 0 already there on {env.bootstrap_servers}")
+    assert out.rstrip().endswith(f"7 created, 0 already there on {env.bootstrap_servers}")
     assert topic_partitions(env.bootstrap_servers, names) == dict.fromkeys(names, 3)
     assert topic_config(env.bootstrap_servers, env.topics.changelog)["cleanup.policy"] == "compact"
     assert topic_config(env.bootstrap_servers, env.topics.outcomes)["retention.ms"] == str(
@@ -118,7 +126,7 @@ def test_topics_create_makes_every_topic_under_the_prefix_and_is_idempotent(
     assert "created " not in out
     for name in names:
         assert f"exists   {name} (3 partitions)" in out
-    assert out.rstrip().endswith("0 created, 6 already there on " + env.bootstrap_servers)
+    assert out.rstrip().endswith("0 created, 7 already there on " + env.bootstrap_servers)
 
 
 def test_topics_create_takes_partitions_from_the_environment(
@@ -143,14 +151,21 @@ def test_topics_create_follows_existing_co_partitioned_topics(
     assert set(topic_partitions(env.bootstrap_servers, all_names(env)).values()) == {2}
 
 
-def test_topics_create_without_a_count_quietly_follows_existing_topics(
+def test_topics_create_without_a_count_follows_existing_topics_loudly(
     env: Settings, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Regression (issue 13): a delivery-status auto-created with the broker's count was followed
+    silently, so every topic got that count and nobody was told how to repair it."""
     monkeypatch.delenv("STREAM_APP_PARTITIONS", raising=False)
     asyncio.run(create_topics(env.bootstrap_servers, [env.topics.delivery_status], partitions=2))
     code, out, err = cli(capsys, "topics", "create")
-    assert (code, err) == (0, "")
-    assert "5 created, 1 already there" in out
+    assert code == 0
+    assert "6 created, 1 already there" in out
+    assert err.count("\n") == 1
+    assert err.startswith("stream-app: warning: existing co-partitioned topics have 2 partitions, not 12: ")
+    assert f"If {env.topics.delivery_status} were created by accident" in err
+    assert "delete them (their records are lost) and run `stream-app topics create` again" in err
+    assert err.rstrip().endswith("run it with --partitions 2")
     assert set(topic_partitions(env.bootstrap_servers, all_names(env)).values()) == {2}
 
 
@@ -165,7 +180,7 @@ def test_topics_create_warns_about_an_existing_changelog_that_is_not_compacted(
         "existing topics are left as they are: change it with kafka-configs.sh --alter --entity-type topics "
         f"--entity-name {env.topics.changelog} --add-config cleanup.policy=compact\n"
     )
-    assert "5 created, 1 already there" in out
+    assert "6 created, 1 already there" in out
     # the topics it created itself have the catalogue's policy, so a second run is quiet about them
     assert cli(capsys, "topics", "create")[2].count("warning") == 1
 
@@ -178,10 +193,10 @@ def test_topics_create_refuses_when_co_partitioned_topics_disagree(
     code, out, err = cli(capsys, "topics", "create")
     assert (code, out) == (2, "")
     assert err == (
-        "stream-app: error: co-partitioned topics disagree on the partition count "
-        f"({env.topics.send_requests}=2, {env.topics.delivery_status}=3); the processor needs the same count "
-        "on all of them: delete and re-create the odd ones (their records are lost) or use a new "
-        "STREAM_APP_TOPIC_PREFIX\n"
+        "stream-app: error: co-partitioned topics need one partition count, got "
+        f"{env.topics.send_requests}=2, {env.topics.delivery_status}=3; partition p of each must hold the "
+        "same messageIds: delete and re-create the odd ones with the others' count (their records are "
+        "lost) or use a new STREAM_APP_TOPIC_PREFIX\n"
     )
     assert set(topic_partitions(env.bootstrap_servers, all_names(env))) == {
         env.topics.send_requests,
@@ -200,7 +215,7 @@ def test_topics_list_reports_missing_then_present(env: Settings, capsys: pytest.
     lines = out.splitlines()
     assert lines[0].split() == ["TOPIC", "PARTITIONS", "KEY", "VALUES"]
     assert lines[1].split()[:3] == [env.topics.send_requests, "3", "messageId"]
-    assert len(lines) == 7
+    assert len(lines) == 1 + len(all_names(env))  # a header, then every topic
 
 
 # ------------------------------------------------------------------------------------------ send
@@ -314,8 +329,9 @@ def test_send_to_a_missing_topic_is_refused_and_does_not_create_it(
     code, out, err = cli(capsys, "send", "--destination", DEST, "--chain", "SMS")
     assert (code, out) == (2, "")
     assert err == (
-        f"stream-app: error: topic {env.topics.send_requests} does not exist on {env.bootstrap_servers}; "
-        "create the topics first with `stream-app topics create` (same prefix)\n"
+        f"stream-app: error: missing topic(s) {env.topics.send_requests} on {env.bootstrap_servers}; "
+        "run `stream-app topics create` with the same KAFKA_BOOTSTRAP_SERVERS, STREAM_APP_TOPIC_PREFIX "
+        "and STREAM_APP_APP_ID (a mistyped prefix names topics that do not exist)\n"
     )
     assert topic_partitions(env.bootstrap_servers, [env.topics.send_requests]) == {}
 
