@@ -1,4 +1,4 @@
-"""Read ``outcomes`` (Outcome and LateStatus records) for people and scripts.
+"""Read ``outcomes`` (Outcome and LateStatus records), or any topic, for people and scripts.
 
 Reads every partition without a consumer group: nothing is committed, so following outcomes never
 disturbs a real consumer and any number of terminals can watch. Two modes:
@@ -30,6 +30,18 @@ POLL_MS = 500
 
 
 @dataclass(frozen=True, slots=True)
+class Raw:
+    """One record as it is on the topic, before anyone reads meaning into it."""
+
+    partition: int
+    offset: int
+    timestamp_ms: int
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[tuple[str, bytes], ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Followed:
     """One record of ``outcomes``: its raw value, the decoded record or why it could not be decoded."""
 
@@ -51,17 +63,43 @@ async def follow_outcomes(
     topic: str | None = None,
     on_ready: Callable[[], None] | None = None,
 ) -> AsyncGenerator[Followed, None]:
-    """Yield the records of ``outcomes`` (see the module docstring for the modes).
+    """Yield the records of ``outcomes`` (see the module docstring for the modes)."""
+    records = read_topic(
+        settings,
+        topic or settings.topics.outcomes,
+        follow=follow,
+        from_beginning=from_beginning,
+        limit=limit,
+        stop=stop,
+        on_ready=on_ready,
+    )
+    try:
+        async for raw in records:
+            yield _decode(raw.partition, raw.offset, raw.key, raw.value)
+    finally:
+        await records.aclose()
+
+
+async def read_topic(
+    settings: Settings,
+    name: str,
+    *,
+    follow: bool = False,
+    from_beginning: bool = False,
+    limit: int | None = None,
+    stop: asyncio.Event | None = None,
+    on_ready: Callable[[], None] | None = None,
+) -> AsyncGenerator[Raw, None]:
+    """Yield the records of topic ``name`` (see the module docstring for the modes).
 
     A snapshot always reads from the beginning; ``from_beginning`` matters only when following.
     ``on_ready`` is called once the start position is fixed: a record produced after that is seen.
     """
-    name = topic or settings.topics.outcomes
     consumer = AIOKafkaConsumer(
         **settings.kafka_client_kwargs(),
         group_id=None,
         enable_auto_commit=False,
-        client_id="stream-app-outcomes",
+        client_id="stream-app-follow",
         request_timeout_ms=REQUEST_TIMEOUT_MS,
     )
     await start_or_unreachable(consumer.start, consumer.stop, settings.bootstrap_servers)
@@ -92,7 +130,8 @@ async def follow_outcomes(
                 raise KafkaFailure(f"reading {name} failed: {exc}") from None
             for tp in sorted(batches, key=lambda t: t.partition):
                 for msg in batches[tp]:
-                    yield _decode(msg.partition, msg.offset, msg.key, msg.value)
+                    headers = tuple(msg.headers or ())
+                    yield Raw(msg.partition, msg.offset, msg.timestamp, msg.key, msg.value, headers)
                     shown += 1
                     if limit is not None and shown >= limit:
                         return
