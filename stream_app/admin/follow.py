@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
+from aiokafka.partitioner import murmur2
 
 from stream_app.admin.connect import REQUEST_TIMEOUT_MS, start_or_unreachable
 from stream_app.admin.errors import KafkaFailure
@@ -89,11 +90,14 @@ async def read_topic(
     limit: int | None = None,
     stop: asyncio.Event | None = None,
     on_ready: Callable[[], None] | None = None,
+    key: bytes | None = None,
 ) -> AsyncGenerator[Raw, None]:
     """Yield the records of topic ``name`` (see the module docstring for the modes).
 
     A snapshot always reads from the beginning; ``from_beginning`` matters only when following.
     ``on_ready`` is called once the start position is fixed: a record produced after that is seen.
+    ``key``: only the records with this key, read from the one partition murmur2 puts it on (as
+    every producer of the contract does), so looking up one message does not read the whole topic.
     """
     consumer = AIOKafkaConsumer(
         **settings.kafka_client_kwargs(),
@@ -108,6 +112,8 @@ async def read_topic(
             counts = await topic_partitions(consumer)
             require_topics(counts, settings.bootstrap_servers, [name])
             tps = [TopicPartition(name, p) for p in range(counts[name])]
+            if key is not None:
+                tps = [tps[partition_of(key, len(tps))]]
             consumer.assign(tps)
             if follow and not from_beginning:
                 await consumer.seek_to_end(*tps)
@@ -130,6 +136,8 @@ async def read_topic(
                 raise KafkaFailure(f"reading {name} failed: {exc}") from None
             for tp in sorted(batches, key=lambda t: t.partition):
                 for msg in batches[tp]:
+                    if key is not None and msg.key != key:
+                        continue
                     headers = tuple(msg.headers or ())
                     yield Raw(msg.partition, msg.offset, msg.timestamp, msg.key, msg.value, headers)
                     shown += 1
@@ -137,6 +145,12 @@ async def read_topic(
                         return
     finally:
         await consumer.stop()
+
+
+def partition_of(key: bytes, partitions: int) -> int:
+    """The partition the Java client's default partitioner (and aiokafka's) gives ``key``."""
+    hashed: int = murmur2(key)
+    return (hashed & 0x7FFFFFFF) % partitions
 
 
 async def _caught_up(consumer: AIOKafkaConsumer, ends: dict[TopicPartition, int]) -> bool:

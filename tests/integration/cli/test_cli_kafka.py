@@ -272,7 +272,7 @@ def test_send_from_a_file_and_from_stdin(
     code, out, _ = cli(capsys, "send", "--file", "-")
     assert code == 0 and out.count("sent send s-") == 3
 
-    code, out, _ = cli(capsys, "send", "--cancel", "s-1", "--reason", "paid")
+    code, out, _ = cli(capsys, "send", "--cancel", "s-1", "--reason", "paid", "--wait", "0")
     assert code == 0 and out.startswith("sent cancel s-1 to ")
 
     records = asyncio.run(consume_until(env.bootstrap_servers, env.topics.send_requests, count=5))
@@ -310,8 +310,10 @@ class _Stdin:
         ),
         (["--destination", DEST], "--chain required (or give the request with --file)"),
         (["--cancel", "m", "--ttl", "5"], "--cancel takes only --reason, not --ttl"),
+        (["--cancel", "m", "--wait", "-1"], "--wait must be >= 0 seconds, got -1"),
+        (["--destination", DEST, "--chain", "SMS", "--wait", "5"], "--wait goes with --cancel"),
     ],
-    ids=["e164", "channel", "no-chain", "cancel-flags"],
+    ids=["e164", "channel", "no-chain", "cancel-flags", "negative-wait", "wait-without-cancel"],
 )
 def test_send_refuses_a_bad_request_with_one_line_and_sends_nothing(
     env: Settings, capsys: pytest.CaptureFixture[str], argv: list[str], expected: str
@@ -369,6 +371,29 @@ def publish_outcomes(settings: Settings, records: list[Outcome | LateStatus]) ->
         asyncio.run(
             produce(settings.bootstrap_servers, settings.topics.outcomes, record.message_id, encode(record))
         )
+
+
+def test_a_cancel_that_changes_nothing_says_so_and_exits_1(
+    env: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Regression (issue 13): a cancel of an unknown or ended message printed "sent" like one that
+    worked, and nothing ever followed."""
+    cli(capsys, "topics", "create", "--partitions", "3")
+    publish_outcomes(env, [outcome_for("done")])
+    code, out, err = cli(capsys, "send", "--cancel", "done", "--wait", "5")
+    assert (code, err) == (1, "")
+    sent, said = out.splitlines()
+    assert sent.startswith("sent cancel done to ")
+    assert said.startswith("done had already ended SUCCEEDED on SMS DELIVERED at 2026-04-09T")
+    assert said.endswith(": a cancel changes nothing for an ended message")
+
+    code, out, err = cli(capsys, "send", "--cancel", "nobody", "--wait", "0.5")
+    assert (code, err) == (1, "")
+    assert out.splitlines()[1] == (
+        "no outcome for nobody within 0.5 s: no message nobody is running (a cancel for an unknown "
+        "messageId changes nothing), or the processor is stopped or behind; look again with "
+        "`stream-app outcomes --message-id nobody`"
+    )
 
 
 def test_send_then_outcomes_round_trip(env: Settings, capsys: pytest.CaptureFixture[str]) -> None:
@@ -539,7 +564,10 @@ def test_send_and_cancel_through_the_processor_end_in_a_cancelled_outcome(
         assert (
             cli(capsys, "send", "--message-id", "e2e-1", "--destination", DEST, "--chain", "SMS:300")[0] == 0
         )
-        assert cli(capsys, "send", "--cancel", "e2e-1", "--reason", "paid")[0] == 0
+        code, out, _ = cli(capsys, "send", "--cancel", "e2e-1", "--reason", "paid")
+        assert (code, out.splitlines()[1]) == (0, "cancelled e2e-1: its outcome is CANCELLED (paid)")
+        code, out, _ = cli(capsys, "send", "--cancel", "e2e-1", "--wait", "2")
+        assert code == 1 and "e2e-1 had already ended CANCELLED at " in out
         try:
             out, err = follower.communicate(timeout=60)
         except subprocess.TimeoutExpired:
