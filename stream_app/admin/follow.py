@@ -1,4 +1,4 @@
-"""Read ``outcomes`` (Outcome and LateStatus records) for people and scripts.
+"""Read ``outcomes`` (Outcome and LateStatus records), or any topic, for people and scripts.
 
 Reads every partition without a consumer group: nothing is committed, so following outcomes never
 disturbs a real consumer and any number of terminals can watch. Two modes:
@@ -16,16 +16,30 @@ from dataclasses import dataclass
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
+from aiokafka.partitioner import murmur2
 
 from stream_app.admin.connect import REQUEST_TIMEOUT_MS, start_or_unreachable
-from stream_app.admin.errors import KafkaFailure, TopicsMissing
+from stream_app.admin.errors import KafkaFailure
 from stream_app.config import Settings
 from stream_app.contracts import InvalidRecord, LateStatus, Outcome, decode_outcome
 from stream_app.kafka.metadata import topic_partitions
+from stream_app.kafka.topics import require_topics
 
 #: How long one fetch may wait for new records before the loop looks at ``stop`` again, in ms:
 #: a Ctrl-C or SIGTERM is honoured within this time.
 POLL_MS = 500
+
+
+@dataclass(frozen=True, slots=True)
+class Raw:
+    """One record as it is on the topic, before anyone reads meaning into it."""
+
+    partition: int
+    offset: int
+    timestamp_ms: int
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[tuple[str, bytes], ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,26 +64,56 @@ async def follow_outcomes(
     topic: str | None = None,
     on_ready: Callable[[], None] | None = None,
 ) -> AsyncGenerator[Followed, None]:
-    """Yield the records of ``outcomes`` (see the module docstring for the modes).
+    """Yield the records of ``outcomes`` (see the module docstring for the modes)."""
+    records = read_topic(
+        settings,
+        topic or settings.topics.outcomes,
+        follow=follow,
+        from_beginning=from_beginning,
+        limit=limit,
+        stop=stop,
+        on_ready=on_ready,
+    )
+    try:
+        async for raw in records:
+            yield _decode(raw.partition, raw.offset, raw.key, raw.value)
+    finally:
+        await records.aclose()
+
+
+async def read_topic(
+    settings: Settings,
+    name: str,
+    *,
+    follow: bool = False,
+    from_beginning: bool = False,
+    limit: int | None = None,
+    stop: asyncio.Event | None = None,
+    on_ready: Callable[[], None] | None = None,
+    key: bytes | None = None,
+) -> AsyncGenerator[Raw, None]:
+    """Yield the records of topic ``name`` (see the module docstring for the modes).
 
     A snapshot always reads from the beginning; ``from_beginning`` matters only when following.
     ``on_ready`` is called once the start position is fixed: a record produced after that is seen.
+    ``key``: only the records with this key, read from the one partition murmur2 puts it on (as
+    every producer of the contract does), so looking up one message does not read the whole topic.
     """
-    name = topic or settings.topics.outcomes
     consumer = AIOKafkaConsumer(
         **settings.kafka_client_kwargs(),
         group_id=None,
         enable_auto_commit=False,
-        client_id="stream-app-outcomes",
+        client_id="stream-app-follow",
         request_timeout_ms=REQUEST_TIMEOUT_MS,
     )
     await start_or_unreachable(consumer.start, consumer.stop, settings.bootstrap_servers)
     try:
         try:
             counts = await topic_partitions(consumer)
-            if name not in counts:
-                raise TopicsMissing([name], settings.bootstrap_servers)
+            require_topics(counts, settings.bootstrap_servers, [name])
             tps = [TopicPartition(name, p) for p in range(counts[name])]
+            if key is not None:
+                tps = [tps[partition_of(key, len(tps))]]
             consumer.assign(tps)
             if follow and not from_beginning:
                 await consumer.seek_to_end(*tps)
@@ -92,12 +136,21 @@ async def follow_outcomes(
                 raise KafkaFailure(f"reading {name} failed: {exc}") from None
             for tp in sorted(batches, key=lambda t: t.partition):
                 for msg in batches[tp]:
-                    yield _decode(msg.partition, msg.offset, msg.key, msg.value)
+                    if key is not None and msg.key != key:
+                        continue
+                    headers = tuple(msg.headers or ())
+                    yield Raw(msg.partition, msg.offset, msg.timestamp, msg.key, msg.value, headers)
                     shown += 1
                     if limit is not None and shown >= limit:
                         return
     finally:
         await consumer.stop()
+
+
+def partition_of(key: bytes, partitions: int) -> int:
+    """The partition the Java client's default partitioner (and aiokafka's) gives ``key``."""
+    hashed: int = murmur2(key)
+    return (hashed & 0x7FFFFFFF) % partitions
 
 
 async def _caught_up(consumer: AIOKafkaConsumer, ends: dict[TopicPartition, int]) -> bool:

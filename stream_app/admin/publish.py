@@ -19,7 +19,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from stream_app.admin.connect import REQUEST_TIMEOUT_MS, start_or_unreachable
-from stream_app.admin.errors import InvalidInput, KafkaFailure, TopicsMissing
+from stream_app.admin.errors import InvalidInput, KafkaFailure
 from stream_app.config import Settings
 from stream_app.contracts import (
     CancelRequest,
@@ -28,6 +28,7 @@ from stream_app.contracts import (
     decode_request,
     encode,
 )
+from stream_app.kafka.topics import require_topics
 
 Request = SendRequest | CancelRequest
 
@@ -270,8 +271,11 @@ async def produce(
             cluster = await producer.client.fetch_all_metadata()
         except KafkaError as exc:
             raise KafkaFailure(f"reading topic metadata failed: {exc}") from None
-        if topic not in cluster.topics():
-            raise TopicsMissing([topic], settings.bootstrap_servers)
+        require_topics(
+            {name: len(cluster.partitions_for_topic(name) or ()) for name in cluster.topics()},
+            settings.bootstrap_servers,
+            [topic],
+        )
         try:
             futures = [
                 await producer.send(topic, value, key=key, headers=list(headers) if headers else None)

@@ -2,8 +2,9 @@
 
 Creation is idempotent: a topic that exists is reported, not an error. Co-partitioning is checked,
 because the processor owns partition p of several topics together: when existing co-partitioned
-topics already agree on a count, missing ones are created with that count (even if another was asked
-for, with a warning); when they disagree, nothing is created and the error says how to repair it.
+topics already agree on a count, missing ones are created with that count, with a warning saying how
+to repair it when that is not the count asked for (or the default); when they disagree, nothing is
+created and the error says how to repair it.
 """
 
 from __future__ import annotations
@@ -131,8 +132,8 @@ class TopicAdmin:
         """Create every missing catalogue topic; see the module docstring for the partition rules.
 
         ``partitions`` is the count the user asked for; None means "not asked": new topics get
-        ``settings.partitions`` unless co-partitioned topics exist already, whose count is then used
-        without a warning.
+        ``settings.partitions`` unless co-partitioned topics exist already, whose count is then used,
+        with a warning when it differs (only "left as they are" needs a count that was asked for).
         """
         wanted = partitions or self.settings.partitions
         states = await self.states()
@@ -146,14 +147,12 @@ class TopicAdmin:
         if co and (existing := next(iter(co.values()))) != wanted:
             count = existing
             missing_co = [st.name for st in states if st.spec.co_partitioned and st.partitions is None]
-            if partitions is None:
-                pass  # nobody asked for another count: following the existing topics is what they expect
-            elif missing_co:
-                warnings.append(
-                    f"existing co-partitioned topics have {existing} partitions, not {wanted}: "
-                    f"creating {', '.join(missing_co)} with {existing} to keep them co-partitioned"
-                )
-            else:
+            if missing_co:
+                # Loud even when no count was asked for: the existing topics may be accidents (a broker
+                # that auto-creates topics, a service started before this command), and following them
+                # silently would make every new topic wrong too (issue 13).
+                warnings.append(_followed(co, existing, wanted, missing_co))
+            elif partitions is not None:
                 warnings.append(
                     f"topics exist with {existing} partitions (asked for {wanted}); left as they are"
                 )
@@ -209,6 +208,17 @@ class TopicAdmin:
                     f"created topics not listed after {LISTED_TIMEOUT:g} s: {', '.join(missing)}"
                 )
             await asyncio.sleep(0.1)
+
+
+def _followed(co: dict[str, int], existing: int, wanted: int, missing: Sequence[str]) -> str:
+    """The warning of a create that follows existing co-partitioned topics, with the two ways out."""
+    return (
+        f"existing co-partitioned topics have {existing} partitions, not {wanted}: creating "
+        f"{', '.join(missing)} with {existing} to keep them co-partitioned. If {', '.join(co)} were "
+        "created by accident (a broker that auto-creates topics, a service started before `stream-app "
+        "topics create`), delete them (their records are lost) and run `stream-app topics create` again; "
+        f"to keep {existing} and silence this, run it with --partitions {existing}"
+    )
 
 
 def _topic_errors(response: Any) -> list[tuple[str, int, str | None]]:

@@ -27,7 +27,7 @@ EPILOG = """\
 quick start:
   stream-app demo                 run broker, processor, dispatcher and gateway simulator, play the scenarios
   stream-app broker               run a local Kafka-compatible broker (Tansu) on localhost:9092
-  stream-app topics create        create the topics of CONTRACT.md
+  stream-app topics create        create the topics of docs/contract.md
   stream-app processor            run the fallback processor
   stream-app send --help          publish a send request
 

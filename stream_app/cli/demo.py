@@ -57,7 +57,17 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help=f"give up when outcomes are missing after this long (default {DEFAULT_TIMEOUT:g})",
     )
     parser.add_argument("--verbose", action="store_true", help="show the services' logs")
-    add_options(parser, "bootstrap_servers", "topic_prefix")
+    # Not add_options' --bootstrap-servers: its help would show localhost:9092 as the default, but the
+    # demo starts its own broker unless this option is given (KAFKA_BOOTSTRAP_SERVERS is not read).
+    parser.add_argument(
+        "--bootstrap-servers",
+        dest="setting_bootstrap_servers",
+        metavar="HOST:PORT",
+        default=None,
+        help="play against this running broker instead (default: start a local Tansu broker on a free "
+        "port; KAFKA_BOOTSTRAP_SERVERS is not read)",
+    )
+    add_options(parser, "topic_prefix")
     parser.set_defaults(func=run)
 
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import signal
 import sys
+from collections.abc import AsyncGenerator, Callable
 
 from stream_app.admin.connect import quiet_client_logs
-from stream_app.admin.follow import follow_outcomes, format_line, json_line
+from stream_app.admin.follow import Followed, follow_outcomes, format_line, json_line
+from stream_app.cli._view import add_view_options, check_view_options, show
 from stream_app.config import add_options, from_args
 
 ORDER = 45
@@ -48,15 +48,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--follow", "-f", action="store_true", help="keep waiting for new outcomes")
-    parser.add_argument(
-        "--from-beginning", action="store_true", help="with --follow: start at the oldest record, not now"
-    )
-    parser.add_argument("--json", action="store_true", help="print each record's JSON on one line")
+    add_view_options(parser, "outcomes")
     parser.add_argument(
         "--message-id", action="append", metavar="ID", help="only these messages (repeatable)"
     )
-    parser.add_argument("--max", type=int, metavar="N", help="stop after showing N records")
     add_options(parser, "bootstrap_servers", "topic_prefix")
     parser.set_defaults(func=run)
 
@@ -64,45 +59,18 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def run(args: argparse.Namespace) -> int:
     settings = from_args(args)
     quiet_client_logs()
-    if args.max is not None and args.max < 1:
-        print("stream-app: error: --max must be at least 1", file=sys.stderr)
+    if (complaint := check_view_options(args)) is not None:
+        print(f"stream-app: error: {complaint}", file=sys.stderr)
         return 2
     wanted = set(args.message_id or [])
 
-    async def go() -> int:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        # SIGTERM (a supervisor, the demo) ends the follow cleanly; only the main thread may install it.
-        with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):
-            loop.add_signal_handler(signal.SIGTERM, stop.set)
-        shown = 0
-        where = "the beginning" if args.from_beginning else "now"
-
-        def ready() -> None:
-            if args.follow:  # on stderr, so --json output stays pure JSON lines
-                print(
-                    f"following {settings.topics.outcomes} from {where}; Ctrl-C to stop",
-                    file=sys.stderr,
-                    flush=True,
-                )
-
-        records = follow_outcomes(
+    def read(stop: asyncio.Event, ready: Callable[[], None]) -> AsyncGenerator[Followed, None]:
+        return follow_outcomes(
             settings, follow=args.follow, from_beginning=args.from_beginning, stop=stop, on_ready=ready
         )
-        try:
-            async for item in records:
-                if wanted and (item.record is None or item.record.message_id not in wanted):
-                    continue
-                print(json_line(item) if args.json else format_line(item), flush=True)
-                shown += 1
-                if args.max is not None and shown >= args.max:
-                    break
-        finally:
-            await records.aclose()
-            with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):
-                loop.remove_signal_handler(signal.SIGTERM)
-        if shown == 0 and not args.follow and not args.json:
-            print(f"no outcomes on {settings.topics.outcomes}", file=sys.stderr)
-        return 0
 
-    return asyncio.run(go())
+    def keep(item: Followed) -> bool:
+        return not wanted or (item.record is not None and item.record.message_id in wanted)
+
+    render = json_line if args.json else format_line
+    return show(args, settings, settings.topics.outcomes, "outcomes", read, render, keep)

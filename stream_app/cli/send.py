@@ -7,10 +7,12 @@ import asyncio
 import sys
 from pathlib import Path
 
+from stream_app.admin.cancel import cancel_and_watch
 from stream_app.admin.connect import quiet_client_logs
 from stream_app.admin.errors import InvalidInput
 from stream_app.admin.publish import (
     Prepared,
+    Published,
     Request,
     cancel_request,
     parse_records,
@@ -18,9 +20,13 @@ from stream_app.admin.publish import (
     request_from_flags,
 )
 from stream_app.config import add_options, from_args
-from stream_app.contracts import encode
+from stream_app.contracts import CancelRequest, encode
 
 ORDER = 40
+
+#: Seconds ``send --cancel`` waits for the message's outcome: a running processor answers a cancel
+#: within a batch (well under a second); longer means it is stopped or far behind, worth saying.
+CANCEL_WAIT = 10.0
 
 DESCRIPTION = """\
 Publish a SendRequest (or a CancelRequest) on send-requests, keyed by its messageId. The request is
@@ -43,13 +49,19 @@ examples:
   stream-app send --message-id order-42 --destination +393401234567 --chain SMS --ttl 3600
   stream-app send --file request.json
   cat requests.jsonl | stream-app send --file -
-  stream-app send --cancel order-42 --reason paid
+  stream-app send --cancel order-42 --reason paid    then says what it did (waits up to 10 s)
   stream-app send --file request.json --dry-run       validate and print, send nothing
 
 --content-json JSON gives every step that content; CHANNEL=JSON only the steps on that channel;
 N=JSON step N (0-based). Without --message-id a unique cli-<hex> id is made and printed.
 
-exit status: 0 sent, 2 error (invalid request, missing topic, broker unreachable)
+A cancel of a message that is unknown or has ended changes nothing and produces nothing, so after
+publishing it `--cancel` watches the outcomes and says what happened: cancelled (exit 0), the message
+had already ended or ended first (exit 1), or no outcome within --wait (exit 1: unknown messageId, or
+the processor is stopped or behind).
+
+exit status: 0 sent (or cancelled), 1 the cancel changed nothing, 2 error (invalid request, missing
+topic, broker unreachable)
 """
 
 
@@ -65,6 +77,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     what.add_argument("--file", "-f", metavar="PATH", help="JSON request(s): a file, or - for stdin")
     what.add_argument("--cancel", metavar="MESSAGE_ID", help="cancel this message instead of sending one")
     parser.add_argument("--reason", help="with --cancel: why (copied to the outcome)")
+    parser.add_argument(
+        "--wait",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help=f"with --cancel: wait this long for the outcome to say what the cancel did (default "
+        f"{CANCEL_WAIT:g}; 0: send and return)",
+    )
     parser.add_argument("--message-id", help="messageId, the Kafka key (default: a new cli-<hex> id)")
     parser.add_argument("--destination", metavar="E164", help="phone number in E.164, e.g. +393401234567")
     parser.add_argument(
@@ -108,6 +128,10 @@ def _requests(args: argparse.Namespace) -> list[Request | Prepared]:
         + (["--content-json"] if args.content_json else [])
         + (["--simulation"] if args.simulation else [])
     )
+    if args.wait is not None and args.cancel is None:
+        raise InvalidInput("--wait goes with --cancel")
+    if args.wait is not None and not args.wait >= 0:
+        raise InvalidInput(f"--wait must be >= 0 seconds, got {args.wait:g}")
     if args.cancel is not None:
         if flags:
             raise InvalidInput(f"--cancel takes only --reason, not {', '.join(flags)}")
@@ -149,7 +173,19 @@ def run(args: argparse.Namespace) -> int:
         for request in requests:
             print((request.value if isinstance(request, Prepared) else encode(request)).decode())
         return 0
+    wait = CANCEL_WAIT if args.wait is None else args.wait
+    if args.cancel is not None and wait > 0:
+        [cancel] = requests
+        assert isinstance(cancel, CancelRequest)  # _requests made it from --cancel
+        report = asyncio.run(cancel_and_watch(settings, cancel, wait, traceparent=args.traceparent))
+        _sent(report.published)
+        print(report.text)
+        return 0 if report.cancelled else 1
     published = asyncio.run(publish_requests(settings, requests, traceparent=args.traceparent))
     for p in published:
-        print(f"sent {p.kind} {p.message_id} to {p.topic} partition {p.partition} offset {p.offset}")
+        _sent(p)
     return 0
+
+
+def _sent(p: Published) -> None:
+    print(f"sent {p.kind} {p.message_id} to {p.topic} partition {p.partition} offset {p.offset}", flush=True)

@@ -33,9 +33,10 @@ CREATE_DESCRIPTION = """\
 Create every topic of the catalogue that does not exist yet, with its configs (the changelog
 compacted, 7 or 30 days retention for the others). Safe to run again: existing topics are reported
 and left alone. The co-partitioned topics must share one partition count: if some exist already with
-a count, missing ones get that count (with a warning when --partitions asked for another); if
-existing ones disagree, nothing is created and the command fails (exit 2), saying which. Existing
-topics are never altered; one whose cleanup.policy differs from the catalogue gets a warning.
+a count, missing ones get that count, with a warning that says how to repair it when that is not the
+count of --partitions (or STREAM_APP_PARTITIONS, default 12); if existing ones disagree, nothing is
+created and the command fails (exit 2), saying which. Existing topics are never altered; one whose
+cleanup.policy differs from the catalogue gets a warning.
 """
 
 CREATE_EPILOG = """\
@@ -135,8 +136,6 @@ def run_create(args: argparse.Namespace) -> int:
     async def go() -> int:
         async with TopicAdmin(settings) as admin:
             report = await admin.create(asked, replication_factor=args.replication_factor)
-        for warning in report.warnings:
-            print(f"stream-app: warning: {warning}", file=sys.stderr)
         for name, partitions in report.existing:
             print(f"exists   {name} ({partitions} partitions)")
         for name in report.created:
@@ -145,8 +144,11 @@ def run_create(args: argparse.Namespace) -> int:
             )
         print(
             f"{len(report.created)} created, {len(report.existing)} already there "
-            f"on {settings.bootstrap_servers}"
+            f"on {settings.bootstrap_servers}",
+            flush=True,
         )
+        for warning in report.warnings:  # last, so they are what the terminal shows at the end
+            print(f"stream-app: warning: {warning}", file=sys.stderr)
         return 0
 
     return asyncio.run(go())

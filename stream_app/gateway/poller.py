@@ -48,12 +48,13 @@ from stream_app.contracts import (
     encode,
 )
 from stream_app.gateway.client import Found, GatewayClient, NotFound, Permanent, RateLimited, StatusResult
-from stream_app.gateway.errors import GatewayAuthError, GatewayConfigError, UnknownGatewayShape
+from stream_app.gateway.errors import GatewayAuthError, UnknownGatewayShape
 from stream_app.gateway.kafka import start_client, started_producer
 from stream_app.gateway.metrics import POLL_FAILED, POLL_RETRYABLE, PollerMetrics, poll_result
 from stream_app.gateway.settings import GatewaySettings
 from stream_app.gateway.shapes import Ignored, Mapped, OnceLog, normalise
 from stream_app.kafka.metadata import topic_partitions
+from stream_app.kafka.topics import require_topics
 from stream_app.metrics_http import serving
 
 log = logging.getLogger(__name__)
@@ -305,11 +306,13 @@ async def run_poller(
     consumer = AIOKafkaConsumer(**settings.kafka_client_kwargs(), enable_auto_commit=False)
     await start_client(consumer, settings)
     try:
-        tps = [TopicPartition(topic, p) for p in range((await topic_partitions(consumer)).get(topic, 0))]
-        if not tps:
-            raise GatewayConfigError(
-                f"topic {topic} does not exist; create it with `stream-app topics create`"
-            )
+        counts = await topic_partitions(consumer)
+        # Before the producer exists: a status published to a missing topic would have the broker
+        # auto-create it with its own partition count.
+        require_topics(
+            counts, settings.bootstrap_servers, [topic], together=[settings.topics.send_requests, topic]
+        )
+        tps = [TopicPartition(topic, p) for p in range(counts[topic])]
         consumer.assign(tps)
         since = int((clock() - options.max_age) * 1000)
         starts = await consumer.offsets_for_times(dict.fromkeys(tps, max(0, since)))

@@ -87,6 +87,7 @@ from stream_app.gateway.settings import GatewaySettings
 from stream_app.gateway.shapes import Ignored, Mapped, OnceLog, normalise
 from stream_app.gateway.signing import SIGNATURE_HEADER, verify
 from stream_app.kafka.metadata import topic_partitions
+from stream_app.kafka.topics import require_topics
 from stream_app.metrics_http import render
 
 log = logging.getLogger(__name__)
@@ -433,9 +434,9 @@ async def feed_index(
     Starts where the index stopped, or ``index_horizon`` back by timestamp on a fresh index.
     """
     topic = settings.topics.delivery_status
-    tps = [TopicPartition(topic, p) for p in range((await topic_partitions(consumer)).get(topic, 0))]
-    if not tps:
-        raise GatewayConfigError(f"topic {topic} does not exist; create it with `stream-app topics create`")
+    counts = await topic_partitions(consumer)
+    require_topics(counts, settings.bootstrap_servers, [topic])
+    tps = [TopicPartition(topic, p) for p in range(counts[topic])]
     consumer.assign(tps)
     known = index.positions()
     fresh = [tp for tp in tps if tp.partition not in known]
@@ -503,6 +504,15 @@ async def run_webhook(
     try:
         index.prune(int((clock() - index_horizon(settings)) * 1000))
         await start_client(consumer, settings)
+        # Before the producer exists and before the port answers: a callback published to a missing
+        # topic would have the broker auto-create it with its own partition count.
+        t = settings.topics  # it writes statuses and dead letters; statuses are co-partitioned with requests
+        require_topics(
+            await topic_partitions(consumer),
+            settings.bootstrap_servers,
+            [t.delivery_status, t.dead_letters],
+            together=[t.send_requests, t.delivery_status],
+        )
         async with started_producer(settings) as producer:
             rx = WebhookReceiver(
                 settings, producer, gateway_settings.webhook_secret, path, auth=auth, index=index, clock=clock

@@ -90,7 +90,15 @@ def topic_config(bootstrap: str, name: str) -> dict[str, str]:
 
 def all_names(settings: Settings) -> list[str]:
     t = settings.topics
-    return [t.send_requests, t.delivery_status, t.retry_commands, t.outcomes, t.dead_letters, t.changelog]
+    return [
+        t.send_requests,
+        t.delivery_status,
+        t.retry_commands,
+        t.outcomes,
+        t.dead_letters,
+        t.changelog,
+        t.sentlog,
+    ]
 
 
 # ---------------------------------------------------------------------------------------- topics
@@ -106,7 +114,7 @@ def test_topics_create_makes_every_topic_under_the_prefix_and_is_idempotent(
     assert env.topics.changelog == f"{env.topic_prefix}fallback-processor-flows-changelog"
     for name in names:
         assert f"created  {name} (3 partitions, replication 1)" in out
-    assert out.rstrip().endswith(f"6 created, 0 already there on {env.bootstrap_servers}")
+    assert out.rstrip().endswith(f"7 created, 0 already there on {env.bootstrap_servers}")
     assert topic_partitions(env.bootstrap_servers, names) == dict.fromkeys(names, 3)
     assert topic_config(env.bootstrap_servers, env.topics.changelog)["cleanup.policy"] == "compact"
     assert topic_config(env.bootstrap_servers, env.topics.outcomes)["retention.ms"] == str(
@@ -118,7 +126,7 @@ def test_topics_create_makes_every_topic_under_the_prefix_and_is_idempotent(
     assert "created " not in out
     for name in names:
         assert f"exists   {name} (3 partitions)" in out
-    assert out.rstrip().endswith("0 created, 6 already there on " + env.bootstrap_servers)
+    assert out.rstrip().endswith("0 created, 7 already there on " + env.bootstrap_servers)
 
 
 def test_topics_create_takes_partitions_from_the_environment(
@@ -143,14 +151,21 @@ def test_topics_create_follows_existing_co_partitioned_topics(
     assert set(topic_partitions(env.bootstrap_servers, all_names(env)).values()) == {2}
 
 
-def test_topics_create_without_a_count_quietly_follows_existing_topics(
+def test_topics_create_without_a_count_follows_existing_topics_loudly(
     env: Settings, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Regression (issue 13): a delivery-status auto-created with the broker's count was followed
+    silently, so every topic got that count and nobody was told how to repair it."""
     monkeypatch.delenv("STREAM_APP_PARTITIONS", raising=False)
     asyncio.run(create_topics(env.bootstrap_servers, [env.topics.delivery_status], partitions=2))
     code, out, err = cli(capsys, "topics", "create")
-    assert (code, err) == (0, "")
-    assert "5 created, 1 already there" in out
+    assert code == 0
+    assert "6 created, 1 already there" in out
+    assert err.count("\n") == 1
+    assert err.startswith("stream-app: warning: existing co-partitioned topics have 2 partitions, not 12: ")
+    assert f"If {env.topics.delivery_status} were created by accident" in err
+    assert "delete them (their records are lost) and run `stream-app topics create` again" in err
+    assert err.rstrip().endswith("run it with --partitions 2")
     assert set(topic_partitions(env.bootstrap_servers, all_names(env)).values()) == {2}
 
 
@@ -165,7 +180,7 @@ def test_topics_create_warns_about_an_existing_changelog_that_is_not_compacted(
         "existing topics are left as they are: change it with kafka-configs.sh --alter --entity-type topics "
         f"--entity-name {env.topics.changelog} --add-config cleanup.policy=compact\n"
     )
-    assert "5 created, 1 already there" in out
+    assert "6 created, 1 already there" in out
     # the topics it created itself have the catalogue's policy, so a second run is quiet about them
     assert cli(capsys, "topics", "create")[2].count("warning") == 1
 
@@ -178,10 +193,10 @@ def test_topics_create_refuses_when_co_partitioned_topics_disagree(
     code, out, err = cli(capsys, "topics", "create")
     assert (code, out) == (2, "")
     assert err == (
-        "stream-app: error: co-partitioned topics disagree on the partition count "
-        f"({env.topics.send_requests}=2, {env.topics.delivery_status}=3); the processor needs the same count "
-        "on all of them: delete and re-create the odd ones (their records are lost) or use a new "
-        "STREAM_APP_TOPIC_PREFIX\n"
+        "stream-app: error: co-partitioned topics need one partition count, got "
+        f"{env.topics.send_requests}=2, {env.topics.delivery_status}=3; partition p of each must hold the "
+        "same messageIds: delete and re-create the odd ones with the others' count (their records are "
+        "lost) or use a new STREAM_APP_TOPIC_PREFIX\n"
     )
     assert set(topic_partitions(env.bootstrap_servers, all_names(env))) == {
         env.topics.send_requests,
@@ -200,7 +215,7 @@ def test_topics_list_reports_missing_then_present(env: Settings, capsys: pytest.
     lines = out.splitlines()
     assert lines[0].split() == ["TOPIC", "PARTITIONS", "KEY", "VALUES"]
     assert lines[1].split()[:3] == [env.topics.send_requests, "3", "messageId"]
-    assert len(lines) == 7
+    assert len(lines) == 1 + len(all_names(env))  # a header, then every topic
 
 
 # ------------------------------------------------------------------------------------------ send
@@ -257,7 +272,7 @@ def test_send_from_a_file_and_from_stdin(
     code, out, _ = cli(capsys, "send", "--file", "-")
     assert code == 0 and out.count("sent send s-") == 3
 
-    code, out, _ = cli(capsys, "send", "--cancel", "s-1", "--reason", "paid")
+    code, out, _ = cli(capsys, "send", "--cancel", "s-1", "--reason", "paid", "--wait", "0")
     assert code == 0 and out.startswith("sent cancel s-1 to ")
 
     records = asyncio.run(consume_until(env.bootstrap_servers, env.topics.send_requests, count=5))
@@ -295,8 +310,10 @@ class _Stdin:
         ),
         (["--destination", DEST], "--chain required (or give the request with --file)"),
         (["--cancel", "m", "--ttl", "5"], "--cancel takes only --reason, not --ttl"),
+        (["--cancel", "m", "--wait", "-1"], "--wait must be >= 0 seconds, got -1"),
+        (["--destination", DEST, "--chain", "SMS", "--wait", "5"], "--wait goes with --cancel"),
     ],
-    ids=["e164", "channel", "no-chain", "cancel-flags"],
+    ids=["e164", "channel", "no-chain", "cancel-flags", "negative-wait", "wait-without-cancel"],
 )
 def test_send_refuses_a_bad_request_with_one_line_and_sends_nothing(
     env: Settings, capsys: pytest.CaptureFixture[str], argv: list[str], expected: str
@@ -314,8 +331,9 @@ def test_send_to_a_missing_topic_is_refused_and_does_not_create_it(
     code, out, err = cli(capsys, "send", "--destination", DEST, "--chain", "SMS")
     assert (code, out) == (2, "")
     assert err == (
-        f"stream-app: error: topic {env.topics.send_requests} does not exist on {env.bootstrap_servers}; "
-        "create the topics first with `stream-app topics create` (same prefix)\n"
+        f"stream-app: error: missing topic(s) {env.topics.send_requests} on {env.bootstrap_servers}; "
+        "run `stream-app topics create` with the same KAFKA_BOOTSTRAP_SERVERS, STREAM_APP_TOPIC_PREFIX "
+        "and STREAM_APP_APP_ID (a mistyped prefix names topics that do not exist)\n"
     )
     assert topic_partitions(env.bootstrap_servers, [env.topics.send_requests]) == {}
 
@@ -353,6 +371,29 @@ def publish_outcomes(settings: Settings, records: list[Outcome | LateStatus]) ->
         asyncio.run(
             produce(settings.bootstrap_servers, settings.topics.outcomes, record.message_id, encode(record))
         )
+
+
+def test_a_cancel_that_changes_nothing_says_so_and_exits_1(
+    env: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Regression (issue 13): a cancel of an unknown or ended message printed "sent" like one that
+    worked, and nothing ever followed."""
+    cli(capsys, "topics", "create", "--partitions", "3")
+    publish_outcomes(env, [outcome_for("done")])
+    code, out, err = cli(capsys, "send", "--cancel", "done", "--wait", "5")
+    assert (code, err) == (1, "")
+    sent, said = out.splitlines()
+    assert sent.startswith("sent cancel done to ")
+    assert said.startswith("done had already ended SUCCEEDED on SMS DELIVERED at 2026-04-09T")
+    assert said.endswith(": a cancel changes nothing for an ended message")
+
+    code, out, err = cli(capsys, "send", "--cancel", "nobody", "--wait", "0.5")
+    assert (code, err) == (1, "")
+    assert out.splitlines()[1] == (
+        "no outcome for nobody within 0.5 s: no message nobody is running (a cancel for an unknown "
+        "messageId changes nothing), or the processor is stopped or behind; look again with "
+        "`stream-app outcomes --message-id nobody`"
+    )
 
 
 def test_send_then_outcomes_round_trip(env: Settings, capsys: pytest.CaptureFixture[str]) -> None:
@@ -523,7 +564,10 @@ def test_send_and_cancel_through_the_processor_end_in_a_cancelled_outcome(
         assert (
             cli(capsys, "send", "--message-id", "e2e-1", "--destination", DEST, "--chain", "SMS:300")[0] == 0
         )
-        assert cli(capsys, "send", "--cancel", "e2e-1", "--reason", "paid")[0] == 0
+        code, out, _ = cli(capsys, "send", "--cancel", "e2e-1", "--reason", "paid")
+        assert (code, out.splitlines()[1]) == (0, "cancelled e2e-1: its outcome is CANCELLED (paid)")
+        code, out, _ = cli(capsys, "send", "--cancel", "e2e-1", "--wait", "2")
+        assert code == 1 and "e2e-1 had already ended CANCELLED at " in out
         try:
             out, err = follower.communicate(timeout=60)
         except subprocess.TimeoutExpired:
