@@ -67,13 +67,14 @@ from stream_app.gateway.client import (
     Transient,
     build_body,
 )
-from stream_app.gateway.errors import GatewayAuthError, GatewayConfigError
+from stream_app.gateway.errors import GatewayAuthError
 from stream_app.gateway.kafka import start_client, started_producer
 from stream_app.gateway.metrics import DispatcherMetrics, send_result
 from stream_app.gateway.sentlog import PartitionLog, SendState, SentLog, restore
 from stream_app.gateway.settings import GatewaySettings
 from stream_app.kafka import install_fixes
 from stream_app.kafka.metadata import topic_partitions
+from stream_app.kafka.topics import require_topics
 from stream_app.metrics_http import serving
 
 log = logging.getLogger(__name__)
@@ -713,7 +714,13 @@ async def run_dispatcher(
     restorer = AIOKafkaConsumer(**settings.kafka_client_kwargs(), enable_auto_commit=False)
     await start_client(restorer, settings)
     try:
-        check_sentlog_topic(await topic_partitions(restorer), t.retry_commands, t.sentlog)
+        # It writes statuses and dead letters, and its sent-log partition p belongs to command partition p.
+        require_topics(
+            await topic_partitions(restorer),
+            settings.bootstrap_servers,
+            [t.delivery_status, t.dead_letters],
+            together=[t.retry_commands, t.sentlog],
+        )
         # The endpoint comes up once the broker answered: an unreachable broker is the news then,
         # not a metrics port.
         async with (
@@ -752,18 +759,3 @@ async def run_dispatcher(
                 raise disp.fatal
     finally:
         await restorer.stop()
-
-
-def check_sentlog_topic(counts: dict[str, int], commands: str, sentlog: str) -> None:
-    """Refuse to start without the sent-log topic, or with one not co-partitioned with the commands."""
-    if sentlog not in counts or commands not in counts:
-        missing = ", ".join(name for name in (commands, sentlog) if name not in counts)
-        raise GatewayConfigError(
-            f"missing topic(s) {missing}; run `stream-app topics create` with the same "
-            "KAFKA_BOOTSTRAP_SERVERS, STREAM_APP_TOPIC_PREFIX and STREAM_APP_APP_ID"
-        )
-    if counts[sentlog] != counts[commands]:
-        raise GatewayConfigError(
-            f"{sentlog} has {counts[sentlog]} partitions and {commands} {counts[commands]}: partition p "
-            "of the sent-log belongs to partition p of the commands, so they need one count"
-        )

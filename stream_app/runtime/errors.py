@@ -6,34 +6,17 @@ Each message is one line the CLI prints as ``stream-app: error: <message>`` and 
 from __future__ import annotations
 
 from stream_app.errors import StreamAppError
+from stream_app.kafka.errors import TopicsMissing, TopicsNotCoPartitioned
 
 
 class ProcessorError(StreamAppError):
     """Base class of everything the runtime room raises on purpose."""
 
 
-class MissingTopics(ProcessorError):
-    """A topic the processor reads or writes does not exist on the broker."""
-
-    def __init__(self, topics: list[str], bootstrap_servers: str) -> None:
-        names = ", ".join(sorted(topics))
-        super().__init__(
-            f"missing topic(s) {names} on {bootstrap_servers}; run `stream-app topics create` "
-            "with the same KAFKA_BOOTSTRAP_SERVERS, STREAM_APP_TOPIC_PREFIX and STREAM_APP_APP_ID"
-        )
-        self.topics = sorted(topics)
-
-
-class PartitionMismatch(ProcessorError):
-    """The co-partitioned topics do not have equal partition counts (DESIGN.md rule 1)."""
-
-    def __init__(self, counts: dict[str, int]) -> None:
-        listing = ", ".join(f"{topic}={n}" for topic, n in counts.items())
-        super().__init__(
-            f"co-partitioned topics need equal partition counts, got {listing}; partition p of each "
-            "must hold the same messageIds, so recreate or expand them to one count"
-        )
-        self.counts = dict(counts)
+#: A topic the processor reads or writes does not exist (one rule for every service: kafka.topics).
+MissingTopics = TopicsMissing
+#: The co-partitioned topics do not have equal partition counts (DESIGN.md rule 1).
+PartitionMismatch = TopicsNotCoPartitioned
 
 
 class TransactionsUnsupported(ProcessorError):

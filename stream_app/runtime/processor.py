@@ -38,6 +38,7 @@ from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import KafkaConnectionError, KafkaError
 from aiokafka.structs import ConsumerRecord, TopicPartition
 
+from stream_app.admin.connect import describe
 from stream_app.config import Settings
 from stream_app.errors import BrokerUnreachable
 from stream_app.kafka import CommittedOffsetUnknown, committed_offsets, install_fixes
@@ -196,12 +197,17 @@ class Processor:
             # without a rebalance, as long as it is back within the session timeout.
             group_instance_id=s.instance_id or None,
         )
+        aiokafka_log = logging.getLogger("aiokafka")
+        level = aiokafka_log.level
+        aiokafka_log.setLevel(logging.CRITICAL)  # our one line says it; not aiokafka's "Unable connect" too
         try:
             await self.consumer.start()
             counts = await topic_partitions(self.consumer)
         except KafkaConnectionError as exc:
-            raise BrokerUnreachable(s.bootstrap_servers, str(exc)) from None
-        self.partitions = check_topics(self.topics, set(counts), counts, s.bootstrap_servers)
+            raise BrokerUnreachable(s.bootstrap_servers, describe(exc)) from None
+        finally:
+            aiokafka_log.setLevel(level)
+        self.partitions = check_topics(self.topics, counts, s.bootstrap_servers)
         # An output of input partition p goes to partition p of an output topic with the same count:
         # the same partition murmur2(messageId) gives for a correctly keyed input (CONTRACT.md), it
         # stays with its input even when an upstream producer hashes differently, and it saves the
@@ -273,7 +279,8 @@ class Processor:
                     await asyncio.wait_for(client.stop(), 10)
                 except (KafkaError, TimeoutError) as exc:
                     log(logging.WARNING, "client_stop_failed", error=type(exc).__name__)
-        log(logging.INFO, "processor_stopped", app_id=self.settings.app_id)
+        if self._producer is not None:  # it had started: a refusal at start is its one error line
+            log(logging.INFO, "processor_stopped", app_id=self.settings.app_id)
 
     # ------------------------------------------------------------------------------------ rebalance
 

@@ -16,29 +16,23 @@ from collections.abc import Iterable
 from aiokafka.structs import TopicPartition
 
 from stream_app.config import Topics
-from stream_app.runtime.errors import MissingTopics, PartitionMismatch
+from stream_app.kafka.topics import require_topics
 
 
-def check_topics(topics: Topics, existing: set[str], counts: dict[str, int], bootstrap: str) -> int:
+def check_topics(topics: Topics, counts: dict[str, int], bootstrap: str) -> int:
     """The common partition count of the co-partitioned topics, or a one-line refusal.
 
-    ``existing`` is every topic name on the broker, ``counts`` the partition count of each.
+    ``counts`` is every topic on the broker with its partition count. The rule is every service's
+    (:func:`stream_app.kafka.topics.require_topics`): here, the outputs must exist and both inputs
+    and the changelog must share one count.
     """
-    needed = [
-        topics.send_requests,
-        topics.delivery_status,
-        topics.changelog,
-        topics.retry_commands,
-        topics.outcomes,
-        topics.dead_letters,
-    ]
-    missing = [t for t in needed if t not in existing]
-    if missing:
-        raise MissingTopics(missing, bootstrap)
-    co = {t: counts[t] for t in (topics.send_requests, topics.delivery_status, topics.changelog)}
-    if len(set(co.values())) != 1:
-        raise PartitionMismatch(co)
-    return co[topics.send_requests]
+    require_topics(
+        counts,
+        bootstrap,
+        [topics.retry_commands, topics.outcomes, topics.dead_letters],
+        together=[topics.send_requests, topics.delivery_status, topics.changelog],
+    )
+    return counts[topics.send_requests]
 
 
 def co_partitioned(assigned: Iterable[TopicPartition], topics: Topics) -> tuple[set[int], set[int]]:

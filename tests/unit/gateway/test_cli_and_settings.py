@@ -149,10 +149,11 @@ def test_taken_port_and_unreachable_broker_are_one_line(tmp_path: Path) -> None:
     port = free_port()
     refused = f"127.0.0.1:{free_port(port + 1)}"
     env = {"KAFKA_BOOTSTRAP_SERVERS": refused, "STREAM_APP_STATE_DIR": str(tmp_path)}
-    for args in (["dispatcher"], ["webhook", "--port", str(port)], ["poller"]):
-        done = _run(args, env | {"STREAM_APP_WEBHOOK_SECRET": "s"})
+    for args in (["dispatcher"], ["webhook", "--port", str(port)], ["poller"], ["processor"]):
+        done = _run(args, env | {"STREAM_APP_WEBHOOK_SECRET": "s", "STREAM_APP_METRICS_PORT": "0"})
         assert done.returncode == 2, done.stderr
         assert done.stderr.count("\n") == 1 and "cannot reach Kafka" in done.stderr, done.stderr
+        assert "AddressFamily" not in done.stderr, done.stderr  # regression: the processor said it in 3 lines
     import socket
 
     # A port the OS hands this socket: nobody else can hold it (re-binding the port the webhook was
