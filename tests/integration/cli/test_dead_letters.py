@@ -15,7 +15,7 @@ import pytest
 
 from stream_app.cli import main
 from stream_app.config import Settings
-from stream_app.gateway.kafka import dead_letter_headers
+from stream_app.contracts.headers import dead_letter_headers
 from tests.support.kafka import create_topics, produce, unique_prefix
 
 CLI = [sys.executable, "-m", "stream_app"]
