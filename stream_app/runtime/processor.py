@@ -29,14 +29,12 @@ import asyncio
 import contextlib
 import logging
 import time
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
-from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import KafkaConnectionError, KafkaError
-from aiokafka.structs import ConsumerRecord, TopicPartition
+from aiokafka.structs import TopicPartition
 
 from stream_app.admin.connect import describe
 from stream_app.config import Settings
@@ -45,10 +43,18 @@ from stream_app.kafka import CommittedOffsetUnknown, committed_offsets, install_
 from stream_app.kafka.metadata import topic_partitions
 from stream_app.metrics_http import serving
 from stream_app.runtime.checkpoint import AtLeastOnce, Checkpoint, Committer, Transactional
-from stream_app.runtime.errors import NotCoPartitioned, TransactionsUnsupported
+from stream_app.runtime.clients import (
+    group_consumer,
+    output_producer,
+    probe_transactions,
+    restore_consumer,
+    transactional_producer,
+)
+from stream_app.runtime.errors import NotCoPartitioned
+from stream_app.runtime.inputs import admit, put_back
 from stream_app.runtime.logs import LOGGER, log
 from stream_app.runtime.metrics import Metrics
-from stream_app.runtime.positions import Check, Positions
+from stream_app.runtime.positions import Positions
 from stream_app.runtime.restore import restore
 from stream_app.runtime.task import PartitionTask, TaskConfig, limits_of
 from stream_app.runtime.topology import check_topics, co_partitioned
@@ -65,15 +71,9 @@ TIMER_BATCH = 10_000
 #: Longest ``getmany()`` wait when no timer is due sooner: bounds how late a stop or a new clock
 #: reading is noticed.
 MAX_WAIT_MS = 200
-#: How long the group waits for members to rejoin in a rebalance (aiokafka's default is the 10 s
-#: session timeout, too tight for a revoke that finishes a batch during a broker hiccup).
-REBALANCE_TIMEOUT_MS = 30_000
 #: Bound on the revoke listener's wait for the loop to finish its turn: well under the rebalance
 #: timeout, so a wedged turn can never stall the whole group's rebalance.
 REVOKE_WAIT_S = 20.0
-#: A restore replays the changelog without polling the group consumer; 15 minutes leaves room for
-#: ten million flows at the measured restore rate before the group would evict the instance.
-MAX_POLL_INTERVAL_MS = 900_000
 #: Backoff after a failed turn: doubles from 100 ms up to 5 s while the broker is away.
 BACKOFF_MIN_S, BACKOFF_MAX_S = 0.1, 5.0
 #: Grace for the last turn and the final flush when stopping, before the loop task is cancelled.
@@ -183,20 +183,7 @@ class Processor:
 
     async def _start(self) -> None:
         s = self.settings
-        kw = s.kafka_client_kwargs()
-        self._consumer = AIOKafkaConsumer(
-            **kw,
-            group_id=s.app_id,
-            enable_auto_commit=False,  # DESIGN.md rule 3: we commit after the outputs are durable
-            auto_offset_reset="earliest",
-            partition_assignment_strategy=(RangePartitionAssignor,),
-            isolation_level="read_committed" if self.exactly_once else "read_uncommitted",
-            max_poll_interval_ms=MAX_POLL_INTERVAL_MS,
-            rebalance_timeout_ms=REBALANCE_TIMEOUT_MS,
-            # Static membership: a restarted instance with the same id takes its partitions back
-            # without a rebalance, as long as it is back within the session timeout.
-            group_instance_id=s.instance_id or None,
-        )
+        self._consumer = group_consumer(s, self.exactly_once)
         aiokafka_log = logging.getLogger("aiokafka")
         level = aiokafka_log.level
         aiokafka_log.setLevel(logging.CRITICAL)  # our one line says it; not aiokafka's "Unable connect" too
@@ -218,26 +205,10 @@ class Processor:
         )
         self.task_config = TaskConfig(self.topics, self.limits, s.max_request_bytes, same)
         if self.exactly_once:
-            await self._probe_transactions()
-        self._producer = AIOKafkaProducer(
-            **kw,
-            acks="all",
-            linger_ms=2,
-            enable_idempotence=False,
-            # 256 KiB batches: a turn hands over thousands of records per partition at once, and
-            # fewer, larger batches are fewer requests (well under the brokers' 1 MiB default).
-            max_batch_size=256 * 1024,
-            # Room for the largest output an accepted input can cause (its state, about the input's
-            # size plus a few hundred bytes), and never below aiokafka's 1 MiB default.
-            max_request_size=max(1024 * 1024, 2 * self.settings.max_request_bytes),
-        )
+            await probe_transactions(s)
+        self._producer = output_producer(s)
         await self.producer.start()
-        self._restorer = AIOKafkaConsumer(
-            **kw,
-            group_id=None,
-            enable_auto_commit=False,
-            isolation_level="read_committed" if self.exactly_once else "read_uncommitted",
-        )
+        self._restorer = restore_consumer(s, self.exactly_once)
         await self._restorer.start()
         self.consumer.subscribe(
             [self.topics.send_requests, self.topics.delivery_status], listener=_Listener(self)
@@ -251,22 +222,6 @@ class Processor:
             guarantee=s.processing_guarantee,
             state_dir=str(self.root),
         )
-
-    async def _probe_transactions(self) -> None:
-        """Refuse exactly_once at start on a broker without transactions (never downgrade silently)."""
-        probe = AIOKafkaProducer(
-            **self.settings.kafka_client_kwargs(),
-            # Unique per start: instances starting together must not fence each other's probe.
-            transactional_id=f"{self.settings.app_id}-startup-probe-{uuid.uuid4().hex}",
-        )
-        try:
-            await asyncio.wait_for(probe.start(), 30)
-        except (KafkaError, TimeoutError) as exc:
-            raise TransactionsUnsupported(
-                self.settings.bootstrap_servers, f"{type(exc).__name__}: {exc}".strip()
-            ) from None
-        finally:
-            await probe.stop()
 
     async def _shutdown(self) -> None:
         for p in list(self.stores):
@@ -340,15 +295,7 @@ class Processor:
             self.positions.forget(TopicPartition(topic, p))
 
     async def _start_txn_producer(self, p: int) -> None:
-        # One transactional producer per input partition (the Faust model): aiokafka lacks KIP-447,
-        # so fencing a zombie owner of partition p needs a transactional.id that belongs to p.
-        producer = AIOKafkaProducer(
-            **self.settings.kafka_client_kwargs(),
-            transactional_id=f"{self.settings.app_id}-{self.topics.send_requests}-{p}",
-            acks="all",
-            linger_ms=2,
-            max_request_size=max(1024 * 1024, 2 * self.settings.max_request_bytes),
-        )
+        producer = transactional_producer(self.settings, p)
         await producer.start()
         self.txn_producers[p] = producer
 
@@ -468,7 +415,7 @@ class Processor:
             # A rebalance began (or ended) inside getmany(): nothing of this batch is processed, so
             # none of it may stay consumed. Partitions still ours are read again from its first
             # records; revoked ones restart from their committed offsets wherever they go.
-            self._put_back(batch)
+            put_back(consumer, batch)
             return
         if self.stop.is_set() and not batch:
             return
@@ -477,7 +424,7 @@ class Processor:
         ck = Checkpoint(generation)
         taken: list[TopicPartition] = []
         for tp, records in batch.items():
-            admitted = self._admit(tp, records)
+            admitted = admit(consumer, self.positions, self.metrics, tp, records)
             if admitted:
                 self.tasks[tp.partition].on_records(tp, admitted, now, ck)
                 taken.append(tp)
@@ -510,48 +457,6 @@ class Processor:
             self._last_gauges = time.monotonic()
             for p, store in self.stores.items():
                 self.metrics.pending_timers.labels(str(p)).set(store.pending_count())
-
-    def _put_back(self, batch: dict[TopicPartition, list[ConsumerRecord]]) -> None:
-        """Seek every still-assigned partition of an unprocessed batch back to its first record."""
-        assigned = self.consumer.assignment()
-        for tp, records in batch.items():
-            if records and tp in assigned:
-                self.consumer.seek(tp, records[0].offset)
-
-    def _admit(self, tp: TopicPartition, records: list[ConsumerRecord]) -> list[ConsumerRecord]:
-        """The records of a fetched batch that may be processed now (see :mod:`.positions`).
-
-        Anything not admitted is either read again (the partition is sought back) or was processed
-        already in this generation: an input is never skipped in silence.
-        """
-        if not records:
-            return records
-        first = records[0].offset
-        verdict, expected = self.positions.check(tp, first)
-        if verdict is Check.PROCESS:
-            return records
-        if verdict is Check.UNOWNED:
-            # Assigned during this very getmany(), so not restored yet: read these records again
-            # once the restore has sought the partition to its committed offset.
-            if tp in self.consumer.assignment():
-                self.consumer.seek(tp, first)
-            return []
-        self.metrics.input_gaps.labels(verdict.value).inc()
-        fields = {"topic": tp.topic, "partition": tp.partition, "expected": expected, "first": first}
-        if verdict is Check.REWIND:
-            log(logging.WARNING, "input_gap_rewinding", **fields)
-            self.consumer.seek(tp, expected)
-            return []
-        if verdict is Check.GAP_REPAIRED:
-            log(logging.ERROR, "input_gap_repaired", detail="records had been skipped; read again", **fields)
-            return records
-        if verdict is Check.GAP_CONFIRMED:
-            why = "no readable record there (transaction markers, aborted records, retention)"
-            log(logging.INFO, "input_gap_confirmed", detail=why, **fields)
-            return records
-        # OVERLAP: the records below the expected offset were processed in this generation already.
-        log(logging.WARNING, "input_overlap_dropped", **fields)
-        return [r for r in records if r.offset >= expected]
 
     # ------------------------------------------------------------------------------------ complete
 

@@ -1,0 +1,104 @@
+"""The processor's Kafka clients, each built with the settings its role needs, in one place.
+
+- the group consumer of both inputs (range assignor for co-partitioning, manual commits, static
+  membership when ``STREAM_APP_INSTANCE_ID`` is set);
+- the output producer (at_least_once): big batches, acks=all;
+- the restore consumer: no group, reads changelog partitions back;
+- under exactly_once, the start-up probe and one transactional producer per input partition.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.coordinator.assignors.range import RangePartitionAssignor
+from aiokafka.errors import KafkaError
+
+from stream_app.config import Settings
+from stream_app.runtime.errors import TransactionsUnsupported
+
+#: How long the group waits for members to rejoin in a rebalance (aiokafka's default is the 10 s
+#: session timeout, too tight for a revoke that finishes a batch during a broker hiccup).
+REBALANCE_TIMEOUT_MS = 30_000
+#: A restore replays the changelog without polling the group consumer; 15 minutes leaves room for
+#: ten million flows at the measured restore rate before the group would evict the instance.
+MAX_POLL_INTERVAL_MS = 900_000
+
+
+def _isolation(exactly_once: bool) -> str:
+    return "read_committed" if exactly_once else "read_uncommitted"
+
+
+def _max_request_size(settings: Settings) -> int:
+    # Room for the largest output an accepted input can cause (its state, about the input's size
+    # plus a few hundred bytes), and never below aiokafka's 1 MiB default.
+    return max(1024 * 1024, 2 * settings.max_request_bytes)
+
+
+def group_consumer(settings: Settings, exactly_once: bool) -> AIOKafkaConsumer:
+    return AIOKafkaConsumer(
+        **settings.kafka_client_kwargs(),
+        group_id=settings.app_id,
+        enable_auto_commit=False,  # DESIGN.md rule 3: we commit after the outputs are durable
+        auto_offset_reset="earliest",
+        partition_assignment_strategy=(RangePartitionAssignor,),
+        isolation_level=_isolation(exactly_once),
+        max_poll_interval_ms=MAX_POLL_INTERVAL_MS,
+        rebalance_timeout_ms=REBALANCE_TIMEOUT_MS,
+        # Static membership: a restarted instance with the same id takes its partitions back
+        # without a rebalance, as long as it is back within the session timeout.
+        group_instance_id=settings.instance_id or None,
+    )
+
+
+def output_producer(settings: Settings) -> AIOKafkaProducer:
+    return AIOKafkaProducer(
+        **settings.kafka_client_kwargs(),
+        acks="all",
+        linger_ms=2,
+        enable_idempotence=False,
+        # 256 KiB batches: a turn hands over thousands of records per partition at once, and
+        # fewer, larger batches are fewer requests (well under the brokers' 1 MiB default).
+        max_batch_size=256 * 1024,
+        max_request_size=_max_request_size(settings),
+    )
+
+
+def restore_consumer(settings: Settings, exactly_once: bool) -> AIOKafkaConsumer:
+    return AIOKafkaConsumer(
+        **settings.kafka_client_kwargs(),
+        group_id=None,
+        enable_auto_commit=False,
+        isolation_level=_isolation(exactly_once),
+    )
+
+
+def transactional_producer(settings: Settings, p: int) -> AIOKafkaProducer:
+    """Input partition p's producer: aiokafka lacks KIP-447, so fencing a zombie owner of partition p
+    needs a transactional.id that belongs to p (the Faust model)."""
+    return AIOKafkaProducer(
+        **settings.kafka_client_kwargs(),
+        transactional_id=f"{settings.app_id}-{settings.topics.send_requests}-{p}",
+        acks="all",
+        linger_ms=2,
+        max_request_size=_max_request_size(settings),
+    )
+
+
+async def probe_transactions(settings: Settings) -> None:
+    """Refuse exactly_once at start on a broker without transactions (never downgrade silently)."""
+    probe = AIOKafkaProducer(
+        **settings.kafka_client_kwargs(),
+        # Unique per start: instances starting together must not fence each other's probe.
+        transactional_id=f"{settings.app_id}-startup-probe-{uuid.uuid4().hex}",
+    )
+    try:
+        await asyncio.wait_for(probe.start(), 30)
+    except (KafkaError, TimeoutError) as exc:
+        raise TransactionsUnsupported(
+            settings.bootstrap_servers, f"{type(exc).__name__}: {exc}".strip()
+        ) from None
+    finally:
+        await probe.stop()
