@@ -22,7 +22,9 @@ from stream_app.admin.connect import REQUEST_TIMEOUT_MS, start_or_unreachable
 from stream_app.admin.errors import KafkaFailure
 from stream_app.config import Settings
 from stream_app.contracts import InvalidRecord, LateStatus, Outcome, decode_outcome
+from stream_app.kafka.clients import stop_client
 from stream_app.kafka.metadata import topic_partitions
+from stream_app.kafka.outage import outage_filter
 from stream_app.kafka.topics import require_topics
 
 #: How long one fetch may wait for new records before the loop looks at ``stop`` again, in ms:
@@ -127,7 +129,9 @@ async def read_topic(
         if on_ready is not None:
             on_ready()
         shown = 0
+        outage = outage_filter()
         while not (stop is not None and stop.is_set()):
+            outage.tick()
             if not follow and await _caught_up(consumer, ends):
                 return
             try:
@@ -144,7 +148,7 @@ async def read_topic(
                     if limit is not None and shown >= limit:
                         return
     finally:
-        await consumer.stop()
+        await stop_client(consumer)
 
 
 def partition_of(key: bytes, partitions: int) -> int:

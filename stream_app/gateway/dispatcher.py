@@ -73,7 +73,9 @@ from stream_app.gateway.metrics import DispatcherMetrics, send_result
 from stream_app.gateway.sentlog import PartitionLog, SendState, SentLog, restore
 from stream_app.gateway.settings import GatewaySettings
 from stream_app.kafka import install_fixes
+from stream_app.kafka.clients import stop_client
 from stream_app.kafka.metadata import topic_partitions
+from stream_app.kafka.outage import outage_filter
 from stream_app.kafka.topics import require_topics
 from stream_app.metrics_http import serving
 
@@ -591,8 +593,10 @@ class _Loop:
         last_commit = last_prune = time.monotonic()
         disp = self.dispatcher
         metrics = disp.metrics
+        outage = outage_filter()
         while not stop.is_set():
             metrics.heartbeat.beat()
+            outage.tick()
             self._flow_control()
             batches = await self.consumer.getmany(timeout_ms=200, max_records=500)
             for tp, records in batches.items():
@@ -754,8 +758,8 @@ async def run_dispatcher(
                 log.info("dispatcher consuming %s -> %s", t.retry_commands, gateway_settings.url)
                 await loop.run(stop)
             finally:
-                await consumer.stop()
+                await stop_client(consumer)
             if disp.fatal is not None:
                 raise disp.fatal
     finally:
-        await restorer.stop()
+        await stop_client(restorer)

@@ -17,6 +17,7 @@ from aiokafka.errors import KafkaConnectionError
 from stream_app.admin.connect import describe, start_or_unreachable
 from stream_app.config import Settings
 from stream_app.errors import BrokerUnreachable
+from stream_app.kafka.clients import stop_client
 
 
 async def start_client(
@@ -58,4 +59,4 @@ async def started_producer(settings: Settings) -> AsyncIterator[AIOKafkaProducer
     try:
         yield producer
     finally:
-        await producer.stop()
+        await stop_client(producer)

@@ -53,6 +53,7 @@ from stream_app.gateway.kafka import start_client, started_producer
 from stream_app.gateway.metrics import POLL_FAILED, POLL_RETRYABLE, PollerMetrics, poll_result
 from stream_app.gateway.settings import GatewaySettings
 from stream_app.gateway.shapes import Ignored, Mapped, OnceLog, normalise
+from stream_app.kafka.clients import stop_client
 from stream_app.kafka.metadata import topic_partitions
 from stream_app.kafka.topics import require_topics
 from stream_app.metrics_http import serving
@@ -338,7 +339,7 @@ async def run_poller(
                 with contextlib.suppress(asyncio.CancelledError):
                     await feeder
     finally:
-        await consumer.stop()
+        await stop_client(consumer)
 
 
 async def _poll_loop(

@@ -8,6 +8,8 @@ import signal
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from stream_app.kafka.outage import outage_filter
+
 
 def run_service(main: Callable[[asyncio.Event], Coroutine[Any, Any, None]]) -> int:
     """Run ``main(stop)`` in a fresh event loop until it returns; signals set ``stop``."""
@@ -15,6 +17,7 @@ def run_service(main: Callable[[asyncio.Event], Coroutine[Any, Any, None]]) -> i
     # aiokafka logs every reconnect attempt at ERROR during a broker outage; WARNING keeps the news
     # without drowning the service's own lines (the processor does the same).
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
+    outage_filter()  # an outage in three lines, not eighty a second
     # httpx logs every request at INFO: hundreds of lines a second from a busy dispatcher.
     logging.getLogger("httpx").setLevel(logging.WARNING)
 

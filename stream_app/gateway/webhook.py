@@ -86,6 +86,7 @@ from stream_app.gateway.serve import serve_app
 from stream_app.gateway.settings import GatewaySettings
 from stream_app.gateway.shapes import Ignored, Mapped, OnceLog, normalise
 from stream_app.gateway.signing import SIGNATURE_HEADER, verify
+from stream_app.kafka.clients import stop_client
 from stream_app.kafka.metadata import topic_partitions
 from stream_app.kafka.topics import require_topics
 from stream_app.metrics_http import render
@@ -532,5 +533,5 @@ async def run_webhook(
                     with contextlib.suppress(asyncio.CancelledError):
                         await task  # re-raises a feed that failed
     finally:
-        await consumer.stop()
+        await stop_client(consumer)
         index.close()

@@ -11,6 +11,8 @@ import sys
 import time
 from typing import Any
 
+from stream_app.kafka.outage import outage_filter
+
 LOGGER = logging.getLogger("stream_app.runtime")
 
 # Keep the country code plus a prefix (6 chars: "+39340") and the last 2 digits, as support desks do;
@@ -69,3 +71,4 @@ def configure(level: int = logging.INFO) -> None:
     # aiokafka logs every reconnect attempt at ERROR during an outage; WARNING keeps the news
     # without drowning the processor's own lines.
     logging.getLogger("aiokafka").setLevel(max(level, logging.WARNING))
+    outage_filter()  # and an outage in three lines, not eighty a second

@@ -40,7 +40,9 @@ from stream_app.admin.connect import describe
 from stream_app.config import Settings
 from stream_app.errors import BrokerUnreachable
 from stream_app.kafka import CommittedOffsetUnknown, committed_offsets, install_fixes
+from stream_app.kafka.clients import stop_client
 from stream_app.kafka.metadata import topic_partitions
+from stream_app.kafka.outage import outage_filter
 from stream_app.metrics_http import serving
 from stream_app.runtime.checkpoint import AtLeastOnce, Checkpoint, Committer, Transactional
 from stream_app.runtime.clients import (
@@ -230,10 +232,7 @@ class Processor:
             await self._stop_txn_producer(p)
         for client in (self._consumer, self._producer, self._restorer):
             if client is not None:
-                try:
-                    await asyncio.wait_for(client.stop(), 10)
-                except (KafkaError, TimeoutError) as exc:
-                    log(logging.WARNING, "client_stop_failed", error=type(exc).__name__)
+                await stop_client(client)
         if self._producer is not None:  # it had started: a refusal at start is its one error line
             log(logging.INFO, "processor_stopped", app_id=self.settings.app_id)
 
@@ -302,8 +301,7 @@ class Processor:
     async def _stop_txn_producer(self, p: int) -> None:
         producer = self.txn_producers.pop(p, None)
         if producer is not None:
-            with contextlib.suppress(KafkaError, TimeoutError):
-                await asyncio.wait_for(producer.stop(), 10)
+            await stop_client(producer)
 
     # -------------------------------------------------------------------------------------- restore
 
@@ -345,7 +343,9 @@ class Processor:
 
     async def _loop(self) -> None:
         backoff = BACKOFF_MIN_S
+        outage = outage_filter()
         while not self.stop.is_set():
+            outage.tick()
             if self._fatal is not None:
                 raise self._fatal
             try:
