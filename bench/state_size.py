@@ -2,7 +2,8 @@
 
 The flow is CONTRACT.md's own example (WhatsApp -> RCS -> SMS, Banca Adriatica), built through
 ``decide()`` exactly as the processor would: the request arrives, WhatsApp is issued and reports
-SENT with a provider id, so the stored state holds one open attempt. "without content" is the same
+SENT with a provider id, so the stored state holds one open attempt (and, since codec version 2, the
+SENT's time for the outcome's statusTimes). "without content" is the same
 request with empty ``content`` and ``metadata``: the processor's own overhead per pending flow.
 Also times encode/decode/decide briefly (a rough per-core figure, not a benchmark of record).
 

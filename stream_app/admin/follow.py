@@ -21,7 +21,7 @@ from aiokafka.partitioner import murmur2
 from stream_app.admin.connect import REQUEST_TIMEOUT_MS, start_or_unreachable
 from stream_app.admin.errors import KafkaFailure
 from stream_app.config import Settings
-from stream_app.contracts import InvalidRecord, LateStatus, Outcome, decode_outcome
+from stream_app.contracts import FAILURE_STATUSES, InvalidRecord, LateStatus, Outcome, decode_outcome
 from stream_app.kafka.clients import stop_client
 from stream_app.kafka.metadata import topic_partitions
 from stream_app.kafka.outage import outage_filter
@@ -190,11 +190,18 @@ def format_duration(ms: int) -> str:
     return f"{hours}h{minutes:02d}m"
 
 
-def channel_path(outcome: Outcome) -> str:
-    """``WHATSAPP(REJECTED) > RCS(SENT, timeout) > SMS(DELIVERED)``: every attempt, in order."""
+def channel_path(outcome: Outcome, *, reasons: bool = True) -> str:
+    """``WHATSAPP(REJECTED: template not approved) > RCS(SENT, timeout) > SMS(DELIVERED)``: every attempt.
+
+    A failed attempt shows the gateway's reasons, so "why did it fall back" needs no ``--json``
+    (issue 13); they are shown only while the attempt's last status is a failure (a DELIVERED after an
+    ERROR did not fail). ``reasons=False`` gives the bare path, for narrow tables.
+    """
     parts = []
     for a in outcome.attempts:
         status = a.last_status.value if a.last_status else "no status"
+        if reasons and a.reasons and status in FAILURE_STATUSES:
+            status = f"{status}: {'; '.join(' '.join(r.split()) for r in a.reasons)}"  # one line, always
         ended = a.ended_by.value.lower() if a.ended_by else None
         detail = status if ended in (None, "succeeded", "failed") else f"{status}, {ended}"
         parts.append(f"{a.channel.value}({detail})")

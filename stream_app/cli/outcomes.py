@@ -35,6 +35,7 @@ examples:
 
 a line looks like:
   08:20:04Z  txn-001  SUCCEEDED on SMS DELIVERED  path WHATSAPP(REJECTED) > SMS(DELIVERED)  in 4.2s
+a failed attempt shows the gateway's reasons, when it gave any: WHATSAPP(REJECTED: template not approved)
 
 exit status: 0 done, 2 error (broker unreachable, outcomes topic missing), 130 interrupted
 """

@@ -373,12 +373,21 @@ class RetryCommand(OutputRecord):
 
 
 class AttemptSummary(Record):
+    """One attempt of an Outcome.
+
+    Since v1.1, optional (a v1 consumer reads on): `statusTimes`, the `occurredAt` of the first report
+    of each progress status of the attempt (delivery latency per channel), and `reasons`, the
+    gateway's reasons of its first failure report that gave any.
+    """
+
     attempt: int
     channel: Channel
     issued_at: Timestamp
     last_status: Status | None = None
     ended_by: AttemptEnd | None = None
     provider_message_id: str | None = None
+    status_times: dict[SuccessStatus, Timestamp] | None = None
+    reasons: list[str] | None = None
 
 
 class Outcome(OutputRecord):

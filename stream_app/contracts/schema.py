@@ -46,6 +46,7 @@ from stream_app.contracts.models import (
     RetryCommand,
     SendRequest,
     Status,
+    SuccessStatus,
 )
 
 JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
@@ -87,7 +88,10 @@ RECORDS: dict[str, tuple[type[BaseModel], JsonSchemaMode, str]] = {
     "Outcome": (
         Outcome,
         "serialization",
-        "The one final outcome of a message, on outcomes. Absent optional fields are left out, never null.",
+        "The one final outcome of a message, on outcomes. Absent optional fields are left out, never null. "
+        "Each of `attempts` may carry (v1.1) `statusTimes`, the `occurredAt` of the first report of each "
+        "progress status of that attempt, and `reasons`, the gateway's reasons of its first failure report "
+        "that gave any (at most 4, each at most 200 characters).",
     ),
     "LateStatus": (
         LateStatus,
@@ -290,6 +294,7 @@ def _output_examples() -> dict[str, BaseModel]:
             issued_at=issued,
             last_status=Status.REJECTED,
             ended_by=AttemptEnd.FAILED,
+            reasons=["template: not approved"],
         ),
         AttemptSummary(
             attempt=1,
@@ -297,6 +302,9 @@ def _output_examples() -> dict[str, BaseModel]:
             issued_at=issued + timedelta(seconds=1),
             last_status=Status.ERROR,
             ended_by=AttemptEnd.FAILED,
+            provider_message_id="c9a4b32d-5f1e-4c1b-9a57-0d6f1c2b7e11",
+            status_times={SuccessStatus.ACCEPTED: issued + timedelta(seconds=1, milliseconds=180)},
+            reasons=["AGENT_NOT_REACHABLE"],
         ),
         AttemptSummary(
             attempt=2,
@@ -304,6 +312,12 @@ def _output_examples() -> dict[str, BaseModel]:
             issued_at=issued + timedelta(seconds=5),
             last_status=Status.DELIVERED,
             ended_by=AttemptEnd.SUCCEEDED,
+            provider_message_id="sms-7f3e2a",
+            status_times={
+                SuccessStatus.ACCEPTED: issued + timedelta(seconds=5, milliseconds=210),
+                SuccessStatus.SENT: issued + timedelta(seconds=6),
+                SuccessStatus.DELIVERED: issued + timedelta(seconds=12, milliseconds=300),
+            },
         ),
     ]
     return {

@@ -19,7 +19,7 @@ def render(rows: Sequence[tuple[str, str, Outcome | None, str]]) -> str:
         (
             name,
             mid,
-            channel_path(o) if o else "(pending)",
+            channel_path(o, reasons=False) if o else "(pending)",  # the live lines above show why
             (o.result.value + (f" on {o.channel.value}" if o.channel else "")) if o else "-",
             time_to_success(o) if o else "-",
             ok,

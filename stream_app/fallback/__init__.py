@@ -5,9 +5,10 @@ feeds it one input at a time per messageId with the current time and produces th
 """
 
 from stream_app.fallback.codec import decode_state, encode_state
-from stream_app.fallback.core import MAX_HELD, decide
+from stream_app.fallback.core import MAX_HELD, MAX_REASON_CHARS, MAX_REASONS, decide
 from stream_app.fallback.errors import FallbackError, StateDecodeError
 from stream_app.fallback.state import (
+    NO_TIMES,
     Attempt,
     CancelEvent,
     DeadLetter,
@@ -30,6 +31,9 @@ from stream_app.fallback.state import (
 
 __all__ = [
     "MAX_HELD",
+    "MAX_REASONS",
+    "MAX_REASON_CHARS",
+    "NO_TIMES",
     "Attempt",
     "CancelEvent",
     "DeadLetter",

@@ -7,17 +7,29 @@ Python enum order, so a reordered enum cannot silently change the meaning of sto
 opaque parts of the request (metadata and each step's content) are kept as the orjson bytes the
 core already holds, untouched.
 
-Layout of version 1 (little-endian)::
+Layout of version 2 (little-endian)::
 
     header   <BBBqqqq  version, phase, flags, deadline_ms, requested_ms, end_ms, completed_ms
     fingerprint        varint length + bytes (0 or 16)
     strings            message_id, destination, [tenant], [campaign_id]: varint length + UTF-8
     steps              count, then per step: channel code, success rank, varint(fallback_after_ms + 1)
     attempts           count, then per attempt: <q issued_ms, status code, end code, optional string
-    held               count, then per status: attempt + 1, channel, status, <qq until/occurred, string
+                       (provider id), facts byte, then one zigzag varint (time - issued_ms) per status
+                       time present, then, if any, the reasons
+    held               count, then per status: attempt + 1, channel, status, <qq until/occurred,
+                       optional string (provider id), reasons
     opaque             varint length + bytes
 
-Optional strings are ``varint(length + 1)``, 0 meaning absent.
+Optional strings are ``varint(length + 1)``, 0 meaning absent; reasons are a varint count and as many
+length-prefixed strings. The facts byte has bit ``rank - 1`` set for each progress status whose
+first time is known and bit 4 when reasons follow: an attempt with no facts costs one byte, one
+with its ACCEPTED and SENT times about seven (a time is stored relative to the attempt's issue, so a
+few bytes rather than eight). Version 2 added those facts (issue 11 item 1, issue 13 item 2).
+
+Version 1, the same without the facts byte and its fields and without the held statuses' reasons,
+is still read (a store or changelog written before the upgrade): its attempts come back with no
+facts. Only the current version is written. A processor of the previous build refuses version 2
+bytes with its one-line error, so a rollback after the upgrade must also restore the state.
 """
 
 from __future__ import annotations
@@ -26,9 +38,11 @@ import struct
 
 from stream_app.contracts import AttemptEnd, Channel, Status
 from stream_app.fallback.errors import StateDecodeError
-from stream_app.fallback.state import Attempt, FlowState, Held, Phase, Signal, Step
+from stream_app.fallback.state import NO_TIMES, Attempt, FlowState, Held, Phase, Signal, Step
 
-VERSION = 1
+VERSION = 2
+#: Versions this build reads.
+READABLE = (1, 2)
 
 _HEADER = struct.Struct("<BBBqqqq")
 _Q = struct.Struct("<q")
@@ -39,6 +53,10 @@ _HAS_DEADLINE = 2
 _HAS_TENANT = 4
 _HAS_CAMPAIGN = 8
 _HAS_OCCURRED = 1
+_TIME_BITS = 0x0F  # facts byte: bit (rank - 1) per progress status time present
+_HAS_REASONS = 0x10  # facts byte: reasons follow
+#: time bits -> the indexes of the bits set, in order (decoding skips absent times without testing each).
+_BITS_SET: tuple[tuple[int, ...], ...] = tuple(tuple(b for b in range(4) if m >> b & 1) for m in range(16))
 
 # Fixed code tables: the stored byte is the index. Append only; never reorder.
 _CHANNELS: tuple[Channel, ...] = (Channel.WHATSAPP, Channel.RCS, Channel.SMS, Channel.VIBER)
@@ -80,6 +98,12 @@ def _bytes(out: bytearray, data: bytes) -> None:
     else:
         _varint(out, n)
     out += data
+
+
+def _reasons(out: bytearray, reasons: tuple[str, ...]) -> None:
+    out.append(len(reasons))  # bounded by the core (MAX_REASONS), one byte
+    for reason in reasons:
+        _bytes(out, reason.encode())
 
 
 def _opt_str(out: bytearray, value: str | None) -> None:
@@ -151,6 +175,29 @@ def encode_state(state: FlowState) -> bytes:
         out.append(_STATUS_CODE[a.last_status])
         out.append(_END_CODE[a.ended_by])
         _opt_str(out, a.provider_message_id)
+        times = a.status_times
+        if times is NO_TIMES and not a.reasons:
+            out.append(0)  # the usual case of an ended state, and of a fresh attempt
+            continue
+        # One pass, the facts byte filled in after (inline: this runs for every stored write).
+        at = len(out)
+        out.append(0)
+        facts = 0
+        bit = 1
+        for ms in times:
+            if ms is not None:
+                facts |= bit
+                delta = ms - a.issued_ms
+                z = delta << 1 if delta >= 0 else ((-delta) << 1) - 1  # zigzag
+                while z >= 0x80:
+                    out.append((z & 0x7F) | 0x80)
+                    z >>= 7
+                out.append(z)
+            bit <<= 1
+        if a.reasons:
+            facts |= _HAS_REASONS
+            _reasons(out, a.reasons)
+        out[at] = facts
     out.append(len(state.held))
     for h in state.held:
         sig = h.signal
@@ -160,6 +207,7 @@ def encode_state(state: FlowState) -> bytes:
         out.append(_HAS_OCCURRED if sig.occurred_ms is not None else 0)
         out += _QQ.pack(h.until_ms, sig.occurred_ms if sig.occurred_ms is not None else 0)
         _opt_str(out, sig.provider_message_id)
+        _reasons(out, sig.reasons)
     _bytes(out, state.opaque)
     return bytes(out)
 
@@ -189,19 +237,35 @@ def _chunk_at(data: bytes, pos: int, length: int) -> tuple[bytes, int]:
     return data[pos:end], end
 
 
+def _reasons_at(data: bytes, pos: int) -> tuple[tuple[str, ...], int]:
+    count = data[pos]
+    pos += 1
+    if not count:
+        return (), pos
+    reasons = []
+    for _ in range(count):
+        n, pos = _varint_at(data, pos)
+        raw, pos = _chunk_at(data, pos, n)
+        reasons.append(raw.decode())
+    return tuple(reasons), pos
+
+
 def decode_state(data: bytes) -> FlowState:
     """The flow state of :func:`encode_state` bytes; :class:`StateDecodeError` when they are not."""
     if not data:
         raise StateDecodeError("flow state: empty bytes")
-    if data[0] != VERSION:
-        raise StateDecodeError(f"flow state: unknown version {data[0]}; this build reads version {VERSION}")
+    if data[0] not in READABLE:
+        raise StateDecodeError(
+            f"flow state: unknown version {data[0]}; this build reads versions "
+            f"{', '.join(map(str, READABLE))}"
+        )
     try:
-        return _decode(data)
+        return _decode(data, data[0])
     except (IndexError, ValueError, struct.error, UnicodeDecodeError) as exc:
         raise StateDecodeError(f"flow state: corrupt or truncated ({exc})") from None
 
 
-def _decode(data: bytes) -> FlowState:
+def _decode(data: bytes, version: int) -> FlowState:
     # Written with a local position rather than a reader object: this runs once per record the
     # processor handles, and method calls per field doubled its cost.
     _, phase, flags, deadline, requested, end, completed = _HEADER.unpack_from(data, 0)
@@ -243,7 +307,24 @@ def _decode(data: bytes) -> FlowState:
         if n:
             raw, pos = _chunk_at(data, pos, n - 1)
             pid = raw.decode()
-        attempts.append(Attempt(issued, status, ended, pid))
+        if version == 1:
+            attempts.append(Attempt(issued, status, ended, pid))
+            continue
+        facts = data[pos]
+        pos += 1
+        if not facts:
+            attempts.append(Attempt(issued, status, ended, pid))
+            continue
+        if facts & ~(_TIME_BITS | _HAS_REASONS):
+            raise ValueError(f"unknown attempt facts 0x{facts:02x}")
+        times: list[int | None] = [None, None, None, None]
+        for bit in _BITS_SET[facts & _TIME_BITS]:
+            z, pos = _varint_at(data, pos)
+            times[bit] = issued + ((z >> 1) if not z & 1 else -((z + 1) >> 1))  # zigzag
+        reasons: tuple[str, ...] = ()
+        if facts & _HAS_REASONS:
+            reasons, pos = _reasons_at(data, pos)
+        attempts.append(Attempt(issued, status, ended, pid, tuple(times), reasons))
     held = []
     count = data[pos]
     pos += 1
@@ -260,12 +341,16 @@ def _decode(data: bytes) -> FlowState:
         if n:
             raw, pos = _chunk_at(data, pos, n - 1)
             pid = raw.decode()
+        held_reasons: tuple[str, ...] = ()
+        if version >= 2:
+            held_reasons, pos = _reasons_at(data, pos)
         signal = Signal(
             attempt=None if attempt == 0 else attempt - 1,
             channel=channel,
             status=held_status,
             provider_message_id=pid,
             occurred_ms=occurred if has_occurred else None,
+            reasons=held_reasons,
         )
         held.append(Held(signal, until))
     n, pos = _varint_at(data, pos)

@@ -30,6 +30,12 @@ Choices where CONTRACT.md is silent (each pinned by a test in ``tests/unit/fallb
   is about the person: another attempt that succeeded or reached DELIVERED makes it true, and a
   DELIVERED below its own step's ``successStatus`` is then reported too (the person got it twice).
 - A cancel's ``reason`` is copied to the CANCELLED outcome's ``reason``.
+- Each outcome attempt's ``statusTimes`` holds the ``occurredAt`` of the FIRST report (in arrival
+  order) of each progress status, also of one that arrives out of order and moves nothing (a SENT
+  after the DELIVERED still says when it was sent); a report without ``occurredAt`` counts at the
+  moment it is applied (as a LateStatus does). ``reasons`` are those of the attempt's first failure
+  report that gave any, at most :data:`MAX_REASONS` of at most :data:`MAX_REASON_CHARS` characters
+  each. Both are gathered only while the flow runs and dropped from the state with the outcome.
 - A record whose messageId differs from the stored state's (a producer keyed it wrongly) is
   dead-lettered; the flow is untouched.
 """
@@ -37,6 +43,7 @@ Choices where CONTRACT.md is silent (each pinned by a test in ``tests/unit/fallb
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -59,11 +66,13 @@ from stream_app.contracts import (
     Result,
     SendRequest,
     Status,
+    SuccessStatus,
     from_ms,
     to_ms,
     trusted,
 )
 from stream_app.fallback.state import (
+    NO_TIMES,
     Attempt,
     CancelEvent,
     DeadLetter,
@@ -98,6 +107,17 @@ MAX_HELD = 16
 #: expired holds, or issues an attempt whose own timer lies strictly after ``now`` (fallbackAfter is
 #: at least 1 ms), so a handful suffice; the bound turns a logic error into an error, not a hang.
 _MAX_FIRES = 2 * MAX_STEPS + 4
+
+#: Bounds on the failure reasons kept per attempt (and per held status). The gateway's text is not
+#: ours: without a bound one chatty DLR could grow a stored state, and the outcome, without limit.
+#: Gateways give one or two short codes or sentences; four of up to 200 characters keep all of those.
+MAX_REASONS = 4
+MAX_REASON_CHARS = 200
+
+#: The progress statuses in PROGRESS_RANK order: ``Attempt.status_times[i]`` is ``_PROGRESS[i]``'s.
+_PROGRESS: tuple[SuccessStatus, ...] = tuple(
+    SuccessStatus(name) for name in sorted(PROGRESS_RANK, key=PROGRESS_RANK.__getitem__)
+)
 
 _CONFLICT = "conflict: messageId already used by a different request; the first request's flow is kept"
 _KEY_MISMATCH = "messageId does not match the stored flow of this key"
@@ -164,7 +184,14 @@ def _signal(status: DeliveryStatus) -> Signal:
         status=status.status,
         provider_message_id=status.provider_message_id,
         occurred_ms=to_ms(status.occurred_at) if status.occurred_at is not None else None,
+        reasons=_reasons(status.reasons) if status.reasons and status.status in FAILURE_STATUSES else (),
     )
+
+
+def _reasons(values: list[str]) -> tuple[str, ...]:
+    """The gateway's reasons, bounded (blank ones say nothing and are left out)."""
+    kept = [r for r in values if r.strip()][:MAX_REASONS]
+    return tuple(r if len(r) <= MAX_REASON_CHARS else r[: MAX_REASON_CHARS - 1] + "\u2026" for r in kept)
 
 
 # ------------------------------------------------------------------------------------------- timers
@@ -348,19 +375,30 @@ def _reached_person(st: FlowState, idx: int) -> bool:
     return last is not None and PROGRESS_RANK.get(last, 0) >= _DELIVERED_RANK
 
 
-def _progress(st: FlowState, idx: int, sig: Signal) -> Attempt | None:
+def _progress(st: FlowState, idx: int, sig: Signal, now: int | None = None) -> Attempt | None:
     """The attempt moved on by ``sig``, or ``None`` when ``sig`` does not move it forwards.
 
-    A provider message id is remembered (first one wins) even from a status that moves nothing.
+    A provider message id is remembered (first one wins) even from a status that moves nothing; so
+    are, given ``now`` (while the flow runs), the first time of each progress status and the first
+    failure reasons: facts for the outcome, whatever the order the reports arrive in.
     """
     a = st.attempts[idx]
     pid = a.provider_message_id if a.provider_message_id is not None else sig.provider_message_id
+    times = a.status_times
+    reasons = a.reasons
+    if now is not None:
+        rank = PROGRESS_RANK.get(sig.status)
+        if rank is not None and times[rank - 1] is None:
+            when = sig.occurred_ms if sig.occurred_ms is not None else now
+            times = (*times[: rank - 1], when, *times[rank:])
+        if sig.reasons and not reasons:
+            reasons = sig.reasons
     current = ORDER[a.last_status] if a.last_status is not None else 0
     if ORDER[sig.status] <= current:
-        if pid != a.provider_message_id:
-            st.attempts[idx] = replace(a, provider_message_id=pid)
+        if pid != a.provider_message_id or times is not a.status_times or reasons is not a.reasons:
+            st.attempts[idx] = replace(a, provider_message_id=pid, status_times=times, reasons=reasons)
         return None
-    moved = replace(a, last_status=sig.status, provider_message_id=pid)
+    moved = replace(a, last_status=sig.status, provider_message_id=pid, status_times=times, reasons=reasons)
     st.attempts[idx] = moved
     return moved
 
@@ -369,7 +407,7 @@ def _running_status(ctx: _Ctx, st: FlowState, sig: Signal) -> None:
     idx = _locate(st, sig)
     if idx is None:
         return
-    moved = _progress(st, idx, sig)
+    moved = _progress(st, idx, sig, ctx.now)
     if moved is None:
         return
     if _succeeded(st, idx):
@@ -488,6 +526,8 @@ def _end(
                 last_status=a.last_status,
                 ended_by=a.ended_by,
                 provider_message_id=a.provider_message_id,
+                status_times=_status_times(a),
+                reasons=list(a.reasons) if a.reasons else None,
             )
             for i, a in enumerate(st.attempts)
         ],
@@ -505,4 +545,19 @@ def _end(
     st.campaign_id = None
     st.opaque = b""
     st.held = []
+    # The per-attempt facts were for this outcome only: the ended state keeps what late statuses need.
+    st.attempts = [_bare(a) for a in st.attempts]
     ctx.opaque = None
+
+
+def _status_times(a: Attempt) -> dict[SuccessStatus, datetime] | None:
+    """``statusTimes`` of an outcome attempt, in progress order; ``None`` when nothing was reported."""
+    if a.status_times == NO_TIMES:
+        return None
+    return {name: from_ms(ms) for name, ms in zip(_PROGRESS, a.status_times, strict=True) if ms is not None}
+
+
+def _bare(a: Attempt) -> Attempt:
+    if a.status_times == NO_TIMES and not a.reasons:
+        return a
+    return replace(a, status_times=NO_TIMES, reasons=())

@@ -61,25 +61,43 @@ class Step:
     success_rank: int  # PROGRESS_RANK of the step's successStatus
 
 
+#: An attempt's ``status_times`` when no progress status has been reported yet.
+NO_TIMES: tuple[int | None, ...] = (None, None, None, None)
+
+
 @dataclass(frozen=True, slots=True)
 class Attempt:
-    """One issued attempt; its number is its index in ``FlowState.attempts`` (== its step index)."""
+    """One issued attempt; its number is its index in ``FlowState.attempts`` (== its step index).
+
+    ``status_times`` and ``reasons`` are facts kept only for the outcome (CONTRACT.md v1.1
+    ``statusTimes``, issue 13's ``reasons``): no rule reads them, and the state drops them once the
+    outcome is out. ``status_times[rank - 1]`` is the epoch ms of the first report of the progress
+    status of that ``PROGRESS_RANK`` (ACCEPTED, SENT, DELIVERED, READ); ``reasons`` are those of the
+    attempt's first failure report that gave any.
+    """
 
     issued_ms: int
     last_status: Status | None = None
     ended_by: AttemptEnd | None = None
     provider_message_id: str | None = None
+    status_times: tuple[int | None, ...] = NO_TIMES  # always four entries
+    reasons: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
 class Signal:
-    """The part of a DeliveryStatus the core uses; also what a held (orphan) status keeps."""
+    """The part of a DeliveryStatus the core uses; also what a held (orphan) status keeps.
+
+    ``reasons`` only for a failure status, already bounded (see ``core._reasons``): a held status is
+    stored, and the gateway's text is not ours to let grow a state without limit.
+    """
 
     attempt: int | None
     channel: Channel
     status: Status
     provider_message_id: str | None
     occurred_ms: int | None
+    reasons: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

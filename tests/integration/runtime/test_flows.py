@@ -37,9 +37,14 @@ async def test_rejected_whatsapp_falls_back_to_sms_at_once(kafka_bootstrap: str,
     async with running(s), reader:
         await publish(s, t.send_requests, [(b"m1", send_request("m1", [("WHATSAPP", 60), ("SMS", None)]))])
         await reader.wait(lambda: len(reader.records[t.retry_commands]) >= 1, "attempt 0")
-        await publish(s, t.delivery_status, [(b"m1", status("m1", "WHATSAPP", "REJECTED", 0))])
+        rejected = status("m1", "WHATSAPP", "REJECTED", 0, reasons=["template: required"])
+        await publish(s, t.delivery_status, [(b"m1", rejected)])
         await reader.wait(lambda: len(reader.records[t.retry_commands]) >= 2, "attempt 1")
-        await publish(s, t.delivery_status, [(b"m1", status("m1", "SMS", "DELIVERED", 1))])
+        sms = [
+            status("m1", "SMS", "ACCEPTED", 1, providerMessageId="sms-1", occurredAt="2026-04-09T08:15:01Z"),
+            status("m1", "SMS", "DELIVERED", 1, occurredAt="2026-04-09T08:15:03.250Z"),
+        ]
+        await publish(s, t.delivery_status, [(b"m1", sms[0]), (b"m1", sms[1])])
         await reader.wait(lambda: len(reader.records[t.outcomes]) >= 1, "the outcome")
     cmds = reader.values(t.retry_commands)
     assert [(c["commandId"], c["channel"], c["reason"]) for c in cmds] == [
@@ -50,6 +55,14 @@ async def test_rejected_whatsapp_falls_back_to_sms_at_once(kafka_bootstrap: str,
     [outcome] = reader.values(t.outcomes)
     assert (outcome["result"], outcome["channel"], outcome["status"]) == ("SUCCEEDED", "SMS", "DELIVERED")
     assert [r.key for r in reader.records[t.retry_commands]] == [b"m1", b"m1"]
+    # the per-attempt facts went through the store and reached the outcome (issues 11.1 and 13.2)
+    whatsapp, sms_attempt = outcome["attempts"]
+    assert whatsapp["reasons"] == ["template: required"] and "statusTimes" not in whatsapp
+    assert sms_attempt["providerMessageId"] == "sms-1" and "reasons" not in sms_attempt
+    assert sms_attempt["statusTimes"] == {
+        "ACCEPTED": "2026-04-09T08:15:01Z",
+        "DELIVERED": "2026-04-09T08:15:03.250Z",
+    }
 
 
 async def test_timeout_moves_to_the_next_step(kafka_bootstrap: str, tmp_path: Path) -> None:

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from stream_app.admin.follow import Followed, _decode, format_duration, format_line, json_line
+from stream_app.admin.follow import Followed, _decode, channel_path, format_duration, format_line, json_line
 from stream_app.contracts import (
     AttemptEnd,
     AttemptSummary,
@@ -127,3 +127,49 @@ def test_json_line_is_the_record_on_one_line() -> None:
     assert json_line(_decode(0, 0, None, b'{"a": 1}')) == '{"a": 1}'
     assert json_line(_decode(0, 0, None, b'{\n  "a": "x y"\n}')) == '{"a":"x y"}'
     assert json_line(_decode(0, 0, None, None)) == "null"
+
+
+def path_of(*attempts: AttemptSummary) -> Outcome:
+    return Outcome(
+        message_id="txn-2",
+        result=Result.FAILED,
+        attempt_count=len(attempts),
+        attempts=list(attempts),
+        requested_at=T0,
+        completed_at=T0,
+        duration_ms=0,
+    )
+
+
+def attempt(
+    n: int, channel: Channel, status: Status, end: AttemptEnd, reasons: list[str] | None
+) -> AttemptSummary:
+    return AttemptSummary(
+        attempt=n, channel=channel, issued_at=T0, last_status=status, ended_by=end, reasons=reasons
+    )
+
+
+def test_a_failed_attempt_shows_the_gateways_reasons() -> None:
+    """Regression, issue 13: the path said ``WHATSAPP(REJECTED) > RCS(REJECTED)`` and never why."""
+    outcome = path_of(
+        attempt(0, Channel.WHATSAPP, Status.REJECTED, AttemptEnd.FAILED, ["template not approved"]),
+        attempt(
+            1, Channel.RCS, Status.ERROR, AttemptEnd.FAILED, ["agentId: required", "AGENT_NOT_REACHABLE"]
+        ),
+        attempt(2, Channel.SMS, Status.EXPIRED, AttemptEnd.FAILED, None),
+    )
+    assert format_line(item(outcome)) == (
+        "08:15:00Z  txn-2  FAILED  path WHATSAPP(REJECTED: template not approved) > "
+        "RCS(ERROR: agentId: required; AGENT_NOT_REACHABLE) > SMS(EXPIRED)  in 0ms"
+    )
+
+
+def test_reasons_stay_on_one_line_and_beside_how_the_attempt_ended() -> None:
+    outcome = path_of(
+        attempt(0, Channel.RCS, Status.ERROR, AttemptEnd.TIMEOUT, ["agent\nunreachable\t now"]),
+        # a DELIVERED after an ERROR did not fail: its reasons are in --json, not in the path
+        attempt(1, Channel.SMS, Status.DELIVERED, AttemptEnd.SUCCEEDED, ["ERROR before the DLR"]),
+    )
+    assert channel_path(outcome) == "RCS(ERROR: agent unreachable now, timeout) > SMS(DELIVERED)"
+    assert channel_path(outcome, reasons=False) == "RCS(ERROR, timeout) > SMS(DELIVERED)"
+    assert "\n" not in format_line(item(outcome))

@@ -7,7 +7,10 @@ timer effects mirror ``deadline_ms``), then fires timers until the state is gone
 - every accepted request ends in exactly one outcome, and no command follows an outcome;
 - commandIds are ``<messageId>:<attempt>``, unique and consecutive within each accepted flow;
 - no timer outlives its message: the state is eventually deleted;
-- replaying the same inputs gives byte-identical effects (with or without the store round trip).
+- replaying the same inputs gives byte-identical effects (with or without the store round trip);
+- an outcome attempt's ``statusTimes`` name only progress statuses, in progress order, and its
+  ``reasons`` come only from failure reports (statuses here carry ``occurredAt`` and ``reasons`` now
+  and then, so the per-attempt facts go through the store round trip too).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from hypothesis import strategies as s
 
 from stream_app.contracts import AttemptEnd, Result, format_ms, to_ms
 from stream_app.fallback import (
+    MAX_REASONS,
     CancelEvent,
     EmitLateStatus,
     EmitOutcome,
@@ -93,6 +97,10 @@ def scripts(draw: s.DrawFn) -> tuple[Limits, list[Step]]:
         extra: dict[str, Any] = {}
         if draw_(s.booleans()):
             extra["providerMessageId"] = draw_(s.sampled_from(["p1", "p2"]))
+        if draw_(s.booleans()):  # any moment around the request, before it and far after included
+            extra["occurredAt"] = format_ms(T0 + draw_(s.integers(-(10**6), 10**9)))
+        if draw_(s.integers(0, 3)) == 0:
+            extra["reasons"] = draw_(s.lists(s.sampled_from(["", "why", "é" * 300]), max_size=6))
         return StatusEvent(status(channel, draw_(s.sampled_from(STATUSES)), attempt, MID, **extra))
 
     events: list[Step] = []
@@ -166,6 +174,10 @@ def run(limits: Limits, script: list[Step], *, roundtrip: bool) -> tuple[Driver,
                 flow_open = False
                 outcomes += 1
                 won = [a.attempt for a in effect.outcome.attempts if a.ended_by == AttemptEnd.SUCCEEDED]
+                for a in effect.outcome.attempts:
+                    if a.status_times is not None:
+                        assert list(a.status_times) == [x for x in SUCCESS if x in a.status_times]
+                    assert a.reasons is None or 0 < len(a.reasons) <= MAX_REASONS
                 assert len(won) == (effect.outcome.result == Result.SUCCEEDED)
                 succeeded.update(won)
             elif isinstance(effect, EmitLateStatus):

@@ -355,6 +355,10 @@ def test_each_held_orphan_keeps_its_own_hold_time() -> None:
 def test_progress_never_goes_backwards() -> None:
     d = running([{"channel": "WHATSAPP", "successStatus": "READ"}, {"channel": "SMS"}])
     d.report(status("WHATSAPP", "DELIVERED", 0))
+    # the first SENT and ACCEPTED after it move nothing; they only say when they happened (statusTimes)
+    for late in ("SENT", "ACCEPTED"):
+        assert d.report(status("WHATSAPP", late, 0)) == ()
+    assert d.state is not None and d.state.attempts[0].last_status is Status.DELIVERED
     before = d.state
     for late in ("SENT", "ACCEPTED", "DELIVERED", "ERROR"):
         decision = decide(before, StatusEvent(status("WHATSAPP", late, 0)), d.now, LIMITS)
