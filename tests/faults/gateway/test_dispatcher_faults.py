@@ -170,6 +170,7 @@ async def test_dispatcher_killed_mid_batch_and_restarted(kafka_bootstrap: str, t
             **os.environ,
             "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
             "STREAM_APP_TOPIC_PREFIX": settings.topic_prefix,
+            "STREAM_APP_APP_ID": settings.app_id,
             "STREAM_APP_STATE_DIR": str(settings.state_dir),
             "STREAM_APP_GATEWAY_URL": url,
             "STREAM_APP_GATEWAY_API_KEY": "test-key",

@@ -47,6 +47,7 @@ class Member:
             **os.environ,
             "KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
             "STREAM_APP_TOPIC_PREFIX": settings.topic_prefix,
+            "STREAM_APP_APP_ID": settings.app_id,
             "STREAM_APP_STATE_DIR": str(tmp_path / f"state-{name}"),
             "STREAM_APP_GATEWAY_URL": url,
             "STREAM_APP_GATEWAY_API_KEY": "test-key",

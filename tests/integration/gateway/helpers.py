@@ -63,8 +63,16 @@ async def seed_sentlog(
 
 
 async def make_settings(bootstrap: str, state_dir: Path, partitions: int = 3) -> Settings:
+    """Topics of a prefix of the test's own, and an app id of its own: tests share the broker, and a
+    consumer group shared with an earlier test's (killed) dispatchers would make this one wait for
+    their rebalance timeout before it gets a partition."""
+    prefix = unique_prefix()
     settings = Settings(
-        bootstrap_servers=bootstrap, topic_prefix=unique_prefix(), state_dir=state_dir, partitions=partitions
+        bootstrap_servers=bootstrap,
+        topic_prefix=prefix,
+        app_id=f"gw-{prefix.rstrip('.')}",
+        state_dir=state_dir,
+        partitions=partitions,
     )
     await create_topics(bootstrap, settings)
     return settings
