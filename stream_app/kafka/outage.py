@@ -24,7 +24,7 @@ _LOG = logging.getLogger("stream_app.kafka")
 
 
 class OutageFilter(logging.Filter):
-    """Let the first aiokafka warning or error of an outage through, then a reminder now and then."""
+    """Let the first aiokafka error of an outage through, then a reminder now and then."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         super().__init__()
@@ -35,7 +35,10 @@ class OutageFilter(logging.Filter):
         self.held = 0  # errors not shown since the last line
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno < logging.WARNING or not record.name.startswith("aiokafka"):
+        # Only aiokafka's ERRORs: its connection failures. Its WARNINGs ("Heartbeat failed ...
+        # because it is rebalancing", "Marking the coordinator dead") come with every rebalance
+        # and are not an outage; they pass as they are.
+        if record.levelno < logging.ERROR or not record.name.startswith("aiokafka"):
             return True
         now = self.clock()
         if self.since is None or now - self.last > QUIET_S:

@@ -58,8 +58,15 @@ def test_the_end_is_said_once_after_a_quiet_spell(caplog: pytest.LogCaptureFixtu
     assert f.filter(_record())
 
 
-def test_other_loggers_and_info_lines_pass_untouched() -> None:
+def test_other_loggers_and_lines_below_error_pass_untouched() -> None:
     f = OutageFilter(Clock())
+    rebalancing = _record(
+        name="aiokafka.consumer.group_coordinator",
+        level=logging.WARNING,
+        msg="Heartbeat failed for group g because it is rebalancing",
+    )
+    assert f.filter(rebalancing) and "unreachable" not in rebalancing.getMessage()  # a rebalance: no outage
+    assert f.since is None
     f.filter(_record())
     ours = _record(name="stream_app.runtime", msg="event=turn_failed_retrying")
     info = _record(level=logging.INFO, msg="Updating subscribed topics")
