@@ -24,6 +24,7 @@ from stream_app.gateway.dispatcher import Dispatcher, _Loop
 from stream_app.gateway.sentlog import SendState, decode_entry
 from stream_app.gateway.settings import GatewaySettings
 from tests.integration.gateway.helpers import command
+from tests.unit.runtime.fakes import FakeRestorer, Log
 
 SETTINGS = Settings(topic_prefix="t.", state_dir=Path("unused"))
 T = SETTINGS.topics
@@ -95,49 +96,6 @@ class FakeConsumer:
         self.commits.append(dict(offsets))
 
 
-class FakeRestorer:
-    """A restore consumer over the sent-log records another dispatcher wrote."""
-
-    def __init__(self, records: list[tuple[int, bytes, bytes | None]]) -> None:
-        self.records = records
-        self.pos: dict[TopicPartition, int] = {}
-
-    def _log(self, tp: TopicPartition) -> list[tuple[bytes, bytes | None]]:
-        return [(k, v) for p, k, v in self.records if p == tp.partition]
-
-    async def end_offsets(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
-        return {tp: len(self._log(tp)) for tp in tps}
-
-    async def beginning_offsets(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
-        return dict.fromkeys(tps, 0)
-
-    def assign(self, tps: list[TopicPartition]) -> None:
-        self.pos = dict.fromkeys(tps, 0)
-
-    def seek(self, tp: TopicPartition, offset: int) -> None:
-        self.pos[tp] = offset
-
-    async def getmany(self, *tps: TopicPartition, **_: Any) -> dict[TopicPartition, list[Any]]:
-        out = {}
-        for tp in tps:
-            log = self._log(tp)[self.pos[tp] :]
-            out[tp] = [
-                ConsumerRecord(tp.topic, tp.partition, self.pos[tp] + i, 0, 0, k, v, None, 0, 0, [])
-                for i, (k, v) in enumerate(log)
-            ]
-            self.pos[tp] += len(log)
-        return out
-
-    def highwater(self, tp: TopicPartition) -> int:
-        return len(self._log(tp))
-
-    async def position(self, tp: TopicPartition) -> int:
-        return self.pos[tp]
-
-    def unsubscribe(self) -> None:
-        pass
-
-
 def record(message_id: str, offset: int) -> ConsumerRecord[bytes, bytes]:
     value = orjson.dumps(command(message_id))
     return ConsumerRecord(TP0.topic, 0, offset, 0, 0, message_id.encode(), value, None, 0, len(value), [])
@@ -150,7 +108,12 @@ def rig(
     client = FakeClient(world)
     disp = Dispatcher(SETTINGS, gateway, client, FakeProducer(world), stop=asyncio.Event())  # type: ignore[arg-type]
     consumer = FakeConsumer()
-    restorer = FakeRestorer(restored) if restored is not None else None
+    restorer = None
+    if restored is not None:  # what another dispatcher wrote to the sent-log topic, read back
+        log = Log()
+        for p, key, value in restored:
+            log.append(T.sentlog, p, key, value, [])
+        restorer = FakeRestorer(log)
     loop = _Loop(consumer, disp, 100, restorer=restorer, revoke_wait_s=5.0)  # type: ignore[arg-type]
     return loop, client, consumer
 
