@@ -7,6 +7,7 @@ import asyncio
 import os
 from pathlib import Path
 
+from stream_app.cli._logs import add_log_options, configure_logging
 from stream_app.gateway.errors import GatewayConfigError
 from stream_app.gateway.runner import run_service
 
@@ -72,6 +73,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         default=None,
         help="accept only this X-Api-Key (env STREAM_APP_GATEWAY_API_KEY; default: any non-empty key)",
     )
+    add_log_options(p)
     p.set_defaults(func=run)
 
 
@@ -113,4 +115,5 @@ def run(args: argparse.Namespace) -> int:
         finally:
             t.cancel()
 
-    return run_service(main)
+    configure_logging(args)
+    return run_service(main, "gateway-sim")
