@@ -17,8 +17,9 @@ EPILOG = """\
 default rules (by the destination's last two digits; --rules FILE replaces them):
   01 no WhatsApp (REJECTED)          05 WhatsApp READ after 2 s       09 every channel refused
   02 WhatsApp stuck in SENT          06 WhatsApp EXPIRED (code 8)     other: SENT, DELIVERED after 1 s
-  03 WhatsApp ERROR (code 6)         07 429 burst (3 calls)
-  04 WA + RCS refused, SMS 2 parts   08 slow answers (2 s)
+  03 WhatsApp ERROR (code 6)         07 429 burst (3 calls)           10 SENT, RECEIVED, DELIVERED, READ,
+  04 WA + RCS refused, SMS 2 parts   08 slow answers (2 s)               then an inbound reply
+                                                                      11 SENT, then UNKNOWN
 
 examples:
   stream-app gateway-sim --port 19300

@@ -30,7 +30,6 @@ def run_service(main: Callable[[asyncio.Event], Coroutine[Any, Any, None]], name
 
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, _signalled, sig)
-        event(_LOG, logging.INFO, "service_starting", service=name)
         await main(stop)
         event(_LOG, logging.INFO, "service_stopped", service=name)
 
