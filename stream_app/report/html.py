@@ -95,6 +95,7 @@ def figures(report: dict[str, Any]) -> list[dict[str, Any]]:
                 "name": c["channel"],
                 "x": [_hist_label(h) for h in hist],
                 "y": [h["count"] for h in hist],
+                "marker": {"color": CHANNEL_COLOURS.get(c["channel"])},
             }
         )
     figs.append(
