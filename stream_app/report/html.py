@@ -82,7 +82,6 @@ def figures(report: dict[str, Any]) -> list[dict[str, Any]]:
                 "grid": {"rows": 1, "columns": 2, "pattern": "independent"},
                 "yaxis": {"autorange": "reversed"},
                 "yaxis2": {"autorange": "reversed", "showticklabels": False},
-                "xaxis2": {"title": {"text": "messages that ended on the step"}},
             },
         }
     )
@@ -244,9 +243,16 @@ th:first-child, td:first-child, td.text {{ text-align: left; }} th {{ background
 """
 
 
-def _html_table(headers: list[str], rows: list[list[str]]) -> str:
+def _html_table(headers: list[str], rows: list[list[str]], text: tuple[int, ...] = ()) -> str:
+    """A table; the ``text`` columns are left-aligned like the first, the figures right-aligned."""
     head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows)
+    body = "".join(
+        "<tr>"
+        + "".join(f'<td class="text">{html.escape(c)}</td>' if i in text else f"<td>{html.escape(c)}</td>"
+                  for i, c in enumerate(r))
+        + "</tr>"
+        for r in rows
+    )  # fmt: skip
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
@@ -297,6 +303,7 @@ def page(report: dict[str, Any], source: str) -> str:
             ]
             for c in report["channels"]
         ],
+        text=(8,),
     )
     channels = _html_table(
         [
@@ -328,6 +335,7 @@ def page(report: dict[str, Any], source: str) -> str:
             ]
             for c in report["channels"]
         ],
+        text=(8,),
     )
     # "</" cannot appear inside a <script> element: escape it in the embedded JSON.
     data = orjson.dumps(figures(report)).decode().replace("</", "<\\/")
