@@ -180,3 +180,27 @@ def test_since_takes_a_time_or_a_duration_back() -> None:
     assert parse_when("2026-04-09T10:00:00+02:00", "--since") == 1_775_721_600_000
     with pytest.raises(ReportError):
         parse_when("1712650000", "--since")
+
+
+def test_stdin_and_progress(
+    export: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(export.read_bytes())))
+    code, out, err = run(capsys, "--from-file", "-", "--json")
+    assert code == 0 and orjson.loads(out)["messages"] == 7
+    assert err.startswith("read 11 records of stdin in ")
+
+
+def test_progress_lines_say_how_far_and_how_fast() -> None:
+    from stream_app.report.sources import Progress
+
+    out = io.StringIO()
+    progress = Progress("outcomes.jsonl", out=out, every=0)
+    progress.tick(120_000, 0.43)
+    progress.tick(240_000)
+    lines = out.getvalue().splitlines()
+    assert re.fullmatch(r"reading outcomes\.jsonl: 120,000 records \([\d,]+/s\) 43%", lines[0])
+    assert re.fullmatch(r"reading outcomes\.jsonl: 240,000 records \([\d,]+/s\)", lines[1])
+    quiet = io.StringIO()
+    Progress("x", out=quiet, every=0, quiet=True).tick(1)
+    assert quiet.getvalue() == ""
