@@ -19,7 +19,7 @@ from typing import Any
 
 import orjson
 
-from stream_app.contracts import AttemptEnd, Channel, Result, Status, SuccessStatus, to_ms
+from stream_app.contracts import MAX_STEPS, AttemptEnd, Channel, Result, Status, SuccessStatus, to_ms
 from stream_app.report.errors import BadRecord
 
 CHANNELS: frozenset[str] = frozenset(c.value for c in Channel)
@@ -119,6 +119,14 @@ def _int(obj: dict[str, Any], name: str, where: str = "") -> int:
     raise BadRecord(f"{where}{name}: must be an integer, got {_show(value)}")
 
 
+def _step(obj: dict[str, Any], where: str = "") -> int:
+    """An attempt number: 0 to MAX_STEPS - 1, as the contract's chains allow (it sizes the tables)."""
+    value = _int(obj, "attempt", where)
+    if not 0 <= value < MAX_STEPS:
+        raise BadRecord(f"{where}attempt: must be 0 to {MAX_STEPS - 1}, got {value}")
+    return value
+
+
 def _attempt(raw: Any, i: int) -> AttemptRow:
     where = f"attempts[{i}]."
     if not isinstance(raw, dict):
@@ -140,7 +148,7 @@ def _attempt(raw: Any, i: int) -> AttemptRow:
     if reasons is not None and not (isinstance(reasons, list) and all(isinstance(r, str) for r in reasons)):
         raise BadRecord(f"{where}reasons: must be a list of strings, got {_show(reasons)}")
     return AttemptRow(
-        attempt=_int(raw, "attempt", where),
+        attempt=_step(raw, where),
         channel=channel,
         issued_ms=_ms(raw.get("issuedAt"), f"{where}issuedAt"),
         last_status=_word(raw, "lastStatus", STATUSES, where),
@@ -193,7 +201,7 @@ def parse(data: bytes | str) -> OutcomeRow | LateRow:
         raise BadRecord(f"doubleDelivery: must be true or false, got {_show(double)}")
     return LateRow(
         message_id=message_id,
-        attempt=_int(obj, "attempt"),
+        attempt=_step(obj),
         channel=channel,
         status=status,
         occurred_ms=_ms(obj.get("occurredAt"), "occurredAt"),

@@ -2,7 +2,8 @@
 
 Skips, saying why, only where Debian's ``chromium`` is not installed (``.ci/run`` installs it). The
 screenshot is saved as an artifact (``artifacts/report-screenshot.png``, path printed) for a person
-to look at; docs/report-screenshot.png in the README is a copy of one.
+to look at; docs/report-screenshot.png in the README was taken by the same check
+(``tests.support.chromium.check_page``) on the page of the README's example.
 """
 
 from __future__ import annotations

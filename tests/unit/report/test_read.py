@@ -86,6 +86,8 @@ def with_(path: str, value: object) -> bytes:
             "attempts[1].statusTimes: 'LOST' is not one of",
         ),
         (with_("attempts.0.reasons", "nope"), 'attempts[0].reasons: must be a list of strings, got "nope"'),
+        (with_("attempts.1.attempt", 1_000_000_000), "attempts[1].attempt: must be 0 to 7, got 1000000000"),
+        (with_("attempts.1.attempt", -1), "attempts[1].attempt: must be 0 to 7, got -1"),
     ],
 )
 def test_bad_records_say_which_field_and_why(data: bytes, reason: str) -> None:
