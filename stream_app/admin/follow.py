@@ -93,6 +93,7 @@ async def read_topic(
     stop: asyncio.Event | None = None,
     on_ready: Callable[[], None] | None = None,
     key: bytes | None = None,
+    since_ms: int | None = None,
 ) -> AsyncGenerator[Raw, None]:
     """Yield the records of topic ``name`` (see the module docstring for the modes).
 
@@ -100,6 +101,8 @@ async def read_topic(
     ``on_ready`` is called once the start position is fixed: a record produced after that is seen.
     ``key``: only the records with this key, read from the one partition murmur2 puts it on (as
     every producer of the contract does), so looking up one message does not read the whole topic.
+    ``since_ms``: start each partition at its first record with a timestamp at or after this epoch
+    ms (the broker's time index; a partition with none starts at its end), instead of the beginning.
     """
     consumer = AIOKafkaConsumer(
         **settings.kafka_client_kwargs(),
@@ -121,6 +124,8 @@ async def read_topic(
                 await consumer.seek_to_end(*tps)
             else:
                 await consumer.seek_to_beginning(*tps)
+            if since_ms is not None:
+                await _seek_to_time(consumer, tps, since_ms)
             ends: dict[TopicPartition, int] = {} if follow else await consumer.end_offsets(tps)
             for tp in tps:  # resolve the lazy seeks now, so "ready" means the position is fixed
                 await consumer.position(tp)
@@ -149,6 +154,16 @@ async def read_topic(
                         return
     finally:
         await stop_client(consumer)
+
+
+async def _seek_to_time(consumer: AIOKafkaConsumer, tps: list[TopicPartition], since_ms: int) -> None:
+    found = await consumer.offsets_for_times(dict.fromkeys(tps, since_ms))
+    late = [tp for tp in tps if found.get(tp) is None]
+    for tp in tps:
+        if (hit := found.get(tp)) is not None:
+            consumer.seek(tp, hit.offset)
+    if late:
+        await consumer.seek_to_end(*late)
 
 
 def partition_of(key: bytes, partitions: int) -> int:
