@@ -145,11 +145,19 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    settings = from_args(args)
-    quiet_client_logs()
     # The replay drives the processor's own step, which logs each dead letter it stages: the timeline
     # says so already, and a replay's log lines on stderr would read like a processor's.
+    level = LOGGER.level
     LOGGER.setLevel(logging.CRITICAL)
+    try:
+        return _run(args)
+    finally:
+        LOGGER.setLevel(level)
+
+
+def _run(args: argparse.Namespace) -> int:
+    settings = from_args(args)
+    quiet_client_logs()
     now = int(time.time() * 1000)
     try:
         bounds = Bounds(

@@ -97,12 +97,11 @@ async def scan(
             raise KafkaFailure(f"reading the topics failed: {exc}") from None
         kinds = {tp: i for i, tp in tps.items()}
         todo = {tps[i]: end for i, (start, end) in ranges.items() if start < end}
-        # The end offsets seen at start say when to stop; only a bound asked for drops records past
-        # them. Tansu 0.6 answers a partition's end as the last BATCH's base offset + 1, so records
-        # after the first of a batch produced at once (the demo's requests) lie past that "end".
+        # The end offsets seen at start say when to stop; only an offset bound asked for drops records
+        # past them (a time bound filters by timestamp). Tansu 0.6 answers a partition's end as the
+        # last BATCH's base offset + 1, so records after the first of a batch produced at once (the
+        # demo's requests) lie past that "end", in the batch the last fetch returned.
         hard = {tps[i]: hi for i, (_, hi) in bounds.offsets.items() if i in tps and hi is not None}
-        if bounds.until_ms is not None:
-            hard.update({tp: min(end, hard.get(tp, end)) for tp, end in todo.items()})
         for i, (start, _) in ranges.items():
             consumer.seek(tps[i], start)
         total = sum(end - start for start, end in ranges.values())
@@ -179,8 +178,10 @@ async def _offsets_at(
 ) -> dict[TopicPartition, int | None]:
     """The first offset at or after ``when`` per partition (None: none so late); {} without a time.
 
-    A broker that cannot look offsets up by time is read from its first offset instead: the records
-    are still filtered by timestamp, only the scan is longer.
+    Only an answer that is plainly right is used: a broker that cannot look offsets up by time, or
+    answers with a record older than ``when`` (Tansu 0.6 says offset 0, timestamp -1, for "none"),
+    leaves that partition unbounded on that side; the records are still filtered by timestamp, only
+    the scan is longer.
     """
     if when is None:
         return {}
@@ -188,7 +189,13 @@ async def _offsets_at(
         found = await consumer.offsets_for_times(dict.fromkeys(parts, when))
     except KafkaError:
         return {}
-    return {tp: (o.offset if o is not None else None) for tp, o in found.items()}
+    out: dict[TopicPartition, int | None] = {}
+    for tp, o in found.items():
+        if o is None:
+            out[tp] = None
+        elif o.timestamp >= when:
+            out[tp] = o.offset
+    return out
 
 
 def _within(ts: int, bounds: Bounds) -> bool:
