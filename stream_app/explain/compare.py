@@ -131,6 +131,8 @@ def _differences(replayed: Any, published: Any, tolerance_ms: int, path: str = "
         out: list[str] = []
         for k in sorted(set(replayed) | set(published), key=lambda k: (k not in replayed, str(k))):
             sub = f"{path}.{k}" if path else str(k)
+            if replayed.get(k) is None and published.get(k) is None:
+                continue  # absent and null are the same to every reader of the contract
             if k not in published:
                 out.append(f"{sub}: replay {_short(replayed[k])}, published has none")
             elif k not in replayed:
