@@ -71,7 +71,7 @@ a timeline looks like:
                    ACCEPTED       request accepted: WHATSAPP(fallbackAfter 7200 s, until DELIVERED) > ...
                    INITIAL        -> WHATSAPP attempt 0, reason INITIAL
                    => command order-42:0 WHATSAPP reason INITIAL   = published retry-commands[1]@0 (+9 ms)
-  10:20:00.104Z  timer  timer due 2026-04-09T10:20:00.104Z
+  10:20:00.104Z  timer  the message's timer, at its deadline
                    TIMEOUT        WHATSAPP attempt 0 still SENT at fallbackAfter 7200 s -> SMS, reason TIMEOUT
 
 export format (--export writes it, --from-file reads it; kcat can write it too): one JSON object per line,

@@ -82,8 +82,8 @@ def compare(outputs: Iterable[Output], published: Iterable[Record], tolerance_ms
         first = found[0][1]
         for n, (rec, data) in enumerate(found):
             for field_diff in _differences(out.data, data, tolerance_ms):
-                label = "published" if n == 0 else f"repeat {n} published"
-                diffs.append(Difference(what, f"{field_diff} ({label})", rec.where))
+                again = "" if n == 0 else f" (in repeat {n} of the published record)"
+                diffs.append(Difference(what, f"{field_diff}{again}", rec.where))
         matches[id(out)] = Match(out, [r for r, _ in found], _shift(out.data, first))
     for ident, found in pub.items():
         if ident in seen:

@@ -189,7 +189,9 @@ class _Stepper:
             after = self.state()
             outputs = self._outputs(ck.outputs.get(_P, []))
             whys = explain(before, TimerEvent(), after, _effects(outputs))
-            self.entries.append(Entry(due, "timer", None, f"timer due {format_ms(due)}", whys, outputs))
+            self.entries.append(
+                Entry(due, "timer", None, "the message's timer, at its deadline", whys, outputs)
+            )
             if after is not None and after.deadline_ms is not None and after.deadline_ms <= due:
                 return  # the timer did not move on: a core bug; stop rather than spin (shown as is)
 

@@ -54,7 +54,7 @@ async def explain_kafka(
     bounds = bounds or Bounds()
     found = await scan(settings, message_id, bounds, progress)
     if export is not None:
-        write_export(found.records, export)
+        write_export(sorted(found.records, key=lambda r: (r.timestamp_ms, r.topic, r.offset)), export)
     where = ", ".join(f"{t}[{p}]" for t, p in found.partitions.values())
     if not found.records:
         raise UnknownMessage(

@@ -183,7 +183,7 @@ def test_published_records_in_the_file_are_checked_and_a_tampered_one_is_flagged
     )
     code, out, _ = explain_cli(bad)
     assert code == 3
-    channel = f'!!!   command {MID}:0: channel: replay "WHATSAPP", published "SMS" (published)'
+    channel = f'!!!   command {MID}:0: channel: replay "WHATSAPP", published "SMS"'
     assert f"{channel} (retry-commands[3]@1)" in out
     assert (
         f"!!!   command {MID}:0: issuedAt: replay {format_ms(T0)}, published {format_ms(T0 + 9 * SECOND)}"
