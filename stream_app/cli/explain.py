@@ -24,7 +24,7 @@ from stream_app.explain import (
     explain_file,
     explain_kafka,
 )
-from stream_app.explain.records import EXPLAIN_IDS
+from stream_app.explain.records import EXPLAIN_IDS, GLOBAL_IDS
 from stream_app.explain.render import render_json, render_text
 from stream_app.runtime.logs import LOGGER
 
@@ -89,7 +89,7 @@ exit status: 0 the replay agrees with what was published, 1 no record of that me
 
 _RELATIVE = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)")
 _UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
-_STEMS = {s.stem: s.id for s in CATALOGUE if s.id in EXPLAIN_IDS}
+_STEMS = {s.stem: s.id for s in CATALOGUE if s.id in EXPLAIN_IDS and s.id not in GLOBAL_IDS}
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -212,7 +212,7 @@ class _Progress:
         if p.elapsed < 1.0 or p.elapsed - self.last < 1.0:
             return
         self.last = p.elapsed
-        share = f" ({100 * p.read // p.total}%)" if p.total else ""
+        share = f" ({min(100, 100 * p.read // p.total)}%)" if p.total else ""
         print(
             f"scanning: {p.read:,} of {p.total:,} records{share}, {p.elapsed:.0f} s",
             file=sys.stderr,
@@ -244,7 +244,9 @@ def _offsets(values: list[str]) -> dict[str, tuple[int | None, int | None]]:
         topic, sep, span = value.partition("=")
         lo, colon, hi = span.partition(":")
         if not sep or not colon or topic not in _STEMS:
-            raise ValueError(f"--offsets: {value!r} is not TOPIC=FROM:TO with TOPIC one of {_TOPICS}")
+            raise ValueError(
+                f"--offsets: {value!r} is not TOPIC=FROM:TO with TOPIC one of {', '.join(_STEMS)}"
+            )
         try:
             out[_STEMS[topic]] = (int(lo) if lo else None, int(hi) if hi else None)
         except ValueError:

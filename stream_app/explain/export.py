@@ -9,7 +9,7 @@
   lines of other topics are skipped.
 - ``timestamp``: the record's Kafka timestamp, epoch milliseconds, or an RFC 3339 time with an offset.
 - ``key``: the record key as text (``keyBase64`` when it is not UTF-8). Only lines keyed by the
-  messageId asked for are used.
+  messageId asked for are used (and every line of a global input such as ``channel-control``).
 - ``value``: the record value as text (usually JSON text), or the JSON object itself (what ``kcat -f
   '%s'`` prints); ``valueBase64`` when it is not UTF-8; ``null`` for a tombstone.
 - ``partition``, ``offset`` (optional, default 0 and the line number): where it was; records of one
@@ -84,7 +84,7 @@ def parse_lines(
         except ValueError as exc:
             problems.append(f"line {n}: {exc}")
             continue
-        if rec is not None and rec.key == key:
+        if rec is not None and (rec.key == key or not rec.keyed):
             records.append(rec)
     return records, problems, count
 

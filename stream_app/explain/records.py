@@ -23,6 +23,9 @@ INPUT_IDS: tuple[str, ...] = tuple(
 PUBLISHED_IDS: tuple[str, ...] = ("retry_commands", "outcomes")
 #: Every topic ``explain`` reads, and what ``--export`` writes.
 EXPLAIN_IDS: tuple[str, ...] = (*INPUT_IDS, *PUBLISHED_IDS)
+#: Input topics NOT keyed by messageId (``channel-control`` is keyed by channel): read whole, every
+#: partition and key, and their records apply to every message (CONTRACT.md v1.1).
+GLOBAL_IDS: frozenset[str] = frozenset({"channel_control"})
 #: Topics a message's story needs; the others (``channel-control``) are read when they exist.
 REQUIRED_IDS: tuple[str, ...] = ("send_requests", "delivery_status", "retry_commands", "outcomes")
 
@@ -41,6 +44,11 @@ class Record:
     key: bytes | None
     value: bytes | None
     headers: tuple[tuple[str, bytes], ...] = ()
+
+    @property
+    def keyed(self) -> bool:
+        """Whether the record belongs to one message (its key), not to all (a global input)."""
+        return self.kind not in GLOBAL_IDS
 
     @property
     def where(self) -> str:

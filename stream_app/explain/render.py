@@ -17,7 +17,7 @@ _INDENT = " " * 17
 def render_text(ex: Explanation) -> str:
     """The timeline: each input and timer, the rules it applied, what it produced, and every difference."""
     lines: list[str] = []
-    where = ", ".join(f"{t}[{p}]" for t, p in ex.where.values())
+    where = ", ".join(f"{t}[{p if p >= 0 else '*'}]" for t, p in ex.where.values())
     lines.append(
         f"explain {ex.message_id}: {len(ex.records)} records in {where} ({ex.scanned} read from {ex.source})"
     )
@@ -99,7 +99,7 @@ def render_json(ex: Explanation) -> str:
     doc: dict[str, Any] = {
         "messageId": ex.message_id,
         "source": ex.source,
-        "partitions": {t: p for t, p in ex.where.values()},
+        "partitions": {t: (p if p >= 0 else "all") for t, p in ex.where.values()},
         "recordsRead": ex.scanned,
         "records": len(ex.records),
         "agrees": ex.agrees,
@@ -125,9 +125,20 @@ def _entry_json(ex: Explanation, e: Entry) -> dict[str, Any]:
         if rec is None
         else {"topic": rec.topic, "partition": rec.partition, "offset": rec.offset},
         "summary": e.summary,
+        "value": _value(rec.value) if rec is not None else None,
         "rules": [{"rule": w.rule.value, "attempt": w.attempt, "text": w.text} for w in e.whys],
         "outputs": [_output_json(ex, o) for o in e.outputs],
     }
+
+
+def _value(data: bytes | None) -> Any:
+    """The input's value: its JSON when it is JSON, else its text (an undecodable record's bytes)."""
+    if data is None:
+        return None
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return data.decode("utf-8", "replace")
 
 
 def _output_json(ex: Explanation, o: Output) -> dict[str, Any]:

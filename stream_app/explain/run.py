@@ -55,8 +55,8 @@ async def explain_kafka(
     found = await scan(settings, message_id, bounds, progress)
     if export is not None:
         write_export(sorted(found.records, key=lambda r: (r.timestamp_ms, r.topic, r.offset)), export)
-    where = ", ".join(f"{t}[{p}]" for t, p in found.partitions.values())
-    if not found.records:
+    where = ", ".join(f"{t}[{p if p >= 0 else '*'}]" for t, p in found.partitions.values())
+    if not any(r.keyed for r in found.records):
         raise UnknownMessage(
             f"no record of messageId {message_id!r} in {where} ({found.scanned} records read"
             f"{_range_text(bounds)}); check the id, STREAM_APP_TOPIC_PREFIX and the time range"
@@ -81,11 +81,11 @@ def explain_file(
     the processor fired before the export was taken left a record at least that late.
     """
     records, problems, lines = read_export(path, message_id, settings)
-    if not records:
+    if not any(r.keyed for r in records):
         bad = f"; {len(problems)} line(s) unreadable" if problems else ""
         raise UnknownMessage(f"no record keyed {message_id!r} in {path} ({lines} lines{bad})")
-    horizon = until_ms if until_ms is not None else max(r.timestamp_ms for r in records)
-    where = {r.kind: (r.topic, r.partition) for r in records}
+    horizon = until_ms if until_ms is not None else max(r.timestamp_ms for r in records if r.keyed)
+    where = {r.kind: (r.topic, r.partition if r.keyed else -1) for r in records}
     result = _explain(settings, message_id, str(path), where, lines, records, horizon, tolerance_ms)
     result.problems[:0] = problems
     return result

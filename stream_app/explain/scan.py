@@ -19,7 +19,7 @@ from aiokafka.errors import KafkaError
 from stream_app.admin.connect import REQUEST_TIMEOUT_MS, start_or_unreachable
 from stream_app.admin.errors import KafkaFailure
 from stream_app.config import Settings
-from stream_app.explain.records import EXPLAIN_IDS, REQUIRED_IDS, Record, topic_names
+from stream_app.explain.records import EXPLAIN_IDS, GLOBAL_IDS, REQUIRED_IDS, Record, topic_names
 from stream_app.kafka.clients import stop_client
 from stream_app.kafka.metadata import topic_partitions
 from stream_app.kafka.partitioner import partition_of
@@ -55,8 +55,7 @@ class Scan:
     """The message's records, where they were looked for, and how much was read to find them."""
 
     records: list[Record]
-    partitions: dict[str, tuple[str, int]]  # catalogue id -> (topic, partition)
-    ranges: dict[str, tuple[int, int]]  # catalogue id -> offsets read [from, to)
+    partitions: dict[str, tuple[str, int]]  # catalogue id -> (topic, partition); -1: every partition
     scanned: int
 
 
@@ -67,6 +66,10 @@ async def scan(
     progress: Callable[[Progress], None] | None = None,
 ) -> Scan:
     """Every record keyed ``message_id`` in its partition of each topic ``explain`` reads.
+
+    A global input topic (:data:`GLOBAL_IDS`: not keyed by messageId) is read whole, every partition
+    and key, up to ``until`` and from its beginning whatever ``since`` says: a record older than the
+    message (a channel closed before it) still applies to it.
 
     Raises :class:`~stream_app.errors.BrokerUnreachable` and ``TopicsMissing`` (one line each), or
     :class:`KafkaFailure` when the broker answers with an error.
@@ -86,24 +89,31 @@ async def scan(
         try:
             counts = await topic_partitions(consumer)
             require_topics(counts, settings.bootstrap_servers, [names[i] for i in REQUIRED_IDS])
-            tps = {
-                i: TopicPartition(names[i], partition_of(key, counts[names[i]]))
-                for i in EXPLAIN_IDS
-                if names[i] in counts
-            }
-            consumer.assign(list(tps.values()))
-            ranges = await _ranges(consumer, tps, bounds)
+            kinds: dict[TopicPartition, str] = {}
+            for i in EXPLAIN_IDS:
+                name = names[i]
+                if name not in counts:
+                    continue  # an optional topic (REQUIRED_IDS are checked above)
+                if i in GLOBAL_IDS:
+                    kinds.update({TopicPartition(name, p): i for p in range(counts[name])})
+                else:
+                    kinds[TopicPartition(name, partition_of(key, counts[name]))] = i
+            consumer.assign(list(kinds))
+            ranges = await _ranges(consumer, kinds, bounds)
         except KafkaError as exc:
             raise KafkaFailure(f"reading the topics failed: {exc}") from None
-        kinds = {tp: i for i, tp in tps.items()}
-        todo = {tps[i]: end for i, (start, end) in ranges.items() if start < end}
+        todo = {tp: end for tp, (start, end) in ranges.items() if start < end}
         # The end offsets seen at start say when to stop; only an offset bound asked for drops records
         # past them (a time bound filters by timestamp). Tansu 0.6 answers a partition's end as the
         # last BATCH's base offset + 1, so records after the first of a batch produced at once (the
         # demo's requests) lie past that "end", in the batch the last fetch returned.
-        hard = {tps[i]: hi for i, (_, hi) in bounds.offsets.items() if i in tps and hi is not None}
-        for i, (start, _) in ranges.items():
-            consumer.seek(tps[i], start)
+        hard = {
+            tp: bounds.offsets[i][1]
+            for tp, i in kinds.items()
+            if bounds.offsets.get(i, (None, None))[1] is not None
+        }
+        for tp, (start, _) in ranges.items():
+            consumer.seek(tp, start)
         total = sum(end - start for start, end in ranges.values())
         read = 0
         found: list[Record] = []
@@ -115,22 +125,25 @@ async def scan(
                 raise KafkaFailure(f"reading the topics failed: {exc}") from None
             for tp, msgs in batches.items():
                 limit = hard.get(tp)
+                kind = kinds[tp]
+                keyed = kind not in GLOBAL_IDS
                 for msg in msgs:
                     if limit is not None and msg.offset >= limit:
                         break
                     read += 1
-                    if msg.key != key or not _within(msg.timestamp, bounds):
+                    if (keyed and msg.key != key) or not _within(msg.timestamp, bounds, keyed):
                         continue
+                    headers = tuple(msg.headers or ())
                     found.append(
                         Record(
-                            kinds[tp],
+                            kind,
                             tp.topic,
                             tp.partition,
                             msg.offset,
                             msg.timestamp,
                             msg.key,
                             msg.value,
-                            tuple(msg.headers or ()),
+                            headers,
                         )
                     )
             for tp in list(todo):
@@ -138,38 +151,35 @@ async def scan(
                     del todo[tp]
             if progress is not None:
                 progress(Progress(read, total, time.monotonic() - started))
-        return Scan(
-            records=found,
-            partitions={i: (tp.topic, tp.partition) for i, tp in tps.items()},
-            ranges=ranges,
-            scanned=read,
-        )
+        partitions = {i: (tp.topic, -1 if i in GLOBAL_IDS else tp.partition) for tp, i in kinds.items()}
+        return Scan(records=found, partitions=partitions, scanned=read)
     finally:
         await stop_client(consumer)
 
 
 async def _ranges(
-    consumer: AIOKafkaConsumer, tps: dict[str, TopicPartition], bounds: Bounds
-) -> dict[str, tuple[int, int]]:
-    """Offsets ``[from, to)`` to read per catalogue id: the bounds asked for, within what exists."""
-    parts = list(tps.values())
+    consumer: AIOKafkaConsumer, kinds: dict[TopicPartition, str], bounds: Bounds
+) -> dict[TopicPartition, tuple[int, int]]:
+    """Offsets ``[from, to)`` to read per partition: the bounds asked for, within what exists."""
+    parts = list(kinds)
+    keyed = [tp for tp, i in kinds.items() if i not in GLOBAL_IDS]
     firsts = await consumer.beginning_offsets(parts)
     ends = await consumer.end_offsets(parts)
-    since = await _offsets_at(consumer, parts, bounds.since_ms)
+    since = await _offsets_at(consumer, keyed, bounds.since_ms)
     until = await _offsets_at(consumer, parts, bounds.until_ms + 1 if bounds.until_ms is not None else None)
-    out: dict[str, tuple[int, int]] = {}
-    for i, tp in tps.items():
+    out: dict[TopicPartition, tuple[int, int]] = {}
+    for tp, i in kinds.items():
         start, end = firsts[tp], ends[tp]
         if tp in since:
             start = max(start, since[tp] if since[tp] is not None else end)
         if tp in until and until[tp] is not None:
             end = min(end, until[tp])
-        lo, hi = bounds.offsets.get(i, (None, None))
+        lo, hi = bounds.offsets.get(i, (None, None)) if i not in GLOBAL_IDS else (None, None)
         if lo is not None:
             start = max(start, lo)
         if hi is not None:
             end = min(end, hi)
-        out[i] = (start, max(start, end))
+        out[tp] = (start, max(start, end))
     return out
 
 
@@ -198,7 +208,8 @@ async def _offsets_at(
     return out
 
 
-def _within(ts: int, bounds: Bounds) -> bool:
-    if bounds.since_ms is not None and ts < bounds.since_ms:
+def _within(ts: int, bounds: Bounds, keyed: bool = True) -> bool:
+    """Whether a record's timestamp is in the range (a global topic's has no start: see :func:`scan`)."""
+    if keyed and bounds.since_ms is not None and ts < bounds.since_ms:
         return False
     return bounds.until_ms is None or ts <= bounds.until_ms

@@ -159,7 +159,10 @@ def explain(
             out.append(_ended(i, a, steps, nxt))
         elif a.last_status != prev.last_status and a.last_status is not None and not lates:
             rule = Rule.PROGRESS if now_phase is not Phase.ENDED else Rule.AFTER_END
-            out.append(Why(rule, f"{_name(steps, i)}: {_status(prev)} -> {a.last_status.value}", i))
+            text = f"{_name(steps, i)}: {_status(prev)} -> {a.last_status.value}"
+            if a.ended_by is not None and rule is Rule.PROGRESS:
+                text += f" (it already ended {a.ended_by.value}: only its lastStatus changes)"
+            out.append(Why(rule, text, i))
     for cmd in commands:  # a command no rule above explained (a reason this module does not know)
         if cmd.attempt not in explained:
             text = f"-> {cmd.channel.value} attempt {cmd.attempt}, reason {cmd.reason.value}"

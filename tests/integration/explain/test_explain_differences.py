@@ -21,6 +21,7 @@ from stream_app.config import Settings
 from stream_app.contracts import format_ms, to_ms
 from stream_app.contracts.catalogue import CATALOGUE
 from stream_app.demo.run import DEMO_PARTITIONS
+from stream_app.explain import Progress, explain_kafka
 from tests.integration.explain.helpers import Played, explain_json, run_cli
 from tests.support.kafka import create_topics, unique_prefix
 
@@ -176,3 +177,10 @@ def test_missing_topics_and_no_broker_are_one_line_and_exit_2(played: Played) ->
 
 def _plus(rfc3339: str, ms: int) -> str:
     return format_ms(to_ms(datetime.fromisoformat(rfc3339)) + ms)
+
+
+async def test_the_scan_reports_its_progress_up_to_every_record_it_read(played: Played) -> None:
+    seen: list[Progress] = []
+    ex = await explain_kafka(played.settings, played.rows["17"].message_id, progress=seen.append)
+    assert seen and seen[-1].read == ex.scanned and ex.scanned <= seen[-1].total + len(ex.records)
+    assert [p.read for p in seen] == sorted(p.read for p in seen)

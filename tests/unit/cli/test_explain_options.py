@@ -54,3 +54,20 @@ def test_help_teaches_the_timeline_the_export_format_and_the_exit_statuses() -> 
         "1 no record of that messageId",
     ):
         assert needle in text
+
+
+def test_a_long_scan_reports_its_progress_on_stderr_once_a_second() -> None:
+    from stream_app.cli.explain import _Progress
+    from stream_app.explain import Progress
+
+    err = io.StringIO()
+    show = _Progress()
+    with contextlib.redirect_stderr(err):
+        show(Progress(read=5_000, total=120_000, elapsed=0.4))  # a short scan says nothing
+        show(Progress(read=30_000, total=120_000, elapsed=1.1))
+        show(Progress(read=31_000, total=120_000, elapsed=1.5))  # not a second since the last line
+        show(Progress(read=90_000, total=120_000, elapsed=2.2))
+    assert err.getvalue().splitlines() == [
+        "scanning: 30,000 of 120,000 records (25%), 1 s",
+        "scanning: 90,000 of 120,000 records (75%), 2 s",
+    ]

@@ -180,3 +180,17 @@ def test_the_ended_state_is_forgotten_after_its_windows() -> None:
     assert life.now == T0 + SECOND + 24 * HOUR
     assert rules(whys) == [Rule.FORGOTTEN]
     assert life.state is None
+
+
+def test_a_failure_of_an_attempt_already_left_behind_only_records_its_status() -> None:
+    life = Life()
+    life.step(RequestEvent(request(channels=WA_SMS)))
+    life.step(StatusEvent(status("WHATSAPP", "SENT", 0)), T0 + SECOND)
+    life.timer()  # SMS issued, WhatsApp ended TIMEOUT
+    whys = life.step(StatusEvent(status("WHATSAPP", "ERROR", 0)), life.now + SECOND)
+    assert [(w.rule, w.text) for w in whys] == [
+        (
+            Rule.PROGRESS,
+            "WHATSAPP attempt 0: SENT -> ERROR (it already ended TIMEOUT: only its lastStatus changes)",
+        )
+    ]
