@@ -83,6 +83,8 @@ async def scan(
         enable_auto_commit=False,
         client_id="stream-app-explain",
         request_timeout_ms=REQUEST_TIMEOUT_MS,
+        # Under exactly_once an aborted transaction's outputs were never published: not read here.
+        isolation_level="read_committed",
     )
     await start_or_unreachable(consumer.start, consumer.stop, settings.bootstrap_servers)
     try:

@@ -184,3 +184,28 @@ async def test_the_scan_reports_its_progress_up_to_every_record_it_read(played: 
     ex = await explain_kafka(played.settings, played.rows["17"].message_id, progress=seen.append)
     assert seen and seen[-1].read == ex.scanned and ex.scanned <= seen[-1].total + len(ex.records)
     assert [p.read for p in seen] == sorted(p.read for p in seen)
+
+
+def test_offsets_bound_the_scan_and_a_partial_replay_is_not_taken_for_the_truth(played: Played) -> None:
+    # Scenario 16 without WhatsApp's ACCEPTED and SENT (read from the DELIVERED on): the decisions are
+    # the same, but the outcome knows when it was accepted and sent, and the replay cannot.
+    message_id = played.rows["16"].message_id
+    _, whole = explain_json(played, message_id)
+    statuses = [
+        e for e in whole["timeline"] if e["record"] and e["record"]["topic"].endswith("delivery-status")
+    ]
+    delivered = next(e["record"]["offset"] for e in statuses if e["value"]["status"] == "DELIVERED")
+    code, doc = explain_json(played, message_id, "--offsets", f"delivery-status={delivered}:")
+    read = [
+        e["record"]["offset"]
+        for e in doc["timeline"]
+        if e["record"] and "delivery-status" in e["record"]["topic"]
+    ]
+    assert read and min(read) == delivered and len(read) < len(statuses)
+    assert code == 3
+    # (the provider's message id came with the dispatcher's ACCEPTED, left out too)
+    assert sorted(d["detail"].split(":")[0] for d in doc["differences"]) == [
+        "attempts[0].providerMessageId",
+        "attempts[0].statusTimes.ACCEPTED",
+        "attempts[0].statusTimes.SENT",
+    ], doc["differences"]
