@@ -12,8 +12,10 @@ it. Timers fire up to ``horizon_ms`` (the end of the time range asked for, or no
 reported as pending.
 
 Input kinds: :data:`FEEDERS` maps a catalogue id to the step that takes such a record. A new input
-topic (``channel-control``) is one entry there (and one in :mod:`stream_app.explain.records`); until it
-has one, its records are shown in the timeline as not replayed.
+topic is one entry there (and one in :mod:`stream_app.explain.records`); until it has one, its records
+are shown in the timeline as not replayed. For ``channel-control`` (v1.1, a global input keyed by
+channel) the step is the processor's own: apply the record to the task's control view, then step the
+message with the control event, as the processor's sweep of open messages does.
 """
 
 from __future__ import annotations
@@ -68,10 +70,13 @@ _P = 0
 #: Timers fired at one moment at most: a message has one timer, so this only bounds a logic error.
 _MAX_TIMERS = 1000
 
-Feeder = Callable[[PartitionTask, ConsumerRecord, int, Checkpoint], None]
+#: ``(task, record, the message's key, now, checkpoint)``: steps one input record as the processor does.
+Feeder = Callable[[PartitionTask, ConsumerRecord, bytes, int, Checkpoint], None]
 
 
-def _partitioned_input(task: PartitionTask, rec: ConsumerRecord, now: int, ck: Checkpoint) -> None:
+def _partitioned_input(
+    task: PartitionTask, rec: ConsumerRecord, key: bytes, now: int, ck: Checkpoint
+) -> None:
     """A record of a co-partitioned input topic: the processor's ``on_records`` for a batch of one."""
     task.on_records(TopicPartition(rec.topic, rec.partition), [rec], now, ck)
 
@@ -165,7 +170,7 @@ class _Stepper:
             len(rec.value or b""),
             list(rec.headers),
         )
-        feeder(self.task, crec, rec.timestamp_ms, ck)
+        feeder(self.task, crec, self.key, rec.timestamp_ms, ck)
         self.task.store.flush()
         after = self.state()
         outputs = self._outputs(ck.outputs.get(_P, []))

@@ -23,6 +23,7 @@ from stream_app.contracts import (
     Result,
     RetryCommand,
     format_ms,
+    to_ms,
 )
 from stream_app.fallback.state import (
     Attempt,
@@ -42,6 +43,8 @@ from stream_app.fallback.state import (
 )
 
 _SUCCESS_NAMES = {rank: name for name, rank in PROGRESS_RANK.items()}
+#: The inputs of v1; any other event (a v1.1 channel-control record) is named as such.
+_KNOWN_EVENTS = (RequestEvent, CancelEvent, StatusEvent, TimerEvent)
 
 
 class Rule(StrEnum):
@@ -68,6 +71,10 @@ class Rule(StrEnum):
     AFTER_END = "AFTER_END"  # a status after the end, not reported
     FORGOTTEN = "FORGOTTEN"  # dedup and late-status windows over: the messageId is new again
     DEAD_LETTER = "DEAD_LETTER"  # the input is refused (conflict, wrong key, too many held)
+    # v1.1 (quiet hours, channel control): named here so a core that has them is explained whole.
+    SKIPPED = "SKIPPED"  # a step on a closed channel is not issued: the chain moves on at once
+    CONTROL = "CONTROL"  # a channel-control record (inFlight FALLBACK) ended the open attempt
+    DEFERRED = "DEFERRED"  # a step due outside its send window waits for the next opening
     OTHER = "OTHER"  # an attempt end or change this module does not know yet (named by its value)
 
 
@@ -143,6 +150,7 @@ def explain(
     new = after.attempts if after is not None else []
     steps = after.steps if after is not None else ()
     by_attempt = {c.attempt: c for c in commands}
+    by_control = not isinstance(event, _KNOWN_EVENTS)  # a channel-control record (v1.1)
     explained: set[int] = set()  # attempts whose command an attempt end below names
     for i, a in enumerate(new):
         prev = old[i] if i < len(old) else None
@@ -156,17 +164,22 @@ def explain(
             nxt = by_attempt.get(i + 1)
             if nxt is not None:
                 explained.add(i + 1)
-            out.append(_ended(i, a, steps, nxt))
+            out.append(_ended(i, a, steps, nxt, by_control=by_control, deferred=_deferred_wake(after)))
         elif a.last_status != prev.last_status and a.last_status is not None and not lates:
             rule = Rule.PROGRESS if now_phase is not Phase.ENDED else Rule.AFTER_END
             text = f"{_name(steps, i)}: {_status(prev)} -> {a.last_status.value}"
             if a.ended_by is not None and rule is Rule.PROGRESS:
                 text += f" (it already ended {a.ended_by.value}: only its lastStatus changes)"
             out.append(Why(rule, text, i))
-    for cmd in commands:  # a command no rule above explained (a reason this module does not know)
+    for cmd in commands:  # a command no attempt end above explained: a deferred step, or a new rule
         if cmd.attempt not in explained:
             text = f"-> {cmd.channel.value} attempt {cmd.attempt}, reason {cmd.reason.value}"
-            out.append(Why(Rule.OTHER, text, cmd.attempt))
+            deferred_from = getattr(cmd, "deferred_from", None)  # v1.1 RetryCommand.deferredFrom
+            if deferred_from is not None:
+                text += f", deferred from {format_ms(to_ms(deferred_from))} to the send window's opening"
+                out.append(Why(Rule.DEFERRED, text, cmd.attempt))
+            else:
+                out.append(Why(Rule.OTHER, text, cmd.attempt))
 
     for late in lates:
         twice = "the person got it twice (doubleDelivery)" if late.double_delivery else "doubleDelivery false"
@@ -188,12 +201,25 @@ def explain(
     return tuple(out)
 
 
-def _ended(i: int, a: Attempt, steps: tuple[Step, ...], nxt: RetryCommand | None) -> Why:
-    """The rule that ended attempt ``i``, with the next command it led to, if any."""
+def _ended(
+    i: int,
+    a: Attempt,
+    steps: tuple[Step, ...],
+    nxt: RetryCommand | None,
+    *,
+    by_control: bool = False,
+    deferred: int | None = None,
+) -> Why:
+    """The rule that ended attempt ``i``, with the next command (or deferral) it led to, if any."""
     name = _name(steps, i)
     step = steps[i] if i < len(steps) else None
     then = f" -> {nxt.channel.value}, reason {nxt.reason.value}" if nxt is not None else ""
+    if nxt is None and deferred is not None:
+        then = f" -> the next step waits for the send window, until {format_ms(deferred)}"
     end = a.ended_by
+    if end is AttemptEnd.TIMEOUT and by_control:
+        text = f"{name} ended by a channel-control record (inFlight FALLBACK) while {_status(a)}{then}"
+        return Why(Rule.CONTROL, text, i)
     if end is AttemptEnd.TIMEOUT:
         after = (
             f"{_seconds(step.fallback_after_ms)} s" if step and step.fallback_after_ms is not None else "?"
@@ -210,7 +236,17 @@ def _ended(i: int, a: Attempt, steps: tuple[Step, ...], nxt: RetryCommand | None
         return Why(Rule.FLOW_END, f"{name} still {_status(a)} at the flow's end", i)
     if end is AttemptEnd.CANCELLED:
         return Why(Rule.CANCELLED, f"{name} cancelled while {_status(a)}", i)
-    return Why(Rule.OTHER, f"{name} ended {getattr(end, 'value', end)} while {_status(a)}{then}", i)
+    value = getattr(end, "value", end)
+    if value == "SKIPPED":  # v1.1 AttemptEnd.SKIPPED
+        return Why(Rule.SKIPPED, f"{name} skipped: its channel is closed (channel-control){then}", i)
+    return Why(Rule.OTHER, f"{name} ended {value} while {_status(a)}{then}", i)
+
+
+def _deferred_wake(after: FlowState | None) -> int | None:
+    """When the step the send window holds back is issued (v1.1 ``FlowState.deferred``), if any."""
+    deferred = getattr(after, "deferred", None)
+    wake = getattr(deferred, "wake_ms", None)
+    return wake if isinstance(wake, int) else None
 
 
 def _outcome_why(
