@@ -6,10 +6,11 @@ What it staged (commands, outcomes, late statuses, dead letters) is what the pro
 published; :mod:`stream_app.explain.compare` holds it against what it did publish.
 
 Time: an input is stepped at its record's timestamp (the processor steps it at its clock when it
-reads it, a little later); a timer fires at its deadline, the earliest moment the processor's loop
-fires it (``fire_due(now)`` with ``now`` >= the deadline), and before any input stamped at or after
-it. Timers fire up to ``horizon_ms`` (the end of the time range asked for, or now); a later one is
-reported as pending.
+reads it, a little later; like that clock, the replay's never goes back). Each partition's records
+are stepped in offset order, as the processor reads them. A timer fires at its deadline, the
+earliest moment the processor's loop fires it (``fire_due(now)`` with ``now`` >= the deadline), and
+before any input stamped at or after it. Timers fire up to ``horizon_ms`` (the end of the time range
+asked for, or now); a later one is reported as pending.
 
 Input kinds: :data:`FEEDERS` maps a catalogue id to the step that takes such a record. A new input
 topic is one entry there (and one in :mod:`stream_app.explain.records`); until it has one, its records
@@ -20,8 +21,9 @@ message with the control event, as the processor's sweep of open messages does.
 
 from __future__ import annotations
 
+import heapq
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -119,21 +121,35 @@ def replay(settings: Settings, message_id: str, inputs: list[Record], horizon_ms
     """Step ``inputs`` (this message's input records, any order) and the timers due up to ``horizon_ms``."""
     key = message_id.encode()
     names = topic_names(settings)
-    order = {k: n for n, k in enumerate(INPUT_IDS)}
-    ordered = sorted(inputs, key=lambda r: (r.timestamp_ms, order.get(r.kind, len(order)), r.offset))
     with tempfile.TemporaryDirectory(prefix="stream-app-explain-") as tmp:
         store = PartitionStore.open(Path(tmp), names["send_requests"], _P)
         try:
             config = TaskConfig(settings.topics, limits_of(settings), settings.max_request_bytes)
             stepper = _Stepper(PartitionTask(_P, store, config, Metrics()), key, settings)
-            for rec in ordered:
-                stepper.timers_until(rec.timestamp_ms)
-                stepper.input(rec, names[rec.kind])
+            clock = 0
+            for rec in in_order(inputs):
+                # The processor's clock never goes back: a record stamped earlier than the one before
+                # it (another producer's clock) is stepped at the time already reached.
+                clock = max(clock, rec.timestamp_ms)
+                stepper.timers_until(clock)
+                stepper.input(rec, names[rec.kind], clock)
             stepper.timers_until(horizon_ms)
             pending = stepper.state()
             return Replay(stepper.entries, pending.deadline_ms if pending is not None else None, horizon_ms)
         finally:
             store.close()
+
+
+def in_order(inputs: list[Record]) -> Iterator[Record]:
+    """The inputs in the order the processor reads them: each partition in offset order, the
+    partitions interleaved by timestamp (a request before statuses of the same millisecond)."""
+    order = {k: n for n, k in enumerate(INPUT_IDS)}
+    streams: dict[tuple[str, int], list[Record]] = {}
+    for rec in inputs:
+        streams.setdefault((rec.topic, rec.partition), []).append(rec)
+    for stream in streams.values():
+        stream.sort(key=lambda r: r.offset)
+    return heapq.merge(*streams.values(), key=lambda r: (r.timestamp_ms, order.get(r.kind, len(order))))
 
 
 class _Stepper:
@@ -149,11 +165,11 @@ class _Stepper:
         raw = self.task.store.get(self.key)
         return decode_state(raw) if raw is not None else None
 
-    def input(self, rec: Record, topic: str) -> None:
+    def input(self, rec: Record, topic: str, now: int) -> None:
         feeder = FEEDERS.get(rec.kind)
         if feeder is None:
             why = Why(Rule.OTHER, f"shown, not replayed: this build has no replay step for {rec.topic}")
-            self.entries.append(Entry(rec.timestamp_ms, "input", rec, _describe(rec), (why,)))
+            self.entries.append(Entry(now, "input", rec, _describe(rec), (why,)))
             return
         before = self.state()
         ck = Checkpoint()
@@ -170,7 +186,7 @@ class _Stepper:
             len(rec.value or b""),
             list(rec.headers),
         )
-        feeder(self.task, crec, self.key, rec.timestamp_ms, ck)
+        feeder(self.task, crec, self.key, now, ck)
         self.task.store.flush()
         after = self.state()
         outputs = self._outputs(ck.outputs.get(_P, []))
@@ -180,7 +196,7 @@ class _Stepper:
             whys = tuple(Why(Rule.DEAD_LETTER, f"input dead-lettered: {o.reason}") for o in outputs)
         else:
             whys = explain(before, event, after, effects)
-        self.entries.append(Entry(rec.timestamp_ms, "input", rec, _describe(rec), whys, outputs))
+        self.entries.append(Entry(now, "input", rec, _describe(rec), whys, outputs))
 
     def timers_until(self, until_ms: int) -> None:
         for _ in range(_MAX_TIMERS):

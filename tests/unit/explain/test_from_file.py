@@ -191,3 +191,26 @@ def test_published_records_in_the_file_are_checked_and_a_tampered_one_is_flagged
     )
     code, out, _ = explain_cli(bad, "--tolerance", "10")  # the time now within tolerance: the channel stays
     assert code == 3 and "issuedAt" not in out and "channel" in out
+
+
+def test_a_partition_replays_in_offset_order_and_the_clock_never_goes_back(tmp_path: Path) -> None:
+    # The DELIVERED's producer clock is a second behind: it comes after the SENT (offset order) and
+    # is stepped at the SENT's time, as the processor's clock would have it.
+    path = tmp_path / "skew.jsonl"
+    path.write_bytes(
+        b"\n".join(
+            [
+                status(3, T0 + SECOND, "DELIVERED"),
+                line("send-requests", 1, T0, REQUEST),
+                status(2, T0 + 2 * SECOND, "SENT"),
+            ]
+        )
+    )
+    _, out, _ = explain_cli(path, "--json")
+    doc = orjson.loads(out)
+    entries = [(e["record"]["offset"], e["at"], [r["rule"] for r in e["rules"]]) for e in doc["timeline"]]
+    assert entries == [
+        (1, format_ms(T0), ["ACCEPTED", "INITIAL"]),
+        (2, format_ms(T0 + 2 * SECOND), ["PROGRESS"]),
+        (3, format_ms(T0 + 2 * SECOND), ["SUCCESS", "SUCCESS"]),
+    ]
