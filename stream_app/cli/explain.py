@@ -167,10 +167,8 @@ def _run(args: argparse.Namespace) -> int:
         )
         if args.tolerance < 0:
             raise ValueError("--tolerance: must be >= 0")
-        if args.from_file is not None and (args.export is not None or args.offsets or args.since):
-            raise ValueError(
-                "--from-file replays the file as it is: --export, --offsets and --since do not apply"
-            )
+        if args.from_file is not None and (args.export is not None or args.offsets):
+            raise ValueError("--from-file reads no topic: --export and --offsets do not apply to it")
     except ValueError as exc:
         print(f"stream-app: error: {exc}", file=sys.stderr)
         return 2
@@ -178,7 +176,12 @@ def _run(args: argparse.Namespace) -> int:
     try:
         if args.from_file is not None:
             ex = explain_file(
-                settings, args.message_id, args.from_file, tolerance_ms=tolerance, until_ms=bounds.until_ms
+                settings,
+                args.message_id,
+                args.from_file,
+                tolerance_ms=tolerance,
+                since_ms=bounds.since_ms,
+                until_ms=bounds.until_ms,
             )
         else:
             ex = asyncio.run(

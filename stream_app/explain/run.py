@@ -73,17 +73,28 @@ def explain_file(
     path: Path,
     *,
     tolerance_ms: int = DEFAULT_TOLERANCE_MS,
+    since_ms: int | None = None,
     until_ms: int | None = None,
 ) -> Explanation:
     """Explain ``message_id`` from an export file (format: :mod:`stream_app.explain.export`).
 
-    Timers replay up to ``until_ms``, or up to the latest record of the message in the file: a timer
-    the processor fired before the export was taken left a record at least that late.
+    ``since_ms``/``until_ms`` keep only the records of that time range, as on Kafka (a global
+    input's older records still apply). Timers replay up to ``until_ms``, or up to the latest record
+    of the message in the file: a timer the processor fired before the export was taken left a
+    record at least that late.
     """
     records, problems, lines = read_export(path, message_id, settings)
+    in_file = any(r.keyed for r in records)
+    records = [
+        r
+        for r in records
+        if (since_ms is None or not r.keyed or r.timestamp_ms >= since_ms)
+        and (until_ms is None or r.timestamp_ms <= until_ms)
+    ]
     if not any(r.keyed for r in records):
         bad = f"; {len(problems)} line(s) unreadable" if problems else ""
-        raise UnknownMessage(f"no record keyed {message_id!r} in {path} ({lines} lines{bad})")
+        within = " within the time range asked for" if in_file else ""
+        raise UnknownMessage(f"no record keyed {message_id!r} in {path}{within} ({lines} lines{bad})")
     horizon = until_ms if until_ms is not None else max(r.timestamp_ms for r in records if r.keyed)
     where = {r.kind: (r.topic, r.partition if r.keyed else -1) for r in records}
     result = _explain(settings, message_id, str(path), where, lines, records, horizon, tolerance_ms)

@@ -32,7 +32,10 @@ def run(*argv: str) -> tuple[int, str, str]:
         (["--offsets", "nope=1:2"], "--offsets: 'nope=1:2' is not TOPIC=FROM:TO"),
         (["--offsets", "outcomes=a:"], "--offsets: 'outcomes=a:': FROM and TO must be whole numbers"),
         (["--tolerance", "-1"], "--tolerance: must be >= 0"),
-        (["--from-file", "x.jsonl", "--export", "y.jsonl"], "--from-file replays the file as it is"),
+        (
+            ["--from-file", "x.jsonl", "--export", "y.jsonl"],
+            "--from-file reads no topic: --export and --offsets",
+        ),
     ],
 )
 def test_bad_options_are_one_line_and_exit_2(argv: list[str], complaint: str) -> None:

@@ -214,3 +214,25 @@ def test_a_partition_replays_in_offset_order_and_the_clock_never_goes_back(tmp_p
         (2, format_ms(T0 + 2 * SECOND), ["PROGRESS"]),
         (3, format_ms(T0 + 2 * SECOND), ["SUCCESS", "SUCCESS"]),
     ]
+
+
+def test_a_time_range_keeps_only_the_records_in_it_and_ends_the_timers_there(tmp_path: Path) -> None:
+    path = tmp_path / "range.jsonl"
+    path.write_bytes(
+        b"\n".join(
+            [
+                line("send-requests", 1, T0, REQUEST),
+                status(2, T0 + SECOND, "SENT"),
+                status(3, T0 + 3 * HOUR, "DELIVERED", attempt=1, channel="SMS"),
+            ]
+        )
+    )
+    until = format_ms(T0 + HOUR)
+    _, out, _ = explain_cli(path, "--json", "--until", until)
+    doc = orjson.loads(out)
+    assert [e["record"]["offset"] for e in doc["timeline"]] == [1, 2]  # no timer: it is due at 2 h
+    assert (doc["horizon"], doc["pendingTimer"]) == (until, format_ms(T0 + 2 * HOUR))
+    _, out, _ = explain_cli(path, "--json", "--since", format_ms(T0 + HOUR))
+    doc = orjson.loads(out)
+    assert [e["summary"] for e in doc["timeline"]] == ["status SMS DELIVERED, attempt 1"]
+    assert doc["timeline"][0]["rules"][0]["rule"] == "HELD"  # its request is outside the range
