@@ -6,6 +6,7 @@ record timestamps and timer deadlines, the processor from its clock when it ran,
 ``notAfter``, ``completedAt``, ``requestedAt``, ``occurredAt``, ``deferredFrom``, each ``statusTimes``
 entry, ``durationMs``) counts as equal within ``tolerance_ms``. A repeat of a published record that is
 identical to the first is allowed (at-least-once: same commandId, same outcome); one that differs is not.
+Dead letters are shown in the timeline, not compared: the contract promises commands and outcomes.
 """
 
 from __future__ import annotations

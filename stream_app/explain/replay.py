@@ -45,6 +45,7 @@ from stream_app.contracts import (
     format_ms,
     to_ms,
 )
+from stream_app.contracts.catalogue import DEAD_LETTER_HEADERS
 from stream_app.explain.records import INPUT_IDS, Record, topic_names
 from stream_app.fallback import (
     CancelEvent,
@@ -67,6 +68,8 @@ from stream_app.runtime.produce import Out
 from stream_app.runtime.task import PartitionTask, TaskConfig, limits_of
 from stream_app.store import PartitionStore
 
+#: The dead-letter header holding the one-line reason (the first of Kafka Connect's ``__error.*``).
+_REASON = DEAD_LETTER_HEADERS[0]
 #: The replay's one partition: the store and the task are the message's alone, so any number does.
 _P = 0
 #: Timers fired at one moment at most: a message has one timer, so this only bounds a logic error.
