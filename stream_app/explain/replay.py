@@ -111,6 +111,9 @@ class Entry:
     summary: str
     whys: tuple[Why, ...]
     outputs: list[Output] = field(default_factory=list)
+    #: For an input: how long before the message's timer it came (ms), when that timer was armed.
+    #: A short one is a race the processor, reading it a little later, may have seen the other way.
+    before_timer_ms: int | None = None
 
 
 @dataclass(slots=True)
@@ -199,7 +202,9 @@ class _Stepper:
             whys = tuple(Why(Rule.DEAD_LETTER, f"input dead-lettered: {o.reason}") for o in outputs)
         else:
             whys = explain(before, event, after, effects)
-        self.entries.append(Entry(now, "input", rec, _describe(rec), whys, outputs))
+        due = before.deadline_ms if before is not None else None
+        ahead = due - now if due is not None and due >= now else None
+        self.entries.append(Entry(now, "input", rec, _describe(rec), whys, outputs, ahead))
 
     def timers_until(self, until_ms: int) -> None:
         for _ in range(_MAX_TIMERS):

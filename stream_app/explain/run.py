@@ -123,7 +123,21 @@ def _explain(
     result = replay(settings, message_id, inputs, horizon_ms)
     outputs = [o for e in result.entries for o in e.outputs]
     comparison = compare(outputs, published, tolerance_ms)
+    if comparison.differences:
+        problems.extend(_races(result, tolerance_ms))
     return Explanation(message_id, source, where, scanned, records, result, comparison, problems)
+
+
+def _races(result: Replay, tolerance_ms: int) -> list[str]:
+    """Inputs stamped within the tolerance before a timer: the processor, which reads each record a
+    little after its timestamp, may have fired the timer first. A difference there is likely that
+    race, not a bug; say so next to it."""
+    return [
+        f"{e.record.where} came {e.before_timer_ms} ms before the message's timer: the processor may "
+        "have read it after the timer fired (a race within its lag), which would explain a difference"
+        for e in result.entries
+        if e.record is not None and e.before_timer_ms is not None and e.before_timer_ms <= tolerance_ms
+    ]
 
 
 def _range_text(bounds: Bounds) -> str:

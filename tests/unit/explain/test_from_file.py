@@ -169,6 +169,7 @@ def test_published_records_in_the_file_are_checked_and_a_tampered_one_is_flagged
     )
     code, out, _ = explain_cli(good)
     assert code == 0, out
+    assert "a race within" not in out  # said only next to a difference
     assert "= published retry-commands[3]@1 (+40 ms)" in out
     bad = tmp_path / "bad.jsonl"
     cmd["channel"] = "SMS"
@@ -236,3 +237,37 @@ def test_a_time_range_keeps_only_the_records_in_it_and_ends_the_timers_there(tmp
     doc = orjson.loads(out)
     assert [e["summary"] for e in doc["timeline"]] == ["status SMS DELIVERED, attempt 1"]
     assert doc["timeline"][0]["rules"][0]["rule"] == "HELD"  # its request is outside the range
+
+
+def test_a_difference_next_to_a_status_that_raced_a_timer_is_said_to_be_likely_that_race(
+    tmp_path: Path,
+) -> None:
+    # WhatsApp's ERROR is stamped 100 ms before its 2 s fallbackAfter; the processor read it late and
+    # timed the attempt out first (reason TIMEOUT, previous SENT): not a bug, and explain says so.
+    req = {**REQUEST, "channels": [{**REQUEST["channels"][0], "fallbackAfter": 2}, REQUEST["channels"][1]]}
+    base = {"type": "command", "schemaVersion": 1, "messageId": MID, "destination": "+393401234567"}
+    base |= {"simulation": False}
+    not_after = format_ms(T0 + 72 * HOUR)
+    cmd0 = {**base, "commandId": f"{MID}:0", "attempt": 0, "channel": "WHATSAPP", "reason": "INITIAL"}
+    cmd0 |= {"content": {"template": {"id": 42}}, "issuedAt": format_ms(T0), "notAfter": not_after}
+    cmd1 = {**base, "commandId": f"{MID}:1", "attempt": 1, "channel": "SMS", "reason": "TIMEOUT"}
+    cmd1 |= {"content": {"sender": "Shop", "text": "Hello"}, "issuedAt": format_ms(T0 + 2 * SECOND)}
+    cmd1 |= {"notAfter": not_after, "previous": {"attempt": 0, "channel": "WHATSAPP", "status": "SENT"}}
+    path = tmp_path / "race.jsonl"
+    path.write_bytes(
+        b"\n".join(
+            [
+                line("send-requests", 1, T0, req),
+                status(2, T0 + SECOND, "SENT"),
+                status(3, T0 + 1900, "ERROR"),
+                line("retry-commands", 1, T0 + 10, orjson.dumps(cmd0).decode()),
+                line("retry-commands", 2, T0 + 2010, orjson.dumps(cmd1).decode()),
+            ]
+        )
+    )
+    code, out, _ = explain_cli(path)
+    assert code == 3
+    assert f'!!!   command {MID}:1: reason: replay "FAILED", published "TIMEOUT"' in out
+    assert "!!! 2 DIFFERENCE(S)" in out  # the reason, and the status the previous attempt had
+    note = "the processor may have read it after the timer fired (a race within its lag)"
+    assert f"warning: prod.delivery-status[3]@3 came 100 ms before the message's timer: {note}" in out
