@@ -16,7 +16,6 @@ from dataclasses import dataclass
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
-from aiokafka.partitioner import murmur2
 
 from stream_app.admin.connect import REQUEST_TIMEOUT_MS, start_or_unreachable
 from stream_app.admin.errors import KafkaFailure
@@ -25,6 +24,7 @@ from stream_app.contracts import FAILURE_STATUSES, InvalidRecord, LateStatus, Ou
 from stream_app.kafka.clients import stop_client
 from stream_app.kafka.metadata import topic_partitions
 from stream_app.kafka.outage import outage_filter
+from stream_app.kafka.partitioner import partition_of
 from stream_app.kafka.topics import require_topics
 
 #: How long one fetch may wait for new records before the loop looks at ``stop`` again, in ms:
@@ -164,12 +164,6 @@ async def _seek_to_time(consumer: AIOKafkaConsumer, tps: list[TopicPartition], s
             consumer.seek(tp, hit.offset)
     if late:
         await consumer.seek_to_end(*late)
-
-
-def partition_of(key: bytes, partitions: int) -> int:
-    """The partition the Java client's default partitioner (and aiokafka's) gives ``key``."""
-    hashed: int = murmur2(key)
-    return (hashed & 0x7FFFFFFF) % partitions
 
 
 async def _caught_up(consumer: AIOKafkaConsumer, ends: dict[TopicPartition, int]) -> bool:

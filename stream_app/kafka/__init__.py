@@ -7,6 +7,8 @@
   3.7's NETWORK_EXCEPTION on transactional offset commits), installed by :func:`install_fixes`.
 - :mod:`~stream_app.kafka.offsets`: committed offsets that are either known or an error, never a
   silent "none".
+- :mod:`~stream_app.kafka.partitioner`: the partition a messageId key lands on (murmur2, as the Java
+  client), for readers that look up one message.
 """
 
 from stream_app.kafka.compat import install_fixes

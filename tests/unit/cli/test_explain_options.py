@@ -1,0 +1,76 @@
+"""``stream-app explain``'s options: bad ones are refused in one line before anything is read."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+
+import pytest
+
+from stream_app.cli import main
+
+
+def run(*argv: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(["explain", "m-1", "--bootstrap-servers", "127.0.0.1:1", *argv])
+    return code, out.getvalue(), err.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("argv", "complaint"),
+    [
+        (
+            ["--since", "yesterday"],
+            "--since: 'yesterday' is neither an RFC 3339 time nor an age like 30m, 2h, 7d",
+        ),
+        (["--until", "2026-04-09T10:00:00"], "--until: '2026-04-09T10:00:00' needs an offset (Z or +02:00)"),
+        (
+            ["--offsets", "send-requests:5"],
+            "--offsets: 'send-requests:5' is not TOPIC=FROM:TO with TOPIC one of",
+        ),
+        (["--offsets", "nope=1:2"], "--offsets: 'nope=1:2' is not TOPIC=FROM:TO"),
+        (["--offsets", "outcomes=a:"], "--offsets: 'outcomes=a:': FROM and TO must be whole numbers"),
+        (["--tolerance", "-1"], "--tolerance: must be >= 0"),
+        (
+            ["--from-file", "x.jsonl", "--export", "y.jsonl"],
+            "--from-file reads no topic: --export and --offsets",
+        ),
+    ],
+)
+def test_bad_options_are_one_line_and_exit_2(argv: list[str], complaint: str) -> None:
+    code, out, err = run(*argv)
+    assert (code, out) == (2, "")
+    assert err.startswith(f"stream-app: error: {complaint}") and err.count("\n") == 1
+
+
+def test_help_teaches_the_timeline_the_export_format_and_the_exit_statuses() -> None:
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), pytest.raises(SystemExit):
+        main(["explain", "--help"])
+    text = out.getvalue()
+    for needle in (
+        "WHATSAPP attempt 0 still SENT at fallbackAfter 7200 s -> SMS, reason TIMEOUT",
+        "--from-file",
+        '"topic": "send-requests"',
+        "3 the replay and the published records differ",
+        "1 no record of that messageId",
+    ):
+        assert needle in text
+
+
+def test_a_long_scan_reports_its_progress_on_stderr_once_a_second() -> None:
+    from stream_app.cli.explain import _Progress
+    from stream_app.explain import Progress
+
+    err = io.StringIO()
+    show = _Progress()
+    with contextlib.redirect_stderr(err):
+        show(Progress(read=5_000, total=120_000, elapsed=0.4))  # a short scan says nothing
+        show(Progress(read=30_000, total=120_000, elapsed=1.1))
+        show(Progress(read=31_000, total=120_000, elapsed=1.5))  # not a second since the last line
+        show(Progress(read=90_000, total=120_000, elapsed=2.2))
+    assert err.getvalue().splitlines() == [
+        "scanning: 30,000 of 120,000 records (25%), 1 s",
+        "scanning: 90,000 of 120,000 records (75%), 2 s",
+    ]
