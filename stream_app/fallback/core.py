@@ -38,6 +38,21 @@ Choices where CONTRACT.md is silent (each pinned by a test in ``tests/unit/fallb
   each. Both are gathered only while the flow runs and dropped from the state with the outcome.
 - A record whose messageId differs from the stored state's (a producer keyed it wrongly) is
   dead-lettered; the flow is untouched.
+
+v1.1, quiet hours and channel control (``tests/unit/fallback/test_quiet_hours.py`` and
+``test_channel_control.py``):
+
+- Whether a step's channel is closed is decided when the step falls due, before its send window is
+  looked at: a closed step is skipped at once (its attempt's ``issuedAt`` is that moment), and the
+  next step is the one that waits for the window. A step held for the window is checked again at
+  the opening, so a channel closed meanwhile is skipped then.
+- A held step keeps the reason it fell due with (TIMEOUT, FAILED, SKIPPED or INITIAL) and the
+  moment (``deferredFrom``); a wake that finds the window shut again (a processor down past it)
+  waits for the next opening, keeping both.
+- ``CHANNELS_CLOSED`` is the reason of a FAILED outcome whose last step was skipped or cut short by
+  an ``inFlight: FALLBACK`` closure; a last step that failed or timed out on its own gives none.
+- The expiry beats the window: an opening at or after it ends the message at once, EXPIRED with
+  ``OUTSIDE_SEND_WINDOW``; the expiry also beats a closure (no attempt is skipped after it).
 """
 
 from __future__ import annotations
