@@ -149,12 +149,13 @@ _HELD_FULL = f"orphan status dropped: already {MAX_HELD} statuses held for a mes
 class _Ctx:
     """One decision's clock, limits and collected effects."""
 
-    __slots__ = ("controls", "effects", "limits", "now", "opaque")
+    __slots__ = ("any_closed", "controls", "effects", "limits", "now", "opaque")
 
     def __init__(self, now: int, limits: Limits, controls: ControlView) -> None:
         self.now = now
         self.limits = limits
         self.controls = controls
+        self.any_closed = bool(controls.closures)  # nothing closed: the usual case, one test a step
         self.effects: list[Effect] = []
         self.opaque: list[Any] | None = None  # parsed FlowState.opaque, parsed at most once
 
@@ -318,8 +319,9 @@ def _on_request(ctx: _Ctx, st: FlowState | None, req: SendRequest) -> FlowState 
         requested_ms=requested_ms,
         end_ms=end_ms,
         steps=tuple([_step(s) for s in req.channels]),
-        window=None if req.send_window is None else window_of(req.send_window),
     )
+    if req.send_window is not None:
+        flow.window = window_of(req.send_window)
     parts = [req.metadata, *(s.content for s in req.channels)]
     flow.opaque = orjson.dumps(parts)
     ctx.opaque = parts  # already in hand: no need to parse the bytes just written
@@ -553,7 +555,7 @@ def _next_step(
         if ctx.now >= st.end_ms:
             _end(ctx, st, Result.EXPIRED)  # no attempt is issued after the flow's end
             return
-        if ctx.controls.closed(st.steps[n].channel, st.tenant, ctx.now):
+        if ctx.any_closed and ctx.controls.closed(st.steps[n].channel, st.tenant, ctx.now):
             st.attempts.append(Attempt(issued_ms=ctx.now, ended_by=AttemptEnd.SKIPPED))
             reason, closed, due_ms = CommandReason.SKIPPED, True, None
             continue
