@@ -248,3 +248,26 @@ async def test_a_deferred_step_is_a_durable_timer_issued_at_the_opening(
     assert sms["issuedAt"] == format_ms(opening)
     assert sms["deferredFrom"] == format_ms(start + 2_000)
     assert "deferredFrom" not in first
+
+
+async def test_the_table_is_read_before_the_first_timer_fires_after_a_restart(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """A timer overdue at start fires in the first turn: it must already see a closure written meanwhile."""
+    s, reader = await _env(kafka_bootstrap, tmp_path)
+    t = s.topics
+    now = [1_900_000_000_000]
+    async with reader:
+        async with running(s, clock=lambda: now[0]):
+            await publish(
+                s, t.send_requests, [(b"p1", send_request("p1", [("WHATSAPP", 60), ("SMS", None)]))]
+            )
+            await reader.wait(lambda: len(reader.records[t.retry_commands]) >= 1, "attempt 0")
+        await publish(s, t.channel_control, [control("SMS")])  # written while no processor runs
+        now[0] += 3_600_000  # the WhatsApp timer is long overdue at the restart
+        async with running(s, clock=lambda: now[0]):
+            await reader.wait(lambda: len(reader.records[t.outcomes]) >= 1, "the outcome")
+    assert commands(reader, s) == {"p1": [("WHATSAPP", "INITIAL")]}
+    [outcome] = reader.values(t.outcomes)
+    assert (outcome["result"], outcome["reason"]) == ("FAILED", "CHANNELS_CLOSED")
+    assert [a["endedBy"] for a in outcome["attempts"]] == ["TIMEOUT", "SKIPPED"]
