@@ -35,7 +35,7 @@ async def test_start_returns_with_the_whole_table_and_poll_follows_it(
     await setup_topics(s)
     t = s.topics
     # many records over every partition, the last of each key deciding: only a full read gets it right
-    records = []
+    records: list[tuple[bytes, bytes | None]] = []
     for i in range(300):
         records += [rec("WHATSAPP", tenant=f"t{i}"), rec("WHATSAPP", "OPEN", tenant=f"t{i}")]
     records += [rec("RCS"), rec("SMS", tenant="t7"), (b"VIBER", b"not json"), rec("VIBER"), (b"VIBER", None)]
