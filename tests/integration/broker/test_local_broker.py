@@ -89,7 +89,10 @@ def test_binary_that_never_answers_times_out(tmp_path: Path) -> None:
     fake = tmp_path / "tansu"
     fake.write_text("#!/bin/sh\necho 'still booting'\nexec sleep 30\n")
     fake.chmod(0o755)
-    broker = LocalBroker(port=free_port(), binary=fake, start_timeout=0.5)
+    # 127.0.0.2 (loopback too): on 127.0.0.1 another test's broker, started between the port check
+    # and the probe, answered the probe once on a busy machine, and the start "succeeded".
+    host = "127.0.0.2"
+    broker = LocalBroker(host=host, port=free_port(host), binary=fake, start_timeout=0.5)
     started = time.monotonic()
     with pytest.raises(
         BrokerStartError, match=r"did not answer .* within 0.5 s \(last output: still booting\)"
