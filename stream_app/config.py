@@ -31,6 +31,8 @@ class Topics:
     changelog: str
     #: The dispatchers' sent-log, partition p belonging to partition p of retry-commands.
     sentlog: str
+    #: v1.1: channel control (compacted, a global table every processor instance reads whole).
+    channel_control: str
 
     @classmethod
     def of(cls, prefix: str = "", app_id: str = "fallback-processor") -> Topics:
@@ -42,6 +44,7 @@ class Topics:
             dead_letters=f"{prefix}dead-letters",
             changelog=f"{prefix}{app_id}-flows-changelog",
             sentlog=f"{prefix}{app_id}-dispatcher-sentlog",
+            channel_control=f"{prefix}channel-control",
         )
 
 

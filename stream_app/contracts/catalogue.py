@@ -139,6 +139,23 @@ CATALOGUE: tuple[TopicSpec, ...] = (
         value_format="application/octet-stream",
     ),
     TopicSpec(
+        id="channel_control",
+        stem="channel-control",
+        direction="in",
+        key="`CHANNEL` or `tenant/CHANNEL` (UTF-8)",
+        values=("ChannelControl",),
+        co_partitioned=False,
+        # Compacted: a global table, the last record per channel (and tenant) is its state; every
+        # processor instance reads all of it, from the start, whatever the partition count.
+        configs={"cleanup.policy": "compact"},
+        description=(
+            "v1.1: operators (`stream-app channel`) and the dispatcher's circuit breaker close and open "
+            "channels, for one tenant or for all. A global table: every processor instance reads every "
+            "partition of it, from the beginning, before it issues anything."
+        ),
+        headers=(),
+    ),
+    TopicSpec(
         id="changelog",
         stem="{appId}-flows-changelog",
         direction="internal",

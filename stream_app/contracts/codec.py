@@ -10,6 +10,7 @@ from pydantic import BaseModel, Discriminator, Tag, TypeAdapter, ValidationError
 from stream_app.contracts.errors import InvalidRecord
 from stream_app.contracts.models import (
     CancelRequest,
+    ChannelControl,
     DeliveryStatus,
     LateStatus,
     Outcome,
@@ -52,6 +53,7 @@ _OUTCOME = TypeAdapter[Outcome | LateStatus](
 _SEND_VALIDATOR = SendRequest.__pydantic_validator__
 _STATUS = TypeAdapter(DeliveryStatus)
 _COMMAND = TypeAdapter(RetryCommand)
+_CONTROL = TypeAdapter(ChannelControl)
 
 _TAGS = frozenset({"send", "cancel", "outcome", "late-status"})
 
@@ -137,6 +139,19 @@ def decode_status(data: bytes) -> DeliveryStatus:
 def decode_command(data: bytes) -> RetryCommand:
     """A record of ``retry-commands`` (the dispatcher's input)."""
     result: RetryCommand = _decode(_COMMAND, data)
+    return result
+
+
+def decode_control(data: bytes, key: bytes | None = None) -> ChannelControl:
+    """A record of ``channel-control``. With ``key``, it must be the record's own key.
+
+    Compaction keeps the last record per key, so a record under another key than ``CHANNEL`` /
+    ``tenant/CHANNEL`` would outlive the one it meant to replace: it is refused, not guessed at.
+    """
+    result: ChannelControl = _decode(_CONTROL, data)
+    if key is not None and key != result.key.encode():
+        shown = key.decode("utf-8", "replace")[:80]
+        raise InvalidRecord(f"key: must be {result.key!r} for this record, not {shown!r}")
     return result
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import zoneinfo
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
@@ -110,6 +111,8 @@ class CommandReason(StrEnum):
     INITIAL = "INITIAL"
     FAILED = "FAILED"
     TIMEOUT = "TIMEOUT"
+    #: v1.1: the previous step was skipped because its channel was CLOSED (channel control).
+    SKIPPED = "SKIPPED"
 
 
 class Result(StrEnum):
@@ -128,6 +131,53 @@ class AttemptEnd(StrEnum):
     EXPIRED = "EXPIRED"  # the message's ttl / expiresAt / max flow time passed while it was open
     CANCELLED = "CANCELLED"  # the message was cancelled while it was open
     SUPERSEDED = "SUPERSEDED"  # an earlier attempt succeeded while this one was open
+    SKIPPED = "SKIPPED"  # v1.1: its channel was CLOSED when it fell due; no command was issued
+
+
+class EndReason(StrEnum):
+    """The ``reason`` of an Outcome the processor itself gives (a cancel's reason is the cancel's own).
+
+    v1.1: ``OUTSIDE_SEND_WINDOW`` on an EXPIRED outcome whose next step's window opens at or after
+    the expiry; ``CHANNELS_CLOSED`` on a FAILED outcome whose remaining steps are all on closed channels.
+    """
+
+    OUTSIDE_SEND_WINDOW = "OUTSIDE_SEND_WINDOW"
+    CHANNELS_CLOSED = "CHANNELS_CLOSED"
+
+
+class Weekday(StrEnum):
+    """The days a send window may open on, in ``datetime.weekday()`` order (Monday first)."""
+
+    MON = "MON"
+    TUE = "TUE"
+    WED = "WED"
+    THU = "THU"
+    FRI = "FRI"
+    SAT = "SAT"
+    SUN = "SUN"
+
+
+#: Weekday -> ``datetime.weekday()`` number.
+WEEKDAY_NUMBER: dict[Weekday, int] = {day: n for n, day in enumerate(Weekday)}
+
+
+class WindowScope(StrEnum):
+    """Which steps a send window holds back: ``FALLBACK`` (steps after the first) or ``ALL``."""
+
+    FALLBACK = "FALLBACK"
+    ALL = "ALL"
+
+
+class ChannelState(StrEnum):
+    OPEN = "OPEN"
+    CLOSED = "CLOSED"
+
+
+class InFlight(StrEnum):
+    """What closing a channel does to attempts already issued on it."""
+
+    WAIT = "WAIT"  # leave them alone: they run to their own end
+    FALLBACK = "FALLBACK"  # end them at once (TIMEOUT), as if their fallbackAfter had passed
 
 
 def _upper(value: Any) -> Any:
@@ -180,6 +230,32 @@ def _rfc3339_only(value: Any) -> Any:
     return value
 
 
+#: ``HH:MM``, 24-hour local wall-clock time: exactly two digits each, 00:00 to 23:59.
+_CLOCK = re.compile(r"([01][0-9]|2[0-3]):([0-5][0-9])")
+#: IANA names are short ASCII words; anything else is refused before zoneinfo looks for a file.
+_ZONE_NAME = re.compile(r"[A-Za-z0-9_+\-]+(/[A-Za-z0-9_+\-]+)*")
+
+
+def _clock(value: str) -> str:
+    if not _CLOCK.fullmatch(value):
+        raise PydanticCustomError("clock", "must be a local time HH:MM (00:00 to 23:59)")
+    return value
+
+
+def _zone(value: str) -> str:
+    """An IANA timezone the standard library knows (``zoneinfo``: system tz data or ``tzdata``)."""
+    if len(value) <= 64 and _ZONE_NAME.fullmatch(value):
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
+            pass
+        else:
+            return value
+    raise PydanticCustomError(
+        "timezone", "unknown IANA timezone '{value}' (e.g. Europe/Rome)", {"value": value[:64]}
+    )
+
+
 ChannelIn = Annotated[Channel, BeforeValidator(_upper)]
 StatusIn = Annotated[Status, BeforeValidator(_upper)]
 SuccessStatusIn = Annotated[SuccessStatus, BeforeValidator(_upper)]
@@ -227,7 +303,59 @@ class OutputRecord(Record):
     schema_version: Literal[1] = 1
 
 
+Clock = Annotated[
+    str,
+    AfterValidator(_clock),
+    Field(json_schema_extra={"pattern": "^([01][0-9]|2[0-3]):[0-5][0-9]$", "examples": ["09:00"]}),
+]
+ZoneName = Annotated[
+    str,
+    AfterValidator(_zone),
+    Field(json_schema_extra={"description": "an IANA timezone name", "examples": ["Europe/Rome"]}),
+]
+WeekdayIn = Annotated[Weekday, BeforeValidator(_upper)]
+WindowScopeIn = Annotated[WindowScope, BeforeValidator(_upper)]
+ChannelStateIn = Annotated[ChannelState, BeforeValidator(_upper)]
+InFlightIn = Annotated[InFlight, BeforeValidator(_upper)]
+
 # --------------------------------------------------------------------------------------------- inputs
+
+
+class SendWindow(Record):
+    """Quiet hours (v1.1): the local hours in which a step may be issued.
+
+    ``from`` and ``to`` are wall-clock times in ``timezone`` (daylight-saving changes included);
+    ``from`` > ``to`` is a window across midnight (22:00-06:00 opens at 22:00 and closes at 06:00 the
+    next morning). ``days`` names the days on which a window *opens* (default: every day).
+    ``appliesTo`` is ``FALLBACK`` (default: every step but the first) or ``ALL``. The deferral rule
+    itself is :mod:`stream_app.fallback.window`.
+    """
+
+    timezone: ZoneName
+    days: list[WeekdayIn] = Field(default_factory=lambda: list(Weekday), min_length=1, max_length=7)
+    from_: Clock = Field(alias="from")
+    to: Clock
+    applies_to: WindowScopeIn = WindowScope.FALLBACK
+
+    @model_validator(mode="after")
+    def _a_real_window(self) -> SendWindow:
+        if self.from_ == self.to:
+            raise PydanticCustomError(
+                "empty_window", "from and to must differ (a window of no time never opens)"
+            )
+        if len(set(self.days)) != len(self.days):
+            raise PydanticCustomError("repeated_day", "days: a day is named twice")
+        return self
+
+    def wire(self) -> dict[str, Any]:
+        """The JSON form (camelCase, days in the given order): what the fingerprint digests."""
+        return {
+            "timezone": self.timezone,
+            "days": [str(d) for d in self.days],
+            "from": self.from_,
+            "to": self.to,
+            "appliesTo": str(self.applies_to),
+        }
 
 
 class ChannelStep(Record):
@@ -272,6 +400,8 @@ class SendRequest(InputRecord):
     metadata: dict[str, Any] = Field(default_factory=dict)
     requested_at: Timestamp | None = None
     initial_attempt: InitialAttempt | None = None
+    #: v1.1, quiet hours: steps are issued only inside this window (see :class:`SendWindow`).
+    send_window: SendWindow | None = None
 
     @model_validator(mode="after")
     def _ttl_xor_expires(self) -> SendRequest:
@@ -292,7 +422,8 @@ class SendRequest(InputRecord):
         processor's hot path (enums are left to orjson, which writes a StrEnum as its value without
         the cost of ``.value``); a property test holds the two to the same bytes, so stored
         fingerprints keep their meaning. A field added to the model must be added here too (the
-        test fails until it is).
+        test fails until it is). ``sendWindow`` (v1.1) is in the body only when given, so the
+        fingerprints of requests without one, stored before it existed, keep their value.
         """
         initial = self.initial_attempt
         body = {
@@ -319,6 +450,8 @@ class SendRequest(InputRecord):
             if initial is None
             else {"providerMessageId": initial.provider_message_id, "sentAt": utc_text(initial.sent_at)},
         }
+        if self.send_window is not None:
+            body["sendWindow"] = self.send_window.wire()
         return hashlib.blake2b(orjson.dumps(body, option=orjson.OPT_SORT_KEYS), digest_size=16).digest()
 
 
@@ -342,6 +475,34 @@ class DeliveryStatus(InputRecord):
     #: v1.1: the gateway's own word for the status (``RECEIVED`` arrives as SENT, an ``eventType:
     #: DELIVERY`` with statusCode 3 as DELIVERED), kept so nothing the gateway said is lost.
     gateway_status: str | None = Field(default=None, max_length=64)
+
+
+def control_key(channel: Channel, tenant: str | None) -> str:
+    """The key of a ChannelControl record: ``CHANNEL`` or ``tenant/CHANNEL`` (compaction keeps the last)."""
+    return str(channel) if tenant is None else f"{tenant}/{channel}"
+
+
+class ChannelControl(InputRecord):
+    """v1.1, on the compacted ``channel-control`` topic: an operator (or the dispatcher's breaker)
+    closes or opens a channel, for one tenant or for all (``tenant`` null).
+
+    While CLOSED (and before ``until``, if given) a step on the channel is not issued: it ends
+    SKIPPED and the chain moves on. ``inFlight`` FALLBACK also ends attempts already issued on it.
+    The record's key must be :func:`control_key` of its channel and tenant.
+    """
+
+    type: Annotated[Literal["channel-control"], BeforeValidator(_lower)] = "channel-control"
+    channel: ChannelIn
+    tenant: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+    state: ChannelStateIn
+    reason: Annotated[str, Field(max_length=500)] | None = None
+    until: Timestamp | None = None
+    in_flight: InFlightIn = InFlight.WAIT
+    at: Timestamp | None = None
+
+    @property
+    def key(self) -> str:
+        return control_key(self.channel, self.tenant)
 
 
 # -------------------------------------------------------------------------------------------- outputs
@@ -370,6 +531,8 @@ class RetryCommand(OutputRecord):
     simulation: bool = False
     tenant: str | None = None
     campaign_id: str | None = None
+    #: v1.1: the moment the step fell due, when a send window held it back to ``issuedAt``.
+    deferred_from: Timestamp | None = None
 
 
 class AttemptSummary(Record):

@@ -30,13 +30,14 @@ from stream_app.contracts.catalogue import (
     TRACE_HEADER,
     TopicSpec,
 )
-from stream_app.contracts.codec import decode_request, decode_status, to_json
+from stream_app.contracts.codec import decode_control, decode_request, decode_status, to_json
 from stream_app.contracts.models import (
     SCHEMA_VERSION,
     AttemptEnd,
     AttemptSummary,
     CancelRequest,
     Channel,
+    ChannelControl,
     CommandReason,
     DeliveryStatus,
     LateStatus,
@@ -64,7 +65,10 @@ RECORDS: dict[str, tuple[type[BaseModel], JsonSchemaMode, str]] = {
         "validation",
         "A message to deliver through an ordered fallback chain of channels, on send-requests."
         + _CASE_NOTE
-        + " Give `ttl` or `expiresAt`, not both. Unknown fields are ignored.",
+        + " Give `ttl` or `expiresAt`, not both. Unknown fields are ignored. `sendWindow` (v1.1, "
+        "optional): quiet hours; a step falling due outside the window is issued at its next opening "
+        "(`from` > `to` crosses midnight, `days` name the day a window opens, `appliesTo` FALLBACK "
+        "by default or ALL); a bad window is a bad request.",
     ),
     "CancelRequest": (
         CancelRequest,
@@ -79,11 +83,22 @@ RECORDS: dict[str, tuple[type[BaseModel], JsonSchemaMode, str]] = {
         + " Without `attempt` it belongs to the latest attempt on `channel`. `gatewayStatus` (v1.1, "
         "optional) keeps the gateway's own word, e.g. `RECEIVED` for a `status` of `SENT`.",
     ),
+    "ChannelControl": (
+        ChannelControl,
+        "validation",
+        "v1.1: closes or opens a channel for one tenant or for all (`tenant` null), on the compacted "
+        "channel-control topic, keyed `CHANNEL` or `tenant/CHANNEL` (a record under another key is "
+        "dead-lettered). While CLOSED (until `until`, if given) a step on the channel is not issued: "
+        "it ends SKIPPED and the chain moves on; `inFlight` FALLBACK also ends attempts already issued "
+        "on it (TIMEOUT). Channel names are read case-insensitively.",
+    ),
     "RetryCommand": (
         RetryCommand,
         "serialization",
         "One channel attempt to send, on retry-commands. `commandId` is `<messageId>:<attempt>`; "
-        "drop a repeat by it. Absent optional fields are left out, never null.",
+        "drop a repeat by it. Absent optional fields are left out, never null. `reason` SKIPPED (v1.1): "
+        "the previous step's channel was closed; `deferredFrom` (v1.1): the moment the step fell due "
+        "when a send window held it back.",
     ),
     "Outcome": (
         Outcome,
@@ -91,7 +106,10 @@ RECORDS: dict[str, tuple[type[BaseModel], JsonSchemaMode, str]] = {
         "The one final outcome of a message, on outcomes. Absent optional fields are left out, never null. "
         "Each of `attempts` may carry (v1.1) `statusTimes`, the `occurredAt` of the first report of each "
         "progress status of that attempt, and `reasons`, the gateway's reasons of its first failure report "
-        "that gave any (at most 4, each at most 200 characters).",
+        "that gave any (at most 4, each at most 200 characters). v1.1: an attempt may end SKIPPED (its "
+        "channel was closed; no command), and `reason` is OUTSIDE_SEND_WINDOW on an EXPIRED outcome "
+        "whose next step's window opened too late, CHANNELS_CLOSED on a FAILED one whose remaining "
+        "steps were all closed, or a cancel's reason.",
     ),
     "LateStatus": (
         LateStatus,
@@ -202,6 +220,10 @@ def _key_binding(description: str) -> dict[str, Any]:
     }
 
 
+#: Key of each record whose key is not the messageId.
+_KEYS = {"ChannelControl": "`CHANNEL` or `tenant/CHANNEL`, UTF-8: compaction keeps the last record of each"}
+
+
 def _messages() -> dict[str, Any]:
     key = "messageId, UTF-8; murmur2-partitioned so all records of a message share a partition number"
     messages: dict[str, Any] = {
@@ -212,7 +234,7 @@ def _messages() -> dict[str, Any]:
             "contentType": "application/json",
             "headers": {"$ref": "#/components/schemas/TraceHeaders"},
             "payload": {"$ref": f"schemas/{name}.schema.json"},
-            "bindings": _key_binding(key),
+            "bindings": _key_binding(_KEYS.get(name, key)),
             "examples": [_example(name)],
         }
         for name, (_, _, description) in RECORDS.items()
@@ -281,7 +303,19 @@ _INPUT_EXAMPLES: dict[str, dict[str, Any]] = {
         "providerMessageId": "c9a4b32d-5f1e-4c1b-9a57-0d6f1c2b7e11",
         "occurredAt": "2026-04-09T10:15:04+02:00",
     },
+    "ChannelControl": {
+        "type": "channel-control",
+        "channel": "WHATSAPP",
+        "tenant": None,
+        "state": "CLOSED",
+        "reason": "provider outage",
+        "until": "2026-04-09T12:00:00Z",
+        "inFlight": "WAIT",
+        "at": "2026-04-09T10:00:00Z",
+    },
 }
+#: Keys of the input examples that are not keyed by messageId.
+_EXAMPLE_KEYS = {"ChannelControl": "WHATSAPP"}
 
 
 def _output_examples() -> dict[str, BaseModel]:
@@ -364,13 +398,18 @@ def _example(name: str) -> dict[str, Any]:
     """The AsyncAPI Message Example of a record (key in the summary: examples have no key field)."""
     if name in _INPUT_EXAMPLES:
         payload = _INPUT_EXAMPLES[name]
-        decoder = decode_status if name == "DeliveryStatus" else decode_request
-        decoder(orjson.dumps(payload))  # InvalidRecord here means the example broke the contract
+        # InvalidRecord here means the example broke the contract
+        if name == "DeliveryStatus":
+            decode_status(orjson.dumps(payload))
+        elif name == "ChannelControl":
+            decode_control(orjson.dumps(payload), _EXAMPLE_KEYS[name].encode())
+        else:
+            decode_request(orjson.dumps(payload))
     else:
         payload = to_json(_output_examples()[name])
     return {
         "name": f"{name[0].lower()}{name[1:]}Example",
-        "summary": f"key: {payload['messageId']!r}",
+        "summary": f"key: {_EXAMPLE_KEYS.get(name, payload.get('messageId'))!r}",
         "headers": {TRACE_HEADER: _TRACE},
         "payload": payload,
     }
@@ -463,10 +502,10 @@ def asyncapi_document() -> dict[str, Any]:
             "version": f"{SCHEMA_VERSION}.0.0",
             "description": (
                 "Kafka-native multi-channel fallback (WhatsApp -> RCS -> SMS). Operations are seen from the "
-                "processor: it receives send-requests and delivery-status and sends retry-commands, outcomes "
-                "and dead-letters. JSON values are camelCase, carry `schemaVersion: 1` on output, and write "
-                "timestamps as RFC 3339 UTC (`Z`); unknown input fields are ignored. "
-                "See topics/README.md."
+                "processor: it receives send-requests, delivery-status and channel-control and sends "
+                "retry-commands, outcomes and dead-letters. JSON values are camelCase, carry "
+                "`schemaVersion: 1` on output, and write timestamps as RFC 3339 UTC (`Z`); unknown input "
+                "fields are ignored. See topics/README.md."
             ),
         },
         "defaultContentType": "application/json",

@@ -48,6 +48,7 @@ def command(
     simulation: bool,
     tenant: str | None,
     campaign_id: str | None,
+    deferred_from: datetime | None = None,
 ) -> RetryCommand:
     """The RetryCommand of these (already valid) values; ``commandId`` is ``<messageId>:<attempt>``."""
     values = {
@@ -66,6 +67,7 @@ def command(
         "simulation": simulation,
         "tenant": tenant,
         "campaign_id": campaign_id,
+        "deferred_from": deferred_from,
     }
     record = RetryCommand.__new__(RetryCommand)
     _setattr(record, "__dict__", values)
@@ -105,4 +107,6 @@ def encode_command(cmd: RetryCommand) -> bytes:
         body["tenant"] = cmd.tenant
     if cmd.campaign_id is not None:
         body["campaignId"] = cmd.campaign_id
+    if cmd.deferred_from is not None:
+        body["deferredFrom"] = utc_text(cmd.deferred_from)
     return orjson.dumps(body)

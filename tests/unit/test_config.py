@@ -57,6 +57,7 @@ def test_environment_names_of_contract_md() -> None:
         dead_letters="prod.dead-letters",
         changelog="prod.fp-flows-changelog",
         sentlog="prod.fp-dispatcher-sentlog",
+        channel_control="prod.channel-control",
     )
 
 

@@ -171,7 +171,7 @@ def test_command_with_unknown_reason() -> None:
     body["reason"] = "BORED"
     with pytest.raises(InvalidRecord) as info:
         decode_command(orjson.dumps(body))
-    assert info.value.reason == "reason: Input should be 'INITIAL', 'FAILED' or 'TIMEOUT'"
+    assert info.value.reason == "reason: Input should be 'INITIAL', 'FAILED', 'TIMEOUT' or 'SKIPPED'"
 
 
 def test_send_request_output_is_canonical() -> None:

@@ -11,6 +11,7 @@ import pytest
 from stream_app.config import Settings, Topics
 from stream_app.contracts import (
     decode_command,
+    decode_control,
     decode_outcome,
     decode_request,
     decode_status,
@@ -83,10 +84,11 @@ def test_default_partitions_agree_with_settings() -> None:
 
 def test_changelogs_are_compacted_and_the_rest_expire() -> None:
     by_id = {t["id"]: t for t in load("catalogue.json")["topics"]}
-    for compacted in ("changelog", "sentlog"):  # the processor's flows, the dispatchers' sends
+    compacted_ids = ("changelog", "sentlog", "channel_control")  # flows, sends, the control table
+    for compacted in compacted_ids:
         assert by_id[compacted]["configs"] == {"cleanup.policy": "compact"}
     for topic_id, entry in by_id.items():
-        if topic_id not in ("changelog", "sentlog"):
+        if topic_id not in compacted_ids:
             assert entry["configs"]["cleanup.policy"] == "delete", topic_id
             assert int(entry["configs"]["retention.ms"]) >= 3 * 24 * 3600 * 1000, (
                 topic_id
@@ -98,6 +100,7 @@ def test_co_partitioning_matches_the_contract() -> None:
     same_n = {"send_requests", "delivery_status", "retry_commands", "outcomes", "changelog", "sentlog"}
     assert {i for i, t in by_id.items() if t["partitions"] == "N"} == same_n
     assert by_id["dead_letters"]["partitions"] == "any"
+    assert by_id["channel_control"]["partitions"] == "any"  # a global table: read whole by everyone
 
 
 def test_catalogue_values_point_at_existing_schemas() -> None:
@@ -137,6 +140,7 @@ def test_input_schemas_are_validation_mode_and_outputs_serialization_mode() -> N
         "SendRequest": "validation",
         "CancelRequest": "validation",
         "DeliveryStatus": "validation",
+        "ChannelControl": "validation",
         "RetryCommand": "serialization",
         "Outcome": "serialization",
         "LateStatus": "serialization",
@@ -207,6 +211,7 @@ def test_asyncapi_operations_are_the_processors_view() -> None:
     assert actions == {
         "send-requests": "receive",
         "delivery-status": "receive",
+        "channel-control": "receive",
         "retry-commands": "send",
         "outcomes": "send",
         "dead-letters": "send",
@@ -228,7 +233,11 @@ def test_asyncapi_messages_carry_key_and_headers() -> None:
         msg = messages[name]
         assert msg["payload"] == {"$ref": f"schemas/{name}.schema.json"}
         assert msg["headers"] == {"$ref": "#/components/schemas/TraceHeaders"}
-        assert "messageId" in msg["bindings"]["kafka"]["key"]["description"]
+        key = msg["bindings"]["kafka"]["key"]["description"]
+        if name == "ChannelControl":
+            assert "tenant/CHANNEL" in key
+        else:
+            assert "messageId" in key
     assert "traceparent" in schemas["TraceHeaders"]["properties"]
     dead_headers = schemas["DeadLetterHeaders"]["properties"]
     assert set(DEAD_LETTER_HEADERS) | {"traceparent"} == set(dead_headers)
@@ -245,6 +254,9 @@ def test_asyncapi_examples_are_valid_records() -> None:
         "Outcome": decode_outcome,
         "LateStatus": decode_outcome,
     }
+    [control] = messages["ChannelControl"]["examples"]
+    assert control["summary"] == "key: 'WHATSAPP'"
+    assert decode_control(orjson.dumps(control["payload"]), b"WHATSAPP").state == "CLOSED"
     for name, decode in decoders.items():
         [example] = messages[name]["examples"]
         record = decode(orjson.dumps(example["payload"]))
