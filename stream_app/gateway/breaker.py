@@ -16,9 +16,12 @@ circuit (this module)   what the dispatcher publishes  when
                         with a later ``until``
 ======================  ============================  =========================================
 
-What counts (:func:`classify`): a call the gateway failed as a whole (5xx, 408, a timeout, a
+What counts (:func:`classify`), for the channel's send calls and its status look-ups (the dispatcher
+asks the status endpoint, not the send endpoint, after a 5xx that may have sent): a call the gateway
+failed as a whole (5xx, 408, a timeout, a
 connection reset: :class:`~stream_app.gateway.client.Transient`) is a failure. A definitive answer
-about one message (``accepted: false``, a 422, any other 4xx) means the channel is up: a success. A
+about one message (``accepted: false``, a 422, any other 4xx; found or not found on the status
+endpoint) means the channel is up: a success. A
 429, or our own pacing holding a call back, says nothing about the channel: not counted at all.
 
 Hot path: one :meth:`ChannelBreaker.record` per gateway answer; the sliding window is one bucket
@@ -34,7 +37,17 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from stream_app.contracts import Channel
-from stream_app.gateway.client import Accepted, Permanent, RateLimited, Rejected, SendResult, Transient
+from stream_app.gateway.client import (
+    Accepted,
+    Found,
+    NotFound,
+    Permanent,
+    RateLimited,
+    Rejected,
+    SendResult,
+    StatusResult,
+    Transient,
+)
 from stream_app.gateway.settings import BreakerConfig
 
 
@@ -71,12 +84,13 @@ TRANSITIONS: frozenset[tuple[Circuit, Circuit]] = frozenset(
 )
 
 
-def classify(result: SendResult) -> CallOutcome | None:
-    """What one send answer says about its channel: FAILURE, SUCCESS, or None (not counted)."""
+def classify(result: SendResult | StatusResult) -> CallOutcome | None:
+    """What one answer (a send's, or a status look-up's on the channel) says about its channel:
+    FAILURE, SUCCESS, or None (not counted)."""
     match result:
         case Transient():
             return CallOutcome.FAILURE
-        case Accepted() | Rejected() | Permanent():
+        case Accepted() | Rejected() | Permanent() | Found() | NotFound():
             return CallOutcome.SUCCESS
         case RateLimited():
             return None

@@ -18,10 +18,13 @@ from stream_app.gateway.breaker import (
 )
 from stream_app.gateway.client import (
     Accepted,
+    Found,
+    NotFound,
     Permanent,
     RateLimited,
     Rejected,
     SendResult,
+    StatusResult,
     Transient,
 )
 from stream_app.gateway.errors import GatewayConfigError
@@ -76,9 +79,15 @@ def half_open() -> ChannelBreaker:
         # the gateway is up but throttling, or we held the call back: says nothing
         (RateLimited(1.0), None),
         (RateLimited(5.0, held_back=True), None),
+        # status look-ups on the channel (asked instead of a send after a 5xx that may have sent)
+        (Found("SENT", None, (), None, "gw-1"), OK),
+        (NotFound(), OK),
+        (Transient("HTTP 502: bad gateway", maybe_sent=True), FAIL),
     ],
 )
-def test_each_answer_kind_is_classified(result: SendResult, expected: CallOutcome | None) -> None:
+def test_each_answer_kind_is_classified(
+    result: SendResult | StatusResult, expected: CallOutcome | None
+) -> None:
     assert classify(result) is expected
 
 
