@@ -34,6 +34,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
 
 from stream_app.config import Settings
 from stream_app.contracts import (
@@ -146,7 +147,12 @@ class ControlView:
         if not behind:
             self.ready.set()
         while not stop.is_set():
-            batches = await consumer.getmany(timeout_ms=500)
+            try:
+                batches = await consumer.getmany(timeout_ms=500)
+            except KafkaError as exc:  # the broker away: the view waits, the breakers keep counting
+                log.warning("reading channel-control failed (%s); retrying", exc)
+                await asyncio.sleep(1.0)
+                continue
             for tp, records in batches.items():
                 for record in records:
                     self.apply(record.key, record.value)
