@@ -10,8 +10,8 @@ over their own calls, and each reads the whole topic (:class:`ControlView`) befo
 that (:func:`record_for`, pure):
 
 * a trip publishes ``CLOSED`` unless the channel is already closed at least as long (an operator's
-  close, or another dispatcher's trip): the first dispatcher to trip closes it, the others add
-  nothing, and one whose failures outlast it extends ``until``;
+  close, or another dispatcher's trip; within :data:`COVER_SLACK_MS`): the first dispatcher to trip
+  closes it, the others add nothing, and one whose close would last longer extends ``until``;
 * a successful probe publishes ``OPEN`` only over a breaker's own ``CLOSED`` (any dispatcher's,
   recognised by its reason, :data:`BREAKER_REASON`). An operator's close is never lifted by a probe,
   and once one dispatcher has reopened the channel the others' successes add nothing;
@@ -61,6 +61,9 @@ BREAKER_REASON = "circuit breaker"
 PROBE_ID = "breaker-probe"
 #: How long a probe that was rate limited waits before the next one (seconds).
 PROBE_RETRY_S = 5.0
+#: A close that ends no more than this before ours covers it (ms): two dispatchers tripping on one
+#: outage a moment apart publish one CLOSED, not two that differ by milliseconds.
+COVER_SLACK_MS = 5_000
 #: How long a transition waits for the view of channel-control to be read whole before deciding
 #: anyway (a trip in the first seconds of a dispatcher; the topic is small, so this is plenty).
 VIEW_WAIT_S = 10.0
@@ -82,7 +85,7 @@ def record_for(t: Transition, current: ChannelControl | None) -> ChannelControl 
         if (
             current is not None
             and current.state is ChannelState.CLOSED
-            and (current.until is None or to_ms(current.until) >= until_ms)
+            and (current.until is None or to_ms(current.until) >= until_ms - COVER_SLACK_MS)
         ):
             return None  # already closed at least that long, by an operator or a dispatcher
         if t.cause is Cause.TRIPPED:

@@ -80,6 +80,8 @@ def test_a_trip_publishes_closed_with_until_wait_and_the_contract_key() -> None:
         (control("CLOSED", OPERATOR, until=T0 + 3600), False),  # closed longer already
         (control("CLOSED", OPERATOR, until=T0 + 60), False),  # exactly as long
         (control("CLOSED", OPERATOR, until=T0 + 10), True),  # ours is longer: extend it
+        (control("CLOSED", BREAKER, until=T0 + 56), False),  # another dispatcher tripped 4 s before
+        (control("CLOSED", BREAKER, until=T0 + 54), True),  # 6 s shorter: extended
         (control("CLOSED", BREAKER, until=T0 + 120), False),  # another dispatcher tripped first
         (control("CLOSED", BREAKER, until=T0 - 1), True),  # an expired close is an open channel
     ],
