@@ -16,8 +16,9 @@ from stream_app.contracts import schema
 ORDER = 20
 
 DESCRIPTION = """\
-The topics of the contract (send-requests, delivery-status, retry-commands, outcomes, dead-letters
-and the processor's compacted <app-id>-flows-changelog), named with STREAM_APP_TOPIC_PREFIX.
+The topics of the contract (send-requests, delivery-status, retry-commands, outcomes, dead-letters,
+the compacted channel-control table and the compacted <app-id>-flows-changelog and
+<app-id>-dispatcher-sentlog), named with STREAM_APP_TOPIC_PREFIX.
 See topics/README.md for keys, partitioning and retention.
 """
 

@@ -26,6 +26,12 @@ first time is known and bit 4 when reasons follow: an attempt with no facts cost
 with its ACCEPTED and SENT times about seven (a time is stored relative to the attempt's issue, so a
 few bytes rather than eight). Version 2 added those facts (issue 11 item 1, issue 13 item 2).
 
+Version 3 (v1.1, issue 12) is version 2 plus two optional sections after ``opaque``, each present
+when its flag bit is set: the send window (flag 16: zone name, weekday bitmask, ``from`` and ``to``
+in minutes as varints, one byte ``appliesTo`` ALL) and the step it holds back (flag 32:
+``<qq`` due and wake ms, the command reason's code); and the attempt end ``SKIPPED`` (code 7).
+Version 2 bytes are read as they are (no window, nothing deferred).
+
 Version 1, the same without the facts byte and its fields and without the held statuses' reasons,
 is still read (a store or changelog written before the upgrade): its attempts come back with no
 facts. Only the current version is written. A processor of the previous build refuses version 2
@@ -36,13 +42,14 @@ from __future__ import annotations
 
 import struct
 
-from stream_app.contracts import AttemptEnd, Channel, Status
+from stream_app.contracts import AttemptEnd, Channel, CommandReason, Status
 from stream_app.fallback.errors import StateDecodeError
-from stream_app.fallback.state import NO_TIMES, Attempt, FlowState, Held, Phase, Signal, Step
+from stream_app.fallback.state import NO_TIMES, Attempt, Deferred, FlowState, Held, Phase, Signal, Step
+from stream_app.fallback.window import Window
 
-VERSION = 2
+VERSION = 3
 #: Versions this build reads.
-READABLE = (1, 2)
+READABLE = (1, 2, 3)
 
 _HEADER = struct.Struct("<BBBqqqq")
 _Q = struct.Struct("<q")
@@ -52,6 +59,8 @@ _SIMULATION = 1
 _HAS_DEADLINE = 2
 _HAS_TENANT = 4
 _HAS_CAMPAIGN = 8
+_HAS_WINDOW = 16  # version 3
+_HAS_DEFERRED = 32  # version 3
 _HAS_OCCURRED = 1
 _TIME_BITS = 0x0F  # facts byte: bit (rank - 1) per progress status time present
 _HAS_REASONS = 0x10  # facts byte: reasons follow
@@ -78,10 +87,18 @@ _ENDS: tuple[AttemptEnd | None, ...] = (
     AttemptEnd.EXPIRED,
     AttemptEnd.CANCELLED,
     AttemptEnd.SUPERSEDED,
+    AttemptEnd.SKIPPED,  # version 3
+)
+_REASONS: tuple[CommandReason, ...] = (
+    CommandReason.INITIAL,
+    CommandReason.FAILED,
+    CommandReason.TIMEOUT,
+    CommandReason.SKIPPED,
 )
 _CHANNEL_CODE = {c: i for i, c in enumerate(_CHANNELS)}
 _STATUS_CODE = {s: i for i, s in enumerate(_STATUSES)}
 _END_CODE = {e: i for i, e in enumerate(_ENDS)}
+_REASON_CODE = {r: i for i, r in enumerate(_REASONS)}
 
 
 def _varint(out: bytearray, value: int) -> None:
@@ -140,6 +157,8 @@ def encode_state(state: FlowState) -> bytes:
         | (_HAS_DEADLINE if state.deadline_ms is not None else 0)
         | (_HAS_TENANT if state.tenant is not None else 0)
         | (_HAS_CAMPAIGN if state.campaign_id is not None else 0)
+        | (_HAS_WINDOW if state.window is not None else 0)
+        | (_HAS_DEFERRED if state.deferred is not None else 0)
     )
     out = bytearray(
         _HEADER.pack(
@@ -209,6 +228,17 @@ def encode_state(state: FlowState) -> bytes:
         _opt_str(out, sig.provider_message_id)
         _reasons(out, sig.reasons)
     _bytes(out, state.opaque)
+    window = state.window
+    if window is not None:
+        _bytes(out, window.zone.encode())
+        out.append(window.days)
+        _varint(out, window.start)
+        _varint(out, window.stop)
+        out.append(1 if window.applies_all else 0)
+    deferred = state.deferred
+    if deferred is not None:
+        out += _QQ.pack(deferred.due_ms, deferred.wake_ms)
+        out.append(_REASON_CODE[deferred.reason])
     return bytes(out)
 
 
@@ -355,6 +385,23 @@ def _decode(data: bytes, version: int) -> FlowState:
         held.append(Held(signal, until))
     n, pos = _varint_at(data, pos)
     opaque, pos = _chunk_at(data, pos, n)
+    window = None
+    deferred = None
+    if version >= 3:
+        if flags & ~(_SIMULATION | _HAS_DEADLINE | _HAS_TENANT | _HAS_CAMPAIGN | _HAS_WINDOW | _HAS_DEFERRED):
+            raise ValueError(f"unknown flags 0x{flags:02x}")
+        if flags & _HAS_WINDOW:
+            n, pos = _varint_at(data, pos)
+            raw, pos = _chunk_at(data, pos, n)
+            days = data[pos]
+            start, pos = _varint_at(data, pos + 1)
+            stop, pos = _varint_at(data, pos)
+            window = Window(raw.decode(), days, start, stop, bool(data[pos]))
+            pos += 1
+        if flags & _HAS_DEFERRED:
+            due, wake = _QQ.unpack_from(data, pos)
+            deferred = Deferred(due, wake, _REASONS[data[pos + _QQ.size]])
+            pos += _QQ.size + 1
     if pos != len(data):
         raise ValueError(f"{len(data) - pos} trailing bytes")
     return FlowState(
@@ -373,4 +420,6 @@ def _decode(data: bytes, version: int) -> FlowState:
         attempts=attempts,
         held=held,
         opaque=opaque,
+        window=window,
+        deferred=deferred,
     )

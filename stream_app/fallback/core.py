@@ -57,9 +57,12 @@ from stream_app.contracts import (
     AttemptSummary,
     CancelRequest,
     Channel,
+    ChannelState,
     ChannelStep,
     CommandReason,
     DeliveryStatus,
+    EndReason,
+    InFlight,
     LateStatus,
     Outcome,
     PreviousAttempt,
@@ -71,12 +74,15 @@ from stream_app.contracts import (
     to_ms,
     trusted,
 )
+from stream_app.fallback.control import NO_CONTROLS, ControlView
 from stream_app.fallback.state import (
     NO_TIMES,
     Attempt,
     CancelEvent,
+    ControlEvent,
     DeadLetter,
     Decision,
+    Deferred,
     Effect,
     EmitLateStatus,
     EmitOutcome,
@@ -92,6 +98,7 @@ from stream_app.fallback.state import (
     Step,
     seconds_to_ms,
 )
+from stream_app.fallback.window import window_of
 
 #: How far a status moves an attempt on (the one table, in contracts; Status is a str enum).
 ORDER: dict[str, int] = STATUS_ORDER
@@ -127,11 +134,12 @@ _HELD_FULL = f"orphan status dropped: already {MAX_HELD} statuses held for a mes
 class _Ctx:
     """One decision's clock, limits and collected effects."""
 
-    __slots__ = ("effects", "limits", "now", "opaque")
+    __slots__ = ("controls", "effects", "limits", "now", "opaque")
 
-    def __init__(self, now: int, limits: Limits) -> None:
+    def __init__(self, now: int, limits: Limits, controls: ControlView) -> None:
         self.now = now
         self.limits = limits
+        self.controls = controls
         self.effects: list[Effect] = []
         self.opaque: list[Any] | None = None  # parsed FlowState.opaque, parsed at most once
 
@@ -142,17 +150,25 @@ class _Ctx:
         return self.opaque
 
 
-def decide(state: FlowState | None, event: Event, now_ms: int, limits: Limits) -> Decision:
+def decide(
+    state: FlowState | None,
+    event: Event,
+    now_ms: int,
+    limits: Limits,
+    controls: ControlView = NO_CONTROLS,
+) -> Decision:
     """The new state of one message and the effects to produce, given an input at ``now_ms``.
 
-    ``state`` is never modified. ``Decision.state is None`` means: delete the stored state. When
-    nothing changes the very same ``state`` object comes back with no effects.
+    ``controls`` is the channel-control view at that moment (for a ControlEvent: including it);
+    a step on a channel it says is closed is skipped. ``state`` is never modified.
+    ``Decision.state is None`` means: delete the stored state. When nothing changes the very same
+    ``state`` object comes back with no effects.
     """
     if state is not None:
         event_id = _event_message_id(event)
         if event_id is not None and event_id != state.message_id:
             return Decision(state, (DeadLetter(_KEY_MISMATCH),))
-    ctx = _Ctx(now_ms, limits)
+    ctx = _Ctx(now_ms, limits, controls)
     st = _advance(ctx, state.copy() if state is not None else None)
     if isinstance(event, RequestEvent):
         st = _on_request(ctx, st, event.request)
@@ -160,6 +176,8 @@ def decide(state: FlowState | None, event: Event, now_ms: int, limits: Limits) -
         st = _on_cancel(ctx, st, event.cancel)
     elif isinstance(event, StatusEvent):
         st = _on_status(ctx, st, event.status)
+    elif isinstance(event, ControlEvent):
+        st = _on_control(ctx, st, event)
     # A TimerEvent needs nothing more: _advance fires whatever is due at now_ms.
     st = _advance(ctx, st)
 
@@ -210,6 +228,8 @@ def _deadline(st: FlowState, limits: Limits) -> int | None:
     if st.phase is Phase.ENDED:
         return st.completed_ms + max(limits.dedup_ms, limits.late_status_ms)
     due = st.end_ms
+    if st.deferred is not None:
+        return min(due, st.deferred.wake_ms)
     idx = _open_attempt(st)
     if idx is not None:
         after = st.steps[idx].fallback_after_ms
@@ -242,6 +262,12 @@ def _fire(ctx: _Ctx, st: FlowState) -> FlowState | None:
     if ctx.now >= st.end_ms:
         # The flow's end beats a fallback due at the same moment: no attempt after the end.
         _end(ctx, st, Result.EXPIRED, open_end=AttemptEnd.EXPIRED)
+        return st
+    deferred = st.deferred
+    if deferred is not None:
+        # The window opened for the step it held back: issue it (or skip, or defer it again).
+        st.deferred = None
+        _next_step(ctx, st, deferred.reason, due_ms=deferred.due_ms)
         return st
     idx = _open_attempt(st)
     assert idx is not None  # the deadline was this attempt's fallbackAfter
@@ -277,6 +303,7 @@ def _on_request(ctx: _Ctx, st: FlowState | None, req: SendRequest) -> FlowState 
         requested_ms=requested_ms,
         end_ms=end_ms,
         steps=tuple([_step(s) for s in req.channels]),
+        window=None if req.send_window is None else window_of(req.send_window),
     )
     parts = [req.metadata, *(s.content for s in req.channels)]
     flow.opaque = orjson.dumps(parts)
@@ -290,7 +317,7 @@ def _on_request(ctx: _Ctx, st: FlowState | None, req: SendRequest) -> FlowState 
             )
         )
     elif ctx.now < end_ms:
-        _issue(ctx, flow, CommandReason.INITIAL)
+        _next_step(ctx, flow, CommandReason.INITIAL)
     # Statuses that raced ahead of the request apply now, in arrival order.
     for h in held:
         _apply(ctx, flow, h.signal)
@@ -349,13 +376,17 @@ def _apply(ctx: _Ctx, st: FlowState, sig: Signal) -> None:
 
 
 def _locate(st: FlowState, sig: Signal) -> int | None:
-    """The issued attempt a status belongs to; ``None`` for an unknown or not-yet-issued one."""
+    """The issued attempt a status belongs to; ``None`` for an unknown, not-yet-issued or skipped one."""
     if sig.attempt is not None:
-        if sig.attempt < len(st.attempts) and st.steps[sig.attempt].channel == sig.channel:
+        if (
+            sig.attempt < len(st.attempts)
+            and st.steps[sig.attempt].channel == sig.channel
+            and st.attempts[sig.attempt].ended_by is not AttemptEnd.SKIPPED
+        ):
             return sig.attempt
         return None
     for idx in range(len(st.attempts) - 1, -1, -1):
-        if st.steps[idx].channel == sig.channel:
+        if st.steps[idx].channel == sig.channel and st.attempts[idx].ended_by is not AttemptEnd.SKIPPED:
             return idx  # no attempt number: the latest attempt on that channel
     return None
 
@@ -458,17 +489,72 @@ def _ended_status(ctx: _Ctx, st: FlowState, sig: Signal) -> None:
 # ------------------------------------------------------------------------------- attempts and ends
 
 
-def _next_step(ctx: _Ctx, st: FlowState, reason: CommandReason) -> None:
-    """The open attempt just failed or timed out: try the next step, or end the message."""
-    if len(st.attempts) >= len(st.steps):
-        _end(ctx, st, Result.FAILED)  # the last step failed or timed out
-    elif ctx.now >= st.end_ms:
-        _end(ctx, st, Result.EXPIRED)  # no attempt is issued after the flow's end
-    else:
-        _issue(ctx, st, reason)
+def _on_control(ctx: _Ctx, st: FlowState | None, event: ControlEvent) -> FlowState | None:
+    """A channel closed with ``inFlight: FALLBACK`` ends this message's open attempt on it at once.
+
+    As if its fallbackAfter had passed (endedBy TIMEOUT, next reason TIMEOUT). Any other record
+    changes nothing here: the view handed to every decision is what skips the steps still to come.
+    """
+    rec = event.control
+    if st is None or st.phase is not Phase.RUNNING or rec is None:
+        return st
+    if rec.state is not ChannelState.CLOSED or rec.in_flight is not InFlight.FALLBACK:
+        return st
+    if rec.tenant is not None and rec.tenant != st.tenant:
+        return st
+    if rec.until is not None and ctx.now >= to_ms(rec.until):
+        return st  # reopened already
+    idx = _open_attempt(st)
+    if idx is None or st.steps[idx].channel != rec.channel:
+        return st
+    st.attempts[idx] = replace(st.attempts[idx], ended_by=AttemptEnd.TIMEOUT)
+    _next_step(ctx, st, CommandReason.TIMEOUT, closed=True)
+    return st
 
 
-def _issue(ctx: _Ctx, st: FlowState, reason: CommandReason) -> None:
+def _next_step(
+    ctx: _Ctx,
+    st: FlowState,
+    reason: CommandReason,
+    *,
+    closed: bool = False,
+    due_ms: int | None = None,
+) -> None:
+    """Step ``len(st.attempts)`` falls due now: issue it, skip it, hold it for the window, or end.
+
+    ``reason`` is what its command will say; ``due_ms`` is when it first fell due, if a send window
+    held it back until now; ``closed`` says the step before ended because its channel was closed.
+    A step on a closed channel is skipped (an attempt SKIPPED, no command) and the next one falls due
+    at once, with reason SKIPPED; with none left the message ends FAILED, reason CHANNELS_CLOSED.
+    A step outside its send window waits for the next opening (a timer), unless that is at or after
+    the expiry: then the message ends EXPIRED, reason OUTSIDE_SEND_WINDOW.
+    """
+    while True:
+        n = len(st.attempts)
+        if n >= len(st.steps):
+            # The last step failed or timed out, or was skipped / cut short by a closed channel.
+            _end(ctx, st, Result.FAILED, reason=EndReason.CHANNELS_CLOSED if closed else None)
+            return
+        if ctx.now >= st.end_ms:
+            _end(ctx, st, Result.EXPIRED)  # no attempt is issued after the flow's end
+            return
+        if ctx.controls.closed(st.steps[n].channel, st.tenant, ctx.now):
+            st.attempts.append(Attempt(issued_ms=ctx.now, ended_by=AttemptEnd.SKIPPED))
+            reason, closed, due_ms = CommandReason.SKIPPED, True, None
+            continue
+        window = st.window
+        if window is not None and window.applies(n) and not window.is_open(ctx.now):
+            wake = window.next_opening(ctx.now)
+            if wake >= st.end_ms:
+                _end(ctx, st, Result.EXPIRED, reason=EndReason.OUTSIDE_SEND_WINDOW)
+                return
+            st.deferred = Deferred(ctx.now if due_ms is None else due_ms, wake, reason)
+            return
+        _issue(ctx, st, reason, due_ms)
+        return
+
+
+def _issue(ctx: _Ctx, st: FlowState, reason: CommandReason, due_ms: int | None = None) -> None:
     n = len(st.attempts)
     step = st.steps[n]
     previous = None
@@ -490,6 +576,7 @@ def _issue(ctx: _Ctx, st: FlowState, reason: CommandReason) -> None:
         simulation=st.simulation,
         tenant=st.tenant,
         campaign_id=st.campaign_id,
+        deferred_from=None if due_ms is None else from_ms(due_ms),
     )
     st.attempts.append(Attempt(issued_ms=ctx.now))
     ctx.effects.append(SendCommand(command))
@@ -545,6 +632,8 @@ def _end(
     st.campaign_id = None
     st.opaque = b""
     st.held = []
+    st.window = None
+    st.deferred = None
     # The per-attempt facts were for this outcome only: the ended state keeps what late statuses need.
     st.attempts = [_bare(a) for a in st.attempts]
     ctx.opaque = None

@@ -16,6 +16,8 @@ from stream_app.contracts import (
     AttemptEnd,
     CancelRequest,
     Channel,
+    ChannelControl,
+    CommandReason,
     DeliveryStatus,
     LateStatus,
     Outcome,
@@ -23,6 +25,7 @@ from stream_app.contracts import (
     SendRequest,
     Status,
 )
+from stream_app.fallback.window import Window
 
 
 def seconds_to_ms(seconds: float) -> int:
@@ -108,6 +111,16 @@ class Held:
     until_ms: int
 
 
+@dataclass(frozen=True, slots=True)
+class Deferred:
+    """A step held back by the send window (v1.1): it fell due at ``due_ms`` with ``reason`` and is
+    issued at ``wake_ms``, the window's next opening then (a timer like any other)."""
+
+    due_ms: int
+    wake_ms: int
+    reason: CommandReason
+
+
 @dataclass(slots=True)
 class FlowState:
     """Everything the core remembers about one messageId.
@@ -133,6 +146,9 @@ class FlowState:
     held: list[Held] = field(default_factory=list)
     # orjson of [metadata, content_0, content_1, ...]; b"" once ENDED (nothing opaque is needed then).
     opaque: bytes = b""
+    #: v1.1: the request's send window (dropped at the end), and the step it holds back, if any.
+    window: Window | None = None
+    deferred: Deferred | None = None
 
     def copy(self) -> FlowState:
         """A copy safe to change: the lists are new, their (frozen) items are shared."""
@@ -152,6 +168,8 @@ class FlowState:
             attempts=list(self.attempts),
             held=list(self.held),
             opaque=self.opaque,
+            window=self.window,
+            deferred=self.deferred,
         )
 
 
@@ -184,7 +202,20 @@ class TimerEvent:
     """The message's one timer came due (or might have: the core re-checks against ``now_ms``)."""
 
 
-Event = RequestEvent | CancelEvent | StatusEvent | TimerEvent
+@dataclass(frozen=True, slots=True)
+class ControlEvent:
+    """A ChannelControl record (v1.1), offered to each message it may concern.
+
+    ``key`` is the record's key; ``control`` is ``None`` for a tombstone. The view passed to
+    :func:`decide` with it already includes it. Only a CLOSED record with ``inFlight`` FALLBACK
+    changes a message: its open attempt on that channel ends at once.
+    """
+
+    key: str
+    control: ChannelControl | None
+
+
+Event = RequestEvent | CancelEvent | StatusEvent | TimerEvent | ControlEvent
 
 # ------------------------------------------------------------------------------------------ effects
 

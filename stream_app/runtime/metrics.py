@@ -75,6 +75,22 @@ class Metrics:
             ["kind"],
             registry=r,
         )
+        self.control_records = Counter(
+            "stream_app_channel_control_records",
+            "channel-control records applied, by kind: closed, open, tombstone, invalid",
+            ["kind"],
+            registry=r,
+        )
+        self.channels_closed = Gauge(
+            "stream_app_channels_closed",
+            "Entries of the channel-control table that close a channel (some may be past their until)",
+            registry=r,
+        )
+        self.sweep_flows = Counter(
+            "stream_app_channel_control_sweep_flows",
+            "Flows examined by inFlight FALLBACK sweeps of the owned partitions' stores",
+            registry=r,
+        )
         self.errors = Counter(
             "stream_app_loop_errors", "Loop turns that failed and were retried", ["kind"], registry=r
         )

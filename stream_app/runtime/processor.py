@@ -11,6 +11,10 @@ One asyncio task runs every turn of the loop (DESIGN.md rules 3-6):
    (or one transaction per partition), then each store's flush. A crash at any point can therefore
    only repeat an effect (same commandId / same outcome), never lose one.
 
+Channel control (v1.1): before the group consumer subscribes, :class:`~.control.ControlTable`
+reads the whole ``channel-control`` table; each turn then applies what arrived since, before the
+batch's records and timers, and advances the ``inFlight: FALLBACK`` sweeps (:mod:`.control`).
+
 The rest of the runtime, one concern a module: ``task`` (one partition's step), ``checkpoint`` (what
 a turn stages and its commit in both guarantees), ``produce`` (batches to the producer),
 ``positions`` (the skip guard), ``restore`` (step 1's replay), ``topology`` (co-partitioning),
@@ -52,6 +56,7 @@ from stream_app.runtime.clients import (
     restore_consumer,
     transactional_producer,
 )
+from stream_app.runtime.control import ControlTable
 from stream_app.runtime.errors import NotCoPartitioned
 from stream_app.runtime.inputs import admit, put_back
 from stream_app.runtime.logs import LOGGER, log
@@ -126,6 +131,8 @@ class Processor:
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
         self._restorer: AIOKafkaConsumer | None = None
+        #: The channel-control table (v1.1), read whole before any partition is processed.
+        self.control = ControlTable(settings, self.metrics, exactly_once=self.exactly_once)
         self._revoking = False
         self._assigned = asyncio.Event()  # set by an assignment, cleared by a revoke
         #: Expected next offset of every input partition whose store is restored (the skip guard).
@@ -212,6 +219,9 @@ class Processor:
         await self.producer.start()
         self._restorer = restore_consumer(s, self.exactly_once)
         await self._restorer.start()
+        # The control table first: no partition is restored, no timer fires and no record is
+        # decided before the channels closed at start are known.
+        await self.control.start()
         self.consumer.subscribe(
             [self.topics.send_requests, self.topics.delivery_status], listener=_Listener(self)
         )
@@ -230,6 +240,7 @@ class Processor:
             self._close_store(p)
         for p in list(self.txn_producers):
             await self._stop_txn_producer(p)
+        await self.control.stop()
         for client in (self._consumer, self._producer, self._restorer):
             if client is not None:
                 await stop_client(client)
@@ -290,6 +301,7 @@ class Processor:
         task = self.tasks.pop(p, None)
         if task is not None:
             task.store.close()
+        self.control.partition_lost(p)
         for topic in (self.topics.send_requests, self.topics.delivery_status):
             self.positions.forget(TopicPartition(topic, p))
 
@@ -328,8 +340,11 @@ class Processor:
             metrics=self.metrics,
             trust_list_offsets=self._trust_list_offsets,
         )
+        now = self.clock()
         for p, store in stores.items():
-            self.tasks[p] = PartitionTask(p, store, self.task_config, self.metrics)
+            task = self.tasks[p] = PartitionTask(p, store, self.task_config, self.metrics)
+            task.controls = self.control.view
+            self.control.partition_gained(p, now)
             self.metrics.pending_timers.labels(str(p)).set(store.pending_count())
         for tp in inputs:
             off = committed[tp]
@@ -387,6 +402,8 @@ class Processor:
             await self._stop_txn_producer(p)
 
     def _wait_ms(self, now: int) -> int:
+        if self.control.sweeps:
+            return 0  # a FALLBACK sweep has work for this very turn
         wait = MAX_WAIT_MS
         for store in self.stores.values():
             nxt = store.next_deadline()
@@ -421,6 +438,11 @@ class Processor:
             return
         started = time.monotonic()
         now = self.clock()
+        if await self.control.poll(
+            now, set(self.tasks), self.partitions, self.producer, self.topics.dead_letters
+        ):
+            for task in self.tasks.values():
+                task.controls = self.control.view
         ck = Checkpoint(generation)
         taken: list[TopicPartition] = []
         for tp, records in batch.items():
@@ -433,6 +455,8 @@ class Processor:
             # inside the fetch, so only a hole between fetches is checked by the next _admit().
             self.positions.advance(tp, await consumer.position(tp))
         fired = self._fire_timers(now, ck)
+        if self.control.sweeps:
+            self.control.run_sweeps(self.tasks, now, ck)
         if not ck.empty():
             processed = time.monotonic()
             await self._complete(ck)

@@ -24,7 +24,9 @@ from stream_app.contracts import InvalidRecord, SendRequest, decode_request, dec
 from stream_app.contracts.headers import Headers, copied_headers, dead_letter_headers
 from stream_app.contracts.trusted import encode_command
 from stream_app.fallback import (
+    NO_CONTROLS,
     CancelEvent,
+    ControlView,
     DeadLetter,
     EmitLateStatus,
     EmitOutcome,
@@ -80,6 +82,8 @@ class PartitionTask:
         t, same = config.topics, config.same_partitions
         self._cmd_p = p if t.retry_commands in same else None
         self._out_p = p if t.outcomes in same else None
+        #: The channel-control view every decision of this partition sees (set by the processor).
+        self.controls: ControlView = NO_CONTROLS
 
     # ------------------------------------------------------------------------------------ inputs
 
@@ -157,10 +161,13 @@ class PartitionTask:
             return False  # deleted since the index named it
         try:
             state = None if old is None else decode_state(old)
-            decision = decide(state, event, now, self.config.limits)
+            decision = decide(state, event, now, self.config.limits, self.controls)
         except Exception as exc:  # a core bug must cost one record, never the loop
             error = f"{type(exc).__name__}: {exc}"
-            if rec is None:
+            if rec is None and not isinstance(event, TimerEvent):
+                # A channel-control sweep's step: logged; the flow's own timer still runs.
+                log(logging.ERROR, "control_step_failed", partition=self.p, key=_text(key), error=error)
+            elif rec is None:
                 log(logging.ERROR, "timer_failed", partition=self.p, key=_text(key), error=error)
                 assert old is not None
                 ck.changed(self.p, key, store.put(key, old, None))

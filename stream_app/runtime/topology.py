@@ -23,13 +23,13 @@ def check_topics(topics: Topics, counts: dict[str, int], bootstrap: str) -> int:
     """The common partition count of the co-partitioned topics, or a one-line refusal.
 
     ``counts`` is every topic on the broker with its partition count. The rule is every service's
-    (:func:`stream_app.kafka.topics.require_topics`): here, the outputs must exist and both inputs
-    and the changelog must share one count.
+    (:func:`stream_app.kafka.topics.require_topics`): here, the outputs and ``channel-control`` (any
+    count) must exist and both inputs and the changelog must share one count.
     """
     require_topics(
         counts,
         bootstrap,
-        [topics.retry_commands, topics.outcomes, topics.dead_letters],
+        [topics.retry_commands, topics.outcomes, topics.dead_letters, topics.channel_control],
         together=[topics.send_requests, topics.delivery_status, topics.changelog],
     )
     return counts[topics.send_requests]

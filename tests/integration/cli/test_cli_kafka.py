@@ -98,6 +98,7 @@ def all_names(settings: Settings) -> list[str]:
         t.dead_letters,
         t.changelog,
         t.sentlog,
+        t.channel_control,
     ]
 
 
@@ -114,7 +115,7 @@ def test_topics_create_makes_every_topic_under_the_prefix_and_is_idempotent(
     assert env.topics.changelog == f"{env.topic_prefix}fallback-processor-flows-changelog"
     for name in names:
         assert f"created  {name} (3 partitions, replication 1)" in out
-    assert out.rstrip().endswith(f"7 created, 0 already there on {env.bootstrap_servers}")
+    assert out.rstrip().endswith(f"8 created, 0 already there on {env.bootstrap_servers}")
     assert topic_partitions(env.bootstrap_servers, names) == dict.fromkeys(names, 3)
     assert topic_config(env.bootstrap_servers, env.topics.changelog)["cleanup.policy"] == "compact"
     assert topic_config(env.bootstrap_servers, env.topics.outcomes)["retention.ms"] == str(
@@ -126,7 +127,7 @@ def test_topics_create_makes_every_topic_under_the_prefix_and_is_idempotent(
     assert "created " not in out
     for name in names:
         assert f"exists   {name} (3 partitions)" in out
-    assert out.rstrip().endswith("0 created, 7 already there on " + env.bootstrap_servers)
+    assert out.rstrip().endswith("0 created, 8 already there on " + env.bootstrap_servers)
 
 
 def test_topics_create_takes_partitions_from_the_environment(
@@ -160,7 +161,7 @@ def test_topics_create_without_a_count_follows_existing_topics_loudly(
     asyncio.run(create_topics(env.bootstrap_servers, [env.topics.delivery_status], partitions=2))
     code, out, err = cli(capsys, "topics", "create")
     assert code == 0
-    assert "6 created, 1 already there" in out
+    assert "7 created, 1 already there" in out
     assert err.count("\n") == 1
     assert err.startswith("stream-app: warning: existing co-partitioned topics have 2 partitions, not 12: ")
     assert f"If {env.topics.delivery_status} were created by accident" in err
@@ -180,7 +181,7 @@ def test_topics_create_warns_about_an_existing_changelog_that_is_not_compacted(
         "existing topics are left as they are: change it with kafka-configs.sh --alter --entity-type topics "
         f"--entity-name {env.topics.changelog} --add-config cleanup.policy=compact\n"
     )
-    assert "6 created, 1 already there" in out
+    assert "7 created, 1 already there" in out
     # the topics it created itself have the catalogue's policy, so a second run is quiet about them
     assert cli(capsys, "topics", "create")[2].count("warning") == 1
 

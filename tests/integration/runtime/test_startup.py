@@ -37,7 +37,8 @@ async def test_unequal_partition_counts_are_refused(kafka_bootstrap: str, tmp_pa
     t = s.topics
     await create_topics(kafka_bootstrap, [t.send_requests, t.changelog], partitions=3)
     await create_topics(kafka_bootstrap, [t.delivery_status], partitions=2)
-    await create_topics(kafka_bootstrap, [t.retry_commands, t.outcomes, t.dead_letters], partitions=3)
+    others = [t.retry_commands, t.outcomes, t.dead_letters, t.channel_control]
+    await create_topics(kafka_bootstrap, others, partitions=3)
     with pytest.raises(PartitionMismatch) as err:
         await run_processor(s)
     assert f"{t.delivery_status}=2" in str(err.value) and f"{t.send_requests}=3" in str(err.value)

@@ -12,6 +12,7 @@ from typing import Any
 
 from stream_app.contracts import (
     CancelRequest,
+    ChannelControl,
     DeliveryStatus,
     LateStatus,
     Outcome,
@@ -21,7 +22,10 @@ from stream_app.contracts import (
     to_ms,
 )
 from stream_app.fallback import (
+    NO_CONTROLS,
     CancelEvent,
+    ControlEvent,
+    ControlView,
     DeadLetter,
     Effect,
     EmitLateStatus,
@@ -87,6 +91,11 @@ def status(
     return DeliveryStatus.model_validate(body)
 
 
+def closing(channel: str, **fields: Any) -> ChannelControl:
+    """A ChannelControl record from camelCase JSON fields (state CLOSED unless given)."""
+    return ChannelControl.model_validate({"channel": channel, "state": "CLOSED", **fields})
+
+
 def cancel(message_id: str = "msg-1", reason: str | None = None) -> CancelRequest:
     return CancelRequest(type="cancel", message_id=message_id, reason=reason)
 
@@ -100,11 +109,14 @@ class Driver:
         self.state: FlowState | None = None
         self.effects: list[Effect] = []
         self.roundtrip = roundtrip  # store the state as bytes between inputs, like the store does
+        self.controls: ControlView = NO_CONTROLS  # the channel-control view, as the runtime keeps it
 
     # ---------------------------------------------------------------------------------- inputs
 
     def feed(self, event: Event) -> tuple[Effect, ...]:
-        decision = decide(self.state, event, self.now, self.limits)
+        if isinstance(event, ControlEvent):  # the runtime's order: into the view, then to the message
+            self.controls = self.controls.apply(event.key, event.control)
+        decision = decide(self.state, event, self.now, self.limits, self.controls)
         new = decision.state
         if new is not None and self.roundtrip:
             data = encode_state(new)
@@ -122,6 +134,13 @@ class Driver:
 
     def stop(self, c: CancelRequest) -> tuple[Effect, ...]:
         return self.feed(CancelEvent(c))
+
+    def control(self, record: ChannelControl | None, key: str | None = None) -> tuple[Effect, ...]:
+        """A channel-control record (``None``: a tombstone of ``key``): into the view, then to the message."""
+        if key is None:
+            assert record is not None
+            key = record.key
+        return self.feed(ControlEvent(key, record))
 
     def tick(self) -> tuple[Effect, ...]:
         return self.feed(TimerEvent())

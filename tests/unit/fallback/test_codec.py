@@ -6,16 +6,18 @@ from dataclasses import replace
 
 import pytest
 
-from stream_app.contracts import AttemptEnd, Channel, Status
+from stream_app.contracts import AttemptEnd, Channel, CommandReason, Status
 from stream_app.fallback import (
     NO_TIMES,
     Attempt,
+    Deferred,
     FlowState,
     Held,
     Phase,
     Signal,
     StateDecodeError,
     Step,
+    Window,
     decode_state,
     encode_state,
 )
@@ -118,7 +120,7 @@ def test_trailing_bytes_are_refused() -> None:
 
 def test_unknown_version_is_refused_with_its_number() -> None:
     data = encode_state(three_step_pending(content=False))
-    with pytest.raises(StateDecodeError, match=r"unknown version 9; this build reads versions 1, 2$"):
+    with pytest.raises(StateDecodeError, match=r"unknown version 9; this build reads versions 1, 2, 3$"):
         decode_state(b"\x09" + data[1:])
 
 
@@ -212,7 +214,7 @@ def test_a_version_1_state_is_rewritten_as_the_current_version() -> None:
     """What the processor does with an old state it reads: decide, then store the new bytes."""
     st = decode_state(V1_HOLDING)
     data = encode_state(st)
-    assert data[0] == VERSION == 2 and decode_state(data) == st
+    assert data[0] == VERSION == 3 and decode_state(data) == st
     for old in (V1_PENDING, V1_ENDED):
         again = encode_state(decode_state(old))
         assert decode_state(again) == decode_state(old)
@@ -230,4 +232,55 @@ def test_unknown_codes_are_refused() -> None:
     data = bytearray(encode_state(st))
     data[1] = 7  # phase
     with pytest.raises(StateDecodeError):
+        decode_state(bytes(data))
+
+
+# ------------------------------------------------------------ version 3: send window, deferral, SKIPPED
+
+# Bytes written by the version 2 codec (the build before issue 12), kept verbatim: the pending flow of
+# three_step_pending(content=False).
+V2_PENDING = bytes.fromhex(
+    "02010e603758719d010000a00f4f719d01000020fe85719d0100000000000000000000105de05fb10183287ffe530a83d7f644"
+    "6c1974786e2d6e6f7469666963612d32303236303430392d3030310d2b3339333430313233343536370f62616e63612d616472"
+    "6961746963610b74786e2d323032362d3034030003c1cf240103e1a71202030001a00f4f719d01000002001b77616d69642e48"
+    "42674c4d7a6b7a4e4441784d6a4d304e5459330200000d5b7b7d2c7b7d2c7b7d2c7b7d5d"
+)
+
+
+def test_version_2_states_still_decode_with_no_window() -> None:
+    old = decode_state(V2_PENDING)
+    assert old == three_step_pending(content=False)
+    assert old.window is None and old.deferred is None
+    again = encode_state(old)
+    assert again[0] == 3 and again[1:] == V2_PENDING[1:]  # nothing new to say: same layout
+    for cut in range(len(V2_PENDING)):
+        with pytest.raises(StateDecodeError, match=r"^flow state: "):
+            decode_state(V2_PENDING[:cut])
+
+
+def test_window_deferral_and_skipped_attempts_round_trip() -> None:
+    st = FlowState(
+        phase=Phase.RUNNING,
+        message_id="m",
+        deadline_ms=T0 + HOUR,
+        tenant="acme",
+        steps=(Step(Channel.WHATSAPP, 600_000, 3), Step(Channel.RCS, None, 3), Step(Channel.SMS, None, 3)),
+        attempts=[Attempt(T0, Status.SENT, AttemptEnd.TIMEOUT), Attempt(T0 + 1, None, AttemptEnd.SKIPPED)],
+        window=Window("America/Argentina/Buenos_Aires", 0b1011111, 22 * 60 + 30, 6 * 60 + 15, True),
+        deferred=Deferred(T0 + 1, T0 + HOUR, CommandReason.SKIPPED),
+    )
+    data = encode_state(st)
+    assert decode_state(data) == st
+    for reason in CommandReason:
+        other = replace(st, window=None, deferred=Deferred(-5, 10**13, reason))
+        assert decode_state(encode_state(other)) == other
+    for cut in range(len(data)):
+        with pytest.raises(StateDecodeError, match=r"^flow state: "):
+            decode_state(data[:cut])
+
+
+def test_unknown_flags_of_version_3_are_refused() -> None:
+    data = bytearray(encode_state(FlowState(phase=Phase.RUNNING, message_id="m")))
+    data[2] |= 0x40
+    with pytest.raises(StateDecodeError, match="unknown flags 0x40"):
         decode_state(bytes(data))

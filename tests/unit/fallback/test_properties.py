@@ -8,6 +8,8 @@ timer effects mirror ``deadline_ms``), then fires timers until the state is gone
 - commandIds are ``<messageId>:<attempt>``, unique and consecutive within each accepted flow;
 - no timer outlives its message: the state is eventually deleted;
 - replaying the same inputs gives byte-identical effects (with or without the store round trip);
+- (v1.1) no command goes out outside its send window, nor on a channel the control view says is
+  closed at that moment; a skipped attempt has no command, and its number is not reused;
 - an outcome attempt's ``statusTimes`` name only progress statuses, in progress order, and its
   ``reasons`` come only from failure reports (statuses here carry ``occurredAt`` and ``reasons`` now
   and then, so the per-attempt facts go through the store round trip too).
@@ -21,10 +23,20 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as s
 
-from stream_app.contracts import AttemptEnd, Result, format_ms, to_ms
+from stream_app.contracts import (
+    AttemptEnd,
+    Channel,
+    ChannelControl,
+    Result,
+    SendRequest,
+    control_key,
+    format_ms,
+    to_ms,
+)
 from stream_app.fallback import (
     MAX_REASONS,
     CancelEvent,
+    ControlEvent,
     EmitLateStatus,
     EmitOutcome,
     Event,
@@ -34,6 +46,7 @@ from stream_app.fallback import (
     SendCommand,
     StatusEvent,
     TimerEvent,
+    window_of,
 )
 from tests.unit.fallback.driver import T0, Driver, cancel, effect_bytes, request, status
 
@@ -42,7 +55,7 @@ STATUSES = ["ACCEPTED", "SENT", "DELIVERED", "READ", "REJECTED", "ERROR", "EXPIR
 SUCCESS = ["ACCEPTED", "SENT", "DELIVERED", "READ"]
 MID = "msg-1"
 #: Statuses dominate, as on the real topics; the rest appear often enough to interleave with them.
-KINDS = ["request", "request", "conflict", "cancel", "timer", *["status"] * 7]
+KINDS = ["request", "request", "conflict", "cancel", "timer", "control", *["status"] * 7]
 
 steps = s.fixed_dictionaries(
     {"channel": s.sampled_from(CHANNELS), "content": s.dictionaries(s.sampled_from("abc"), s.integers(0, 9))},
@@ -62,7 +75,35 @@ def requests(draw: s.DrawFn) -> dict[str, Any]:
         body["requestedAt"] = format_ms(T0 - draw(s.integers(0, 600_000)))
     if draw(s.integers(0, 4)) == 0:
         body["initialAttempt"] = {"sentAt": format_ms(T0 - draw(s.integers(0, 400_000)))}
+    if draw(s.integers(0, 2)) == 0:
+        # short windows, so that minutes-long scripts cross their edges
+        start = draw(s.integers(0, 1439))
+        stop = draw(s.integers(0, 1439).filter(lambda m: m != start))
+        body["sendWindow"] = {
+            "timezone": draw(s.sampled_from(["Europe/Rome", "UTC", "Asia/Kolkata"])),
+            "from": f"{start // 60:02d}:{start % 60:02d}",
+            "to": f"{stop // 60:02d}:{stop % 60:02d}",
+            "appliesTo": draw(s.sampled_from(["FALLBACK", "ALL"])),
+        }
     return body
+
+
+@s.composite
+def controls(draw: s.DrawFn) -> ControlEvent:
+    channel = Channel(draw(s.sampled_from(CHANNELS)))
+    tenant = draw(s.sampled_from([None, None, "acme", "globex"]))
+    if draw(s.integers(0, 5)) == 0:
+        return ControlEvent(control_key(channel, tenant), None)
+    body: dict[str, Any] = {
+        "channel": channel,
+        "tenant": tenant,
+        "state": draw(s.sampled_from(["CLOSED", "CLOSED", "OPEN"])),
+        "inFlight": draw(s.sampled_from(["WAIT", "FALLBACK"])),
+    }
+    if draw(s.booleans()):
+        body["until"] = format_ms(T0 + draw(s.integers(-60_000, 1_000_000)))
+    record = ChannelControl.model_validate(body)
+    return ControlEvent(record.key, record)
 
 
 @dataclass(frozen=True)
@@ -81,6 +122,8 @@ def scripts(draw: s.DrawFn) -> tuple[Limits, list[Step]]:
         dedup_ms=draw(s.integers(1, 1_000_000)),  # config requires dedup > 0
     )
     body = draw(requests())
+    if draw(s.booleans()):
+        body["tenant"] = draw(s.sampled_from(["acme", "globex"]))
     original = request(MID, **body)
     conflict = request(MID, **{**body, "destination": "+391111111111"})
 
@@ -118,6 +161,8 @@ def scripts(draw: s.DrawFn) -> tuple[Limits, list[Step]]:
             event = CancelEvent(cancel(MID, reason=draw(s.sampled_from([None, "paid"]))))
         elif kind == "status":
             event = status_event(draw)
+        elif kind == "control":
+            event = draw(controls())
         else:
             event = TimerEvent()
         # mostly forwards; now and then a step back, as after a rebalance onto a host whose clock lags
@@ -136,9 +181,10 @@ def run(limits: Limits, script: list[Step], *, roundtrip: bool) -> tuple[Driver,
     next_attempt = 0
     ids: set[str] = set()
     succeeded: set[int] = set()  # attempts of the current flow known to have succeeded
+    request_of: SendRequest | None = None  # the accepted request of the current flow
 
     def feed(event: Event) -> None:
-        nonlocal flow_open, accepted, outcomes, next_attempt, ids, succeeded
+        nonlocal flow_open, accepted, outcomes, next_attempt, ids, succeeded, request_of
         before = d.state
         is_new = isinstance(event, RequestEvent) and (
             before is None
@@ -155,6 +201,7 @@ def run(limits: Limits, script: list[Step], *, roundtrip: bool) -> tuple[Driver,
             flow_open = True
             accepted += 1
             next_attempt = 1 if event.request.initial_attempt is not None else 0
+            request_of = event.request
             ids = set()
             succeeded = set()
         for effect in effects:
@@ -162,18 +209,31 @@ def run(limits: Limits, script: list[Step], *, roundtrip: bool) -> tuple[Driver,
             if isinstance(effect, SendCommand):
                 cmd = effect.command
                 assert flow_open, "a command after the end"
-                assert cmd.attempt == next_attempt, "attempts are consecutive"
+                assert cmd.attempt >= next_attempt, "attempt numbers only grow (skipped ones leave gaps)"
+                issued = to_ms(cmd.issued_at)
+                assert issued == d.now
+                assert not d.controls.closed(cmd.channel, cmd.tenant, issued), "a command on a closed channel"
+                assert request_of is not None
+                window = request_of.send_window
+                if window is not None and (cmd.attempt > 0 or window.applies_to == "ALL"):
+                    assert window_of(window).is_open(issued), "a command outside its send window"
+                if cmd.deferred_from is not None:
+                    assert to_ms(cmd.deferred_from) < issued
                 assert cmd.command_id == f"{MID}:{cmd.attempt}" and cmd.command_id not in ids
                 assert cmd.not_after is not None and to_ms(cmd.issued_at) < to_ms(cmd.not_after), (
                     "no attempt is issued at or after the flow's end"
                 )
                 ids.add(cmd.command_id)
-                next_attempt += 1
+                next_attempt = cmd.attempt + 1
             elif isinstance(effect, EmitOutcome):
                 assert flow_open, "an outcome without an open flow"
                 flow_open = False
                 outcomes += 1
                 won = [a.attempt for a in effect.outcome.attempts if a.ended_by == AttemptEnd.SUCCEEDED]
+                skipped = {a.attempt for a in effect.outcome.attempts if a.ended_by == AttemptEnd.SKIPPED}
+                assert not skipped & {int(i.rsplit(":", 1)[1]) for i in ids}, (
+                    "a skipped attempt had a command"
+                )
                 for a in effect.outcome.attempts:
                     if a.status_times is not None:
                         assert list(a.status_times) == [x for x in SUCCESS if x in a.status_times]

@@ -593,3 +593,33 @@ def test_many_keys(tmp_path: Path) -> None:
         store.flush(n + 1)
         assert store.pending_count() == n - len(got)
         assert store.due(1_000_000, 3) == [(k, d) for d, k in expected[len(got) : len(got) + 3]]
+
+
+# ------------------------------------------------------------------- keys_after (channel-control sweeps)
+
+
+def test_keys_after_walks_every_key_a_page_at_a_time_staged_writes_included(tmp_path: Path) -> None:
+    with open_store(tmp_path) as store:
+        for i in range(10):
+            store.put(f"k{i}".encode(), b"v", None if i % 2 else 1000 + i)
+        store.flush(0)
+        store.delete(b"k3")  # staged deletion: no longer a key
+        store.put(b"k35", b"v", None)  # staged insertion between disk keys
+        store.put(b"k99", b"v", 5)  # staged insertion after the last disk key
+        seen: list[bytes] = []
+        after: bytes | None = None
+        pages = 0
+        while True:
+            keys, more = store.keys_after(after, 3)
+            pages += 1
+            assert keys == sorted(keys) and len(keys) <= 3 + 1  # a page may add staged keys in its range
+            seen += keys
+            if keys:
+                after = keys[-1]
+            if not more:
+                break
+        expected = sorted([f"k{i}".encode() for i in range(10) if i != 3] + [b"k35", b"k99"])
+        assert seen == expected
+        assert pages >= 3
+        assert store.keys_after(b"k99", 3) == ([], False)
+        assert store.keys_after(None, 0) == ([], True)

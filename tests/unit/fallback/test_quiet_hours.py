@@ -1,0 +1,142 @@
+"""``sendWindow`` in the core: a step that falls due outside the window waits for the next opening.
+
+The issue's own example: a promotional WhatsApp at 19:30 with a 2-hour fallback must not send its
+SMS at 21:30 but at the next 09:00, its command saying when it fell due (``deferredFrom``).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from stream_app.contracts import AttemptEnd, CommandReason, Result, to_ms
+from stream_app.fallback import SendCommand
+from tests.unit.fallback.driver import MINUTE, Driver, closing, request, status
+
+ROME = ZoneInfo("Europe/Rome")
+HOUR = 60 * MINUTE
+WINDOW = {"timezone": "Europe/Rome", "from": "09:00", "to": "20:00"}
+
+
+def rome(year: int, month: int, day: int, hour: int, minute: int = 0, second: int = 0) -> int:
+    return to_ms(datetime(year, month, day, hour, minute, second, tzinfo=ROME))
+
+
+def promo() -> list[dict[str, Any]]:
+    return [{"channel": "WHATSAPP", "fallbackAfter": 7200}, {"channel": "SMS"}]
+
+
+def test_the_fallback_sms_waits_for_the_morning() -> None:
+    d = Driver(now=rome(2026, 4, 9, 19, 30))
+    d.send(request(channels=promo(), sendWindow=WINDOW))
+    assert [c.reason for c in d.commands] == [CommandReason.INITIAL]  # step 0 is not held (FALLBACK)
+    d.run_until(rome(2026, 4, 10, 8, 59, 59) + 999)
+    assert len(d.commands) == 1, "never early"
+    assert d.state is not None and d.state.deadline_ms == rome(2026, 4, 10, 9, 0)
+    d.run_until(rome(2026, 4, 10, 9, 0))
+    sms = d.commands[1]
+    assert (sms.attempt, sms.channel, sms.reason) == (1, "SMS", CommandReason.TIMEOUT)
+    assert to_ms(sms.issued_at) == rome(2026, 4, 10, 9, 0)
+    assert sms.deferred_from is not None and to_ms(sms.deferred_from) == rome(2026, 4, 9, 21, 30)
+    assert d.commands[0].deferred_from is None
+
+
+def test_a_failure_at_night_defers_with_reason_failed() -> None:
+    d = Driver(now=rome(2026, 4, 9, 19, 59))
+    d.send(request(channels=promo(), sendWindow=WINDOW))
+    d.advance(2 * MINUTE)  # 20:01
+    d.report(status("WHATSAPP", "REJECTED", 0))
+    assert len(d.commands) == 1
+    d.run_until(rome(2026, 4, 10, 9, 0))
+    assert d.commands[1].reason is CommandReason.FAILED
+    assert to_ms(d.commands[1].deferred_from or d.commands[1].issued_at) == rome(2026, 4, 9, 20, 1)
+
+
+def test_applies_to_all_holds_step_zero_too() -> None:
+    d = Driver(now=rome(2026, 4, 9, 23, 0))
+    d.send(request(channels=promo(), sendWindow={**WINDOW, "appliesTo": "ALL"}))
+    assert d.commands == []
+    d.run_until(rome(2026, 4, 10, 9, 0))
+    (first,) = d.commands
+    assert (first.attempt, first.reason) == (0, CommandReason.INITIAL)
+    assert first.deferred_from is not None and to_ms(first.deferred_from) == rome(2026, 4, 9, 23, 0)
+
+
+def test_inside_the_window_nothing_changes() -> None:
+    d = Driver(now=rome(2026, 4, 9, 10, 0))
+    d.send(request(channels=promo(), sendWindow=WINDOW))
+    d.advance(2 * HOUR)
+    assert [c.deferred_from for c in d.commands] == [None, None]
+    assert to_ms(d.commands[1].issued_at) == rome(2026, 4, 9, 12, 0)
+
+
+def test_an_opening_after_the_expiry_ends_expired_at_once() -> None:
+    d = Driver(now=rome(2026, 4, 9, 19, 30))
+    d.send(request(channels=promo(), sendWindow=WINDOW, ttl=8 * 3600))  # expires 03:30
+    d.run_until(rome(2026, 4, 9, 21, 30))
+    assert len(d.commands) == 1
+    out = d.outcome
+    assert (out.result, out.reason) == (Result.EXPIRED, "OUTSIDE_SEND_WINDOW")
+    assert to_ms(out.completed_at) == rome(2026, 4, 9, 21, 30)
+    assert [a.ended_by for a in out.attempts] == [AttemptEnd.TIMEOUT]
+
+
+def test_an_opening_exactly_at_the_expiry_is_too_late() -> None:
+    d = Driver(now=rome(2026, 4, 9, 19, 30))
+    d.send(request(channels=promo(), sendWindow=WINDOW, expiresAt="2026-04-10T09:00:00+02:00"))
+    d.run_until(rome(2026, 4, 9, 21, 30))
+    assert (d.outcome.result, d.outcome.reason) == (Result.EXPIRED, "OUTSIDE_SEND_WINDOW")
+    d2 = Driver(now=rome(2026, 4, 9, 19, 30))
+    d2.send(request(channels=promo(), sendWindow=WINDOW, expiresAt="2026-04-10T09:00:00.001+02:00"))
+    d2.run_until(rome(2026, 4, 10, 9, 0))
+    assert len(d2.commands) == 2 and d2.outcomes == []
+
+
+def test_a_cancel_while_deferred_issues_nothing_more() -> None:
+    from tests.unit.fallback.driver import cancel
+
+    d = Driver(now=rome(2026, 4, 9, 19, 30))
+    d.send(request(channels=promo(), sendWindow=WINDOW))
+    d.run_until(rome(2026, 4, 9, 22, 0))
+    d.stop(cancel(reason="paid"))
+    d.drain()
+    assert len(d.commands) == 1 and d.outcome.result is Result.CANCELLED
+
+
+def test_a_deferred_step_on_a_channel_closed_by_the_morning_is_skipped_then() -> None:
+    d = Driver(now=rome(2026, 4, 9, 19, 30))
+    d.send(
+        request(
+            channels=[{"channel": "WHATSAPP", "fallbackAfter": 7200}, {"channel": "RCS"}, {"channel": "SMS"}],
+            sendWindow=WINDOW,
+        )
+    )
+    d.run_until(rome(2026, 4, 9, 22, 0))
+    d.control(closing("RCS"))
+    d.run_until(rome(2026, 4, 10, 9, 0))
+    sms = d.commands[-1]
+    assert (sms.attempt, sms.channel, sms.reason) == (2, "SMS", CommandReason.SKIPPED)
+    assert sms.deferred_from is None  # it fell due when RCS was skipped, inside the window
+
+
+def test_a_late_timer_outside_the_window_defers_again_keeping_the_first_due_time() -> None:
+    """A processor down all day: the wake comes at 21:00, outside again; the step waits for the next 09:00."""
+    d = Driver(now=rome(2026, 4, 9, 19, 30))
+    d.send(request(channels=promo(), sendWindow=WINDOW))
+    d.run_until(rome(2026, 4, 9, 21, 30))  # deferred to 09:00
+    d.now = rome(2026, 4, 10, 21, 0)
+    d.tick()
+    assert len(d.commands) == 1
+    d.run_until(rome(2026, 4, 11, 9, 0))
+    assert to_ms(d.commands[1].issued_at) == rome(2026, 4, 11, 9, 0)
+    assert d.commands[1].deferred_from is not None
+    assert to_ms(d.commands[1].deferred_from) == rome(2026, 4, 9, 21, 30)
+
+
+def test_the_window_and_the_deferral_survive_the_store() -> None:
+    d = Driver(now=rome(2026, 4, 9, 19, 30), roundtrip=True)
+    d.send(request(channels=promo(), sendWindow=WINDOW))
+    d.run_until(rome(2026, 4, 9, 21, 30))
+    assert d.state is not None and d.state.deferred is not None and d.state.window is not None
+    assert not any(isinstance(e, SendCommand) and e.command.attempt == 1 for e in d.effects)
