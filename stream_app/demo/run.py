@@ -214,14 +214,14 @@ async def _outage_act(
         await _step(controls.wait_for(Channel.WHATSAPP, "CLOSED", "the breaker's trip"), watcher, services)
         await asyncio.sleep(CONTROL_SETTLE_S)  # the processor's own read of channel-control
         skipped = await publish((SKIPPING,))
-        await _collect(settings, caught + skipped, timeout, say, services)
+        await _collect(settings, caught + skipped, timeout, say, services, started)
         say("  waiting for the caught messages' WhatsApp retries to reach their notAfter ...")
         gave_up = wait_gave_up(settings, {r.message_id for r in caught}, stop)
         await _step(asyncio.wait_for(gave_up, STEP_TIMEOUT), watcher, services)
         sim.recover_channel(Channel.WHATSAPP)
         say(f"  [{time.monotonic() - started:5.1f}s] WhatsApp is back; the breaker probes it after its until")
         await _step(controls.wait_for(Channel.WHATSAPP, "OPEN", "the breaker's probe"), watcher, services)
-        await _collect(settings, await publish((RECOVERED,)), timeout, say, services)
+        await _collect(settings, await publish((RECOVERED,)), timeout, say, services, started)
     finally:
         stop.set()
         with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -262,10 +262,13 @@ async def _collect(
     timeout: float,  # noqa: ASYNC109 - a deadline for outcomes, not for one await
     say: Callable[[str], None],
     services: list[asyncio.Task[None]],
+    started: float | None = None,
 ) -> None:
-    """Follow ``outcomes`` until every row has its outcome, printing each as it lands."""
+    """Follow ``outcomes`` until every row has its outcome, printing each as it lands (with the
+    seconds since ``started``, default now)."""
     by_id = {row.message_id: row for row in rows}
-    started = time.monotonic()
+    began = time.monotonic()
+    started = began if started is None else started
     done = asyncio.Event()
 
     async def follow() -> None:
@@ -292,7 +295,7 @@ async def _collect(
             if dead:
                 dead[0].result()
                 raise DemoFailed(f"the {dead[0].get_name()} stopped unexpectedly")
-            if time.monotonic() - started > timeout:
+            if time.monotonic() - began > timeout:
                 missing = ", ".join(r.message_id for r in rows if r.outcome is None)
                 raise DemoFailed(f"no outcome after {timeout:.0f} s for: {missing}")
             await asyncio.sleep(0.2)
