@@ -278,3 +278,48 @@ async def test_an_operators_close_is_left_alone_and_logged(caplog: pytest.LogCap
     assert sent == []
     assert "breaker WHATSAPP: 2 of 2 gateway calls failed in 10 s (100% > 50%): tripped" in caplog.text
     assert "breaker WHATSAPP: probe succeeded, circuit closed: channel open" in caplog.text
+
+
+async def test_two_dispatchers_on_one_outage_publish_one_closed_and_one_open() -> None:
+    """Two dispatchers of one group share the topic (each view sees every record at once here):
+    the second to trip and the second to recover add nothing."""
+    config = BreakerConfig(
+        failure_ratio=0.5, window_seconds=10, min_calls=2, open_seconds=5, max_open_seconds=60
+    )
+    clock = Clock()
+    topic: list[ChannelControl] = []
+    views = [ControlView(), ControlView()]
+
+    async def publish(key: bytes, value: bytes) -> None:
+        topic.append(decode_control(value, key))
+        for view in views:
+            view.apply(key, value)
+
+    a, b = (
+        Breakers(config, FakeGateway(), publish, clock=clock, metrics=DispatcherMetrics(), view=v)  # type: ignore[arg-type]
+        for v in views
+    )
+    for view in views:
+        view.ready.set()
+    stop = asyncio.Event()
+    runners = [asyncio.create_task(x.run(stop)) for x in (a, b)]
+    try:
+        a.observe(WA, FAILED, BODY)
+        a.observe(WA, FAILED, BODY)
+        await wait_for(lambda: len(topic) == 1, "A's CLOSED")
+        clock.now = T0 + 1  # B trips a second later: A's close (until T0+5) covers its T0+6
+        b.observe(WA, FAILED, BODY)
+        b.observe(WA, FAILED, BODY)
+        await wait_for(lambda: b.circuits[WA].state is Circuit.OPEN, "B tripped")
+        clock.now = T0 + 6  # both probes are due and succeed: A's OPEN, then B sees it
+        await wait_for(lambda: all(x.circuits[WA].state is Circuit.CLOSED for x in (a, b)), "both recovered")
+        await wait_for(lambda: len(topic) >= 2, "OPEN")
+    finally:
+        stop.set()
+        await asyncio.gather(*runners)
+    assert [(r.state.value, r.reason) for r in topic] == [
+        ("CLOSED", "circuit breaker: 2 of 2 gateway calls failed"),
+        ("OPEN", "circuit breaker: probe succeeded"),
+    ]
+    assert len(a.published) + len(b.published) == 2
+    assert [t.cause for t in b.transitions] == [Cause.TRIPPED, Cause.PROBE_DUE, Cause.PROBE_SUCCEEDED]
