@@ -57,7 +57,8 @@ log = logging.getLogger(__name__)
 #: The reason of every record a breaker publishes: how a dispatcher tells its kind's closes from an
 #: operator's (``stream-app channel close --reason ...``), which it never lifts.
 BREAKER_REASON = "circuit breaker"
-#: The customer messageId of a probe: never a commandId (those are ``<messageId>:<attempt>``).
+#: The customer messageId of a probe (``breaker-probe:CHANNEL:ms``): a simulation send, so the
+#: gateway keeps no message under it, and the name says where it came from in the gateway's logs.
 PROBE_ID = "breaker-probe"
 #: How long a probe that was rate limited waits before the next one (seconds).
 PROBE_RETRY_S = 5.0
