@@ -19,7 +19,8 @@ RUN pip install . \
  && chown app /var/lib/stream-app
 
 USER app
-# Flow state (processor) and the sent log (dispatcher) live here: mount a volume to keep them.
+# Flow state (processor) and the attempt index (webhook) live here: mount a volume to keep them.
+# The dispatcher keeps nothing here: its sent log is a Kafka topic.
 ENV STREAM_APP_STATE_DIR=/var/lib/stream-app
 VOLUME /var/lib/stream-app
 

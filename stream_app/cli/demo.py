@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import os
 import socket
 
@@ -95,12 +94,12 @@ def _free_port() -> int:
 
 def run(args: argparse.Namespace) -> int:
     from stream_app.demo.run import play, report
+    from stream_app.logs import configure
 
     if args.speed <= 0:
         raise SystemExit("stream-app demo: error: --speed must be > 0")
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
-    )
+    # The services' own log format (stream_app.logs); only warnings unless --verbose.
+    configure("info" if args.verbose else "warning")
     if not args.verbose:
         quiet_client_logs()
     explicit = args.setting_bootstrap_servers is not None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 
+from stream_app.cli._logs import add_log_options, configure_logging
 from stream_app.config import add_options, from_args
 from stream_app.gateway.runner import run_service
 
@@ -79,6 +80,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="port of /metrics and /healthz, 0 turns it off (env STREAM_APP_DISPATCHER_METRICS_PORT; "
         "default 9465)",
     )
+    add_log_options(p)
     p.set_defaults(func=run)
 
 
@@ -103,4 +105,5 @@ def run(args: argparse.Namespace) -> int:
     async def main(stop: asyncio.Event) -> None:
         await run_dispatcher(settings, gateway, stop=stop)
 
-    return run_service(main)
+    configure_logging(args)
+    return run_service(main, "dispatcher")

@@ -7,6 +7,7 @@ import asyncio
 import os
 from pathlib import Path
 
+from stream_app.cli._logs import add_log_options, configure_logging
 from stream_app.gateway.errors import GatewayConfigError
 from stream_app.gateway.runner import run_service
 
@@ -16,8 +17,9 @@ EPILOG = """\
 default rules (by the destination's last two digits; --rules FILE replaces them):
   01 no WhatsApp (REJECTED)          05 WhatsApp READ after 2 s       09 every channel refused
   02 WhatsApp stuck in SENT          06 WhatsApp EXPIRED (code 8)     other: SENT, DELIVERED after 1 s
-  03 WhatsApp ERROR (code 6)         07 429 burst (3 calls)
-  04 WA + RCS refused, SMS 2 parts   08 slow answers (2 s)
+  03 WhatsApp ERROR (code 6)         07 429 burst (3 calls)           10 SENT, RECEIVED, DELIVERED, READ,
+  04 WA + RCS refused, SMS 2 parts   08 slow answers (2 s)               then an inbound reply
+                                                                      11 SENT, then UNKNOWN
 
 examples:
   stream-app gateway-sim --port 19300
@@ -88,6 +90,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="start with this channel down: its send and status calls answer 503 until "
         "DELETE /_sim/outages/CHANNEL (repeatable)",
     )
+    add_log_options(p)
     p.set_defaults(func=run)
 
 
@@ -138,4 +141,5 @@ def run(args: argparse.Namespace) -> int:
         finally:
             t.cancel()
 
-    return run_service(main)
+    configure_logging(args)
+    return run_service(main, "gateway-sim")

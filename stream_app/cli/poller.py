@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 
+from stream_app.cli._logs import add_log_options, configure_logging
 from stream_app.config import add_options, from_args
 from stream_app.gateway.runner import run_service
 
@@ -25,6 +26,7 @@ errors, gateway latency) and /healthz (200 while the poll loop turns, 503 when s
 
 examples:
   STREAM_APP_GATEWAY_API_KEY=test stream-app poller
+  STREAM_APP_GATEWAY_API_KEY=... stream-app poller --gateway-url https://lora-api.example.com
   stream-app poller --min-interval 5 --max-interval 600 --until-read
 """
 
@@ -42,6 +44,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_options(p, "bootstrap_servers", "topic_prefix", "max_flow_seconds")
+    p.add_argument("--gateway-url", default=None, help="gateway base URL (env STREAM_APP_GATEWAY_URL)")
     p.add_argument("--min-interval", type=float, default=1.0, help="first poll after N s (default 1)")
     p.add_argument("--max-interval", type=float, default=300.0, help="cap of the backoff, s (default 300)")
     p.add_argument("--max-age", type=float, default=None, help="give up after N s (default max flow time)")
@@ -53,6 +56,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="port of /metrics and /healthz, 0 turns it off (env STREAM_APP_POLLER_METRICS_PORT; "
         "default 9466)",
     )
+    add_log_options(p)
     p.set_defaults(func=run)
 
 
@@ -65,6 +69,8 @@ def run(args: argparse.Namespace) -> int:
 
     settings = from_args(args)
     env = dict(os.environ)
+    if args.gateway_url:
+        env[ENV["url"]] = args.gateway_url
     if args.metrics_port is not None:
         env[ENV["poller_metrics_port"]] = args.metrics_port
     gateway = gateway_from_env(env)
@@ -80,4 +86,5 @@ def run(args: argparse.Namespace) -> int:
     async def main(stop: asyncio.Event) -> None:
         await run_poller(settings, gateway, options=options, stop=stop)
 
-    return run_service(main)
+    configure_logging(args)
+    return run_service(main, "poller")

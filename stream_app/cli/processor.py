@@ -9,6 +9,7 @@ import signal
 from dataclasses import fields
 from typing import Any
 
+from stream_app.cli._logs import add_log_options, configure_logging
 from stream_app.config import Settings, add_options, from_args
 
 ORDER = 30
@@ -33,7 +34,8 @@ examples:
   stream-app processor --processing-guarantee exactly_once       needs a broker with transactions
 
 endpoints: http://HOST:METRICS_PORT/metrics (Prometheus) and /healthz
-logs: key=value lines on stderr; --log-level debug shows every command (destinations masked)
+logs: key=value lines on stderr (--log-format json: one JSON object per line); --log-level debug
+      shows every command (destinations masked)
 SIGUSR1 logs where each task of the processor waits (to diagnose a stall)
 the topics must exist first: stream-app topics create
 """
@@ -50,12 +52,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     # Every setting but the partition count, which only `topics create` uses (the processor reads
     # the counts the topics have).
     add_options(parser, *(f.name for f in fields(Settings) if f.name not in ("security", "partitions")))
-    parser.add_argument(
-        "--log-level",
-        default="info",
-        choices=["debug", "info", "warning", "error"],
-        help="log level (default info)",
-    )
+    add_log_options(parser)
     parser.set_defaults(func=run)
 
 
@@ -87,8 +84,6 @@ async def _main(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from stream_app.runtime.logs import configure
-
-    configure(getattr(logging, str(args.log_level).upper()))
+    configure_logging(args)
     asyncio.run(_main(args))
     return 0

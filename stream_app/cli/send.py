@@ -188,4 +188,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _sent(p: Published) -> None:
-    print(f"sent {p.kind} {p.message_id} to {p.topic} partition {p.partition} offset {p.offset}", flush=True)
+    # "send" is the record's type; a person reads "sent request m1", not "sent send m1".
+    what = "request" if p.kind == "send" else p.kind
+    print(f"sent {what} {p.message_id} to {p.topic} partition {p.partition} offset {p.offset}", flush=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 
+from stream_app.cli._logs import add_log_options, configure_logging
 from stream_app.config import add_options, from_args
 from stream_app.gateway.runner import run_service
 
@@ -64,6 +65,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=19310, help="port to listen on (default 19310)")
     p.add_argument("--path", default="/dlr", help="callback path (default /dlr)")
+    add_log_options(p)
     p.set_defaults(func=run)
 
 
@@ -90,4 +92,5 @@ def run(args: argparse.Namespace) -> int:
         finally:
             task.cancel()
 
-    return run_service(main)
+    configure_logging(args)
+    return run_service(main, "webhook")

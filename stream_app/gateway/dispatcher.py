@@ -543,7 +543,10 @@ class _Loop:
             part = disp.sent.partitions.pop(p, None)
             if part is not None:
                 self.parked[p] = part
-        log.info("dispatcher released partitions %s (%d calls finished first)", _names(parts), len(running))
+        if parts:  # aiokafka revokes an empty set on a first join: nothing to say then
+            log.info(
+                "dispatcher released partitions %s (%d calls finished first)", _names(parts), len(running)
+            )
 
     async def adopt(self, assigned: set[TopicPartition]) -> None:
         """Restore the sent-log of each newly owned partition before any of its commands runs."""

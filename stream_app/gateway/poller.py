@@ -56,6 +56,7 @@ from stream_app.gateway.shapes import Ignored, Mapped, OnceLog, normalise
 from stream_app.kafka.clients import stop_client
 from stream_app.kafka.metadata import topic_partitions
 from stream_app.kafka.topics import require_topics
+from stream_app.logs import event
 from stream_app.metrics_http import serving
 
 log = logging.getLogger(__name__)
@@ -332,12 +333,25 @@ async def run_poller(
             feeder = asyncio.create_task(_feed(consumer, tracker, stop))
             if ready is not None:
                 ready.set()
+            event(
+                log,
+                logging.INFO,
+                "poller_started",
+                topic=topic,
+                partitions=len(tps),
+                gateway=gateway_settings.url,
+                min_interval=options.min_interval,
+                max_interval=options.max_interval,
+                max_age=options.max_age,
+                until_read=options.until_read,
+            )
             try:
                 await _poll_loop(runner, options, stop, feeder)
             finally:
                 stop.set()
                 with contextlib.suppress(asyncio.CancelledError):
                     await feeder
+                event(log, logging.INFO, "poller_stopped", in_flight=len(tracker.attempts))
     finally:
         await stop_client(consumer)
 

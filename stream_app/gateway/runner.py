@@ -1,4 +1,7 @@
-"""Run one of the gateway room's services from the CLI: SIGTERM/SIGINT set ``stop``, a clean exit is 0."""
+"""Run one of the gateway room's services from the CLI: SIGTERM/SIGINT set ``stop``, a clean exit is 0.
+
+The CLI configures the logs first (``stream_app.logs``, the same format as the processor's).
+"""
 
 from __future__ import annotations
 
@@ -8,25 +11,27 @@ import signal
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from stream_app.kafka.outage import outage_filter
+from stream_app.logs import event
+
+_LOG = logging.getLogger("stream_app.gateway")
 
 
-def run_service(main: Callable[[asyncio.Event], Coroutine[Any, Any, None]]) -> int:
+def run_service(main: Callable[[asyncio.Event], Coroutine[Any, Any, None]], name: str = "service") -> int:
     """Run ``main(stop)`` in a fresh event loop until it returns; signals set ``stop``."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # aiokafka logs every reconnect attempt at ERROR during a broker outage; WARNING keeps the news
-    # without drowning the service's own lines (the processor does the same).
-    logging.getLogger("aiokafka").setLevel(logging.WARNING)
-    outage_filter()  # an outage in three lines, not eighty a second
-    # httpx logs every request at INFO: hundreds of lines a second from a busy dispatcher.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
 
     async def _run() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
+
+        def _signalled(sig: signal.Signals) -> None:
+            if not stop.is_set():
+                event(_LOG, logging.INFO, "service_stopping", service=name, signal=sig.name)
+            stop.set()
+
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, _signalled, sig)
         await main(stop)
+        event(_LOG, logging.INFO, "service_stopped", service=name)
 
     asyncio.run(_run())
     return 0

@@ -26,6 +26,7 @@ from aiokafka.errors import TopicAlreadyExistsError
 
 from stream_app.admin.topics import TopicAdmin
 from stream_app.config import Settings
+from stream_app.kafka.offsets import committed_offsets
 
 Headers = Sequence[tuple[str, bytes]]
 
@@ -145,3 +146,46 @@ async def consume_until(
     finally:
         await consumer.stop()
     return matched[:count]
+
+
+async def committed_total(bootstrap: str, group: str, topic: str) -> int:
+    """Sum of ``group``'s committed offsets on ``topic``'s partitions (0 where nothing is committed).
+
+    Asks through a consumer of the group that never joins it (``committed()`` needs no assignment),
+    the way the processor reads its own offsets: the admin client's OffsetFetch is not one every
+    broker here answers.
+    """
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        partitions = consumer.partitions_for_topic(topic) or set()
+        if not partitions:
+            await consumer.topics()  # refresh the metadata once
+            partitions = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in partitions]
+        offsets = await committed_offsets(consumer, tps, group=group)
+    finally:
+        await consumer.stop()
+    return sum(off for off in offsets.values() if off)
+
+
+async def wait_committed(
+    bootstrap: str,
+    group: str,
+    topic: str,
+    total: int,
+    timeout: float = 60.0,  # noqa: ASYNC109
+) -> None:
+    """Wait until ``group`` has committed ``total`` records of ``topic``: a condition, not a sleep.
+
+    A group commits an input only once it is processed (its outputs delivered and, for the
+    processor, its changelog written), so this is how a test knows a record was handled before it
+    asserts that nothing came of it.
+    """
+    deadline = time.monotonic() + timeout
+    while (seen := await committed_total(bootstrap, group, topic)) < total:
+        if time.monotonic() > deadline:
+            raise AssertionError(
+                f"{group} committed {seen} of {total} records of {topic} after {timeout:g} s"
+            )
+        await asyncio.sleep(0.1)

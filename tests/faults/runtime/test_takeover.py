@@ -19,6 +19,7 @@ from tests.integration.runtime.helpers import (
     settings_for,
     setup_topics,
 )
+from tests.support.kafka import wait_committed
 
 FLOWS = 400
 PARTITIONS = 4
@@ -67,7 +68,8 @@ async def test_survivor_takes_over_restores_and_fires(kafka_bootstrap: str, tmp_
                 [(m.encode(), send_request(m, [("WHATSAPP", 6), ("SMS", 1)])) for m in ids],
             )
             await reader.wait(lambda: len(reader.records[t.retry_commands]) >= FLOWS, "every attempt 0", 60)
-            await asyncio.sleep(0.5)  # let A commit and flush its last turn
+            # A has committed every request: their commands and changelog records are written.
+            await wait_committed(kafka_bootstrap, s.app_id, t.send_requests, FLOWS)
             assert _assignments(a.log_text())[-1] == owned_by_a, "no rebalance may happen before the kill"
             a.kill()
             await a.wait()

@@ -238,7 +238,9 @@ def test_send_from_flags_is_keyed_by_message_id_and_murmur2_partitioned(
     )  # fmt: skip
     assert (code, err) == (0, "")
     [record] = asyncio.run(consume_until(env.bootstrap_servers, env.topics.send_requests, count=1))
-    assert out == f"sent send order-42 to {env.topics.send_requests} partition {record.partition} offset 0\n"
+    assert (
+        out == f"sent request order-42 to {env.topics.send_requests} partition {record.partition} offset 0\n"
+    )
     assert record.key == b"order-42"
     # the Java client's partitioner: toPositive(murmur2(key)) % N
     assert record.partition == (murmur2(b"order-42") & 0x7FFFFFFF) % 3
@@ -271,7 +273,7 @@ def test_send_from_a_file_and_from_stdin(
     )
     monkeypatch.setattr(sys, "stdin", _Stdin(lines))
     code, out, _ = cli(capsys, "send", "--file", "-")
-    assert code == 0 and out.count("sent send s-") == 3
+    assert code == 0 and out.count("sent request s-") == 3
 
     code, out, _ = cli(capsys, "send", "--cancel", "s-1", "--reason", "paid", "--wait", "0")
     assert code == 0 and out.startswith("sent cancel s-1 to ")

@@ -22,6 +22,7 @@ from tests.integration.runtime.helpers import (
     setup_topics,
     status,
 )
+from tests.support.kafka import wait_committed
 
 
 async def _env(kafka_bootstrap: str, tmp_path: Path, **kw: object):  # type: ignore[no-untyped-def]
@@ -110,7 +111,8 @@ async def test_status_before_its_request_is_held_then_applied(kafka_bootstrap: s
     t = s.topics
     async with running(s), reader:
         await publish(s, t.delivery_status, [(b"m4", status("m4", "WHATSAPP", "REJECTED", 0))])
-        await asyncio.sleep(1.0)  # the processor has read the orphan status and holds it
+        # the processor has read the orphan status (committed it) and holds it
+        await wait_committed(kafka_bootstrap, s.app_id, t.delivery_status, 1)
         await reader.poll(300)
         assert not reader.records[t.retry_commands] and not reader.records[t.outcomes]
         await publish(s, t.send_requests, [(b"m4", send_request("m4", [("WHATSAPP", 60), ("SMS", None)]))])
@@ -182,7 +184,7 @@ async def test_repeated_request_issues_nothing(kafka_bootstrap: str, tmp_path: P
         await publish(s, t.send_requests, [(b"m8", first), (b"m8", again)])
         await reader.wait(lambda: len(reader.records[t.retry_commands]) >= 2, "attempts 0 and 1")
         await publish(s, t.send_requests, [(b"m8", again)])
-        await asyncio.sleep(1.0)
+        await wait_committed(kafka_bootstrap, s.app_id, t.send_requests, 3)  # the repeat is processed
         await reader.poll(300)
     assert [c["commandId"] for c in reader.values(t.retry_commands)] == ["m8:0", "m8:1"]
     assert reader.records[t.dead_letters] == []

@@ -70,9 +70,16 @@ async def test_accepted_rejected_and_status_found() -> None:
         assert await gw.send(Channel.SMS, {**SMS, "messageId": "a:0"}) == Accepted("a:0", 1)
         wa = {"destination": "+393401234501", "template": {"id": 1}, "messageId": "a:1"}
         assert await gw.send(Channel.WHATSAPP, wa) == Rejected(("RECIPIENT_NOT_ON_WHATSAPP",))
-        await asyncio.sleep(0.25)
-        found = await gw.status("a:0", Channel.SMS)
-        assert isinstance(found, Found) and found.status == "DELIVERED" and found.occurred_at
+
+        async def delivered() -> Found:
+            for _ in range(200):  # the scripted DELIVERED is due 0.2 s (scaled) after the send
+                found = await gw.status("a:0", Channel.SMS)
+                if isinstance(found, Found) and found.status == "DELIVERED":
+                    return found
+                await asyncio.sleep(0.05)
+            raise AssertionError(f"a:0 never DELIVERED: last {found}")
+
+        assert (await delivered()).occurred_at
         assert await gw.status("a:0", Channel.RCS) == NotFound()
         assert await gw.status("never:0", Channel.SMS) == NotFound()
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import httpx
 import orjson
 import pytest
 
+from stream_app.gateway import simulator
 from stream_app.gateway.errors import PortInUse, RulesError
 from stream_app.gateway.serve import bind
 from stream_app.gateway.simulator import load_rules, parse_rules
@@ -32,8 +34,23 @@ async def _status(base: str, cid: str, channel: str) -> httpx.Response:
         )
 
 
-async def test_sms_accepted_then_delivered_with_echoed_customer_id() -> None:
-    # SENT only after 1 s: "ACCEPTED until the first status" must hold on a busy machine too
+class FrozenMonotonic:
+    """The simulator's timeline on a clock the test moves: no wall-clock race on a busy machine."""
+
+    def __init__(self) -> None:
+        self.now = 1_000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def time(self) -> float:
+        return time.time()
+
+
+async def test_sms_accepted_then_delivered_with_echoed_customer_id(monkeypatch: pytest.MonkeyPatch) -> None:
+    # "ACCEPTED until the first status" on a clock that stands still until the test moves it
+    clock = FrozenMonotonic()
+    monkeypatch.setattr(simulator, "time", clock)
     rules = parse_rules(
         b'{"rules": [{"statuses": [{"status": "SENT", "after": 1}, {"status": "DELIVERED", "after": 1}]}]}'
     )
@@ -46,7 +63,9 @@ async def test_sms_accepted_then_delivered_with_echoed_customer_id() -> None:
             "results": {"sms": {"accepted": True, "reasons": [], "parts": 1}},
         }
         assert (await _status(base, "m1:0", "SMS")).json()["deliveryStatus"] == "ACCEPTED"
-        await asyncio.sleep(1.05)
+        clock.now += 0.999
+        assert (await _status(base, "m1:0", "SMS")).json()["deliveryStatus"] == "ACCEPTED"
+        clock.now += 0.001
         assert (await _status(base, "m1:0", "SMS")).json()["deliveryStatus"] == "DELIVERED"
         assert sim.state.sends["m1:0"] == 1
 
