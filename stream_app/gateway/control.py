@@ -51,6 +51,7 @@ from stream_app.gateway.breaker import CallOutcome, Cause, ChannelBreaker, Circu
 from stream_app.gateway.client import GatewayClient, RateLimited, SendResult, StatusResult
 from stream_app.gateway.metrics import DispatcherMetrics
 from stream_app.gateway.settings import BreakerConfig
+from stream_app.logs import event
 
 log = logging.getLogger(__name__)
 
@@ -154,7 +155,7 @@ class ControlView:
             try:
                 batches = await consumer.getmany(timeout_ms=500)
             except KafkaError as exc:  # the broker away: the view waits, the breakers keep counting
-                log.warning("reading channel-control failed (%s); retrying", exc)
+                event(log, logging.WARNING, "channel_control_read_failed", error=str(exc), action="retrying")
                 await asyncio.sleep(1.0)
                 continue
             for tp, records in batches.items():
@@ -220,23 +221,24 @@ class Breakers:
         ch = t.channel.value
         match t.cause:
             case Cause.TRIPPED:
-                log.warning(
-                    "breaker %s: %d of %d gateway calls failed in %g s (%.0f%% > %.0f%%): tripped, "
-                    "channel closed until %s",
-                    ch,
-                    t.failures,
-                    t.calls,
-                    self.config.window_seconds,
-                    t.ratio * 100,
-                    self.config.failure_ratio * 100,
-                    _text(t.until),
+                event(
+                    log,
+                    logging.WARNING,
+                    "breaker_tripped",
+                    channel=ch,
+                    failures=t.failures,
+                    calls=t.calls,
+                    ratio=round(t.ratio, 3),
+                    threshold=self.config.failure_ratio,
+                    window_s=self.config.window_seconds,
+                    until=_text(t.until),
                 )
             case Cause.PROBE_DUE:
-                log.info("breaker %s: half-open, probing the gateway", ch)
+                event(log, logging.INFO, "breaker_half_open", channel=ch, action="probing the gateway")
             case Cause.PROBE_FAILED:
-                log.warning("breaker %s: probe failed, channel closed again until %s", ch, _text(t.until))
+                event(log, logging.WARNING, "breaker_probe_failed", channel=ch, until=_text(t.until))
             case Cause.PROBE_SUCCEEDED:
-                log.warning("breaker %s: probe succeeded, circuit closed: channel open", ch)
+                event(log, logging.WARNING, "breaker_recovered", channel=ch, action="channel open again")
         self._changes.put_nowait(t)
         self._wake.set()
 
@@ -281,18 +283,27 @@ class Breakers:
         current = self.view.current.get(t.channel)
         record = record_for(t, current)
         if record is None:
-            log.info(
-                "breaker %s: nothing to publish, channel-control already says %s (%s)",
-                t.channel.value,
-                current.state.value if current else "nothing",
-                (current.reason if current else None) or "no reason",
+            event(
+                log,
+                logging.INFO,
+                "breaker_nothing_to_publish",
+                channel=t.channel.value,
+                current=current.state.value if current else None,
+                reason=current.reason if current else None,
             )
             return
         await self.publish(record.key.encode(), encode(record))
         self.view.current[t.channel] = record  # our own write, before the topic shows it
         self.published.append(record)
         self.metrics.channel_control.labels(t.channel.value, record.state.value).inc()
-        log.info("breaker %s: published %s on channel-control", t.channel.value, record.state.value)
+        event(
+            log,
+            logging.INFO,
+            "breaker_published",
+            channel=t.channel.value,
+            state=record.state.value,
+            until=record.until.strftime("%Y-%m-%dT%H:%M:%SZ") if record.until else None,
+        )
 
     def _start_probe(self, channel: Channel) -> None:
         running = self._probes.get(channel)

@@ -84,6 +84,7 @@ from stream_app.kafka.clients import stop_client
 from stream_app.kafka.metadata import topic_partitions
 from stream_app.kafka.outage import outage_filter
 from stream_app.kafka.topics import require_topics
+from stream_app.logs import event as log_event
 from stream_app.metrics_http import serving
 
 log = logging.getLogger(__name__)
@@ -319,8 +320,8 @@ class Dispatcher:
             self._halts.pop(p, None)
 
     def halt_all(self) -> None:
-        for event in self._halts.values():
-            event.set()
+        for halted in self._halts.values():
+            halted.set()
 
     def _halted(self, p: int) -> bool:
         return self.stop.is_set() or p in self.releasing
@@ -667,7 +668,7 @@ async def _finish(tasks: list[asyncio.Task[None]]) -> None:
 def _log_failure(task: asyncio.Task[None]) -> None:
     """A side task that failed says so at once (the dispatcher goes on sending without it)."""
     if not task.cancelled() and (exc := task.exception()) is not None:
-        log.error("%s stopped: %s", task.get_name(), exc, exc_info=exc)
+        log_event(log, logging.ERROR, "side_task_failed", task=task.get_name(), error=repr(exc))
 
 
 def _names(parts: set[int]) -> str:

@@ -110,6 +110,7 @@ from stream_app.contracts.models import Destination
 from stream_app.gateway.errors import RulesError
 from stream_app.gateway.serve import serve_app
 from stream_app.gateway.signing import SIGNATURE_HEADER, sign
+from stream_app.logs import event
 
 log = logging.getLogger(__name__)
 
@@ -425,12 +426,12 @@ class Simulator:
     def fail_channel(self, channel: Channel, status: int = 503, delay: float = 0.0) -> None:
         """Take ``channel`` down: every send and status call on it answers ``status`` (a 5xx)."""
         self.state.outages[channel] = Outage(status=status, delay=delay)
-        log.info("simulated outage: %s answers HTTP %d from now on", channel.value, status)
+        event(log, logging.INFO, "sim_channel_down", channel=channel.value, status=status, delay=delay)
 
     def recover_channel(self, channel: Channel) -> None:
         """Bring ``channel`` back: its calls are answered by the rules again."""
         if self.state.outages.pop(channel, None) is not None:
-            log.info("simulated outage: %s recovered", channel.value)
+            event(log, logging.INFO, "sim_channel_up", channel=channel.value)
 
     async def _outage(self, channel: Channel) -> Response | None:
         """The outage's answer when ``channel`` is down (counted), else None."""

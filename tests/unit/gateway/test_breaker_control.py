@@ -268,16 +268,24 @@ async def test_an_operators_close_is_left_alone_and_logged(caplog: pytest.LogCap
     try:
         breakers.observe(WA, FAILED, BODY)
         breakers.observe(WA, FAILED, BODY)
-        await wait_for(lambda: "already says CLOSED (provider outage announced)" in caplog.text, "log line")
+        nothing = (
+            "event=breaker_nothing_to_publish channel=WHATSAPP current=CLOSED "
+            'reason="provider outage announced"'
+        )
+        await wait_for(lambda: nothing in caplog.text, "log line")
         clock.now = T0 + 5  # the probe succeeds, but the operator's close stays
         await wait_for(lambda: breakers.circuits[WA].state is Circuit.CLOSED, "recovered")
-        await wait_for(lambda: caplog.text.count("already says CLOSED") == 2, "second log line")
+        await wait_for(lambda: caplog.text.count(nothing) == 2, "second log line")
     finally:
         stop.set()
         await runner
     assert sent == []
-    assert "breaker WHATSAPP: 2 of 2 gateway calls failed in 10 s (100% > 50%): tripped" in caplog.text
-    assert "breaker WHATSAPP: probe succeeded, circuit closed: channel open" in caplog.text
+    assert (
+        "event=breaker_tripped channel=WHATSAPP failures=2 calls=2 ratio=1.0 threshold=0.5 window_s=10"
+        in caplog.text
+    )
+    assert "event=breaker_half_open channel=WHATSAPP" in caplog.text
+    assert 'event=breaker_recovered channel=WHATSAPP action="channel open again"' in caplog.text
 
 
 async def test_two_dispatchers_on_one_outage_publish_one_closed_and_one_open() -> None:
