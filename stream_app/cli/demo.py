@@ -26,7 +26,7 @@ breaker counts the failures and publishes WHATSAPP CLOSED (with an until) on cha
 those two go by SMS after their own wait. A promotion sent while WhatsApp is closed skips it at once
 (its WhatsApp attempt ends SKIPPED, the SMS goes without waiting). WhatsApp comes back, the breaker's
 probe after until succeeds and it publishes WHATSAPP OPEN; a last promotion goes by WhatsApp again.
-The demo's breaker trips on 4 calls with more than half failed and closes for 10 s (see `stream-app
+The demo's breaker trips on 4 calls with more than half failed and closes for 15 s (see `stream-app
 dispatcher --help` for the real defaults).
 """
 

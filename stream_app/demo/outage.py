@@ -38,11 +38,13 @@ from stream_app.gateway.dispatcher import NOT_SENT_BEFORE_NOT_AFTER
 from stream_app.gateway.settings import BreakerConfig
 
 #: The demo's breaker: small numbers, so an outage of a few messages trips it in a second or two.
-#: 4 calls (two messages' first retries), a 30 s window (the whole act), closed 10 s before the
-#: first probe: room for the "while closed" message to be skipped before the channel reopens by
-#: itself at ``until``; a failed probe (WhatsApp still down) closes it 20 s more.
+#: 4 calls (two messages' first retries), a 30 s window (the act's first part), closed 15 s before
+#: the first probe: room for the "while closed" message to be skipped before the channel reopens by
+#: itself at ``until``, and for the caught messages to reach their notAfter (about 10 s after they
+#: were sent) so WhatsApp recovers before the probe; if it is later, the probe fails and closes it
+#: 30 s more, and the act just takes longer.
 DEMO_BREAKER = BreakerConfig(
-    failure_ratio=0.5, window_seconds=30, min_calls=4, open_seconds=10, max_open_seconds=20
+    failure_ratio=0.5, window_seconds=30, min_calls=4, open_seconds=15, max_open_seconds=30
 )
 #: How long the act waits for each of its steps (the breaker's trip, its reopening, an outcome).
 STEP_TIMEOUT = 60.0
