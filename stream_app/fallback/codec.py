@@ -61,6 +61,7 @@ _HAS_TENANT = 4
 _HAS_CAMPAIGN = 8
 _HAS_WINDOW = 16  # version 3
 _HAS_DEFERRED = 32  # version 3
+_UNKNOWN_FLAGS = ~(_SIMULATION | _HAS_DEADLINE | _HAS_TENANT | _HAS_CAMPAIGN | _HAS_WINDOW | _HAS_DEFERRED)
 _HAS_OCCURRED = 1
 _TIME_BITS = 0x0F  # facts byte: bit (rank - 1) per progress status time present
 _HAS_REASONS = 0x10  # facts byte: reasons follow
@@ -387,9 +388,9 @@ def _decode(data: bytes, version: int) -> FlowState:
     opaque, pos = _chunk_at(data, pos, n)
     window = None
     deferred = None
-    if version >= 3:
-        if flags & ~(_SIMULATION | _HAS_DEADLINE | _HAS_TENANT | _HAS_CAMPAIGN | _HAS_WINDOW | _HAS_DEFERRED):
-            raise ValueError(f"unknown flags 0x{flags:02x}")
+    if flags & _UNKNOWN_FLAGS or (version < 3 and flags & (_HAS_WINDOW | _HAS_DEFERRED)):
+        raise ValueError(f"unknown flags 0x{flags:02x}")
+    if flags & (_HAS_WINDOW | _HAS_DEFERRED):
         if flags & _HAS_WINDOW:
             n, pos = _varint_at(data, pos)
             raw, pos = _chunk_at(data, pos, n)
@@ -404,7 +405,7 @@ def _decode(data: bytes, version: int) -> FlowState:
             pos += _QQ.size + 1
     if pos != len(data):
         raise ValueError(f"{len(data) - pos} trailing bytes")
-    return FlowState(
+    state = FlowState(
         phase=Phase(phase),
         message_id=message_id,
         deadline_ms=deadline if flags & _HAS_DEADLINE else None,
@@ -420,6 +421,8 @@ def _decode(data: bytes, version: int) -> FlowState:
         attempts=attempts,
         held=held,
         opaque=opaque,
-        window=window,
-        deferred=deferred,
     )
+    if window is not None or deferred is not None:  # v1.1 fields: defaults (None) in the usual case
+        state.window = window
+        state.deferred = deferred
+    return state

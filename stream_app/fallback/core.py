@@ -38,6 +38,21 @@ Choices where CONTRACT.md is silent (each pinned by a test in ``tests/unit/fallb
   each. Both are gathered only while the flow runs and dropped from the state with the outcome.
 - A record whose messageId differs from the stored state's (a producer keyed it wrongly) is
   dead-lettered; the flow is untouched.
+
+v1.1, quiet hours and channel control (``tests/unit/fallback/test_quiet_hours.py`` and
+``test_channel_control.py``):
+
+- Whether a step's channel is closed is decided when the step falls due, before its send window is
+  looked at: a closed step is skipped at once (its attempt's ``issuedAt`` is that moment), and the
+  next step is the one that waits for the window. A step held for the window is checked again at
+  the opening, so a channel closed meanwhile is skipped then.
+- A held step keeps the reason it fell due with (TIMEOUT, FAILED, SKIPPED or INITIAL) and the
+  moment (``deferredFrom``); a wake that finds the window shut again (a processor down past it)
+  waits for the next opening, keeping both.
+- ``CHANNELS_CLOSED`` is the reason of a FAILED outcome whose last step was skipped or cut short by
+  an ``inFlight: FALLBACK`` closure; a last step that failed or timed out on its own gives none.
+- The expiry beats the window: an opening at or after it ends the message at once, EXPIRED with
+  ``OUTSIDE_SEND_WINDOW``; the expiry also beats a closure (no attempt is skipped after it).
 """
 
 from __future__ import annotations
@@ -134,12 +149,13 @@ _HELD_FULL = f"orphan status dropped: already {MAX_HELD} statuses held for a mes
 class _Ctx:
     """One decision's clock, limits and collected effects."""
 
-    __slots__ = ("controls", "effects", "limits", "now", "opaque")
+    __slots__ = ("any_closed", "controls", "effects", "limits", "now", "opaque")
 
     def __init__(self, now: int, limits: Limits, controls: ControlView) -> None:
         self.now = now
         self.limits = limits
         self.controls = controls
+        self.any_closed = bool(controls.closures)  # nothing closed: the usual case, one test a step
         self.effects: list[Effect] = []
         self.opaque: list[Any] | None = None  # parsed FlowState.opaque, parsed at most once
 
@@ -303,8 +319,9 @@ def _on_request(ctx: _Ctx, st: FlowState | None, req: SendRequest) -> FlowState 
         requested_ms=requested_ms,
         end_ms=end_ms,
         steps=tuple([_step(s) for s in req.channels]),
-        window=None if req.send_window is None else window_of(req.send_window),
     )
+    if req.send_window is not None:
+        flow.window = window_of(req.send_window)
     parts = [req.metadata, *(s.content for s in req.channels)]
     flow.opaque = orjson.dumps(parts)
     ctx.opaque = parts  # already in hand: no need to parse the bytes just written
@@ -538,7 +555,7 @@ def _next_step(
         if ctx.now >= st.end_ms:
             _end(ctx, st, Result.EXPIRED)  # no attempt is issued after the flow's end
             return
-        if ctx.controls.closed(st.steps[n].channel, st.tenant, ctx.now):
+        if ctx.any_closed and ctx.controls.closed(st.steps[n].channel, st.tenant, ctx.now):
             st.attempts.append(Attempt(issued_ms=ctx.now, ended_by=AttemptEnd.SKIPPED))
             reason, closed, due_ms = CommandReason.SKIPPED, True, None
             continue

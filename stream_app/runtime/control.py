@@ -22,6 +22,9 @@ a million flows takes a few hundred turns (seconds to minutes) and never stalls 
 commits or heartbeats. A flow whose attempt the core ends is changed like any other (changelog,
 outputs, checkpoint).
 
+The partitions of ``channel-control`` are those it has when the instance starts; partitions added
+to the topic later are read after the next restart (the table is a few records: keep its count).
+
 A record that is not a valid ChannelControl (or sits under a key other than its own) changes nothing.
 It is dead-lettered by the one instance that owns the same partition number of ``send-requests``
 when it reads it live, so a fleet writes one dead letter, not one per instance; one read during

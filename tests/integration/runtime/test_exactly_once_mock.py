@@ -110,6 +110,7 @@ def _settings(bootstrap: str, tmp_path: Path) -> Settings:
 async def _make_topics(bootstrap: str, s: Settings) -> None:
     t = s.topics
     topics = [t.send_requests, t.delivery_status, t.changelog, t.retry_commands, t.outcomes, t.dead_letters]
+    topics.append(t.channel_control)  # read whole at start by every instance (v1.1)
     # The mock has no CreateTopics; a Metadata request creates a topic, always with 4 partitions, so
     # every topic is co-partitioned as the processor's start requires.
     assert await auto_create(bootstrap, topics) == dict.fromkeys(topics, MOCK_PARTITIONS)

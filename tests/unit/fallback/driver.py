@@ -161,6 +161,16 @@ class Driver:
         self.now = max(self.now, when)
         return tuple(out)
 
+    def drain_until_commands(self, count: int) -> None:
+        """Fire timers until ``count`` commands were issued (fails if the state ends first)."""
+        for _ in range(100):
+            if len(self.commands) >= count:
+                return
+            assert self.state is not None and self.state.deadline_ms is not None, "ended before the command"
+            self.now = max(self.now, self.state.deadline_ms)
+            self.tick()
+        raise AssertionError("too many timers")
+
     def drain(self) -> tuple[Effect, ...]:
         """Fire timers until the state is gone (every message ends and is eventually forgotten)."""
         out: list[Effect] = []

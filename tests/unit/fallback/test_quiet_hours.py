@@ -140,3 +140,36 @@ def test_the_window_and_the_deferral_survive_the_store() -> None:
     d.run_until(rome(2026, 4, 9, 21, 30))
     assert d.state is not None and d.state.deferred is not None and d.state.window is not None
     assert not any(isinstance(e, SendCommand) and e.command.attempt == 1 for e in d.effects)
+
+
+def test_the_morning_after_a_daylight_saving_change_is_local_nine() -> None:
+    """Rome's changes of 2026: the SMS due Saturday night goes at Sunday 09:00 local, CEST or CET."""
+    for saturday, sunday_nine_utc in (((2026, 3, 28), 7), ((2026, 10, 24), 8)):
+        d = Driver(now=rome(*saturday, 19, 30))
+        d.send(request(channels=promo(), sendWindow=WINDOW))
+        d.drain_until_commands(2)
+        sms = d.commands[1]
+        issued = datetime.fromtimestamp(to_ms(sms.issued_at) / 1000, tz=ROME)
+        assert (issued.day, issued.hour, issued.minute) == (saturday[2] + 1, 9, 0)
+        assert sms.issued_at.astimezone(ZoneInfo("UTC")).hour == sunday_nine_utc
+
+
+def test_days_name_the_days_the_window_opens_on() -> None:
+    d = Driver(now=rome(2026, 4, 10, 19, 30))  # a Friday
+    d.send(request(channels=promo(), sendWindow={**WINDOW, "days": ["MON", "TUE", "WED", "THU", "FRI"]}))
+    d.drain_until_commands(2)
+    assert to_ms(d.commands[1].issued_at) == rome(2026, 4, 13, 9, 0)  # Monday
+
+
+def test_a_window_across_midnight_lets_a_night_step_go_at_once() -> None:
+    night = {"timezone": "Europe/Rome", "from": "22:00", "to": "06:00"}
+    d = Driver(now=rome(2026, 4, 9, 23, 0))
+    d.send(request(channels=promo(), sendWindow=night))
+    d.advance(2 * HOUR)  # 01:00, still inside: the SMS goes at once
+    assert to_ms(d.commands[1].issued_at) == rome(2026, 4, 10, 1, 0)
+    d2 = Driver(now=rome(2026, 4, 10, 4, 30))
+    d2.send(request(channels=promo(), sendWindow=night))
+    d2.advance(2 * HOUR)  # 06:30, outside: waits for 22:00
+    assert len(d2.commands) == 1
+    d2.drain_until_commands(2)
+    assert to_ms(d2.commands[1].issued_at) == rome(2026, 4, 10, 22, 0)
