@@ -19,6 +19,15 @@ process. One send request per scenario (FashionOutlet, ClinicaSalute, BancaSicur
 TelcoMobile, FarmaExpress, all channels failing) with the seed pages' timeouts divided by --speed,
 live progress as outcomes arrive, and a table per message at the end. Exit 0 when every message ended
 as its scenario says, 1 otherwise.
+
+Then the outage act (skip it with --no-outage; about 30 s more): the simulated gateway takes WhatsApp
+down mid-run. Two promotions sent then fail on WhatsApp and are retried; the dispatcher's circuit
+breaker counts the failures and publishes WHATSAPP CLOSED (with an until) on channel-control, and
+those two go by SMS after their own wait. A promotion sent while WhatsApp is closed skips it at once
+(its WhatsApp attempt ends SKIPPED, the SMS goes without waiting). WhatsApp comes back, the breaker's
+probe after until succeeds and it publishes WHATSAPP OPEN; a last promotion goes by WhatsApp again.
+The demo's breaker trips on 4 calls with more than half failed and closes for 15 s (see `stream-app
+dispatcher --help` for the real defaults).
 """
 
 EPILOG = """\
@@ -56,6 +65,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help=f"give up when outcomes are missing after this long (default {DEFAULT_TIMEOUT:g})",
     )
     parser.add_argument("--verbose", action="store_true", help="show the services' logs")
+    parser.add_argument(
+        "--no-outage",
+        dest="outage",
+        action="store_false",
+        help="skip the outage act (WhatsApp down, closed by the circuit breaker, skipped, reopened)",
+    )
     # Not add_options' --bootstrap-servers: its help would show localhost:9092 as the default, but the
     # demo starts its own broker unless this option is given (KAFKA_BOOTSTRAP_SERVERS is not read).
     parser.add_argument(
@@ -92,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
 
     async def main() -> int:
         if explicit:
-            rows = await play(settings, speed=args.speed, timeout=args.timeout)
+            rows = await play(settings, speed=args.speed, timeout=args.timeout, outage=args.outage)
         else:
             from stream_app.broker import LocalBroker
 
@@ -100,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"starting a local broker (Tansu) on {broker.bootstrap_servers} ...", flush=True)
             async with broker:
                 local = from_args(args, {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers})
-                rows = await play(local, speed=args.speed, timeout=args.timeout)
+                rows = await play(local, speed=args.speed, timeout=args.timeout, outage=args.outage)
         print()
         print(report(rows))
         ok = all(r.ok for r in rows)

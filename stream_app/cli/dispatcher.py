@@ -21,9 +21,23 @@ environment:
   STREAM_APP_DISPATCH_MAX_IN_FLIGHT   commands read but not finished before fetching pauses (1000)
   STREAM_APP_DISPATCHER_METRICS_PORT  port of /metrics and /healthz (default 9465; 0 turns it off)
 
+circuit breaker (one per channel; publishes on channel-control):
+  STREAM_APP_BREAKER_FAILURE_RATIO     trip when MORE than this share of calls failed (0.5; 1: never)
+  STREAM_APP_BREAKER_WINDOW_SECONDS    over this sliding window (60)
+  STREAM_APP_BREAKER_MIN_CALLS         and at least this many calls in it (20)
+  STREAM_APP_BREAKER_OPEN_SECONDS      the channel is CLOSED until now + this, then probed (60)
+  STREAM_APP_BREAKER_MAX_OPEN_SECONDS  each failed probe doubles it, up to this (900)
+  A failure is a 5xx, 408, timeout or reset on the channel's sends and status look-ups; a 422 or
+  accepted: false is about one message and counts as the channel working; a 429 does not count.
+  Tripped: a ChannelControl CLOSED (key CHANNEL, inFlight WAIT, until) on channel-control, so the
+  processor skips the channel. After until: a probe (the last command again, with simulation:
+  true); it succeeds: OPEN; it fails: CLOSED again, for twice as long. An operator's close
+  (stream-app channel close) is never lifted, and no close is ever shortened, whatever number of
+  dispatchers run.
+
 endpoints: http://HOST:9465/metrics (Prometheus: commands in, sends by channel and result, gateway
-latency, sent-log skips, dead letters, consumer lag) and /healthz (200 while the loop turns, 503
-when it has been stuck for 60 s)
+latency, sent-log skips, dead letters, consumer lag, breaker state, transitions, probes and
+channel-control records) and /healthz (200 while the loop turns, 503 when it has been stuck for 60 s)
 
 Each commandId is sent at most once, across restarts, rebalances and any number of dispatchers in the
 group: the record of sent commands is the compacted topic <prefix><app-id>-dispatcher-sentlog (created
@@ -48,7 +62,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
             "gateway's send endpoint for each command, and publishes the answer as a DeliveryStatus "
             "(ACCEPTED with providerMessageId, or REJECTED with reasons) on delivery-status. 429, 5xx, "
             "timeouts and resets are retried with backoff and jitter; a command not sent before its "
-            "notAfter becomes REJECTED with reason NOT_SENT_BEFORE_NOT_AFTER."
+            "notAfter becomes REJECTED with reason NOT_SENT_BEFORE_NOT_AFTER. A channel whose gateway "
+            "calls fail as a whole is closed on channel-control (circuit breaker) and reopened once a "
+            "probe succeeds."
         ),
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,

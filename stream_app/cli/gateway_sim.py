@@ -29,6 +29,14 @@ examples:
   curl -s -X POST localhost:19300/api/message-server/sms/send -H 'X-Api-Key: k' \\
        -d '{"destination":"+393401234500","sender":"Shop","text":"hi","messageId":"m1:0"}'
   curl -s 'localhost:19300/api/partner-gateway/v1/messages/status/m1:0?channel=SMS' -H 'X-Api-Key: k'
+
+channel outages (what the dispatcher's circuit breaker reacts to):
+  stream-app gateway-sim --down WHATSAPP         start with every WhatsApp call answering 503
+  curl -s -X PUT localhost:19300/_sim/outages/whatsapp -d '{"status": 500, "delay": 0}'
+                                                 take WhatsApp down now (status 500-599; delay: seconds
+                                                 before the error, a timeout for a shorter client timeout)
+  curl -s -X DELETE localhost:19300/_sim/outages/whatsapp    bring it back
+  curl -s localhost:19300/_sim/outages           what is down, and how many calls each refused
 """
 
 
@@ -74,6 +82,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         default=None,
         help="accept only this X-Api-Key (env STREAM_APP_GATEWAY_API_KEY; default: any non-empty key)",
     )
+    p.add_argument(
+        "--down",
+        action="append",
+        default=[],
+        metavar="CHANNEL",
+        help="start with this channel down: its send and status calls answer 503 until "
+        "DELETE /_sim/outages/CHANNEL (repeatable)",
+    )
     add_log_options(p)
     p.set_defaults(func=run)
 
@@ -83,6 +99,14 @@ def run(args: argparse.Namespace) -> int:
 
     if args.time_scale <= 0:
         raise GatewayConfigError("--time-scale: must be > 0")
+    from stream_app.contracts import Channel
+
+    try:
+        down = tuple(Channel(name.strip().upper()) for name in args.down)
+    except ValueError:
+        raise GatewayConfigError(
+            f"--down: channels are {', '.join(c.value for c in Channel)}, got {', '.join(args.down)}"
+        ) from None
     rules = load_rules(args.rules)
     api_key = args.api_key or os.environ.get("STREAM_APP_GATEWAY_API_KEY") or None
     secret = os.environ.get("STREAM_APP_WEBHOOK_SECRET", "").encode()
@@ -110,6 +134,7 @@ def run(args: argparse.Namespace) -> int:
                 webhook_style=args.webhook_style,
                 webhook_auth=args.webhook_auth,
                 time_scale=args.time_scale,
+                down=down,
                 stop=stop,
                 ready=ready,
             )

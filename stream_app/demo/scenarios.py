@@ -34,6 +34,9 @@ class Scenario:
     expect_channel: str | None
     ttl: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    #: Each attempt's ``endedBy``, in order, when the story is about how the chain moved (the
+    #: outage act: ``SKIPPED``); None: only the result and channel are checked.
+    expect_ended: tuple[str, ...] | None = None
 
     @property
     def destination(self) -> str:

@@ -19,6 +19,12 @@ Offsets are committed by hand, per partition, up to the lowest offset still in f
 re-reads only unfinished commands and the sent-log makes those safe. 401/403 from the gateway stop
 the dispatcher with a one-line error: with a wrong API key every send would fail.
 
+Channel outages: every send answer also goes to the channel's circuit breaker
+(:mod:`stream_app.gateway.breaker`, :mod:`stream_app.gateway.control`), which publishes a
+ChannelControl ``CLOSED`` with an ``until`` on ``channel-control`` when too many of a channel's calls
+fail (5xx, timeouts, resets), probes the channel after ``until``, and publishes ``OPEN`` when a probe
+succeeds. It never holds a send back itself: the processor stops issuing on a closed channel.
+
 Rebalances (any number of dispatchers in the group ``<app-id>-dispatcher``): a newly assigned
 partition's sent-log is restored from its changelog before any of its commands is handled; a
 revoked partition takes no new command, its calls in flight finish (bounded by the HTTP timeout) and
@@ -67,6 +73,7 @@ from stream_app.gateway.client import (
     Transient,
     build_body,
 )
+from stream_app.gateway.control import Breakers, ControlView
 from stream_app.gateway.errors import GatewayAuthError
 from stream_app.gateway.kafka import start_client, started_producer
 from stream_app.gateway.metrics import DispatcherMetrics, send_result
@@ -77,6 +84,7 @@ from stream_app.kafka.clients import stop_client
 from stream_app.kafka.metadata import topic_partitions
 from stream_app.kafka.outage import outage_filter
 from stream_app.kafka.topics import require_topics
+from stream_app.logs import event as log_event
 from stream_app.metrics_http import serving
 
 log = logging.getLogger(__name__)
@@ -139,6 +147,7 @@ class Dispatcher:
         stop: asyncio.Event,
         clock: Callable[[], float] = time.time,
         metrics: DispatcherMetrics | None = None,
+        breakers: Breakers | None = None,
     ) -> None:
         self.settings = settings
         self.gateway = gateway
@@ -162,6 +171,8 @@ class Dispatcher:
         self.fatal: BaseException | None = None
         self.counts: Counter[str] = Counter()
         self.metrics = metrics or DispatcherMetrics()
+        #: The channels' circuit breakers (None: not watched, as in unit tests of the send path).
+        self.breakers = breakers
 
     # ------------------------------------------------------------------------------------ entry
     async def handle(self, record: ConsumerRecord[bytes, bytes]) -> bool:
@@ -213,6 +224,11 @@ class Dispatcher:
         payload = encode(status)
         await self.sent.put(p, cid, SendState.RESULT, self._now_ms(), payload)
         await self._publish(p, command, payload, headers, status.status)
+
+    async def publish_control(self, key: bytes, value: bytes) -> None:
+        """A breaker's ChannelControl record onto ``channel-control`` (dropped only when stopping)."""
+        with contextlib.suppress(_Stopped):
+            await self._produce(self.topics.channel_control, value, key, None)
 
     async def _write_sentlog(self, p: int, key: bytes, value: bytes | None) -> None:
         await self._produce(self.topics.sentlog, value, key, None, partition=p)
@@ -304,8 +320,8 @@ class Dispatcher:
             self._halts.pop(p, None)
 
     def halt_all(self) -> None:
-        for event in self._halts.values():
-            event.set()
+        for halted in self._halts.values():
+            halted.set()
 
     def _halted(self, p: int) -> bool:
         return self.stop.is_set() or p in self.releasing
@@ -324,6 +340,8 @@ class Dispatcher:
     async def _ask_status(self, command: RetryCommand) -> StatusResult:
         with self.metrics.gateway_seconds.labels("status", command.channel.value).time():
             result = await self.client.status(command.command_id, command.channel)
+        if self.breakers is not None:
+            self.breakers.observe(command.channel, result)
         if isinstance(result, Permanent) and result.status in (401, 403):
             raise GatewayAuthError(
                 f"the gateway refused the API key on the status endpoint (HTTP {result.status})"
@@ -387,6 +405,8 @@ class Dispatcher:
                 limiter.release()
             self.counts["calls"] += 1
             self.metrics.sends.labels(channel.value, send_result(result)).inc()
+            if self.breakers is not None:
+                self.breakers.observe(channel, result, body)
             match result:
                 case Accepted(provider_id, _parts):
                     self.counts["accepted"] += 1
@@ -637,6 +657,20 @@ class _Loop:
         await self.commit()
 
 
+async def _finish(tasks: list[asyncio.Task[None]]) -> None:
+    """Wait for the side tasks (they end at ``stop``), at most a few seconds."""
+    _, late = await asyncio.wait(tasks, timeout=SHUTDOWN_GRACE)
+    for task in late:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _log_failure(task: asyncio.Task[None]) -> None:
+    """A side task that failed says so at once (the dispatcher goes on sending without it)."""
+    if not task.cancelled() and (exc := task.exception()) is not None:
+        log_event(log, logging.ERROR, "side_task_failed", task=task.get_name(), error=repr(exc))
+
+
 def _names(parts: set[int]) -> str:
     return ",".join(map(str, sorted(parts))) or "none"
 
@@ -725,7 +759,7 @@ async def run_dispatcher(
         require_topics(
             await topic_partitions(restorer),
             settings.bootstrap_servers,
-            [t.delivery_status, t.dead_letters],
+            [t.delivery_status, t.dead_letters, t.channel_control],
             together=[t.retry_commands, t.sentlog],
         )
         # The endpoint comes up once the broker answered: an unreachable broker is the news then,
@@ -737,6 +771,15 @@ async def run_dispatcher(
         ):
             disp = Dispatcher(
                 settings, gateway_settings, client, producer, stop=stop, clock=clock, metrics=metrics
+            )
+            view = ControlView()
+            disp.breakers = Breakers(
+                gateway_settings.breaker,
+                client,
+                disp.publish_control,
+                clock=clock,
+                metrics=metrics,
+                view=view,
             )
             if dispatcher is not None:
                 dispatcher.append(disp)
@@ -755,12 +798,24 @@ async def run_dispatcher(
             )
             consumer.subscribe([t.retry_commands], listener=_Rebalance(loop))
             await start_client(consumer, settings, bounded=False)  # a group member: see start_client
+            # The breakers read channel-control whole (no group: every dispatcher reads all of it).
+            control_reader = AIOKafkaConsumer(**settings.kafka_client_kwargs(), enable_auto_commit=False)
+            await start_client(control_reader, settings)
+            side = [
+                asyncio.create_task(view.follow(settings, stop, control_reader), name="channel-control"),
+                asyncio.create_task(disp.breakers.run(stop), name="breakers"),
+            ]
+            for task in side:
+                task.add_done_callback(_log_failure)
             try:
                 if ready is not None:
                     ready.set()
                 log.info("dispatcher consuming %s -> %s", t.retry_commands, gateway_settings.url)
                 await loop.run(stop)
             finally:
+                stop.set()
+                await _finish(side)
+                await stop_client(control_reader)
                 await stop_client(consumer)
             if disp.fatal is not None:
                 raise disp.fatal

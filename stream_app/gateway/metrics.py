@@ -130,11 +130,43 @@ class DispatcherMetrics:
             registry=r,
         )
         self.gateway_seconds = _gateway_latency(r)
+        self.breaker_state = Gauge(
+            "stream_app_dispatcher_breaker_state",
+            "Circuit breaker of each channel: 0 closed (channel working), 1 half-open (probing), "
+            "2 open (tripped: channel-control says CLOSED)",
+            ["channel"],
+            registry=r,
+        )
+        self.breaker_transitions = Counter(
+            "stream_app_dispatcher_breaker_transitions",
+            "Circuit breaker state changes by channel and cause: tripped (closed -> open), probe_due "
+            "(open -> half-open), probe_succeeded (half-open -> closed), probe_failed (half-open -> open)",
+            ["channel", "cause"],
+            registry=r,
+        )
+        self.breaker_probes = Counter(
+            "stream_app_dispatcher_breaker_probes",
+            "Probes of a tripped channel (simulation sends) by result: ok, failed, undecided (429)",
+            ["channel", "result"],
+            registry=r,
+        )
+        self.channel_control = Counter(
+            "stream_app_dispatcher_channel_control",
+            "ChannelControl records the breaker published on channel-control, by channel and state",
+            ["channel", "state"],
+            registry=r,
+        )
         # Every label combination exists from the start, at 0: a rate() over a series that appears
         # only with its first event misses that event, and dashboards show "no data" instead of 0.
         for ch in Channel:
             for res in (SEND_OK, SEND_REJECTED, SEND_RETRYABLE, SEND_FAILED):
                 self.sends.labels(ch.value, res)
+            for cause in ("tripped", "probe_due", "probe_succeeded", "probe_failed"):
+                self.breaker_transitions.labels(ch.value, cause)
+            for res in ("ok", "failed", "undecided"):
+                self.breaker_probes.labels(ch.value, res)
+            for state in ("CLOSED", "OPEN"):
+                self.channel_control.labels(ch.value, state)
         for reason in ("done", "result", "in_flight", "status"):
             self.sentlog_skips.labels(reason)
 

@@ -27,6 +27,11 @@ ENV = {
     "webhook_auth": "STREAM_APP_WEBHOOK_AUTH",
     "dispatcher_metrics_port": "STREAM_APP_DISPATCHER_METRICS_PORT",
     "poller_metrics_port": "STREAM_APP_POLLER_METRICS_PORT",
+    "breaker_failure_ratio": "STREAM_APP_BREAKER_FAILURE_RATIO",
+    "breaker_window": "STREAM_APP_BREAKER_WINDOW_SECONDS",
+    "breaker_min_calls": "STREAM_APP_BREAKER_MIN_CALLS",
+    "breaker_open": "STREAM_APP_BREAKER_OPEN_SECONDS",
+    "breaker_max_open": "STREAM_APP_BREAKER_MAX_OPEN_SECONDS",
 }
 
 
@@ -66,6 +71,52 @@ def parse_per_channel(raw: str, source: str, default: float) -> dict[Channel, fl
 
 
 @dataclass(frozen=True, slots=True)
+class BreakerConfig:
+    """The dispatcher's circuit breaker (:mod:`stream_app.gateway.breaker`), one per channel.
+
+    The defaults weigh a false trip (a minute of messages skipping a working channel for the next
+    step, usually a dearer SMS) against a missed outage (every message on the channel waiting out its
+    ``fallbackAfter``, 2-4 hours for a promotion). A minute or two of detection is nothing next to
+    those hours, so they lean towards never tripping on noise.
+    """
+
+    #: Trip when MORE than this share of the window's calls failed. 0.5: a healthy gateway fails well
+    #: under 1% of calls, and a channel that fails every second call still gets messages through on
+    #: the dispatcher's retries; past half, most sends are waiting on backoff. 1 turns tripping off.
+    failure_ratio: float = 0.5
+    #: The sliding window. 60 s: long enough to gather ``min_calls`` at a few sends a second, short
+    #: enough that an outage is acted on within about a minute.
+    window_seconds: float = 60.0
+    #: No trip on fewer calls than this in the window. 20: at night, 3 timeouts out of 4 calls is a
+    #: blip, not an outage; 20 calls over half failed (11+) is. A retry is a call, so an outage under
+    #: light traffic still gets there: each command's backed-off retries count.
+    min_calls: int = 20
+    #: The first ``until``: how long a tripped channel stays closed before a probe. 60 s: the processor
+    #: reopens the channel by itself at ``until``, so a false trip costs at most a minute of detours.
+    open_seconds: float = 60.0
+    #: Each failed probe doubles the time closed, up to this. 900 s: a long outage costs one probe
+    #: every 15 minutes, and a recovered channel is back within 15 minutes at worst.
+    max_open_seconds: float = 900.0
+
+    def __post_init__(self) -> None:
+        if not 0 < self.failure_ratio <= 1:
+            raise GatewayConfigError(
+                f"{ENV['breaker_failure_ratio']}: must be > 0 and at most 1, got {self.failure_ratio:g}"
+            )
+        if not self.window_seconds >= 1:
+            raise GatewayConfigError(
+                f"{ENV['breaker_window']}: must be at least 1, got {self.window_seconds:g}"
+            )
+        if self.min_calls < 1:
+            raise GatewayConfigError(f"{ENV['breaker_min_calls']}: must be at least 1, got {self.min_calls}")
+        if not self.open_seconds <= self.max_open_seconds:
+            raise GatewayConfigError(
+                f"{ENV['breaker_open']}: must be at most {ENV['breaker_max_open']} "
+                f"({self.max_open_seconds:g}), got {self.open_seconds:g}"
+            )
+
+
+@dataclass(frozen=True, slots=True)
 class GatewaySettings:
     url: str = "http://127.0.0.1:19300"
     api_key: str = field(default="", repr=False)
@@ -90,6 +141,8 @@ class GatewaySettings:
     #: CLI's defaults come from :func:`gateway_from_env` (:data:`DISPATCHER_METRICS_PORT`, ...).
     dispatcher_metrics_port: int = 0
     poller_metrics_port: int = 0
+    #: The dispatcher's per-channel circuit breaker (STREAM_APP_BREAKER_*).
+    breaker: BreakerConfig = field(default_factory=BreakerConfig)
 
     def webhook_auth_mode(self) -> str:
         """The receiver's authentication mode; raises :class:`GatewayConfigError` when it cannot work.
@@ -136,6 +189,20 @@ def _port(env: Mapping[str, str], name: str, default: int) -> int:
     return int(raw)
 
 
+def _breaker(env: Mapping[str, str]) -> BreakerConfig:
+    base = BreakerConfig()
+    min_calls = _num(env, "breaker_min_calls", base.min_calls)
+    if min_calls != int(min_calls):
+        raise GatewayConfigError(f"{ENV['breaker_min_calls']}: must be a whole number, got {min_calls:g}")
+    return BreakerConfig(
+        failure_ratio=_num(env, "breaker_failure_ratio", base.failure_ratio),
+        window_seconds=_num(env, "breaker_window", base.window_seconds),
+        min_calls=int(min_calls),
+        open_seconds=_num(env, "breaker_open", base.open_seconds),
+        max_open_seconds=_num(env, "breaker_max_open", base.max_open_seconds),
+    )
+
+
 def _auth_mode(raw: str) -> str:
     mode = raw.strip().lower()
     if mode and mode not in WEBHOOK_AUTH_MODES:
@@ -166,6 +233,7 @@ def gateway_from_env(environ: Mapping[str, str] | None = None, **overrides: obje
         webhook_auth=_auth_mode(env.get(ENV["webhook_auth"], "")),
         dispatcher_metrics_port=_port(env, "dispatcher_metrics_port", DISPATCHER_METRICS_PORT),
         poller_metrics_port=_port(env, "poller_metrics_port", POLLER_METRICS_PORT),
+        breaker=_breaker(env),
     )
     values = {k: v for k, v in overrides.items() if v is not None}
     if values:

@@ -22,6 +22,13 @@ Endpoints (the real gateway's shapes):
   window's end), and a call over N in a window gets 429 with both ``Retry-After`` and ``retryAfter``.
 * ``GET /_sim/sends``: how many sends each customer message id got (``sends``) and how many HTTP calls
   (``calls``); the fault tests assert "never sent twice" on it. ``PUT /_sim/rules`` replaces the rules.
+* A channel outage (the dispatcher's circuit breaker is tested against it): ``PUT
+  /_sim/outages/{channel}`` with an optional ``{"status": 503, "delay": 0}`` makes every send and
+  status call on that channel answer that 5xx (after ``delay`` seconds: with a client timeout under
+  it, a timeout) without sending anything; ``DELETE /_sim/outages/{channel}`` recovers it; ``GET
+  /_sim/outages`` lists them with the calls each refused. ``stream-app gateway-sim --down WHATSAPP``
+  starts with the channel down; in-process, :meth:`Simulator.fail_channel` and
+  :meth:`Simulator.recover_channel`.
 
 Behaviour is scripted per destination by rules (a JSON file, ``--rules``), first match wins::
 
@@ -103,6 +110,7 @@ from stream_app.contracts.models import Destination
 from stream_app.gateway.errors import RulesError
 from stream_app.gateway.serve import serve_app
 from stream_app.gateway.signing import SIGNATURE_HEADER, sign
+from stream_app.logs import event
 
 log = logging.getLogger(__name__)
 
@@ -175,6 +183,13 @@ class Limit(_Model):
 class Rules(_Model):
     rules: list[Rule] = Field(default_factory=list)
     limit: Limit | None = None
+
+
+class Outage(_Model):
+    """A whole channel down: every call on it answers ``status`` after ``delay`` seconds."""
+
+    status: int = Field(default=503, ge=500, le=599)
+    delay: float = Field(default=0.0, ge=0, le=600)
 
 
 def _steps(*pairs: tuple[str, float]) -> list[dict[str, Any]]:
@@ -315,6 +330,9 @@ class SimState:
     call_times: dict[str, list[float]] = field(default_factory=dict)
     #: 429s answered (scripted or over the window).
     rate_limited: int = 0
+    #: Channels down (an outage), and the calls each outage answered with its error.
+    outages: dict[Channel, Outage] = field(default_factory=dict)
+    outage_calls: Counter[Channel] = field(default_factory=Counter)
     window_start: float = 0.0
     window_calls: int = 0
 
@@ -399,8 +417,59 @@ class Simulator:
                 Route(STATUS_PATH, self.status, methods=["GET"]),
                 Route("/_sim/sends", self.sends, methods=["GET"]),
                 Route("/_sim/rules", self.set_rules, methods=["PUT"]),
+                Route("/_sim/outages", self.list_outages, methods=["GET"]),
+                Route("/_sim/outages/{channel}", self.set_outage, methods=["PUT", "DELETE"]),
             ]
         )
+
+    # ------------------------------------------------------------------------------ outages
+    def fail_channel(self, channel: Channel, status: int = 503, delay: float = 0.0) -> None:
+        """Take ``channel`` down: every send and status call on it answers ``status`` (a 5xx)."""
+        self.state.outages[channel] = Outage(status=status, delay=delay)
+        event(log, logging.INFO, "sim_channel_down", channel=channel.value, status=status, delay=delay)
+
+    def recover_channel(self, channel: Channel) -> None:
+        """Bring ``channel`` back: its calls are answered by the rules again."""
+        if self.state.outages.pop(channel, None) is not None:
+            event(log, logging.INFO, "sim_channel_up", channel=channel.value)
+
+    async def _outage(self, channel: Channel) -> Response | None:
+        """The outage's answer when ``channel`` is down (counted), else None."""
+        outage = self.state.outages.get(channel)
+        if outage is None:
+            return None
+        self.state.outage_calls[channel] += 1
+        if outage.delay:
+            await asyncio.sleep(outage.delay * self.state.time_scale)
+        return _error(outage.status, f"{channel.value} unavailable (simulated outage)")
+
+    async def list_outages(self, request: Request) -> Response:
+        st = self.state
+        return _json(
+            200,
+            {
+                "outages": {
+                    ch.value: {**o.model_dump(), "calls": st.outage_calls[ch]} for ch, o in st.outages.items()
+                }
+            },
+        )
+
+    async def set_outage(self, request: Request) -> Response:
+        raw = request.path_params["channel"]
+        try:
+            channel = Channel(raw.upper())
+        except ValueError:
+            return _error(404, f"unknown channel {raw!r}")
+        if request.method == "DELETE":
+            self.recover_channel(channel)
+            return _json(200, {"channel": channel.value, "down": False})
+        body = await request.body()
+        try:
+            outage = Outage.model_validate_json(body or b"{}")
+        except ValidationError as exc:
+            return _error(400, reason_of(exc))
+        self.fail_channel(channel, outage.status, outage.delay)
+        return _json(200, {"channel": channel.value, "down": True, **outage.model_dump()})
 
     # ------------------------------------------------------------------------------ handlers
     def _unauthorised(self, request: Request) -> Response | None:
@@ -418,6 +487,8 @@ class Simulator:
             channel = Channel(request.path_params["channel"].upper())
         except ValueError:
             return _error(404, f"unknown channel {request.path_params['channel']!r}")
+        if (down := await self._outage(channel)) is not None:
+            return down
         if int(request.headers.get("content-length") or 0) > MAX_BODY:
             return _error(413, f"body over {MAX_BODY} bytes")
         try:
@@ -547,6 +618,8 @@ class Simulator:
             channel = Channel(raw_channel.upper())
         except ValueError:
             return _error(400, f"channel: must be one of WHATSAPP, RCS, SMS, VIBER, got {raw_channel!r}")
+        if (down := await self._outage(channel)) is not None:
+            return down
         window, over = self._count_call()
         if over is not None:
             return over
@@ -672,6 +745,7 @@ async def run_simulator(
     stop: asyncio.Event | None = None,
     ready: asyncio.Event | None = None,
     simulator: list[Simulator] | None = None,
+    down: tuple[Channel, ...] = (),
 ) -> None:
     """Serve the simulator on host:port until ``stop`` is set.
 
@@ -687,6 +761,8 @@ async def run_simulator(
         webhook_auth=webhook_auth,
         time_scale=time_scale,
     )
+    for channel in down:
+        sim.fail_channel(channel)
     if simulator is not None:
         simulator.append(sim)
     try:

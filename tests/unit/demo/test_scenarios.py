@@ -52,3 +52,55 @@ def test_scaled_fallback_after_leaves_time_for_a_refusal_to_land() -> None:
     steps = adriatica.request("m", 1200.0)["channels"]
     assert steps[1]["fallbackAfter"] == MIN_FALLBACK_SECONDS
     assert adriatica.request("m", 1.0)["channels"][1]["fallbackAfter"] == 300
+
+
+def test_the_outage_act_is_valid_requests_and_rules_of_its_own() -> None:
+    from stream_app.demo.outage import OUTAGE_SCENARIOS, TTL_MARGIN_S, outage_request
+    from stream_app.demo.outage import simulator_rules as outage_rules
+
+    keys = [s.key for s in (*SCENARIOS, *OUTAGE_SCENARIOS)]
+    assert len(keys) == len(set(keys))
+    for scenario in OUTAGE_SCENARIOS:
+        body = outage_request(scenario, f"m-{scenario.key}", 1200.0)
+        req = decode_request(orjson.dumps(body))
+        assert req.destination.endswith(scenario.key)
+        # just past the scaled WhatsApp wait, so a caught message's retries end soon after its SMS
+        assert body["ttl"] == body["channels"][0]["fallbackAfter"] + TTL_MARGIN_S
+    parse_rules(orjson.dumps({"rules": outage_rules()}))
+
+
+def test_a_row_checks_how_each_attempt_ended_when_the_story_says() -> None:
+    from stream_app.contracts import Outcome
+    from stream_app.demo.outage import SKIPPING
+    from stream_app.demo.run import Row
+
+    def outcome(first_end: str) -> Outcome:
+        return Outcome.model_validate(
+            {
+                "messageId": "m",
+                "result": "SUCCEEDED",
+                "channel": "SMS",
+                "status": "DELIVERED",
+                "attemptCount": 2,
+                "attempts": [
+                    {
+                        "attempt": 0,
+                        "channel": "WHATSAPP",
+                        "issuedAt": "2026-04-09T08:00:00Z",
+                        "endedBy": first_end,
+                    },
+                    {
+                        "attempt": 1,
+                        "channel": "SMS",
+                        "issuedAt": "2026-04-09T08:00:00Z",
+                        "endedBy": "SUCCEEDED",
+                    },
+                ],
+                "requestedAt": "2026-04-09T08:00:00Z",
+                "completedAt": "2026-04-09T08:00:01Z",
+                "durationMs": 1000,
+            }
+        )
+
+    assert Row(SKIPPING, "m", outcome("SKIPPED")).ok
+    assert not Row(SKIPPING, "m", outcome("TIMEOUT")).ok  # SMS all the same, but WhatsApp was not skipped

@@ -67,6 +67,10 @@ DOCUMENTED = {
         "stream_app_dispatcher_produce_retries_total",
         "stream_app_dispatcher_in_flight",
         "stream_app_dispatcher_consumer_lag",
+        "stream_app_dispatcher_breaker_state",
+        "stream_app_dispatcher_breaker_transitions_total",
+        "stream_app_dispatcher_breaker_probes_total",
+        "stream_app_dispatcher_channel_control_total",
         "stream_app_gateway_request_seconds",
     },
     WebhookMetrics: {

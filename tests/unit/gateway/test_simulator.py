@@ -289,3 +289,62 @@ def test_new_rule_fields_are_checked() -> None:
     with pytest.raises(RulesError, match=r"rules\.0\.statuses\.0\.status"):
         parse_rules(b'{"rules": [{"statuses": [{"status": "LOST", "after": 0}]}]}')
     assert parse_rules(b'{"rules": [{"retryAfter": null, "retryAfterBody": 2}]}').rules[0].retry_after is None
+
+
+async def test_a_channel_outage_fails_its_sends_and_status_calls_until_it_recovers() -> None:
+    wa = {"destination": "+393401234500", "phoneNumberId": 5, "template": {"id": 42}}
+    async with running_simulator() as (sim, base), httpx.AsyncClient(base_url=base) as http:
+        assert (await _post(base, "whatsapp", {**wa, "messageId": "before:0"})).status_code == 200
+        down = await http.put("/_sim/outages/WhatsApp", content=b'{"status": 500}')
+        assert down.json() == {"channel": "WHATSAPP", "down": True, "status": 500, "delay": 0.0}
+        r = await _post(base, "whatsapp", {**wa, "messageId": "during:0"})
+        assert (r.status_code, r.json()["error"]) == (500, "WHATSAPP unavailable (simulated outage)")
+        assert (await _status(base, "before:0", "WHATSAPP")).status_code == 500
+        # only that channel: SMS sends and looks up as before
+        assert (
+            await _post(base, "sms", {"destination": "+393401234500", "messageId": "s:0", **SMS})
+        ).is_success
+        assert (await _status(base, "s:0", "SMS")).status_code == 200
+        listed = (await http.get("/_sim/outages")).json()
+        assert listed == {"outages": {"WHATSAPP": {"status": 500, "delay": 0.0, "calls": 2}}}
+        recovered = await http.delete("/_sim/outages/whatsapp")
+        assert recovered.json() == {"channel": "WHATSAPP", "down": False}
+        assert (await _post(base, "whatsapp", {**wa, "messageId": "after:0"})).status_code == 200
+        assert (await http.get("/_sim/outages")).json() == {"outages": {}}
+    # nothing was sent during the outage
+    assert set(sim.state.sends) == {"before:0", "s:0", "after:0"}
+
+
+async def test_outage_requests_are_checked() -> None:
+    async with running_simulator() as (_, base), httpx.AsyncClient(base_url=base) as http:
+        assert (await http.put("/_sim/outages/fax")).status_code == 404
+        bad = await http.put("/_sim/outages/sms", content=b'{"status": 404}')
+        assert bad.status_code == 400 and "status" in bad.json()["error"]
+        assert (await http.put("/_sim/outages/sms", content=b"{oops")).status_code == 400
+        default = await http.put("/_sim/outages/sms")
+        assert default.json()["status"] == 503
+
+
+async def test_a_slow_outage_is_a_timeout_for_a_shorter_client_timeout() -> None:
+    from stream_app.contracts import Channel
+    from stream_app.gateway.breaker import CallOutcome, classify
+    from stream_app.gateway.client import GatewayClient, Transient
+
+    async with running_simulator() as (sim, base):
+        sim.fail_channel(Channel.RCS, status=503, delay=2.0)
+        async with GatewayClient(base, "test-key", timeout=0.2) as gw:
+            body = {"destination": "+393401234500", "messageId": "slow:0", "agentId": 1, "templateId": 10}
+            result = await gw.send(Channel.RCS, body)
+            assert isinstance(result, Transient) and "Timeout" in result.error
+            assert classify(result) is CallOutcome.FAILURE
+            sim.recover_channel(Channel.RCS)
+            assert classify(await gw.send(Channel.RCS, body)) is CallOutcome.SUCCESS
+
+
+def test_gateway_sim_down_names_the_bad_channel(capsys: pytest.CaptureFixture[str]) -> None:
+    from stream_app.cli import main
+
+    assert main(["gateway-sim", "--port", "0", "--down", "FAX"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "stream-app: error: --down: channels are WHATSAPP, RCS, SMS, VIBER, got FAX"
+    )
