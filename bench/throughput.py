@@ -50,6 +50,7 @@ from stream_app.config import Settings
 from stream_app.contracts.catalogue import CATALOGUE
 from stream_app.runtime import Processor
 from stream_app.runtime.clients import group_consumer, output_producer
+from stream_app.runtime.heap import tune_gc
 from stream_app.runtime.processor import MAX_RECORDS
 
 #: The runtime room's port range (19500-19599).
@@ -271,6 +272,7 @@ def run_side(args: argparse.Namespace, side: str, app_id: str) -> dict[str, Any]
         str(args.records),
         "--partitions",
         str(args.partitions),
+        *(["--default-gc"] if args.default_gc else []),
     ]
     done = subprocess.run(cmd, check=False, capture_output=True, text=True)
     if done.returncode != 0:
@@ -281,6 +283,8 @@ def run_side(args: argparse.Namespace, side: str, app_id: str) -> dict[str, Any]
 
 async def side(args: argparse.Namespace) -> dict[str, Any]:
     """The child process: measure one side on topics the parent created and filled."""
+    if args.side == "processor" and not args.default_gc:
+        tune_gc()  # as `stream-app processor` does
     with tempfile.TemporaryDirectory() as tmp:
         settings = settings_for(args.bootstrap, args.prefix, args.app_id, Path(tmp), args.partitions)
         inputs = 2 * args.records  # a request and its DELIVERED status
@@ -388,6 +392,11 @@ def cli() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds of each side (median)")
     parser.add_argument("--bootstrap", default=None, help="an existing broker (default: start a local Tansu)")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="port of the local Tansu")
+    parser.add_argument(
+        "--default-gc",
+        action="store_true",
+        help="run the processor with CPython's collector settings, not stream-app processor's tune_gc()",
+    )
     # The child process's arguments (run_side passes them).
     parser.add_argument(
         "--side", choices=("processor", "passthrough", "passthrough-send"), help=argparse.SUPPRESS
