@@ -18,11 +18,11 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 from aiokafka.partitioner import murmur2
 
-from stream_app.admin.connect import REQUEST_TIMEOUT_MS, start_or_unreachable
 from stream_app.admin.errors import KafkaFailure
 from stream_app.config import Settings
 from stream_app.contracts import FAILURE_STATUSES, InvalidRecord, LateStatus, Outcome, decode_outcome
 from stream_app.kafka.clients import stop_client
+from stream_app.kafka.connect import REQUEST_TIMEOUT_MS, start_or_unreachable
 from stream_app.kafka.metadata import topic_partitions
 from stream_app.kafka.outage import outage_filter
 from stream_app.kafka.topics import require_topics
