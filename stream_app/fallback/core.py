@@ -54,14 +54,12 @@ from stream_app.contracts import (
     PROGRESS_RANK,
     STATUS_ORDER,
     AttemptEnd,
-    AttemptSummary,
     CancelRequest,
     Channel,
     ChannelStep,
     CommandReason,
     DeliveryStatus,
     LateStatus,
-    Outcome,
     PreviousAttempt,
     Result,
     SendRequest,
@@ -510,7 +508,7 @@ def _end(
     if open_end is not None and idx is not None:
         st.attempts[idx] = replace(st.attempts[idx], ended_by=open_end)
     parts = ctx.parts(st)
-    outcome = Outcome(
+    outcome = trusted.outcome(
         message_id=st.message_id,
         tenant=st.tenant,
         campaign_id=st.campaign_id,
@@ -519,7 +517,7 @@ def _end(
         status=status,
         attempt_count=len(st.attempts),
         attempts=[
-            AttemptSummary(
+            trusted.attempt_summary(
                 attempt=i,
                 channel=st.steps[i].channel,
                 issued_at=from_ms(a.issued_ms),
