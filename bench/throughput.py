@@ -10,8 +10,11 @@ Both sides read the same pre-filled inputs from their own consumer group: N requ
   settings (``runtime.clients.output_producer``: acks=all, linger 5 ms, 512 KiB batches), in whole
   batches (``create_batch``/``send_batch``, partition p to partition p: no future and no murmur2
   per record), awaits their delivery, then commits. No decode, no logic, no state, no changelog.
+* passthrough-send: the same loop with ``send()`` and a delivery future per record (the loop
+  aiokafka's documentation shows), for a second ratio.
 * processor: ``Processor`` itself (decode, ``decide()``, RocksDB store, commands and outcomes,
-  changelog, commit in DESIGN.md's order), at_least_once.
+  changelog, commit in DESIGN.md's order), at_least_once, with ``stream-app processor``'s
+  collector settings (``--default-gc``: CPython's).
 
 The clock of each side starts at its first consumed record and stops when the last input offset is
 committed, so the group join (seconds on Tansu) is not counted on either side. Target: processor
