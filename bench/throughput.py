@@ -1,21 +1,29 @@
-"""End-to-end processor throughput vs a raw aiokafka passthrough, same run, same broker. Prints JSON.
+"""End-to-end processor throughput vs the strongest plain aiokafka loop, same input, same broker.
 
-Both sides read the same pre-filled ``send-requests`` topic (N requests with a WhatsApp -> SMS chain,
-each issuing one command and one changelog record) from their own consumer group:
+Both sides read the same pre-filled inputs from their own consumer group: N requests on
+``send-requests`` (a WhatsApp -> SMS chain) and one DELIVERED status per request on
+``delivery-status``, 2N input records in all.
 
-* passthrough: ``getmany()`` batches, produce the same number of records per input the processor
-  produced (no decode, no logic), await delivery, commit. The floor any aiokafka app pays.
-* processor: ``run_processor`` itself (decode, ``decide()``, RocksDB store, outputs, changelog,
-  commit in DESIGN.md's order).
+* passthrough: the strongest plain aiokafka loop we could write. It subscribes to both inputs with
+  the processor's own group consumer settings (``runtime.clients.group_consumer``: the same big
+  fetches) and ``max_records``, produces one output per input with the processor's own producer
+  settings (``runtime.clients.output_producer``: acks=all, linger 5 ms, 512 KiB batches), in whole
+  batches (``create_batch``/``send_batch``, partition p to partition p: no future and no murmur2
+  per record), awaits their delivery, then commits. No decode, no logic, no state, no changelog.
+* passthrough-send: the same loop with ``send()`` and a delivery future per record (the loop
+  aiokafka's documentation shows), for a second ratio.
+* processor: ``Processor`` itself (decode, ``decide()``, RocksDB store, commands and outcomes,
+  changelog, commit in DESIGN.md's order), at_least_once, with ``stream-app processor``'s
+  collector settings (``--default-gc``: CPython's).
 
 The clock of each side starts at its first consumed record and stops when the last input offset is
 committed, so the group join (seconds on Tansu) is not counted on either side. Target: processor
->= 0.7 of the passthrough.
+>= 0.7 of the passthrough. Each side also reports its process CPU time per input record.
 
 Each side runs in a process of its own (``--side``), so neither inherits the other's heap, garbage
-collector or imports, and the sides alternate for ``--rounds`` rounds (a fresh group, app id and state
-directory each time): on two cores shared with the broker one run of a few seconds varies by 10-20%,
-so the figure reported is the ratio of the medians, with every round listed beside it.
+collector or imports, and the sides alternate for ``--rounds`` rounds (fresh topics, groups, app id
+and state directory each round): on two cores shared with the broker one run of a few seconds
+varies by 10-20%, so the figure reported is the ratio of the medians, with every round listed.
 
     python bench/throughput.py                       # a local Tansu on 127.0.0.1:19541
     python bench/throughput.py --records 100000 --rounds 5 --bootstrap localhost:9092
@@ -33,17 +41,20 @@ import sys
 import tempfile
 import time
 import uuid
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 
 from stream_app.config import Settings
 from stream_app.contracts.catalogue import CATALOGUE
 from stream_app.runtime import Processor
+from stream_app.runtime.clients import group_consumer, output_producer
+from stream_app.runtime.heap import tune_gc
+from stream_app.runtime.processor import MAX_RECORDS
 
 #: The runtime room's port range (19500-19599).
 DEFAULT_PORT = 19541
@@ -63,6 +74,19 @@ def request(i: int) -> tuple[bytes, bytes]:
     return mid.encode(), orjson.dumps(body)
 
 
+def delivered(i: int) -> tuple[bytes, bytes]:
+    """Request i's WhatsApp attempt DELIVERED: its flow ends with a SUCCEEDED outcome."""
+    mid = f"bench-{i:08d}"
+    body = {
+        "messageId": mid,
+        "attempt": 0,
+        "channel": "WHATSAPP",
+        "status": "DELIVERED",
+        "occurredAt": "2026-01-01T00:00:00Z",
+    }
+    return mid.encode(), orjson.dumps(body)
+
+
 async def create_topics(settings: Settings, partitions: int, extra: list[str]) -> None:
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
     await admin.start()
@@ -77,7 +101,7 @@ async def create_topics(settings: Settings, partitions: int, extra: list[str]) -
             for spec in CATALOGUE
         ]
         specs += [NewTopic(name, partitions, 1) for name in extra]
-        existing = set(await admin.list_topics())  # the topics every round shares exist after round 0
+        existing = set(await admin.list_topics())
         specs = [spec for spec in specs if spec.name not in existing]
         if specs:
             await admin.create_topics(specs)
@@ -88,36 +112,44 @@ async def create_topics(settings: Settings, partitions: int, extra: list[str]) -
 
 
 async def fill(settings: Settings, n: int) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, linger_ms=20, acks="all")
+    """N requests, then a DELIVERED status for each (the processor holds a status that overtakes
+    its request, so the order between the two topics does not change the work)."""
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.bootstrap_servers, linger_ms=20, acks="all", max_batch_size=512 * 1024
+    )
     await producer.start()
     try:
         futures = []
-        for i in range(n):
-            key, value = request(i)
-            futures.append(await producer.send(settings.topics.send_requests, value, key=key))
+        for topic, make in (
+            (settings.topics.send_requests, request),
+            (settings.topics.delivery_status, delivered),
+        ):
+            for i in range(n):
+                key, value = make(i)
+                futures.append(await producer.send(topic, value, key=key))
         await asyncio.gather(*futures)
     finally:
         await producer.stop()
 
 
-async def passthrough(settings: Settings, n: int, per_input: float, out_topic: str) -> dict[str, Any]:
-    consumer = AIOKafkaConsumer(
-        settings.topics.send_requests,
-        bootstrap_servers=settings.bootstrap_servers,
-        group_id=f"passthrough-{uuid.uuid4().hex[:8]}",
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        partition_assignment_strategy=(RangePartitionAssignor,),
-    )
-    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all", linger_ms=2)
+async def passthrough(settings: Settings, n: int, out_topic: str, per_record: bool) -> dict[str, Any]:
+    """The strongest plain loop: the processor's clients and batch size, one output per input.
+
+    ``per_record``: ``send()`` and a delivery future per record (the loop aiokafka's documentation
+    shows, and what the passthrough of issue 10 measured) instead of whole batches.
+    """
+    group = replace(settings, app_id=f"passthrough-{uuid.uuid4().hex[:8]}")
+    consumer = group_consumer(group, exactly_once=False)
+    consumer.subscribe([settings.topics.send_requests, settings.topics.delivery_status])
+    producer = output_producer(settings)
     await consumer.start()
     await producer.start()
     consumed = produced = 0
-    owed = 0.0
     started: float | None = None
+    cpu0 = 0.0
     try:
         while consumed < n:
-            batch = await consumer.getmany(timeout_ms=200, max_records=5000)
+            batch = await consumer.getmany(timeout_ms=200, max_records=MAX_RECORDS)
             if not batch:
                 continue
             if started is None:
@@ -126,15 +158,34 @@ async def passthrough(settings: Settings, n: int, per_input: float, out_topic: s
             futures = []
             offsets = {}
             for tp, records in batch.items():
-                for rec in records:
-                    owed += per_input
-                    while owed >= 1:
-                        owed -= 1
-                        futures.append(await producer.send(out_topic, rec.value, key=rec.key))
+                if not records:
+                    continue
                 consumed += len(records)
+                produced += len(records)
                 offsets[tp] = records[-1].offset + 1
+                if per_record:
+                    for rec in records:
+                        futures.append(
+                            await producer.send(
+                                out_topic,
+                                rec.value,
+                                key=rec.key,
+                                partition=tp.partition,
+                                headers=list(rec.headers),
+                            )
+                        )
+                    continue
+                out = producer.create_batch()
+                for rec in records:
+                    if (
+                        out.append(key=rec.key, value=rec.value, timestamp=None, headers=list(rec.headers))
+                        is None
+                    ):
+                        futures.append(await producer.send_batch(out, out_topic, partition=tp.partition))
+                        out = producer.create_batch()
+                        out.append(key=rec.key, value=rec.value, timestamp=None, headers=list(rec.headers))
+                futures.append(await producer.send_batch(out, out_topic, partition=tp.partition))
             await asyncio.gather(*futures)
-            produced += len(futures)
             await consumer.commit(offsets)
         assert started is not None
         took = time.perf_counter() - started
@@ -156,13 +207,13 @@ async def processor(settings: Settings, n: int) -> dict[str, Any]:
     proc = Processor(settings, stop=stop)
     reg = proc.metrics.registry
     task = asyncio.create_task(proc.run())
-    topic = settings.topics.send_requests
-    records_in = proc.metrics.records_in.labels(topic)
+    t = settings.topics
+    counters = [proc.metrics.records_in.labels(topic) for topic in (t.send_requests, t.delivery_status)]
 
     def consumed() -> float:
-        # The counter's own value: get_sample_value() collects the whole registry, which at every
+        # The counters' own values: get_sample_value() collects the whole registry, which at every
         # sample would take CPU from the processor being measured.
-        return float(records_in._value.get())
+        return float(sum(c._value.get() for c in counters))
 
     try:
         while consumed() == 0:
@@ -172,7 +223,7 @@ async def processor(settings: Settings, n: int) -> dict[str, Any]:
         started = time.perf_counter()
         cpu0 = time.process_time()
         # records_in counts a batch when it is read; the batch is committed when the turn ends, and
-        # the loop records the turn in batch_seconds, so wait for both to cover every input.
+        # the loop is idle again only then, so wait for both to cover every input.
         while consumed() < n or not proc._idle.is_set():  # noqa: ASYNC110  # sampling another task's metrics
             # 5 ms: under 0.2% of a run of seconds, and a sample costs next to nothing.
             await asyncio.sleep(0.005)
@@ -182,13 +233,15 @@ async def processor(settings: Settings, n: int) -> dict[str, Any]:
         stop.set()
         await task
     out = {
-        t: reg.get_sample_value("stream_app_records_out_total", {"topic": t}) or 0
-        for t in (settings.topics.retry_commands, settings.topics.outcomes, settings.topics.changelog)
+        topic: reg.get_sample_value("stream_app_records_out_total", {"topic": topic}) or 0
+        for topic in (t.retry_commands, t.outcomes, t.changelog, t.dead_letters)
     }
     return {
         "records": int(consumed()),
         "cpu_seconds": round(cpu, 3),
-        "produced": int(sum(out.values())),
+        "produced": int(sum(v for k, v in out.items() if k != t.changelog)),
+        "changelog": int(out[t.changelog]),
+        "dead_letters": int(out[t.dead_letters]),
         "seconds": round(took, 3),
         "per_s": round(n / took),
     }
@@ -205,7 +258,7 @@ def settings_for(bootstrap: str, prefix: str, app_id: str, state_dir: Path, part
     )
 
 
-def run_side(args: argparse.Namespace, side: str, app_id: str, per_input: float) -> dict[str, Any]:
+def run_side(args: argparse.Namespace, side: str, app_id: str) -> dict[str, Any]:
     """One side in a fresh interpreter; returns the JSON it prints."""
     cmd = [
         sys.executable,
@@ -222,34 +275,40 @@ def run_side(args: argparse.Namespace, side: str, app_id: str, per_input: float)
         str(args.records),
         "--partitions",
         str(args.partitions),
-        "--per-input",
-        str(per_input),
+        *(["--default-gc"] if args.default_gc else []),
     ]
-    done = subprocess.run(cmd, check=True, capture_output=True, text=True)
+    done = subprocess.run(cmd, check=False, capture_output=True, text=True)
+    if done.returncode != 0:
+        sys.exit(f"the {side} side failed:\n{done.stderr}")
     result: dict[str, Any] = json.loads(done.stdout)
     return result
 
 
 async def side(args: argparse.Namespace) -> dict[str, Any]:
     """The child process: measure one side on topics the parent created and filled."""
+    if args.side == "processor" and not args.default_gc:
+        tune_gc()  # as `stream-app processor` does
     with tempfile.TemporaryDirectory() as tmp:
         settings = settings_for(args.bootstrap, args.prefix, args.app_id, Path(tmp), args.partitions)
+        inputs = 2 * args.records  # a request and its DELIVERED status
         if args.side == "processor":
-            return await processor(settings, args.records)
-        return await passthrough(settings, args.records, args.per_input, f"{args.prefix}passthrough-out")
+            return await processor(settings, inputs)
+        per_record = args.side == "passthrough-send"
+        return await passthrough(settings, inputs, f"{args.prefix}{args.side}-out", per_record)
 
 
 async def prepare(args: argparse.Namespace) -> float:
-    """Create the round's topics and fill its ``send-requests``; returns the fill rate.
+    """Create the round's topics and fill both inputs; returns the fill rate (input records/s).
 
     Every round has topics of its own, so no round writes onto outputs an earlier one left behind.
     """
     with tempfile.TemporaryDirectory() as tmp:
         settings = settings_for(args.bootstrap, args.prefix, args.app_id, Path(tmp), args.partitions)
-        await create_topics(settings, args.partitions, [f"{args.prefix}passthrough-out"])
+        outs = [f"{args.prefix}{side}-out" for side in ("passthrough", "passthrough-send")]
+        await create_topics(settings, args.partitions, outs)
         t0 = time.perf_counter()
         await fill(settings, args.records)
-        return args.records / (time.perf_counter() - t0)
+        return 2 * args.records / (time.perf_counter() - t0)
 
 
 def median_side(rounds: list[dict[str, Any]]) -> dict[str, Any]:
@@ -277,37 +336,51 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         fills: list[float] = []
         proc_rounds: list[dict[str, Any]] = []
         raw_rounds: list[dict[str, Any]] = []
+        send_rounds: list[dict[str, Any]] = []
         for r in range(args.rounds):
             args.prefix, args.app_id = f"bench{uuid.uuid4().hex[:8]}.", "bench-processor"
             fills.append(asyncio.run(prepare(args)))
-            proc_rounds.append(run_side(args, "processor", args.app_id, 0))
-            per_input = proc_rounds[-1]["produced"] / args.records
-            raw_rounds.append(run_side(args, "passthrough", "bench-passthrough", per_input))
+            proc_rounds.append(run_side(args, "processor", args.app_id))
+            raw_rounds.append(run_side(args, "passthrough", "bench-passthrough"))
+            send_rounds.append(run_side(args, "passthrough-send", "bench-passthrough"))
             print(
                 f"round {r + 1}/{args.rounds}: processor {proc_rounds[-1]['per_s']}/s, "
-                f"passthrough {raw_rounds[-1]['per_s']}/s",
+                f"passthrough {raw_rounds[-1]['per_s']}/s, "
+                f"passthrough with send() {send_rounds[-1]['per_s']}/s",
                 file=sys.stderr,
             )
     finally:
         if broker is not None:
             asyncio.run(broker.astop())
-    proc, raw = median_side(proc_rounds), median_side(raw_rounds)
+    proc, raw, send = median_side(proc_rounds), median_side(raw_rounds), median_side(send_rounds)
     return {
         "benchmark": "throughput",
         "broker": "tansu (local)" if broker is not None else args.bootstrap,
-        "records": args.records,
+        "requests": args.records,
+        "input_records": 2 * args.records,
         "partitions": args.partitions,
         "rounds": args.rounds,
         "fill_per_s": round(statistics.median(fills)),
-        "outputs_per_input": round(proc_rounds[0]["produced"] / args.records, 3),
+        "guarantee": "at_least_once",
+        "processor_outputs_per_input": round(proc_rounds[0]["produced"] / (2 * args.records), 3),
+        "processor_changelog_per_input": round(proc_rounds[0]["changelog"] / (2 * args.records), 3),
         "passthrough": raw,
+        "passthrough_send": send,
         "processor": proc,
         "ratio": round(proc["per_s"] / raw["per_s"], 3),
         "ratio_per_round": [
             round(p["per_s"] / q["per_s"], 3) for p, q in zip(proc_rounds, raw_rounds, strict=True)
         ],
+        "ratio_to_send": round(proc["per_s"] / send["per_s"], 3),
+        "ratio_to_send_per_round": [
+            round(p["per_s"] / q["per_s"], 3) for p, q in zip(proc_rounds, send_rounds, strict=True)
+        ],
         "target_ratio": 0.7,
-        "rounds_detail": {"processor": proc_rounds, "passthrough": raw_rounds},
+        "rounds_detail": {
+            "processor": proc_rounds,
+            "passthrough": raw_rounds,
+            "passthrough_send": send_rounds,
+        },
     }
 
 
@@ -315,16 +388,24 @@ def cli() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--records", type=int, default=50_000)
+    parser.add_argument(
+        "--records", type=int, default=50_000, help="requests; each has a DELIVERED status too (2x inputs)"
+    )
     parser.add_argument("--partitions", type=int, default=6)
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds of each side (median)")
     parser.add_argument("--bootstrap", default=None, help="an existing broker (default: start a local Tansu)")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="port of the local Tansu")
+    parser.add_argument(
+        "--default-gc",
+        action="store_true",
+        help="run the processor with CPython's collector settings, not stream-app processor's tune_gc()",
+    )
     # The child process's arguments (run_side passes them).
-    parser.add_argument("--side", choices=("processor", "passthrough"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--side", choices=("processor", "passthrough", "passthrough-send"), help=argparse.SUPPRESS
+    )
     parser.add_argument("--prefix", help=argparse.SUPPRESS)
     parser.add_argument("--app-id", help=argparse.SUPPRESS)
-    parser.add_argument("--per-input", type=float, default=0.0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     if args.side is not None:

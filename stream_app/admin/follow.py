@@ -17,11 +17,11 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
-from stream_app.admin.connect import REQUEST_TIMEOUT_MS, start_or_unreachable
 from stream_app.admin.errors import KafkaFailure
 from stream_app.config import Settings
 from stream_app.contracts import FAILURE_STATUSES, InvalidRecord, LateStatus, Outcome, decode_outcome
 from stream_app.kafka.clients import stop_client
+from stream_app.kafka.connect import REQUEST_TIMEOUT_MS, start_or_unreachable
 from stream_app.kafka.metadata import topic_partitions
 from stream_app.kafka.outage import outage_filter
 from stream_app.kafka.partitioner import partition_of

@@ -18,7 +18,6 @@ import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
-from stream_app.admin.connect import REQUEST_TIMEOUT_MS, start_or_unreachable
 from stream_app.admin.errors import InvalidInput, KafkaFailure
 from stream_app.config import Settings
 from stream_app.contracts import (
@@ -28,6 +27,7 @@ from stream_app.contracts import (
     decode_request,
     encode,
 )
+from stream_app.kafka.connect import REQUEST_TIMEOUT_MS, start_or_unreachable
 from stream_app.kafka.topics import require_topics
 
 Request = SendRequest | CancelRequest

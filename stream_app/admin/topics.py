@@ -19,10 +19,10 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaError
 
-from stream_app.admin.connect import REQUEST_TIMEOUT_MS, start_or_unreachable
 from stream_app.admin.errors import KafkaFailure, PartitionMismatch, TopicCreateFailed
 from stream_app.config import Settings
 from stream_app.contracts.catalogue import CATALOGUE, TopicSpec
+from stream_app.kafka.connect import REQUEST_TIMEOUT_MS, start_or_unreachable
 
 #: Kafka's error code for "Topic with this name already exists" (a concurrent create won the race).
 TOPIC_ALREADY_EXISTS = 36

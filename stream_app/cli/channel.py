@@ -10,9 +10,9 @@ from typing import Any
 import orjson
 
 from stream_app.admin import channels
-from stream_app.admin.connect import quiet_client_logs
 from stream_app.config import add_options, from_args
 from stream_app.contracts import format_ms, to_json, to_ms
+from stream_app.kafka.connect import quiet_client_logs
 
 ORDER = 48
 

@@ -7,8 +7,8 @@ import asyncio
 import os
 import socket
 
-from stream_app.admin.connect import quiet_client_logs
 from stream_app.config import add_options, from_args
+from stream_app.kafka.connect import quiet_client_logs
 
 ORDER = 1
 

@@ -11,7 +11,6 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from stream_app.admin.connect import quiet_client_logs
 from stream_app.config import add_options, from_args
 from stream_app.contracts import to_ms
 from stream_app.contracts.catalogue import CATALOGUE
@@ -26,6 +25,7 @@ from stream_app.explain import (
 )
 from stream_app.explain.records import EXPLAIN_IDS, GLOBAL_IDS
 from stream_app.explain.render import render_json, render_text
+from stream_app.kafka.connect import quiet_client_logs
 from stream_app.runtime.logs import LOGGER
 
 ORDER = 47

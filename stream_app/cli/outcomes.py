@@ -7,10 +7,10 @@ import asyncio
 import sys
 from collections.abc import AsyncGenerator, Callable
 
-from stream_app.admin.connect import quiet_client_logs
 from stream_app.admin.follow import Followed, follow_outcomes, format_line, json_line
 from stream_app.cli._view import add_view_options, check_view_options, show
 from stream_app.config import add_options, from_args
+from stream_app.kafka.connect import quiet_client_logs
 
 ORDER = 45
 

@@ -73,8 +73,10 @@ def _dump_tasks() -> None:
 
 async def _main(args: argparse.Namespace) -> None:
     from stream_app.runtime import run_processor
+    from stream_app.runtime.heap import tune_gc
 
     settings = from_args(args)
+    tune_gc()  # about 10% less CPU a record (stream_app/runtime/heap.py)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import orjson
 
-from stream_app.admin.connect import quiet_client_logs
 from stream_app.config import add_options, from_args
 from stream_app.contracts import to_ms
+from stream_app.kafka.connect import quiet_client_logs
 from stream_app.report import Aggregator, Filters, ReportError
 from stream_app.report.render import csv_text, text
 from stream_app.report.sources import Progress, read_file, read_kafka

@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 from stream_app.admin.cancel import cancel_and_watch
-from stream_app.admin.connect import quiet_client_logs
 from stream_app.admin.errors import InvalidInput
 from stream_app.admin.publish import (
     Prepared,
@@ -21,6 +20,7 @@ from stream_app.admin.publish import (
 )
 from stream_app.config import add_options, from_args
 from stream_app.contracts import CancelRequest, encode
+from stream_app.kafka.connect import quiet_client_logs
 
 ORDER = 40
 

@@ -8,10 +8,10 @@ import os
 import sys
 from pathlib import Path
 
-from stream_app.admin.connect import quiet_client_logs
 from stream_app.admin.topics import TopicAdmin
 from stream_app.config import ENV, add_options, from_args
 from stream_app.contracts import schema
+from stream_app.kafka.connect import quiet_client_logs
 
 ORDER = 20
 

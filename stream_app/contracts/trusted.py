@@ -1,12 +1,12 @@
 """Output records from values already checked, and their bytes: the processor's hot path.
 
-Every send request makes one :class:`RetryCommand`. Validating its fields again (they come from a
-request that was validated on the way in and from the core's own ints and enums) and serialising it
-through pydantic's generic walk cost about 15 us a command on the reference machine, a tenth of the
-processor's whole per-record budget. Here the same model is built without re-validation and its JSON
-is written field by field, in the model's field order, so the bytes are exactly those of
-:func:`stream_app.contracts.encode` (a property test holds the two together; a field added to the
-model fails it until it is added here).
+Every send request makes one :class:`RetryCommand`, and every flow one :class:`Outcome`. Validating
+their fields again (they come from a request that was validated on the way in and from the core's
+own ints and enums) and serialising them through pydantic's generic walk cost about 15 us a command
+on the reference machine, a tenth of the processor's whole per-record budget. Here the same models
+are built without re-validation and their JSON is written field by field, in the model's field
+order, so the bytes are exactly those of :func:`stream_app.contracts.encode` (property tests hold
+the two together; a field added to a model fails them until it is added here).
 
 Only for values the caller vouches for: anything from outside goes through the models' validation.
 """
@@ -14,16 +14,22 @@ Only for values the caller vouches for: anything from outside goes through the m
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
 from stream_app.contracts.models import (
     SCHEMA_VERSION,
+    AttemptEnd,
+    AttemptSummary,
     Channel,
     CommandReason,
+    Outcome,
     PreviousAttempt,
+    Result,
     RetryCommand,
+    Status,
+    SuccessStatus,
     utc_text,
 )
 
@@ -32,6 +38,7 @@ from stream_app.contracts.models import (
 #: from a validated one (equality, ``model_dump``, ``model_fields_set``) while skipping its
 #: pure-Python bookkeeping (``model_construct`` measured at twice the cost of validating).
 _setattr = object.__setattr__
+_M = TypeVar("_M", AttemptSummary, Outcome)
 
 
 def command(
@@ -109,4 +116,122 @@ def encode_command(cmd: RetryCommand) -> bytes:
         body["campaignId"] = cmd.campaign_id
     if cmd.deferred_from is not None:
         body["deferredFrom"] = utc_text(cmd.deferred_from)
+    return orjson.dumps(body)
+
+
+def _construct(cls: type[_M], values: dict[str, Any]) -> _M:
+    """An instance of ``cls`` holding ``values`` as they are (see ``_setattr``)."""
+    record: _M = object.__new__(cls)
+    _setattr(record, "__dict__", values)
+    _setattr(record, "__pydantic_fields_set__", set(values))
+    _setattr(record, "__pydantic_extra__", None)
+    _setattr(record, "__pydantic_private__", None)
+    return record
+
+
+def attempt_summary(
+    *,
+    attempt: int,
+    channel: Channel,
+    issued_at: datetime,
+    last_status: Status | None,
+    ended_by: AttemptEnd | None,
+    provider_message_id: str | None,
+    status_times: dict[SuccessStatus, datetime] | None,
+    reasons: list[str] | None,
+) -> AttemptSummary:
+    """The AttemptSummary of these (already valid) values."""
+    return _construct(
+        AttemptSummary,
+        {
+            "attempt": attempt,
+            "channel": channel,
+            "issued_at": issued_at,
+            "last_status": last_status,
+            "ended_by": ended_by,
+            "provider_message_id": provider_message_id,
+            "status_times": status_times,
+            "reasons": reasons,
+        },
+    )
+
+
+def outcome(
+    *,
+    message_id: str,
+    tenant: str | None,
+    campaign_id: str | None,
+    result: Result,
+    channel: Channel | None,
+    status: Status | None,
+    attempt_count: int,
+    attempts: list[AttemptSummary],
+    reason: str | None,
+    requested_at: datetime,
+    completed_at: datetime,
+    duration_ms: int,
+    metadata: dict[str, Any],
+) -> Outcome:
+    """The Outcome of these (already valid) values; ``attempts`` from :func:`attempt_summary`."""
+    return _construct(
+        Outcome,
+        {
+            "schema_version": SCHEMA_VERSION,
+            "type": "outcome",
+            "message_id": message_id,
+            "tenant": tenant,
+            "campaign_id": campaign_id,
+            "result": result,
+            "channel": channel,
+            "status": status,
+            "attempt_count": attempt_count,
+            "attempts": attempts,
+            "reason": reason,
+            "requested_at": requested_at,
+            "completed_at": completed_at,
+            "duration_ms": duration_ms,
+            "metadata": metadata,
+        },
+    )
+
+
+def encode_outcome(out: Outcome) -> bytes:
+    """The wire bytes of an outcome: the same bytes as ``encode(out)``, in a fraction of the time."""
+    body: dict[str, Any] = {
+        "schemaVersion": out.schema_version,
+        "type": out.type,
+        "messageId": out.message_id,
+    }
+    if out.tenant is not None:
+        body["tenant"] = out.tenant
+    if out.campaign_id is not None:
+        body["campaignId"] = out.campaign_id
+    body["result"] = out.result
+    if out.channel is not None:
+        body["channel"] = out.channel
+    if out.status is not None:
+        body["status"] = out.status
+    body["attemptCount"] = out.attempt_count
+    attempts = []
+    for a in out.attempts:
+        item: dict[str, Any] = {"attempt": a.attempt, "channel": a.channel, "issuedAt": utc_text(a.issued_at)}
+        if a.last_status is not None:
+            item["lastStatus"] = a.last_status
+        if a.ended_by is not None:
+            item["endedBy"] = a.ended_by
+        if a.provider_message_id is not None:
+            item["providerMessageId"] = a.provider_message_id
+        if a.status_times is not None:
+            # orjson takes only exact str keys, not the StrEnum itself
+            item["statusTimes"] = {name.value: utc_text(at) for name, at in a.status_times.items()}
+        if a.reasons is not None:
+            item["reasons"] = a.reasons
+        attempts.append(item)
+    body["attempts"] = attempts
+    if out.reason is not None:
+        body["reason"] = out.reason
+    body["requestedAt"] = utc_text(out.requested_at)
+    body["completedAt"] = utc_text(out.completed_at)
+    body["durationMs"] = out.duration_ms
+    body["metadata"] = out.metadata
     return orjson.dumps(body)

@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
-from stream_app.admin.connect import REQUEST_TIMEOUT_MS, start_or_unreachable
 from stream_app.admin.errors import KafkaFailure
 from stream_app.config import Settings
 from stream_app.explain.records import EXPLAIN_IDS, GLOBAL_IDS, REQUIRED_IDS, Record, topic_names
 from stream_app.kafka.clients import stop_client
+from stream_app.kafka.connect import REQUEST_TIMEOUT_MS, start_or_unreachable
 from stream_app.kafka.metadata import topic_partitions
 from stream_app.kafka.partitioner import partition_of
 from stream_app.kafka.topics import require_topics

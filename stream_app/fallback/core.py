@@ -69,7 +69,6 @@ from stream_app.contracts import (
     PROGRESS_RANK,
     STATUS_ORDER,
     AttemptEnd,
-    AttemptSummary,
     CancelRequest,
     Channel,
     ChannelState,
@@ -79,7 +78,6 @@ from stream_app.contracts import (
     EndReason,
     InFlight,
     LateStatus,
-    Outcome,
     PreviousAttempt,
     Result,
     SendRequest,
@@ -614,7 +612,7 @@ def _end(
     if open_end is not None and idx is not None:
         st.attempts[idx] = replace(st.attempts[idx], ended_by=open_end)
     parts = ctx.parts(st)
-    outcome = Outcome(
+    outcome = trusted.outcome(
         message_id=st.message_id,
         tenant=st.tenant,
         campaign_id=st.campaign_id,
@@ -623,7 +621,7 @@ def _end(
         status=status,
         attempt_count=len(st.attempts),
         attempts=[
-            AttemptSummary(
+            trusted.attempt_summary(
                 attempt=i,
                 channel=st.steps[i].channel,
                 issued_at=from_ms(a.issued_ms),

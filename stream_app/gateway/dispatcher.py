@@ -680,8 +680,8 @@ def _names(parts: set[int]) -> str:
 RECONCILE_MARGIN_MS = 10_000
 
 
-async def reconcile_results(settings: Settings, sent: SentLog, parts: set[int] | None = None) -> int:
-    """Mark DONE every RESULT entry (of ``parts``; default all owned) already on ``delivery-status``.
+async def reconcile_results(settings: Settings, sent: SentLog) -> int:
+    """Mark DONE every RESULT entry of ``sent`` already on ``delivery-status``.
 
     A crash between a status's publication and its DONE record leaves RESULT behind; publishing it
     again would repeat the status. The broker has no transactions to make the two one step (Tansu),
@@ -689,11 +689,7 @@ async def reconcile_results(settings: Settings, sent: SentLog, parts: set[int] |
     oldest such entry is read and compared byte for byte (the payload carries its own
     ``occurredAt``, so it is unique). Returns how many entries were confirmed.
     """
-    results = [
-        (p, cid, e)
-        for p, cid, e in sent.entries()
-        if e.state is SendState.RESULT and (parts is None or p in parts)
-    ]
+    results = [(p, cid, e) for p, cid, e in sent.entries() if e.state is SendState.RESULT]
     waiting = {e.payload: (p, cid) for p, cid, e in results}
     if not waiting:
         return 0

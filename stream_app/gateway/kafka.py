@@ -14,10 +14,10 @@ from collections.abc import AsyncIterator
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError
 
-from stream_app.admin.connect import describe, start_or_unreachable
 from stream_app.config import Settings
 from stream_app.errors import BrokerUnreachable
 from stream_app.kafka.clients import stop_client
+from stream_app.kafka.connect import describe, start_or_unreachable
 
 
 async def start_client(
@@ -25,7 +25,7 @@ async def start_client(
 ) -> None:
     """Start an aiokafka client or raise :class:`BrokerUnreachable` (one line).
 
-    ``bounded``: give up after a few seconds (stream_app.admin.connect). A consumer of a group must not
+    ``bounded``: give up after a few seconds (stream_app.kafka.connect). A consumer of a group must not
     be bounded: its start waits for the group to settle, which after a crash of the previous member
     takes the session timeout (10 s), and that is not an unreachable broker. aiokafka logs each failed
     bootstrap connect at ERROR; while starting, our own one-line error says it better, so its logger

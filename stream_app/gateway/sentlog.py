@@ -29,8 +29,12 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.structs import ConsumerRecord
+
+from stream_app.kafka.replay import replay_to_end
 
 log = logging.getLogger(__name__)
 
@@ -128,16 +132,12 @@ class SentLog:
         return [(p, cid, e) for p, part in self.partitions.items() for cid, e in part.entries.items()]
 
 
-#: Restore progress is logged at most this often (seconds).
-PROGRESS_EVERY_S = 2.0
-
-
 async def restore(rc: AIOKafkaConsumer, topic: str, parts: list[int]) -> dict[int, PartitionLog]:
     """Read partitions ``parts`` of the sent-log changelog from the beginning to their end.
 
-    The end is the high watermark of a fetch answer, not ListOffsets(latest), which some brokers
-    (Tansu) answer with the last batch's base offset + 1. An unreadable record is logged and skipped:
-    it cannot be ours, and one bad record must not keep a partition from being dispatched.
+    The end is the high watermark of a fetch answer (:func:`replay_to_end`, the rule the processor's
+    restore follows too). An unreadable record is logged and skipped: it cannot be ours, and one bad
+    record must not keep a partition from being dispatched.
     """
     logs = {p: PartitionLog() for p in parts}
     tps = {p: TopicPartition(topic, p) for p in parts}
@@ -145,37 +145,23 @@ async def restore(rc: AIOKafkaConsumer, topic: str, parts: list[int]) -> dict[in
         return logs
     ends = await rc.end_offsets(list(tps.values()))
     begins = await rc.beginning_offsets(list(tps.values()))
-    todo = {p for p in parts if ends[tps[p]] > begins[tps[p]]}
-    if not todo:
+    starts = {tps[p]: begins[tps[p]] for p in parts if ends[tps[p]] > begins[tps[p]]}
+    if not starts:
         return logs
-    rc.assign([tps[p] for p in todo])
-    for p in todo:
-        rc.seek(tps[p], begins[tps[p]])
-    started = last_log = time.monotonic()
-    records = 0
-    try:
-        while todo:
-            batch = await rc.getmany(*(tps[p] for p in todo), timeout_ms=1000, max_records=20_000)
-            for tp, recs in batch.items():
-                part = logs[tp.partition]
-                for rec in recs:
-                    try:
-                        part.apply(rec.key, rec.value)
-                    except (ValueError, UnicodeDecodeError) as exc:
-                        log.error(
-                            "sent-log record %s[%d]@%d unreadable: %s", topic, tp.partition, rec.offset, exc
-                        )
-                records += len(recs)
-            for p in list(todo):
-                hw = rc.highwater(tps[p])
-                if hw is not None and await rc.position(tps[p]) >= hw:
-                    todo.discard(p)
-            now = time.monotonic()
-            if todo and now - last_log >= PROGRESS_EVERY_S:
-                last_log = now
-                log.info("sent-log restore: %d records read, %d partitions to go", records, len(todo))
-    finally:
-        rc.unsubscribe()
+    started = time.monotonic()
+
+    def apply(tp: TopicPartition, records: list[ConsumerRecord[Any, Any]]) -> None:
+        part = logs[tp.partition]
+        for rec in records:
+            try:
+                part.apply(rec.key, rec.value)
+            except (ValueError, UnicodeDecodeError) as exc:
+                log.error("sent-log record %s[%d]@%d unreadable: %s", topic, tp.partition, rec.offset, exc)
+
+    def progress(records: int, remaining: dict[TopicPartition, int]) -> None:
+        log.info("sent-log restore: %d records read, %d partitions to go", records, len(remaining))
+
+    records = await replay_to_end(rc, starts, ends, apply, progress=progress)
     log.info(
         "sent-log restored: partitions %s, %d records, %d entries in %.3f s",
         ",".join(map(str, parts)),

@@ -1,5 +1,7 @@
 """The Kafka client room: what every aiokafka client of the project needs beyond aiokafka itself.
 
+- :mod:`~stream_app.kafka.connect`: a client's start bounded to a few seconds, "no broker" as one
+  clear :class:`~stream_app.errors.BrokerUnreachable` line (the CLI, the gateway, the processor).
 - :mod:`~stream_app.kafka.metadata`: topic names and partition counts read the one way that is right
   on every broker.
 - :mod:`~stream_app.kafka.compat`: fixes to aiokafka's reading of Kafka's protocol that would

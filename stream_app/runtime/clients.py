@@ -1,8 +1,8 @@
 """The processor's Kafka clients, each built with the settings its role needs, in one place.
 
-- the group consumer of both inputs (range assignor for co-partitioning, manual commits, static
+- the group consumer of both inputs (big fetches, range assignor for co-partitioning, manual commits, static
   membership when ``STREAM_APP_INSTANCE_ID`` is set);
-- the output producer (at_least_once): big batches, acks=all;
+- the output producer (at_least_once): acks=all, linger 5 ms, 512 KiB batches;
 - the restore consumer: no group, reads changelog partitions back;
 - under exactly_once, the start-up probe and one transactional producer per input partition.
 """
@@ -25,6 +25,17 @@ REBALANCE_TIMEOUT_MS = 30_000
 #: A restore replays the changelog without polling the group consumer; 15 minutes leaves room for
 #: ten million flows at the measured restore rate before the group would evict the instance.
 MAX_POLL_INTERVAL_MS = 900_000
+#: Bytes one fetch may bring back per partition (aiokafka's default is 1 MiB): a turn takes up to
+#: ``MAX_RECORDS`` records from whatever partitions have them, and bigger fetches are fewer round trips.
+MAX_PARTITION_FETCH_BYTES = 4 * 1024 * 1024
+#: Bytes one fetch may bring back in all (aiokafka's default 50 MiB, said here so the bench's
+#: passthrough reads exactly as the processor does).
+FETCH_MAX_BYTES = 64 * 1024 * 1024
+#: The output producer's batching: up to 5 ms for a batch of up to 512 KiB per partition. A turn hands
+#: over thousands of records per partition at once, and fewer, larger batches are fewer requests
+#: (half the brokers' 1 MiB default message.max.bytes).
+LINGER_MS = 5
+MAX_BATCH_BYTES = 512 * 1024
 
 
 def _isolation(exactly_once: bool) -> str:
@@ -46,6 +57,8 @@ def group_consumer(settings: Settings, exactly_once: bool) -> AIOKafkaConsumer:
         partition_assignment_strategy=(RangePartitionAssignor,),
         isolation_level=_isolation(exactly_once),
         max_poll_interval_ms=MAX_POLL_INTERVAL_MS,
+        max_partition_fetch_bytes=MAX_PARTITION_FETCH_BYTES,
+        fetch_max_bytes=FETCH_MAX_BYTES,
         rebalance_timeout_ms=REBALANCE_TIMEOUT_MS,
         # Static membership: a restarted instance with the same id takes its partitions back
         # without a rebalance, as long as it is back within the session timeout.
@@ -57,11 +70,9 @@ def output_producer(settings: Settings) -> AIOKafkaProducer:
     return AIOKafkaProducer(
         **settings.kafka_client_kwargs(),
         acks="all",
-        linger_ms=2,
+        linger_ms=LINGER_MS,
         enable_idempotence=False,
-        # 256 KiB batches: a turn hands over thousands of records per partition at once, and
-        # fewer, larger batches are fewer requests (well under the brokers' 1 MiB default).
-        max_batch_size=256 * 1024,
+        max_batch_size=MAX_BATCH_BYTES,
         max_request_size=_max_request_size(settings),
     )
 

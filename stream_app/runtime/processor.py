@@ -40,11 +40,11 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from aiokafka.errors import KafkaConnectionError, KafkaError
 from aiokafka.structs import TopicPartition
 
-from stream_app.admin.connect import describe
 from stream_app.config import Settings
 from stream_app.errors import BrokerUnreachable
 from stream_app.kafka import CommittedOffsetUnknown, committed_offsets, install_fixes
 from stream_app.kafka.clients import stop_client
+from stream_app.kafka.connect import describe
 from stream_app.kafka.metadata import topic_partitions
 from stream_app.kafka.outage import outage_filter
 from stream_app.metrics_http import serving

@@ -12,17 +12,16 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer
-from aiokafka.structs import TopicPartition
+from aiokafka.structs import ConsumerRecord, TopicPartition
 
 from stream_app.config import Topics
+from stream_app.kafka.replay import replay_to_end
 from stream_app.runtime.logs import log
 from stream_app.runtime.metrics import Metrics
 from stream_app.store import PartitionStore, uncommitted
-
-#: Restore progress is logged at most this often (seconds).
-PROGRESS_EVERY_S = 2.0
 
 
 @dataclass(slots=True)
@@ -96,70 +95,73 @@ async def replay(
     todo: dict[int, Replay],
     metrics: Metrics,
 ) -> None:
-    """Apply each partition's changelog from ``todo[p].start`` to its end, flushing each store there."""
-    rc.assign([tps[p] for p in todo])
+    """Apply each partition's changelog from ``todo[p].start`` to its end, flushing each store there.
+
+    The reading itself (to the high watermark a fetch reports) is :func:`replay_to_end`'s, shared
+    with the dispatcher's sent-log restore.
+    """
     for p, r in todo.items():
-        rc.seek(tps[p], r.start)
         metrics.restore_remaining.labels(str(p)).set(r.end - r.start)
-    started = last_log = time.monotonic()
-    total = 0
-    try:
-        while todo:
-            batch = await rc.getmany(*(tps[p] for p in todo), timeout_ms=1000, max_records=20_000)
-            for tp, records in batch.items():
-                p = tp.partition
-                r, store = todo[p], stores[p]
-                for rec in records:
-                    if uncommitted(rec.headers, r.req_limit, r.st_limit):
-                        r.skipped += 1
-                        continue
-                    try:
-                        store.apply_changelog(rec.key, rec.value, rec.offset)
-                        r.applied += 1
-                    except Exception as exc:  # a foreign or corrupt record must not stop a restore
-                        log(
-                            logging.ERROR,
-                            "changelog_record_unreadable",
-                            partition=p,
-                            offset=rec.offset,
-                            error=f"{type(exc).__name__}: {exc}",
-                        )
-                total += len(records)
-            for p in list(todo):
-                r = todo[p]
-                hw = rc.highwater(tps[p])
-                if hw is None:
-                    continue  # no fetch response yet: the end is not known
-                r.end = hw
-                r.position = position = await rc.position(tps[p])
-                metrics.restore_remaining.labels(str(p)).set(max(0, r.end - position))
-                if position >= r.end:
-                    stores[p].flush(r.end - 1)
-                    rc.pause(tps[p])
-                    del todo[p]
-                    metrics.restore_records.labels(str(p)).inc(r.applied)
-                    metrics.restore_skipped.labels(str(p)).inc(r.skipped)
-                    log(
-                        logging.INFO,
-                        "restored",
-                        partition=p,
-                        applied=r.applied,
-                        skipped=r.skipped,
-                        from_offset=r.start,
-                        end=r.end,
-                        seconds=round(time.monotonic() - started, 3),
-                        pending_timers=stores[p].pending_count(),
-                    )
-            now = time.monotonic()
-            if todo and now - last_log >= PROGRESS_EVERY_S:
-                last_log = now
+    started = time.monotonic()
+
+    def apply(tp: TopicPartition, records: list[ConsumerRecord[Any, Any]]) -> None:
+        p = tp.partition
+        r, store = todo[p], stores[p]
+        for rec in records:
+            if uncommitted(rec.headers, r.req_limit, r.st_limit):
+                r.skipped += 1
+                continue
+            try:
+                store.apply_changelog(rec.key, rec.value, rec.offset)
+                r.applied += 1
+            except Exception as exc:  # a foreign or corrupt record must not stop a restore
                 log(
-                    logging.INFO,
-                    "restore_progress",
-                    partitions=len(todo),
-                    records=total,
-                    remaining=sum(max(0, r.end - r.position) for r in todo.values()),
-                    per_s=int(total / max(now - started, 1e-6)),
+                    logging.ERROR,
+                    "changelog_record_unreadable",
+                    partition=p,
+                    offset=rec.offset,
+                    error=f"{type(exc).__name__}: {exc}",
                 )
-    finally:
-        rc.unsubscribe()
+
+    def advanced(tp: TopicPartition, position: int, end: int) -> None:
+        r = todo[tp.partition]
+        r.end, r.position = end, position
+        metrics.restore_remaining.labels(str(tp.partition)).set(max(0, end - position))
+
+    def caught_up(tp: TopicPartition, end: int) -> None:
+        p = tp.partition
+        r = todo[p]
+        stores[p].flush(end - 1)
+        metrics.restore_records.labels(str(p)).inc(r.applied)
+        metrics.restore_skipped.labels(str(p)).inc(r.skipped)
+        log(
+            logging.INFO,
+            "restored",
+            partition=p,
+            applied=r.applied,
+            skipped=r.skipped,
+            from_offset=r.start,
+            end=end,
+            seconds=round(time.monotonic() - started, 3),
+            pending_timers=stores[p].pending_count(),
+        )
+
+    def progress(total: int, remaining: dict[TopicPartition, int]) -> None:
+        log(
+            logging.INFO,
+            "restore_progress",
+            partitions=len(remaining),
+            records=total,
+            remaining=sum(remaining.values()),
+            per_s=int(total / max(time.monotonic() - started, 1e-6)),
+        )
+
+    await replay_to_end(
+        rc,
+        {tps[p]: r.start for p, r in todo.items()},
+        {tps[p]: r.end for p, r in todo.items()},
+        apply,
+        caught_up=caught_up,
+        advanced=advanced,
+        progress=progress,
+    )

@@ -22,7 +22,7 @@ from aiokafka.structs import ConsumerRecord, TopicPartition
 from stream_app.config import Settings, Topics
 from stream_app.contracts import InvalidRecord, SendRequest, decode_request, decode_status, encode
 from stream_app.contracts.headers import Headers, copied_headers, dead_letter_headers
-from stream_app.contracts.trusted import encode_command
+from stream_app.contracts.trusted import encode_command, encode_outcome
 from stream_app.fallback import (
     NO_CONTROLS,
     CancelEvent,
@@ -211,7 +211,7 @@ class PartitionTask:
                         destination=mask(cmd.destination),
                     )
             elif isinstance(effect, EmitOutcome):
-                outs.append(Out(t.outcomes, key, encode(effect.outcome), headers, self._out_p))
+                outs.append(Out(t.outcomes, key, encode_outcome(effect.outcome), headers, self._out_p))
             elif isinstance(effect, EmitLateStatus):
                 outs.append(Out(t.outcomes, key, encode(effect.late), headers, self._out_p))
             elif isinstance(effect, DeadLetter):

@@ -26,52 +26,29 @@ that live in RocksDB and are read in deadline order through a range scan bounded
 by a low-water mark (every index entry below it is known gone), so it never wades through the
 tombstones of fired timers.
 
-Why no in-memory wheel for the next minutes (DESIGN.md's two-tier target): measured first, it would buy
-nothing here. With 10M pending timers (``bench/store.py --count 10000000``) a due-scan turn takes
-p99 1.2 ms, p99 firing lateness at 10,000 timers/s is 2 ms (target 50 ms), and firing costs are the
-state read ``decide`` needs anyway and the write-back, not the index scan (a scan with the records
-already read costs about 2 us per timer). A wheel would add a second copy of the near-term index to
-keep coherent with staged writes, restores and crashes, for no measurable gain; revisit if a profile
-of the runtime ever shows ``due`` on top.
+The module holds the store's writes, flush and restore; :mod:`.rocks` opens and tunes the RocksDB
+database, and :mod:`.due` merges staged timers with the disk index (and says why there is no wheel).
 """
 
 from __future__ import annotations
 
-import bisect
-import contextlib
 import heapq
-import re
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from rocksdict import (
-    BlockBasedOptions,
-    Cache,
-    DBCompressionType,
-    Options,
-    Rdict,
-    ReadOptions,
-    WriteBatch,
-    WriteBufferManager,
-)
+from rocksdict import Rdict, WriteBatch
 
 from stream_app.store import codec
+from stream_app.store.due import DueScan, Staged
 from stream_app.store.errors import (
     InvalidChangelogRecord,
     RestoreOrderError,
     StoreClosed,
     StoreError,
-    StoreLocked,
     StoreOpenFailed,
 )
-
-_META_KEY = b"meta"
-_VALUES_CF = "values"
-_TIMERS_CF = "timers"
-
-#: Kafka topic names are ``[a-zA-Z0-9._-]{1,249}``; anything else must not become a directory name.
-_TOPIC_RE = re.compile(r"[A-Za-z0-9._-]{1,249}")
+from stream_app.store.rocks import META_KEY, TIMERS_CF, VALUES_CF, check_open_args, close_quietly, open_db
 
 #: During a restore we write a batch every this many changelog records: large enough that per-batch
 #: overhead (one WAL write, one meta put) is noise, small enough that the staged dict stays a few MiB.
@@ -92,105 +69,26 @@ _FRESH_FILTER_MASK = _FRESH_FILTER_BYTES * 8 - 1
 #: flush interval; past this size we drop it rather than let a long interval grow it without bound.
 _READ_CACHE_MAX = 100_000
 
-# Memory budget shared by every store of the process (an instance owns many partitions): RSS must stay
-# well under 1 GiB with 10 million pending timers (issue 3), so block cache and memtables are capped
-# per process, not per partition.
-#: Block cache for data, index and filter blocks (index/filter blocks are charged to it, see below).
-_BLOCK_CACHE_BYTES = 128 << 20
-#: All memtables of all stores together; RocksDB flushes the largest when the total passes this.
-_MEMTABLE_BUDGET_BYTES = 192 << 20
-_shared: tuple[Cache, WriteBufferManager] | None = None
-
-
-def _shared_memory() -> tuple[Cache, WriteBufferManager]:
-    global _shared
-    if _shared is None:
-        _shared = (Cache(_BLOCK_CACHE_BYTES), WriteBufferManager(_MEMTABLE_BUDGET_BYTES, False))
-    return _shared
-
-
-def _options(*, values: bool) -> Options:
-    """RocksDB options for this workload: point reads by key, range scans by time, many deletions.
-
-    The WAL stays ON (rocksdict's default) and is not fsynced per write: a killed process loses nothing
-    that ``flush`` returned from (the WAL is in the OS page cache), and a machine crash can lose only
-    the newest batches, each entirely (the WAL replays whole batches), with the changelog offset inside
-    the same batch, so the runtime replays exactly the lost tail from the changelog. Turning the WAL off
-    (Kafka Streams does) would also keep batches atomic, but every crash would then lose everything
-    since the last memtable flush: minutes of state to restore instead of a few batches.
-    """
-    cache, memtables = _shared_memory()
-    opts = Options(raw_mode=True)
-    opts.create_if_missing(True)
-    opts.create_missing_column_families(True)
-    # Two shared cores on the target machines: one flush plus one compaction at a time is enough.
-    opts.set_max_background_jobs(2)
-    opts.set_write_buffer_manager(memtables)
-    # With three column families a quiet one (meta) would pin old WAL files forever; cap the total so
-    # RocksDB flushes it and recycles the log.
-    opts.set_max_total_wal_size(64 << 20)
-    opts.set_keep_log_file_num(2)
-    table = BlockBasedOptions()
-    table.set_block_cache(cache)
-    # Index and filter blocks stay in the table readers, outside the block cache: about 1.25 bytes of
-    # filter plus ~3 bytes of index per key (~40 MiB at 10M keys). Charging them to the cache looked
-    # tidier but was measured pathological: once compaction builds large bottom-level files, a filter
-    # block outgrows one shard of the LRU cache, is never kept, and every point read re-reads it from
-    # disk (insert fell from 86k/s to 6k/s, 11 -> 151 us of main-thread CPU per put, at 2M keys).
-    table.set_cache_index_and_filter_blocks(False)
-    if values:
-        # Every put first reads the old record (for the timer count and the old index entry); most
-        # puts of new messages miss, and a bloom filter answers a miss without a disk read.
-        table.set_bloom_filter(10, False)
-        # The same for the memtable, where a fresh restore or a burst of new messages sits: without
-        # it a miss walks a skiplist of up to 32 MiB of entries.
-        opts.set_memtable_prefix_bloom_ratio(0.1)
-        opts.set_memtable_whole_key_filtering(True)
-        opts.set_write_buffer_size(32 << 20)
-        opts.set_compression_type(DBCompressionType.lz4())
-    else:
-        # The time index is a queue: entries are written, come due, are deleted. Compact SST files
-        # dense with tombstones early so due-scans do not wade through them (128-entry window, half
-        # deleted -> compact).
-        opts.add_compact_on_deletion_collector_factory(128, 64, 0.5)
-        opts.set_write_buffer_size(16 << 20)
-        # Index entries are 8 bytes of time + the key; nothing left to compress worth the CPU.
-        opts.set_compression_type(DBCompressionType.none())
-    opts.set_table_cache_num_shard_bits(4)
-    opts.set_block_based_table_factory(table)
-    return opts
-
-
-def _check_open_args(topic: str, partition: int) -> None:
-    if not _TOPIC_RE.fullmatch(topic):
-        raise StoreError(f"topic {topic!r} is not a Kafka topic name ([A-Za-z0-9._-], 1..249 chars)")
-    if not isinstance(partition, int) or partition < 0:
-        raise StoreError(f"partition {partition!r} must be an int >= 0")
-
-
-#: ``_staged`` entry: (record or None for a deletion, its deadline, the deadline of the record on disk
-#: when the key was first staged). The last one tells ``flush`` which index entry to remove.
-_Staged = tuple[bytes | None, int | None, int | None]
 #: Disk deadline of a staged key whose disk record is not read yet (deadlines are >= 0).
 _UNKNOWN = -1
 
 
-class PartitionStore:
+class PartitionStore(DueScan):
     """Durable flow state plus due-time index of one input partition (see the module docstring)."""
 
     def __init__(self, path: Path, db: Rdict) -> None:
         """Use :meth:`open`; this wraps an already opened database."""
         self.path = path
         self._db: Rdict | None = db
-        self._values: Rdict | None = db.get_column_family(_VALUES_CF)
-        self._timers: Rdict | None = db.get_column_family(_TIMERS_CF)
-        self._values_cf: Any = db.get_column_family_handle(_VALUES_CF)
-        self._timers_cf: Any = db.get_column_family_handle(_TIMERS_CF)
-        raw_meta = db.get(_META_KEY)
+        self._values: Rdict | None = db.get_column_family(VALUES_CF)
+        self._timers: Rdict | None = db.get_column_family(TIMERS_CF)
+        self._values_cf: Any = db.get_column_family_handle(VALUES_CF)
+        self._timers_cf: Any = db.get_column_family_handle(TIMERS_CF)
+        raw_meta = db.get(META_KEY)
         offset, armed = codec.decode_meta(raw_meta) if raw_meta is not None else (None, 0)
         self._offset: int | None = offset
         self._armed = armed
-        self._staged: dict[bytes, _Staged] = {}
+        self._staged: dict[bytes, Staged] = {}
         #: (deadline, key) of staged timers not yet handed to ``_staged_due``; may hold stale entries.
         self._staged_heap: list[tuple[int, bytes]] = []
         #: Sorted (deadline, key) of staged timers already popped from the heap; may hold stale entries.
@@ -218,27 +116,13 @@ class PartitionStore:
         Raises :class:`StoreLocked` when another open store holds the directory, and
         :class:`StoreOpenFailed` for any other refusal (the directory is left as it is).
         """
-        _check_open_args(topic, partition)
+        check_open_args(topic, partition)
         path = Path(root) / f"{topic}-{partition}"
-        try:
-            path.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise StoreOpenFailed(path, f"cannot create the directory ({exc.strerror})") from None
-        try:
-            db = Rdict(
-                str(path),
-                _options(values=False),
-                column_families={_VALUES_CF: _options(values=True), _TIMERS_CF: _options(values=False)},
-            )
-        except Exception as exc:  # rocksdict raises a bare Exception carrying RocksDB's status text
-            detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            if "lock" in detail.lower():
-                raise StoreLocked(path, detail) from None
-            raise StoreOpenFailed(path, detail) from None
+        db = open_db(path)
         try:
             return cls(path, db)
         except InvalidChangelogRecord as exc:
-            _close_quietly(db)
+            close_quietly(db)
             raise StoreOpenFailed(path, str(exc)) from None
 
     def close(self) -> None:
@@ -401,7 +285,7 @@ class PartitionStore:
                     put(index, b"", timers_cf)
                 if deadline < low_water:
                     low_water = deadline
-        batch.put(_META_KEY, codec.encode_meta(offset, self._armed))
+        batch.put(META_KEY, codec.encode_meta(offset, self._armed))
         try:
             self._db.write(batch)  # type: ignore[union-attr]  # _require_open checked it
         except Exception as exc:
@@ -552,101 +436,3 @@ class PartitionStore:
         self._unresolved.clear()
         self._restore_offset = None
         self._processing_staged = False
-
-    def _scan(self, now_ms: int, limit: int) -> list[tuple[bytes, int]]:
-        """Merge staged timers and the disk index up to ``now_ms``; see :meth:`due`."""
-        timers = self._timers
-        if timers is None:
-            raise StoreClosed(f"state store {self.path} is closed")
-        staged = self._staged
-        # The iterator below is local on purpose: a live iterator keeps the database (and its LOCK)
-        # open, so none may outlive this call.
-
-        # Staged side: heap entries that came due join the sorted list (two sorted runs: timsort merges
-        # them in linear time); entries there may be stale (key re-armed or deleted since) and are
-        # skipped on the fly.
-        heap = self._staged_heap
-        if heap and heap[0][0] <= now_ms:
-            popped = []
-            while heap and heap[0][0] <= now_ms:
-                popped.append(heapq.heappop(heap))
-            self._staged_due = sorted(self._staged_due + popped) if self._staged_due else popped
-        staged_due = self._staged_due
-        cut = bisect.bisect_left(staged_due, (now_ms + 1, b""))
-        s_pos = 0
-
-        def next_staged() -> tuple[int, bytes] | None:
-            nonlocal s_pos
-            while s_pos < cut:
-                item = staged_due[s_pos]
-                s_pos += 1
-                entry = staged.get(item[1])
-                if entry is not None and entry[1] == item[0]:
-                    return item
-            return None
-
-        # Disk side: the index from the low-water mark up to now (upper bound exclusive). rocksdict
-        # 0.3.29's set_iterate_lower_bound sets the UPPER bound, so we seek to the low-water mark.
-        read_opts = ReadOptions()
-        read_opts.set_iterate_upper_bound(codec.index_key(now_ms + 1, b""))
-        it = timers.iter(read_opts)
-        it.seek(codec.index_key(self._low_water, b""))
-        index_del = self._index_del
-        disk_record = self._disk_record
-        stored_deadline = codec.stored_deadline
-        floor: int | None = None  # every disk entry below it is dead
-        live_disk_found = False
-
-        def next_disk() -> tuple[int, bytes] | None:
-            nonlocal floor, live_disk_found
-            while it.valid():
-                index = it.key()
-                it.next()
-                deadline = int.from_bytes(index[:8], "big")
-                key = index[8:]
-                if index in index_del:
-                    live = False
-                else:
-                    entry = staged.get(key)
-                    if entry is not None:
-                        live = entry[1] == deadline
-                    else:
-                        record = disk_record(key)
-                        live = record is not None and stored_deadline(record) == deadline
-                    if not live:
-                        # A ghost: its record moved on. Stage its removal; never delete outside a
-                        # flush, where the record change that made it a ghost becomes durable too.
-                        index_del.add(index)
-                if live:
-                    if not live_disk_found:
-                        live_disk_found = True
-                        floor = deadline
-                    return deadline, key
-                if not live_disk_found:
-                    floor = deadline
-            if not live_disk_found:
-                floor = now_ms + 1  # exhausted: nothing live at or below now on disk
-            return None
-
-        out: list[tuple[bytes, int]] = []
-        seen: set[bytes] = set()
-        staged_item = next_staged()
-        disk_item = next_disk()
-        while len(out) < limit and (staged_item is not None or disk_item is not None):
-            if disk_item is None or (staged_item is not None and staged_item <= disk_item):
-                deadline, key = staged_item  # type: ignore[misc]  # not None on this branch
-                staged_item = next_staged()
-            else:
-                deadline, key = disk_item
-                disk_item = next_disk()
-            if key not in seen:
-                seen.add(key)
-                out.append((key, deadline))
-        if floor is not None and floor > self._low_water:
-            self._low_water = floor
-        return out
-
-
-def _close_quietly(db: Rdict) -> None:
-    with contextlib.suppress(Exception):  # best effort on an already failing open
-        db.close()

@@ -1,6 +1,6 @@
 """The hot path's hand-written records and bytes agree with pydantic's, field for field and byte for byte.
 
-``SendRequest.fingerprint``, ``trusted.command`` and ``trusted.encode_command`` write out by hand what
+``SendRequest.fingerprint``, ``trusted.command``/``outcome`` and their encoders write out by hand what
 pydantic's serializer and validator would give, because the generic walk costs most of a request's
 CPU in the processor. These properties hold them to the pydantic reference over random records, so a
 field added to a model (or a change of its JSON form) fails here until the hand version follows.
@@ -17,12 +17,17 @@ from hypothesis import given
 from hypothesis import strategies as s
 
 from stream_app.contracts import (
+    AttemptEnd,
+    AttemptSummary,
     Channel,
     CommandReason,
+    Outcome,
     PreviousAttempt,
+    Result,
     RetryCommand,
     SendRequest,
     Status,
+    SuccessStatus,
     decode_request,
     encode,
     trusted,
@@ -167,3 +172,42 @@ def test_trusted_command_equals_the_validated_one_and_encodes_to_the_same_bytes(
     assert fast.model_dump() == validated.model_dump()
     assert trusted.encode_command(fast) == encode(validated)
     assert trusted.encode_command(validated) == encode(validated)
+
+
+attempt_values = s.fixed_dictionaries(
+    {
+        "attempt": s.integers(0, 7),
+        "channel": s.sampled_from(Channel),
+        "issued_at": instants,
+        "last_status": s.none() | s.sampled_from(Status),
+        "ended_by": s.none() | s.sampled_from(AttemptEnd),
+        "provider_message_id": s.none() | s.text(max_size=10),
+        "status_times": s.none() | s.dictionaries(s.sampled_from(SuccessStatus), instants, max_size=4),
+        "reasons": s.none() | s.lists(s.text(max_size=8), max_size=3),
+    }
+)
+
+
+@given(
+    message_id=s.text(min_size=1, max_size=20),
+    tenant=s.none() | s.text(max_size=10),
+    campaign_id=s.none() | s.text(max_size=10),
+    result=s.sampled_from(Result),
+    channel=s.none() | s.sampled_from(Channel),
+    status=s.none() | s.sampled_from(Status),
+    attempt_count=s.integers(0, 8),
+    attempts=s.lists(attempt_values, max_size=4),
+    reason=s.none() | s.text(max_size=20),
+    requested_at=instants,
+    completed_at=instants,
+    duration_ms=s.integers(0, 10**11),
+    metadata=json_objects,
+)
+def test_trusted_outcome_equals_the_validated_one_and_encodes_to_the_same_bytes(**values: Any) -> None:
+    attempts = values.pop("attempts")
+    fast = trusted.outcome(**values, attempts=[trusted.attempt_summary(**a) for a in attempts])
+    validated = Outcome(**values, attempts=[AttemptSummary(**a) for a in attempts])
+    assert fast == validated
+    assert fast.model_dump() == validated.model_dump()
+    assert trusted.encode_outcome(fast) == encode(validated)
+    assert trusted.encode_outcome(validated) == encode(validated)
