@@ -120,7 +120,10 @@ def _explain(
             "no input record of this message was read (out of retention, or outside the range asked "
             "for): the replay starts from nothing, so every published record shows as a difference"
         )
-    result = replay(settings, message_id, inputs, horizon_ms)
+    # Channel-control records are replayed up to the message's last record or the horizon, whichever
+    # is later: one stamped after both cannot have changed anything that was published.
+    last = max((r.timestamp_ms for r in records if r.keyed), default=horizon_ms)
+    result = replay(settings, message_id, inputs, horizon_ms, max(horizon_ms, last))
     outputs = [o for e in result.entries for o in e.outputs]
     comparison = compare(outputs, published, tolerance_ms)
     if comparison.differences:
