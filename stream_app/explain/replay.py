@@ -170,7 +170,7 @@ def replay(
     """Step ``inputs`` (this message's input records, any order) and the timers due up to ``horizon_ms``.
 
     A global input (``channel-control``) stamped after ``controls_until_ms`` (default: the horizon)
-    is not replayed: the replay ends before it.
+    is left out: the replay ends before it.
     """
     key = message_id.encode()
     names = topic_names(settings)
