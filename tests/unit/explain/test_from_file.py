@@ -316,3 +316,20 @@ def test_control_records_are_replayed_in_time_order_up_to_the_end_of_the_replay(
     ]
     request = next(e for e in doc["timeline"] if e["record"] and e["record"]["offset"] == 7)
     assert [r["rule"] for r in request["rules"]] == ["ACCEPTED", "INITIAL"]  # the bad record closed nothing
+
+
+def test_a_difference_next_to_a_control_record_names_the_possible_race(tmp_path: Path) -> None:
+    closed = {"type": "channel-control", "channel": "WHATSAPP", "state": "CLOSED"}
+    path = tmp_path / "order-42.jsonl"
+    path.write_bytes(
+        b"\n".join(
+            [control_line(0, T0 - 300, "WHATSAPP", closed), line("prod.send-requests", 7, T0, REQUEST)]
+        )
+    )
+    code, out, _ = explain_cli(path, "--json")
+    doc = orjson.loads(out)
+    assert code == 3  # nothing published in the file
+    assert (
+        "prod.send-requests[3]@7 and prod.channel-control[0]@0 are 300 ms apart: the processor reads "
+        "channel-control apart from the inputs"
+    ) in " ".join(doc["problems"])
