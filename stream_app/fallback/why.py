@@ -182,7 +182,8 @@ def explain(
                 if a.ended_by is AttemptEnd.SKIPPED and i < len(steps)
                 else None
             )
-            deferred = after.deferred is not None if after is not None else False
+            # the send window holds the step after the last attempt of this decision, not any other
+            deferred = after is not None and after.deferred is not None and i == len(new) - 1
             out.append(_ended(i, a, steps, nxt, control=control, closure=closure, deferred=deferred))
         elif a.last_status != prev.last_status and a.last_status is not None and not lates:
             rule = Rule.PROGRESS if now_phase is not Phase.ENDED else Rule.AFTER_END

@@ -335,3 +335,18 @@ def test_a_control_record_says_what_it_does_to_the_view() -> None:
         control_change("WHATSAPP", None, T0).text
         == "tombstone of 'WHATSAPP': whatever it closed is open again"
     )
+
+
+def test_a_skip_then_a_deferral_names_each_at_its_attempt() -> None:
+    life = Life()
+    life.now = EVENING
+    life.control("RCS", closing("RCS", reason="maintenance"))
+    chain = [WA_SMS[0], {"channel": "RCS"}, WA_SMS[1]]
+    life.step(RequestEvent(request(channels=chain, sendWindow=WINDOW)))
+    whys = life.timer()  # 21:30 Rome: WhatsApp times out, RCS is closed, SMS waits for the morning
+    assert [(w.rule, w.attempt) for w in whys] == [(Rule.TIMEOUT, 0), (Rule.SKIPPED, 1), (Rule.DEFERRED, 2)]
+    assert whys[0].text == "WHATSAPP attempt 0 still without a status at fallbackAfter 7200 s"
+    assert whys[1].text.endswith(
+        "(maintenance), no until, inFlight WAIT -> the next step waits for the send window (DEFERRED)"
+    )
+    assert whys[2].text.startswith("SMS attempt 2 (reason SKIPPED) fell due")
