@@ -37,17 +37,27 @@ EXIT_UNKNOWN = 1
 
 DESCRIPTION = """\
 Explain one message: find its records on the topics (its send requests and delivery statuses, the
-commands and the outcome the processor published, any late status), replay its inputs through the
-processor's own decision step in order, at their record timestamps, with the timers that fire in
-between at their deadlines, and print a timeline: each input, each timer, the rule behind each
-decision (e.g. "WHATSAPP attempt 0 still SENT at fallbackAfter 7200 s -> SMS, reason TIMEOUT"),
-and what it produced. Every replayed command, outcome and late status is held against what was
-published; any difference (a bug or a non-determinism) is printed with !!! and exit status 3.
+channel-control records, the commands and the outcome the processor published, any late status),
+replay its inputs through the processor's own decision step in order, at their record timestamps,
+with the timers that fire in between at their deadlines, and print a timeline: each input, each
+timer, the rule behind each decision (e.g. "WHATSAPP attempt 0 still SENT at fallbackAfter 7200 s
+-> SMS, reason TIMEOUT"), and what it produced. Every replayed command, outcome and late status is
+held against what was published; any difference (a bug or a non-determinism) is printed with !!!
+and exit status 3.
+
+Closed channels and send windows are replayed too: each channel-control record goes, at its
+timestamp, through the processor's own control table (into the view later decisions see; an
+inFlight FALLBACK closure ends the message's open attempt on that channel, as the processor's sweep
+does). The timeline names the record that skipped a step (SKIPPED: its key, reason and until) or cut
+an attempt short (CONTROL), CHANNELS_CLOSED when no step is left open, a step held by the sendWindow
+(DEFERRED: until when, and the deferredFrom its command carries) and OUTSIDE_SEND_WINDOW.
 
 Only the message's partition of each topic is read (the partition its messageId key hashes to,
 murmur2 as every producer of the contract), from the start of the topics' retention unless --since,
---until or --offsets bound it; a long scan reports its progress on stderr. Reads without a consumer
-group: it never moves anyone's offsets, and never talks to a running processor.
+--until or --offsets bound it; and all of channel-control, every partition, up to --until but from
+its beginning whatever --since says (a channel closed before the message still applies to it). A
+long scan reports its progress on stderr. Reads without a consumer group: it never moves anyone's
+offsets, and never talks to a running processor.
 
 Run it with the processor's settings (STREAM_APP_TOPIC_PREFIX and the STREAM_APP_*_SECONDS bounds):
 the replay decides with them. Times within --tolerance of the replay's count as equal: the processor
@@ -73,6 +83,10 @@ a timeline looks like:
                    => command order-42:0 WHATSAPP reason INITIAL   = published retry-commands[1]@0 (+9 ms)
   10:20:00.104Z  timer  the message's timer, at its deadline
                    TIMEOUT        WHATSAPP attempt 0 still SENT at fallbackAfter 7200 s -> SMS, reason TIMEOUT
+  and with channel control:
+                   SKIPPED        WHATSAPP attempt 0 not issued: channel-control 'WHATSAPP': WHATSAPP
+                                  closed for all (provider outage), until 2026-04-09T12:00:00Z, ...
+                   CONTROL        WHATSAPP attempt 0 still SENT, cut short by channel-control 'WHATSAPP': ...
 
 export format (--export writes it, --from-file reads it; kcat can write it too): one JSON object per line,
   {{"topic": "send-requests", "partition": 1, "offset": 0, "timestamp": 1775722800104,

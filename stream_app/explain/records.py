@@ -1,7 +1,7 @@
 """The records ``explain`` works on, and which topic of the contract each one comes from.
 
 A message's story is spread over several topics: its inputs (``send-requests``, ``delivery-status``,
-and ``channel-control`` once the catalogue has it) and what the processor published for it
+and ``channel-control``, global: keyed by channel) and what the processor published for it
 (``retry-commands``, ``outcomes``). :data:`INPUT_IDS` and :data:`PUBLISHED_IDS` name them by the
 catalogue's ``id`` (the field of :class:`stream_app.config.Topics`), so a new input kind is one more
 id here plus its feeder in :mod:`stream_app.explain.replay`.

@@ -12,11 +12,16 @@ earliest moment the processor's loop fires it (``fire_due(now)`` with ``now`` >=
 before any input stamped at or after it. Timers fire up to ``horizon_ms`` (the end of the time range
 asked for, or now); a later one is reported as pending.
 
-Input kinds: :data:`FEEDERS` maps a catalogue id to the step that takes such a record. A new input
-topic is one entry there (and one in :mod:`stream_app.explain.records`); until it has one, its records
-are shown in the timeline as not replayed. For ``channel-control`` (v1.1, a global input keyed by
-channel) the step is the processor's own: apply the record to the task's control view, then step the
-message with the control event, as the processor's sweep of open messages does.
+Input kinds: :data:`FEEDERS` maps a catalogue id to the step of the processor that takes such a
+record; a new input topic is one entry there (and one in :mod:`stream_app.explain.records`).
+``channel-control`` (v1.1, a global input keyed by channel) goes through the processor's own
+:class:`~stream_app.runtime.control.ControlTable`, as a live instance that owns the message's
+partition: :meth:`~stream_app.runtime.control.ControlTable.apply` puts the record into the table's
+view (a bad one changes nothing), the task decides with that view from then on, and a FALLBACK
+closure's sweep (:meth:`~stream_app.runtime.control.ControlTable.run_sweeps`) ends the message's
+open attempt on that channel. Control records are replayed in timestamp order with the message's
+inputs, from the oldest read (a channel closed before the message still applies to it) up to the
+end of the replay (``controls_until_ms``): a later one cannot have changed what was published.
 """
 
 from __future__ import annotations
@@ -34,11 +39,14 @@ from aiokafka.structs import ConsumerRecord, TopicPartition
 from stream_app.config import Settings
 from stream_app.contracts import (
     CancelRequest,
+    ChannelControl,
+    ChannelState,
     DeliveryStatus,
     InvalidRecord,
     Outcome,
     SendRequest,
     decode_command,
+    decode_control,
     decode_outcome,
     decode_request,
     decode_status,
@@ -49,6 +57,7 @@ from stream_app.contracts.catalogue import DEAD_LETTER_HEADERS
 from stream_app.explain.records import INPUT_IDS, Record, topic_names
 from stream_app.fallback import (
     CancelEvent,
+    ControlEvent,
     DeadLetter,
     Effect,
     EmitLateStatus,
@@ -61,8 +70,9 @@ from stream_app.fallback import (
     TimerEvent,
     decode_state,
 )
-from stream_app.fallback.why import Rule, Why, explain
+from stream_app.fallback.why import Rule, Why, control_change, explain
 from stream_app.runtime.checkpoint import Checkpoint
+from stream_app.runtime.control import ControlTable
 from stream_app.runtime.metrics import Metrics
 from stream_app.runtime.produce import Out
 from stream_app.runtime.task import PartitionTask, TaskConfig, limits_of
@@ -75,19 +85,46 @@ _P = 0
 #: Timers fired at one moment at most: a message has one timer, so this only bounds a logic error.
 _MAX_TIMERS = 1000
 
-#: ``(task, record, the message's key, now, checkpoint)``: steps one input record as the processor does.
-Feeder = Callable[[PartitionTask, ConsumerRecord, bytes, int, Checkpoint], None]
+
+@dataclass(slots=True)
+class Runtime:
+    """The processor's own objects the replay drives: the message's partition task and a control table."""
+
+    task: PartitionTask
+    control: ControlTable
 
 
-def _partitioned_input(
-    task: PartitionTask, rec: ConsumerRecord, key: bytes, now: int, ck: Checkpoint
-) -> None:
+#: ``(runtime, record, now, checkpoint)``: steps one input record as the processor does; returns
+#: the reason when the processor refuses the record without a dead letter of the task's own.
+Feeder = Callable[[Runtime, ConsumerRecord, int, Checkpoint], str | None]
+
+
+def _partitioned_input(rt: Runtime, rec: ConsumerRecord, now: int, ck: Checkpoint) -> str | None:
     """A record of a co-partitioned input topic: the processor's ``on_records`` for a batch of one."""
-    task.on_records(TopicPartition(rec.topic, rec.partition), [rec], now, ck)
+    rt.task.on_records(TopicPartition(rec.topic, rec.partition), [rec], now, ck)
+    return None
+
+
+def _control_input(rt: Runtime, rec: ConsumerRecord, now: int, ck: Checkpoint) -> str | None:
+    """A ``channel-control`` record: the processor's turn for it (``ControlTable.poll``, then the sweeps).
+
+    Into the table's view, and a FALLBACK closure starts a sweep of the owned partition; the task
+    decides with the new view; the sweep steps the message with the control event if its open
+    attempt is on that channel. A bad record's reason is returned (the processor dead-letters it).
+    """
+    reason = rt.control.apply(rec, live=True, now=now, owned={rt.task.p})
+    rt.task.controls = rt.control.view
+    if rt.control.sweeps:
+        rt.control.run_sweeps({rt.task.p: rt.task}, now, ck)
+    return reason
 
 
 #: Catalogue id of an input topic -> the step of the processor that takes its records.
-FEEDERS: dict[str, Feeder] = {"send_requests": _partitioned_input, "delivery_status": _partitioned_input}
+FEEDERS: dict[str, Feeder] = {
+    "send_requests": _partitioned_input,
+    "delivery_status": _partitioned_input,
+    "channel_control": _control_input,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,17 +160,33 @@ class Replay:
     horizon_ms: int
 
 
-def replay(settings: Settings, message_id: str, inputs: list[Record], horizon_ms: int) -> Replay:
-    """Step ``inputs`` (this message's input records, any order) and the timers due up to ``horizon_ms``."""
+def replay(
+    settings: Settings,
+    message_id: str,
+    inputs: list[Record],
+    horizon_ms: int,
+    controls_until_ms: int | None = None,
+) -> Replay:
+    """Step ``inputs`` (this message's input records, any order) and the timers due up to ``horizon_ms``.
+
+    A global input (``channel-control``) stamped after ``controls_until_ms`` (default: the horizon)
+    is left out: the replay ends before it.
+    """
     key = message_id.encode()
     names = topic_names(settings)
+    last_control = horizon_ms if controls_until_ms is None else controls_until_ms
     with tempfile.TemporaryDirectory(prefix="stream-app-explain-") as tmp:
         store = PartitionStore.open(Path(tmp), names["send_requests"], _P)
         try:
             config = TaskConfig(settings.topics, limits_of(settings), settings.max_request_bytes)
-            stepper = _Stepper(PartitionTask(_P, store, config, Metrics()), key, settings)
+            metrics = Metrics()
+            task = PartitionTask(_P, store, config, metrics)
+            control = ControlTable(settings, metrics, exactly_once=False)  # never started: fed here
+            stepper = _Stepper(Runtime(task, control), key, settings)
             clock = 0
             for rec in in_order(inputs):
+                if not rec.keyed and rec.timestamp_ms > last_control:
+                    continue
                 # The processor's clock never goes back: a record stamped earlier than the one before
                 # it (another producer's clock) is stepped at the time already reached.
                 clock = max(clock, rec.timestamp_ms)
@@ -161,8 +214,9 @@ def in_order(inputs: list[Record]) -> Iterator[Record]:
 class _Stepper:
     """The task, the message's key and the timeline so far."""
 
-    def __init__(self, task: PartitionTask, key: bytes, settings: Settings) -> None:
-        self.task = task
+    def __init__(self, rt: Runtime, key: bytes, settings: Settings) -> None:
+        self.rt = rt
+        self.task = rt.task
         self.key = key
         self.topics = settings.topics
         self.entries: list[Entry] = []
@@ -172,11 +226,7 @@ class _Stepper:
         return decode_state(raw) if raw is not None else None
 
     def input(self, rec: Record, topic: str, now: int) -> None:
-        feeder = FEEDERS.get(rec.kind)
-        if feeder is None:
-            why = Why(Rule.OTHER, f"shown, not replayed: this build has no replay step for {rec.topic}")
-            self.entries.append(Entry(now, "input", rec, _describe(rec), (why,)))
-            return
+        feeder = FEEDERS[rec.kind]
         before = self.state()
         ck = Checkpoint()
         crec = ConsumerRecord(
@@ -192,16 +242,26 @@ class _Stepper:
             len(rec.value or b""),
             list(rec.headers),
         )
-        feeder(self.task, crec, self.key, now, ck)
+        refused = feeder(self.rt, crec, now, ck)
         self.task.store.flush()
         after = self.state()
         outputs = self._outputs(ck.outputs.get(_P, []))
         event = _event(rec)
         effects = _effects(outputs)
-        if event is None:
+        controls = self.task.controls
+        if refused is not None:
+            whys: tuple[Why, ...] = (
+                Why(Rule.DEAD_LETTER, f"refused, it changes nothing (dead-lettered): {refused}"),
+            )
+        elif event is None:
             whys = tuple(Why(Rule.DEAD_LETTER, f"input dead-lettered: {o.reason}") for o in outputs)
+        elif isinstance(event, ControlEvent):
+            whys = (
+                control_change(event.key, event.control, now),
+                *explain(before, event, after, effects, controls),
+            )
         else:
-            whys = explain(before, event, after, effects)
+            whys = explain(before, event, after, effects, controls)
         due = before.deadline_ms if before is not None else None
         ahead = due - now if due is not None and due >= now else None
         self.entries.append(Entry(now, "input", rec, _describe(rec), whys, outputs, ahead))
@@ -217,7 +277,7 @@ class _Stepper:
             self.task.store.flush()
             after = self.state()
             outputs = self._outputs(ck.outputs.get(_P, []))
-            whys = explain(before, TimerEvent(), after, _effects(outputs))
+            whys = explain(before, TimerEvent(), after, _effects(outputs), self.task.controls)
             self.entries.append(
                 Entry(due, "timer", None, "the message's timer, at its deadline", whys, outputs)
             )
@@ -263,6 +323,12 @@ def _effects(outputs: list[Output]) -> tuple[Effect, ...]:
 
 def _event(rec: Record) -> Event | None:
     """The input as the core's event, read with the contracts' decoders; None when it does not decode."""
+    if rec.kind == "channel_control":
+        try:
+            key = (rec.key or b"").decode()
+            return ControlEvent(key, None if rec.value is None else decode_control(rec.value, rec.key))
+        except (InvalidRecord, UnicodeDecodeError):
+            return None
     if rec.value is None:
         return None
     try:
@@ -279,8 +345,11 @@ def _event(rec: Record) -> Event | None:
 def _describe(rec: Record) -> str:
     """The input in one line: what a support engineer needs to recognise it."""
     if rec.value is None:
-        return "empty value (tombstone)"
+        shown = rec.key.decode("utf-8", "replace") if rec.key is not None else None
+        return f"tombstone of {shown!r}" if rec.kind == "channel_control" else "empty value (tombstone)"
     try:
+        if rec.kind == "channel_control":
+            return _describe_control(decode_control(rec.value, rec.key))
         if rec.kind == "send_requests":
             msg = decode_request(rec.value)
             return _describe_request(msg)
@@ -290,6 +359,18 @@ def _describe(rec: Record) -> str:
         return f"undecodable: {exc.reason}"
     text = " ".join(rec.value.decode("utf-8", "replace").split())
     return text[:120]
+
+
+def _describe_control(c: ChannelControl) -> str:
+    bits = [f"channel {c.channel.value} {c.state.value}"]
+    bits.append(f"tenant {c.tenant}" if c.tenant is not None else "for all")
+    if c.state is ChannelState.CLOSED:
+        bits.append(f"inFlight {c.in_flight.value}")
+        if c.until is not None:
+            bits.append(f"until {format_ms(to_ms(c.until))}")
+    if c.reason:
+        bits.append(f"reason {c.reason!r}")
+    return ", ".join(bits)
 
 
 def _describe_request(msg: SendRequest | CancelRequest) -> str:

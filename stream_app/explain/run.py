@@ -120,11 +120,15 @@ def _explain(
             "no input record of this message was read (out of retention, or outside the range asked "
             "for): the replay starts from nothing, so every published record shows as a difference"
         )
-    result = replay(settings, message_id, inputs, horizon_ms)
+    # Channel-control records are replayed up to the message's last record or the horizon, whichever
+    # is later: one stamped after both cannot have changed anything that was published.
+    last = max((r.timestamp_ms for r in records if r.keyed), default=horizon_ms)
+    result = replay(settings, message_id, inputs, horizon_ms, max(horizon_ms, last))
     outputs = [o for e in result.entries for o in e.outputs]
     comparison = compare(outputs, published, tolerance_ms)
     if comparison.differences:
         problems.extend(_races(result, tolerance_ms))
+        problems.extend(_control_races(result, tolerance_ms))
     return Explanation(message_id, source, where, scanned, records, result, comparison, problems)
 
 
@@ -137,6 +141,22 @@ def _races(result: Replay, tolerance_ms: int) -> list[str]:
         "have read it after the timer fired (a race within its lag), which would explain a difference"
         for e in result.entries
         if e.record is not None and e.before_timer_ms is not None and e.before_timer_ms <= tolerance_ms
+    ]
+
+
+def _control_races(result: Replay, tolerance_ms: int) -> list[str]:
+    """A message's input stamped within the tolerance of a channel-control record: the processor reads
+    the control table with a consumer of its own and sweeps open attempts a turn after, so it may
+    have taken the two in the other order than their timestamps say. Say so next to a difference."""
+    controls = [e.record for e in result.entries if e.record is not None and not e.record.keyed]
+    inputs = [e.record for e in result.entries if e.record is not None and e.record.keyed]
+    return [
+        f"{i.where} and {c.where} are {abs(i.timestamp_ms - c.timestamp_ms)} ms apart: the processor "
+        "reads channel-control apart from the inputs (and sweeps open attempts a turn later), so it may "
+        "have taken them in the other order, which would explain a difference"
+        for c in controls
+        for i in inputs
+        if abs(i.timestamp_ms - c.timestamp_ms) <= tolerance_ms
     ]
 
 

@@ -44,13 +44,22 @@ class ControlView:
         """Whether a step on ``channel`` of a message of ``tenant`` must be skipped at ``now_ms``."""
         if not self.closures:
             return False  # the usual case, on the hot path of every issued step
+        return self.closing(channel, tenant, now_ms) is not None
+
+    def closing(self, channel: Channel, tenant: str | None, now_ms: int) -> tuple[str, Closure] | None:
+        """The entry (its key and closure) that closes ``channel`` for ``tenant`` at ``now_ms``, if any.
+
+        The closure for all is named first, as :meth:`closed` looks at it first; ``explain`` names
+        the record that skipped a step with it.
+        """
         everyone = self.closures.get(channel)
         if everyone is not None and everyone.active(now_ms):
-            return True
+            return str(channel), everyone
         if tenant is None:
-            return False
-        own = self.closures.get(control_key(channel, tenant))
-        return own is not None and own.active(now_ms)
+            return None
+        key = control_key(channel, tenant)
+        own = self.closures.get(key)
+        return (key, own) if own is not None and own.active(now_ms) else None
 
     def apply(self, key: str, record: ChannelControl | None) -> ControlView:
         """The view after the record ``record`` (``None``: a tombstone) under ``key``."""

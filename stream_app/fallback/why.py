@@ -19,15 +19,21 @@ from stream_app.contracts import (
     PROGRESS_RANK,
     STATUS_ORDER,
     AttemptEnd,
+    ChannelControl,
+    ChannelState,
     CommandReason,
+    EndReason,
+    InFlight,
     Result,
     RetryCommand,
     format_ms,
     to_ms,
 )
+from stream_app.fallback.control import NO_CONTROLS, Closure, ControlView
 from stream_app.fallback.state import (
     Attempt,
     CancelEvent,
+    ControlEvent,
     DeadLetter,
     Effect,
     EmitLateStatus,
@@ -43,8 +49,6 @@ from stream_app.fallback.state import (
 )
 
 _SUCCESS_NAMES = {rank: name for name, rank in PROGRESS_RANK.items()}
-#: The inputs of v1; any other event (a v1.1 channel-control record) is named as such.
-_KNOWN_EVENTS = (RequestEvent, CancelEvent, StatusEvent, TimerEvent)
 
 
 class Rule(StrEnum):
@@ -71,10 +75,13 @@ class Rule(StrEnum):
     AFTER_END = "AFTER_END"  # a status after the end, not reported
     FORGOTTEN = "FORGOTTEN"  # dedup and late-status windows over: the messageId is new again
     DEAD_LETTER = "DEAD_LETTER"  # the input is refused (conflict, wrong key, too many held)
-    # v1.1 (quiet hours, channel control): named here so a core that has them is explained whole.
+    # v1.1 (quiet hours, channel control)
+    CHANNEL_CONTROL = "CHANNEL_CONTROL"  # a channel-control record changed the control view
     SKIPPED = "SKIPPED"  # a step on a closed channel is not issued: the chain moves on at once
     CONTROL = "CONTROL"  # a channel-control record (inFlight FALLBACK) ended the open attempt
+    CHANNELS_CLOSED = "CHANNELS_CLOSED"  # no step left after a closed channel's: outcome FAILED
     DEFERRED = "DEFERRED"  # a step due outside its send window waits for the next opening
+    OUTSIDE_SEND_WINDOW = "OUTSIDE_SEND_WINDOW"  # the window opens at or after the end: EXPIRED
     OTHER = "OTHER"  # an attempt end or change this module does not know yet (named by its value)
 
 
@@ -92,8 +99,13 @@ def explain(
     event: Event,
     after: FlowState | None,
     effects: tuple[Effect, ...],
+    controls: ControlView = NO_CONTROLS,
 ) -> tuple[Why, ...]:
-    """The rules that turned ``before`` into ``after`` with ``effects``, in the order they applied."""
+    """The rules that turned ``before`` into ``after`` with ``effects``, in the order they applied.
+
+    ``controls`` is the channel-control view the decision was taken with (the one handed to
+    :func:`decide`): a step it skipped is named with the record that closed its channel.
+    """
     out: list[Why] = []
     dead = [e.reason for e in effects if isinstance(e, DeadLetter)]
     commands = [e.command for e in effects if isinstance(e, SendCommand)]
@@ -150,7 +162,8 @@ def explain(
     new = after.attempts if after is not None else []
     steps = after.steps if after is not None else ()
     by_attempt = {c.attempt: c for c in commands}
-    by_control = not isinstance(event, _KNOWN_EVENTS)  # a channel-control record (v1.1)
+    control = event if isinstance(event, ControlEvent) else None
+    tenant = _tenant(before, event, after)
     explained: set[int] = set()  # attempts whose command an attempt end below names
     for i, a in enumerate(new):
         prev = old[i] if i < len(old) else None
@@ -164,19 +177,29 @@ def explain(
             nxt = by_attempt.get(i + 1)
             if nxt is not None:
                 explained.add(i + 1)
-            out.append(_ended(i, a, steps, nxt, by_control=by_control, deferred=_deferred_wake(after)))
+            closure = (
+                controls.closing(steps[i].channel, tenant, a.issued_ms)
+                if a.ended_by is AttemptEnd.SKIPPED and i < len(steps)
+                else None
+            )
+            # the send window holds the step after the last attempt of this decision, not any other
+            deferred = after is not None and after.deferred is not None and i == len(new) - 1
+            out.append(_ended(i, a, steps, nxt, control=control, closure=closure, deferred=deferred))
         elif a.last_status != prev.last_status and a.last_status is not None and not lates:
             rule = Rule.PROGRESS if now_phase is not Phase.ENDED else Rule.AFTER_END
             text = f"{_name(steps, i)}: {_status(prev)} -> {a.last_status.value}"
             if a.ended_by is not None and rule is Rule.PROGRESS:
                 text += f" (it already ended {a.ended_by.value}: only its lastStatus changes)"
             out.append(Why(rule, text, i))
+    deferral = _deferral(before, after)
+    if deferral is not None:
+        out.append(deferral)
     for cmd in commands:  # a command no attempt end above explained: a deferred step, or a new rule
         if cmd.attempt not in explained:
             text = f"-> {cmd.channel.value} attempt {cmd.attempt}, reason {cmd.reason.value}"
-            deferred_from = getattr(cmd, "deferred_from", None)  # v1.1 RetryCommand.deferredFrom
-            if deferred_from is not None:
-                text += f", deferred from {format_ms(to_ms(deferred_from))} to the send window's opening"
+            if cmd.deferred_from is not None:
+                due = format_ms(to_ms(cmd.deferred_from))
+                text += f": the send window is open (deferredFrom {due}, when the step fell due)"
                 out.append(Why(Rule.DEFERRED, text, cmd.attempt))
             else:
                 out.append(Why(Rule.OTHER, text, cmd.attempt))
@@ -207,18 +230,25 @@ def _ended(
     steps: tuple[Step, ...],
     nxt: RetryCommand | None,
     *,
-    by_control: bool = False,
-    deferred: int | None = None,
+    control: ControlEvent | None = None,
+    closure: tuple[str, Closure] | None = None,
+    deferred: bool = False,
 ) -> Why:
-    """The rule that ended attempt ``i``, with the next command (or deferral) it led to, if any."""
+    """The rule that ended attempt ``i``, with the next command (or deferral) it led to, if any.
+
+    ``control`` is the channel-control record being applied, ``closure`` the view's entry that
+    closed a skipped step's channel.
+    """
     name = _name(steps, i)
     step = steps[i] if i < len(steps) else None
     then = f" -> {nxt.channel.value}, reason {nxt.reason.value}" if nxt is not None else ""
-    if nxt is None and deferred is not None:
-        then = f" -> the next step waits for the send window, until {format_ms(deferred)}"
+    if nxt is None and deferred:
+        then = " -> the next step waits for the send window (DEFERRED)"
     end = a.ended_by
-    if end is AttemptEnd.TIMEOUT and by_control:
-        text = f"{name} ended by a channel-control record (inFlight FALLBACK) while {_status(a)}{then}"
+    if end is AttemptEnd.TIMEOUT and control is not None:
+        rec = control.control
+        by = _closed_text(control.key, rec) if rec is not None else f"channel-control {control.key!r}"
+        text = f"{name} still {_status(a)}, cut short by {by}{then}"
         return Why(Rule.CONTROL, text, i)
     if end is AttemptEnd.TIMEOUT:
         after = (
@@ -236,17 +266,77 @@ def _ended(
         return Why(Rule.FLOW_END, f"{name} still {_status(a)} at the flow's end", i)
     if end is AttemptEnd.CANCELLED:
         return Why(Rule.CANCELLED, f"{name} cancelled while {_status(a)}", i)
+    if end is AttemptEnd.SKIPPED:
+        by = (
+            _closure_text(closure[0], closure[1])
+            if closure is not None
+            else "a channel-control record no longer in the view"
+        )
+        return Why(Rule.SKIPPED, f"{name} not issued: {by}{then}", i)
     value = getattr(end, "value", end)
-    if value == "SKIPPED":  # v1.1 AttemptEnd.SKIPPED
-        return Why(Rule.SKIPPED, f"{name} skipped: its channel is closed (channel-control){then}", i)
     return Why(Rule.OTHER, f"{name} ended {value} while {_status(a)}{then}", i)
 
 
-def _deferred_wake(after: FlowState | None) -> int | None:
-    """When the step the send window holds back is issued (v1.1 ``FlowState.deferred``), if any."""
-    deferred = getattr(after, "deferred", None)
-    wake = getattr(deferred, "wake_ms", None)
-    return wake if isinstance(wake, int) else None
+def _deferral(before: FlowState | None, after: FlowState | None) -> Why | None:
+    """A step the send window holds back in this decision (new, or held again by a late timer)."""
+    d = after.deferred if after is not None else None
+    if d is None or after is None or (before is not None and before.deferred == d):
+        return None
+    n = len(after.attempts)
+    channel = after.steps[n].channel.value if n < len(after.steps) else "?"
+    due, wake = format_ms(d.due_ms), format_ms(d.wake_ms)
+    again = before is not None and before.deferred is not None
+    what = "still outside the send window: held again" if again else "outside the send window: held"
+    return Why(
+        Rule.DEFERRED,
+        f"{channel} attempt {n} (reason {d.reason.value}) fell due {due}, {what} until its next "
+        f"opening {wake}; its command will say deferredFrom {due}",
+        n,
+    )
+
+
+def control_change(key: str, record: ChannelControl | None, now_ms: int) -> Why:
+    """What one (valid) channel-control record does to the view every decision is taken with."""
+    if record is None:
+        return Why(Rule.CHANNEL_CONTROL, f"tombstone of {key!r}: whatever it closed is open again")
+    if record.state is ChannelState.OPEN:
+        who = f"tenant {record.tenant}" if record.tenant is not None else "all"
+        why = f" ({record.reason})" if record.reason else ""
+        return Why(
+            Rule.CHANNEL_CONTROL, f"channel-control {key!r}: {record.channel.value} open for {who}{why}"
+        )
+    text = f"{_closed_text(key, record)}: steps falling due on it are skipped"
+    if record.in_flight is InFlight.FALLBACK:
+        text += "; attempts open on it end now"
+    if record.until is not None and to_ms(record.until) <= now_ms:
+        text = f"{_closed_text(key, record)}: its until has already passed, it closes nothing"
+    return Why(Rule.CHANNEL_CONTROL, text)
+
+
+def _closed_text(key: str, record: ChannelControl) -> str:
+    until = None if record.until is None else to_ms(record.until)
+    return _closure_text(key, Closure(record.channel, record.tenant, until, record.in_flight, record.reason))
+
+
+def _closure_text(key: str, c: Closure) -> str:
+    """``channel-control 'WHATSAPP': WHATSAPP closed for all (provider outage), until ..., inFlight WAIT``."""
+    who = f"tenant {c.tenant}" if c.tenant is not None else "all"
+    why = f" ({c.reason})" if c.reason else ""
+    until = f", until {format_ms(c.until_ms)}" if c.until_ms is not None else ", no until"
+    return (
+        f"channel-control {key!r}: {c.channel.value} closed for {who}{why}{until}, "
+        f"inFlight {c.in_flight.value}"
+    )
+
+
+def _tenant(before: FlowState | None, event: Event, after: FlowState | None) -> str | None:
+    """The message's tenant (an ended state no longer keeps it; its request does)."""
+    if isinstance(event, RequestEvent):
+        return event.request.tenant
+    for st in (before, after):
+        if st is not None and st.tenant is not None:
+            return st.tenant
+    return None
 
 
 def _outcome_why(
@@ -267,6 +357,12 @@ def _outcome_why(
         end = format_ms(after.end_ms) if after is not None and after.end_ms else "its end"
         if before is not None and before.end_ms:
             end = format_ms(before.end_ms)
+        if reason == EndReason.OUTSIDE_SEND_WINDOW:
+            return Why(
+                Rule.OUTSIDE_SEND_WINDOW,
+                f"the step due now is outside the send window, which next opens at or after the "
+                f"message's end {end}: no command, outcome EXPIRED (OUTSIDE_SEND_WINDOW)",
+            )
         extra = f" ({reason})" if reason else ""
         return Why(
             Rule.FLOW_END, f"the flow's end {end} passed (ttl/expiresAt/max flow): outcome EXPIRED{extra}"
@@ -274,6 +370,12 @@ def _outcome_why(
     if result is Result.FAILED:
         extra = f" ({reason})" if reason else ""
         steps = after.steps if after is not None else ()
+        if reason == EndReason.CHANNELS_CLOSED:
+            return Why(
+                Rule.CHANNELS_CLOSED,
+                f"no step left after step {len(steps) - 1}, the last skipped or cut short by a closed "
+                "channel: outcome FAILED (CHANNELS_CLOSED)",
+            )
         return Why(Rule.LAST_STEP, f"no step left after step {len(steps) - 1}: outcome FAILED{extra}")
     return Why(Rule.OTHER, f"outcome {getattr(result, 'value', result)}")  # pragma: no cover - a new result
 

@@ -111,7 +111,7 @@ class ControlTable:
             for records in batch.values():
                 for rec in records:
                     read += 1
-                    reason = self._apply(rec, live=False)
+                    reason = self.apply(rec, live=False)
                     if reason is not None:
                         log(
                             logging.WARNING,
@@ -161,7 +161,7 @@ class ControlTable:
         for records in batch.values():
             for rec in records:
                 changed = True
-                reason = self._apply(rec, live=True, now=now, owned=owned)
+                reason = self.apply(rec, live=True, now=now, owned=owned)
                 if reason is None:
                     continue
                 if partitions and rec.partition % partitions in owned:
@@ -183,10 +183,15 @@ class ControlTable:
             self.metrics.channels_closed.set(len(self.view.closures))
         return changed
 
-    def _apply(
+    def apply(
         self, rec: ConsumerRecord, *, live: bool, now: int = 0, owned: set[int] | None = None
     ) -> str | None:
-        """Apply one record to the view; the reason when it is not a valid control record."""
+        """Apply one record to the view; the reason when it is not a valid control record.
+
+        ``live``: read while following the table (not in the start-up read), so a FALLBACK closure
+        starts a sweep of the ``owned`` partitions. ``stream-app explain`` replays a message's
+        control records through this very method (and :meth:`run_sweeps`), as a live instance.
+        """
         if rec.key is None:
             self.metrics.control_records.labels("invalid").inc()
             return "key: required, CHANNEL or tenant/CHANNEL"

@@ -68,6 +68,14 @@ def send_request(
     return orjson.dumps(body)
 
 
+def control(channel: str, state: str = "CLOSED", **fields: Any) -> tuple[bytes, bytes]:
+    """A (key, value) of channel-control, keyed as the contract says."""
+    tenant = fields.get("tenant")
+    key = channel if tenant is None else f"{tenant}/{channel}"
+    body = {"type": "channel-control", "channel": channel, "state": state, **fields}
+    return key.encode(), orjson.dumps(body)
+
+
 def status(message_id: str, channel: str, value: str, attempt: int | None = None, **extra: Any) -> bytes:
     body: dict[str, Any] = {"messageId": message_id, "channel": channel, "status": value}
     if attempt is not None:

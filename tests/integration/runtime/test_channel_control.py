@@ -20,20 +20,13 @@ from stream_app.config import Settings
 from stream_app.contracts import format_ms, to_ms
 from tests.integration.runtime.helpers import (
     Reader,
+    control,
     publish,
     running,
     send_request,
     settings_for,
     setup_topics,
 )
-
-
-def control(channel: str, state: str = "CLOSED", **fields: Any) -> tuple[bytes, bytes]:
-    """A (key, value) of channel-control, keyed as the contract says."""
-    tenant = fields.get("tenant")
-    key = channel if tenant is None else f"{tenant}/{channel}"
-    body = {"type": "channel-control", "channel": channel, "state": state, **fields}
-    return key.encode(), orjson.dumps(body)
 
 
 async def _env(kafka_bootstrap: str, tmp_path: Path, **kw: Any) -> tuple[Settings, Reader]:

@@ -271,3 +271,65 @@ def test_a_difference_next_to_a_status_that_raced_a_timer_is_said_to_be_likely_t
     assert "!!! 2 DIFFERENCE(S)" in out  # the reason, and the status the previous attempt had
     note = "the processor may have read it after the timer fired (a race within its lag)"
     assert f"warning: prod.delivery-status[3]@3 came 100 ms before the message's timer: {note}" in out
+
+
+def control_line(offset: int, ts: int, key: str, value: Any) -> bytes:
+    return line("prod.channel-control", offset, ts, value, key=key, partition=0)
+
+
+def test_control_records_are_replayed_in_time_order_up_to_the_end_of_the_replay(tmp_path: Path) -> None:
+    """A bad one changes nothing, a FALLBACK closure cuts the open attempt short, a tombstone reopens,
+    and one stamped after the message's last record is not replayed."""
+    closed = {"type": "channel-control", "channel": "WHATSAPP", "state": "CLOSED", "inFlight": "FALLBACK"}
+    path = tmp_path / "order-42.jsonl"
+    path.write_bytes(
+        b"\n".join(
+            [
+                control_line(0, T0 - SECOND, "WHATSAPP", {**closed, "state": "SHUT"}),
+                line("prod.send-requests", 7, T0, REQUEST),
+                control_line(1, T0 + 600 * SECOND, "WHATSAPP", closed),
+                control_line(2, T0 + 1200 * SECOND, "WHATSAPP", None),
+                status(12, T0 + 1800 * SECOND, "DELIVERED", attempt=1, channel="SMS"),
+                control_line(3, T0 + 5 * HOUR, "SMS", {**closed, "channel": "SMS"}),
+            ]
+        )
+    )
+    code, out, _ = explain_cli(path, "--json")
+    doc = orjson.loads(out)
+    assert code == 3  # nothing published in the file
+    controls = [e for e in doc["timeline"] if e["record"] and e["record"]["topic"] == "prod.channel-control"]
+    assert [e["record"]["offset"] for e in controls] == [0, 1, 2]  # offset 3 is after the replay's end
+    bad, fallback, tombstone = controls
+    assert [(r["rule"], r["text"]) for r in bad["rules"]] == [
+        (
+            "DEAD_LETTER",
+            "refused, it changes nothing (dead-lettered): state: Input should be 'OPEN' or 'CLOSED'",
+        )
+    ]
+    assert [r["rule"] for r in fallback["rules"]] == ["CHANNEL_CONTROL", "CONTROL"]
+    assert [(o["type"], o["value"]["channel"], o["value"]["reason"]) for o in fallback["outputs"]] == [
+        ("command", "SMS", "TIMEOUT")
+    ]
+    assert tombstone["summary"] == "tombstone of 'WHATSAPP'"
+    assert [r["text"] for r in tombstone["rules"]] == [
+        "tombstone of 'WHATSAPP': whatever it closed is open again"
+    ]
+    request = next(e for e in doc["timeline"] if e["record"] and e["record"]["offset"] == 7)
+    assert [r["rule"] for r in request["rules"]] == ["ACCEPTED", "INITIAL"]  # the bad record closed nothing
+
+
+def test_a_difference_next_to_a_control_record_names_the_possible_race(tmp_path: Path) -> None:
+    closed = {"type": "channel-control", "channel": "WHATSAPP", "state": "CLOSED"}
+    path = tmp_path / "order-42.jsonl"
+    path.write_bytes(
+        b"\n".join(
+            [control_line(0, T0 - 300, "WHATSAPP", closed), line("prod.send-requests", 7, T0, REQUEST)]
+        )
+    )
+    code, out, _ = explain_cli(path, "--json")
+    doc = orjson.loads(out)
+    assert code == 3  # nothing published in the file
+    assert (
+        "prod.send-requests[3]@7 and prod.channel-control[0]@0 are 300 ms apart: the processor reads "
+        "channel-control apart from the inputs"
+    ) in " ".join(doc["problems"])

@@ -7,23 +7,21 @@ the broker, in ``tests/integration/explain/``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-from datetime import UTC, datetime
-from types import SimpleNamespace
-
-from stream_app.contracts import AttemptEnd, Channel, CommandReason, format_ms
+from stream_app.contracts import ChannelControl, format_ms
 from stream_app.fallback import (
+    NO_CONTROLS,
     CancelEvent,
+    ControlEvent,
+    ControlView,
     Event,
     FlowState,
     RequestEvent,
-    SendCommand,
     StatusEvent,
     TimerEvent,
     decide,
 )
-from stream_app.fallback.why import Rule, Why, explain
-from tests.unit.fallback.driver import HOUR, LIMITS, MINUTE, SECOND, T0, cancel, request, status
+from stream_app.fallback.why import Rule, Why, control_change, explain
+from tests.unit.fallback.driver import HOUR, LIMITS, MINUTE, SECOND, T0, cancel, closing, request, status
 
 WA_SMS = [
     {"channel": "WHATSAPP", "fallbackAfter": 7200, "successStatus": "DELIVERED"},
@@ -37,13 +35,19 @@ class Life:
     def __init__(self) -> None:
         self.state: FlowState | None = None
         self.now = T0
+        self.controls: ControlView = NO_CONTROLS
 
     def step(self, event: Event, at: int | None = None) -> tuple[Why, ...]:
         self.now = at if at is not None else self.now
-        decision = decide(self.state, event, self.now, LIMITS)
-        whys = explain(self.state, event, decision.state, decision.effects)
+        if isinstance(event, ControlEvent):  # the runtime's order: into the view, then to the message
+            self.controls = self.controls.apply(event.key, event.control)
+        decision = decide(self.state, event, self.now, LIMITS, self.controls)
+        whys = explain(self.state, event, decision.state, decision.effects, self.controls)
         self.state = decision.state
         return whys
+
+    def control(self, key: str, record: ChannelControl | None, at: int | None = None) -> tuple[Why, ...]:
+        return self.step(ControlEvent(key, record), at)
 
     def timer(self) -> tuple[Why, ...]:
         assert self.state is not None and self.state.deadline_ms is not None
@@ -209,47 +213,140 @@ def test_a_failure_of_an_attempt_already_left_behind_only_records_its_status() -
     ]
 
 
-# v1.1 transitions (quiet hours, channel control) come from branch `quiet`; until it is merged they are
-# built by hand here, so the rules that name them are pinned before the core produces them.
+# v1.1: channel control and send windows, through the real core with a control view.
 
 
-def _running_then_ended(end: object) -> tuple[FlowState, FlowState]:
+def test_a_skipped_step_names_the_record_that_closed_its_channel() -> None:
+    life = Life()
+    life.control(
+        "acme/WHATSAPP",
+        closing("WHATSAPP", tenant="acme", reason="provider outage", until="2026-04-09T12:00:00Z"),
+    )
+    whys = life.step(RequestEvent(request(channels=WA_SMS, tenant="acme")))
+    assert [(w.rule, w.text) for w in whys][1:] == [
+        (
+            Rule.SKIPPED,
+            "WHATSAPP attempt 0 not issued: channel-control 'acme/WHATSAPP': WHATSAPP closed for tenant "
+            "acme (provider outage), until 2026-04-09T12:00:00Z, inFlight WAIT -> SMS, reason SKIPPED",
+        )
+    ]
+    assert whys[1].attempt == 0
+
+
+def test_a_fallback_closure_ending_the_open_attempt_is_named_with_its_record() -> None:
     life = Life()
     life.step(RequestEvent(request(channels=WA_SMS)))
     life.step(StatusEvent(status("WHATSAPP", "SENT", 0)), T0 + SECOND)
-    before = life.state
-    assert before is not None
-    after = before.copy()
-    after.attempts[0] = replace(after.attempts[0], ended_by=end)  # type: ignore[arg-type]
-    return before, after
-
-
-def test_a_channel_control_record_that_ends_the_open_attempt_is_named_as_such() -> None:
-    @dataclass(frozen=True)
-    class ControlLike:  # any input the v1 core does not know: a channel-control record
-        key: str
-
-    before, after = _running_then_ended(AttemptEnd.TIMEOUT)
-    whys = explain(before, ControlLike("WHATSAPP"), after, ())  # type: ignore[arg-type]
-    assert [(w.rule, w.text) for w in whys] == [
-        (Rule.CONTROL, "WHATSAPP attempt 0 ended by a channel-control record (inFlight FALLBACK) while SENT")
-    ]
-
-
-def test_a_skipped_step_and_a_deferred_command_are_named() -> None:
-    before, after = _running_then_ended("SKIPPED")
-    assert [w.rule for w in explain(before, TimerEvent(), after, ())] == [Rule.SKIPPED]
-    deferred = SimpleNamespace(
-        attempt=1,
-        channel=Channel.SMS,
-        reason=CommandReason.TIMEOUT,
-        deferred_from=datetime(2026, 4, 9, 22, 0, tzinfo=UTC),
-    )
-    whys = explain(before, TimerEvent(), before, (SendCommand(deferred),))  # type: ignore[arg-type]
+    record = closing("WHATSAPP", inFlight="FALLBACK", reason="outage")
+    whys = life.control("WHATSAPP", record, T0 + MINUTE)
     assert [(w.rule, w.text) for w in whys] == [
         (
-            Rule.DEFERRED,
-            "-> SMS attempt 1, reason TIMEOUT, deferred from 2026-04-09T22:00:00Z "
-            "to the send window's opening",
+            Rule.CONTROL,
+            "WHATSAPP attempt 0 still SENT, cut short by channel-control 'WHATSAPP': WHATSAPP closed for "
+            "all (outage), no until, inFlight FALLBACK -> SMS, reason TIMEOUT",
         )
     ]
+
+
+def test_every_step_closed_is_channels_closed() -> None:
+    life = Life()
+    life.control("WHATSAPP", closing("WHATSAPP"))
+    life.control("SMS", closing("SMS"))
+    whys = life.step(RequestEvent(request(channels=WA_SMS)))
+    assert rules(whys) == [Rule.ACCEPTED, Rule.SKIPPED, Rule.SKIPPED, Rule.CHANNELS_CLOSED]
+    assert "channel-control 'SMS': SMS closed for all" in whys[2].text
+    assert whys[3].text == (
+        "no step left after step 1, the last skipped or cut short by a closed channel: "
+        "outcome FAILED (CHANNELS_CLOSED)"
+    )
+
+
+WINDOW = {"timezone": "Europe/Rome", "from": "09:00", "to": "20:00"}
+#: 19:30 in Rome (17:30Z) on 2026-04-09: the 2-hour fallback falls due at 21:30, outside the window.
+EVENING = T0 + 9 * HOUR + 15 * MINUTE
+
+
+def test_a_deferred_step_says_until_when_and_its_deferred_from() -> None:
+    life = Life()
+    life.now = EVENING
+    life.step(RequestEvent(request(channels=WA_SMS, sendWindow=WINDOW)))
+    whys = life.timer()  # 21:30 Rome
+    due, wake = format_ms(EVENING + 2 * HOUR), "2026-04-10T07:00:00Z"
+    assert [(w.rule, w.text) for w in whys] == [
+        (
+            Rule.TIMEOUT,
+            "WHATSAPP attempt 0 still without a status at fallbackAfter 7200 s "
+            "-> the next step waits for the send window (DEFERRED)",
+        ),
+        (
+            Rule.DEFERRED,
+            f"SMS attempt 1 (reason TIMEOUT) fell due {due}, outside the send window: held until its "
+            f"next opening {wake}; its command will say deferredFrom {due}",
+        ),
+    ]
+    whys = life.timer()  # 09:00 Rome
+    assert [(w.rule, w.text, w.attempt) for w in whys] == [
+        (
+            Rule.DEFERRED,
+            f"-> SMS attempt 1, reason TIMEOUT: the send window is open (deferredFrom {due}, when the "
+            "step fell due)",
+            1,
+        )
+    ]
+
+
+def test_step_zero_held_by_applies_to_all_is_deferred() -> None:
+    life = Life()
+    life.now = EVENING + HOUR  # 20:30 Rome
+    whys = life.step(RequestEvent(request(channels=WA_SMS, sendWindow={**WINDOW, "appliesTo": "ALL"})))
+    assert rules(whys) == [Rule.ACCEPTED, Rule.DEFERRED]
+    assert whys[1].text.startswith("WHATSAPP attempt 0 (reason INITIAL) fell due")
+
+
+def test_an_opening_after_the_end_is_outside_send_window() -> None:
+    life = Life()
+    life.now = EVENING
+    life.step(RequestEvent(request(channels=WA_SMS, sendWindow=WINDOW, ttl=3 * 3600)))  # ends 22:30
+    whys = life.timer()
+    assert rules(whys) == [Rule.TIMEOUT, Rule.OUTSIDE_SEND_WINDOW]
+    assert whys[1].text == (
+        "the step due now is outside the send window, which next opens at or after the message's end "
+        f"{format_ms(EVENING + 3 * HOUR)}: no command, outcome EXPIRED (OUTSIDE_SEND_WINDOW)"
+    )
+
+
+def test_a_control_record_says_what_it_does_to_the_view() -> None:
+    until = "2026-04-09T12:00:00Z"
+    closed = control_change("WHATSAPP", closing("WHATSAPP", until=until, reason="outage"), T0)
+    assert (closed.rule, closed.text) == (
+        Rule.CHANNEL_CONTROL,
+        f"channel-control 'WHATSAPP': WHATSAPP closed for all (outage), until {until}, inFlight WAIT: "
+        "steps falling due on it are skipped",
+    )
+    fallback = control_change("t/SMS", closing("SMS", tenant="t", inFlight="FALLBACK"), T0)
+    assert fallback.text.endswith(
+        "inFlight FALLBACK: steps falling due on it are skipped; attempts open on it end now"
+    )
+    past = control_change("WHATSAPP", closing("WHATSAPP", until="2026-04-09T08:00:00Z"), T0)
+    assert past.text.endswith("its until has already passed, it closes nothing")
+    opened = control_change("WHATSAPP", closing("WHATSAPP", state="OPEN"), T0)
+    assert opened.text == "channel-control 'WHATSAPP': WHATSAPP open for all"
+    assert (
+        control_change("WHATSAPP", None, T0).text
+        == "tombstone of 'WHATSAPP': whatever it closed is open again"
+    )
+
+
+def test_a_skip_then_a_deferral_names_each_at_its_attempt() -> None:
+    life = Life()
+    life.now = EVENING
+    life.control("RCS", closing("RCS", reason="maintenance"))
+    chain = [WA_SMS[0], {"channel": "RCS"}, WA_SMS[1]]
+    life.step(RequestEvent(request(channels=chain, sendWindow=WINDOW)))
+    whys = life.timer()  # 21:30 Rome: WhatsApp times out, RCS is closed, SMS waits for the morning
+    assert [(w.rule, w.attempt) for w in whys] == [(Rule.TIMEOUT, 0), (Rule.SKIPPED, 1), (Rule.DEFERRED, 2)]
+    assert whys[0].text == "WHATSAPP attempt 0 still without a status at fallbackAfter 7200 s"
+    assert whys[1].text.endswith(
+        "(maintenance), no until, inFlight WAIT -> the next step waits for the send window (DEFERRED)"
+    )
+    assert whys[2].text.startswith("SMS attempt 2 (reason SKIPPED) fell due")
