@@ -15,7 +15,8 @@ Channel control (v1.1): before the group consumer subscribes, :class:`~.control.
 reads the whole ``channel-control`` table; each turn then applies what arrived since, before the
 batch's records and timers, and advances the ``inFlight: FALLBACK`` sweeps (:mod:`.control`).
 
-The rest of the runtime, one concern a module: ``task`` (one partition's step), ``checkpoint`` (what
+The rest of the runtime, one concern a module: ``ownership`` (rebalances: which partitions are
+ours, and the restore of a new one), ``task`` (one partition's step), ``checkpoint`` (what
 a turn stages and its commit in both guarantees), ``produce`` (batches to the producer),
 ``positions`` (the skip guard), ``restore`` (step 1's replay), ``topology`` (co-partitioning),
 ``metrics`` and ``logs``. The changelog record and the restore's skip rule live with the store
@@ -42,7 +43,7 @@ from aiokafka.structs import TopicPartition
 
 from stream_app.config import Settings
 from stream_app.errors import BrokerUnreachable
-from stream_app.kafka import CommittedOffsetUnknown, committed_offsets, install_fixes
+from stream_app.kafka import CommittedOffsetUnknown, install_fixes
 from stream_app.kafka.clients import stop_client
 from stream_app.kafka.connect import describe
 from stream_app.kafka.metadata import topic_partitions
@@ -54,18 +55,16 @@ from stream_app.runtime.clients import (
     output_producer,
     probe_transactions,
     restore_consumer,
-    transactional_producer,
 )
 from stream_app.runtime.control import ControlTable
-from stream_app.runtime.errors import NotCoPartitioned
 from stream_app.runtime.inputs import admit, put_back
 from stream_app.runtime.logs import LOGGER, log
 from stream_app.runtime.metrics import Metrics
+from stream_app.runtime.ownership import PartitionOwnership
 from stream_app.runtime.positions import Positions
-from stream_app.runtime.restore import restore
 from stream_app.runtime.task import PartitionTask, TaskConfig, limits_of
-from stream_app.runtime.topology import check_topics, co_partitioned
-from stream_app.store import PartitionStore, StoreLocked
+from stream_app.runtime.topology import check_topics
+from stream_app.store import StoreLocked
 
 Clock = Callable[[], int]
 
@@ -78,9 +77,6 @@ TIMER_BATCH = 10_000
 #: Longest ``getmany()`` wait when no timer is due sooner: bounds how late a stop or a new clock
 #: reading is noticed.
 MAX_WAIT_MS = 200
-#: Bound on the revoke listener's wait for the loop to finish its turn: well under the rebalance
-#: timeout, so a wedged turn can never stall the whole group's rebalance.
-REVOKE_WAIT_S = 20.0
 #: Backoff after a failed turn: doubles from 100 ms up to 5 s while the broker is away.
 BACKOFF_MIN_S, BACKOFF_MAX_S = 0.1, 5.0
 #: Grace for the last turn and the final flush when stopping, before the loop task is cancelled.
@@ -103,7 +99,7 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
         self._processor._on_assigned(assigned)
 
 
-class Processor:
+class Processor(PartitionOwnership):
     """One processor instance. Use :func:`run_processor`; this class is its state."""
 
     def __init__(
@@ -147,15 +143,6 @@ class Processor:
         install_fixes()
 
     # ------------------------------------------------------------------------------------ lifecycle
-
-    @property
-    def stores(self) -> dict[int, PartitionStore]:
-        return {p: task.store for p, task in self.tasks.items()}
-
-    @property
-    def consumer(self) -> AIOKafkaConsumer:
-        assert self._consumer is not None
-        return self._consumer
 
     @property
     def producer(self) -> AIOKafkaProducer:
@@ -247,113 +234,6 @@ class Processor:
         if self._producer is not None:  # it had started: a refusal at start is its one error line
             log(logging.INFO, "processor_stopped", app_id=self.settings.app_id)
 
-    # ------------------------------------------------------------------------------------ rebalance
-
-    async def _on_revoked(self, revoked: set[TopicPartition]) -> None:
-        self._revoking = True
-        self._assigned.clear()
-        self._generation += 1
-        # The loop sets _idle only between turns (inside getmany or a backoff). Waiting for it is not a
-        # lock: the loop never waits for the listener, so this cannot deadlock getmany().
-        try:
-            await asyncio.wait_for(self._idle.wait(), REVOKE_WAIT_S)
-            clean = True
-        except TimeoutError:
-            clean = False
-        if clean:
-            # Every completed turn flushed its stores, so closing loses nothing.
-            for p in list(self.stores):
-                self._close_store(p)
-        log(logging.INFO, "partitions_revoked", partitions=len(revoked), clean=clean)
-
-    def _on_assigned(self, assigned: set[TopicPartition]) -> None:
-        owned, odd = co_partitioned(assigned, self.topics)
-        if odd:
-            self._fatal = NotCoPartitioned(sorted(odd))
-        self._revoking = False
-        self._assigned.set()
-        self.metrics.assigned_partitions.set(len(owned))
-        log(logging.INFO, "partitions_assigned", partitions=",".join(map(str, sorted(owned))))
-
-    async def _reconcile(self) -> None:
-        """Close stores of partitions no longer owned; open and restore newly owned ones."""
-        owned, odd = co_partitioned(self.consumer.assignment(), self.topics)
-        if odd:
-            raise NotCoPartitioned(sorted(odd))
-        for p in [p for p in self.stores if p not in owned]:
-            self._close_store(p)
-        for p in [p for p in list(self.txn_producers) if p not in owned]:
-            await self._stop_txn_producer(p)
-        missing = sorted(owned - self.stores.keys())
-        if missing and not (self._revoking or self.stop.is_set()):
-            if self.exactly_once:
-                # Producers first: a transactional producer's start (InitProducerId) fences the
-                # previous owner of p and ends its open transaction, so the restore's read_committed
-                # reads and committed offsets are not held up by it until its transaction times out.
-                for p in missing:
-                    if p not in self.txn_producers:
-                        await self._start_txn_producer(p)
-            await self._restore(missing)
-        if owned and not self.ready.is_set():
-            self.ready.set()
-
-    def _close_store(self, p: int) -> None:
-        task = self.tasks.pop(p, None)
-        if task is not None:
-            task.store.close()
-        self.control.partition_lost(p)
-        for topic in (self.topics.send_requests, self.topics.delivery_status):
-            self.positions.forget(TopicPartition(topic, p))
-
-    async def _start_txn_producer(self, p: int) -> None:
-        producer = transactional_producer(self.settings, p)
-        await producer.start()
-        self.txn_producers[p] = producer
-
-    async def _stop_txn_producer(self, p: int) -> None:
-        producer = self.txn_producers.pop(p, None)
-        if producer is not None:
-            await stop_client(producer)
-
-    # -------------------------------------------------------------------------------------- restore
-
-    async def _restore(self, parts: list[int]) -> None:
-        """Open and restore the stores of ``parts``, then read their inputs from the committed offsets.
-
-        One committed-offset answer serves both the restore's skip rule and the input positions, so
-        the two always agree; an offset the coordinator does not answer stops here with
-        :class:`CommittedOffsetUnknown` (the turn is retried), never as "nothing committed".
-        """
-        assert self._restorer is not None
-        consumer = self.consumer
-        t = self.topics
-        inputs = [TopicPartition(topic, p) for p in parts for topic in (t.send_requests, t.delivery_status)]
-        committed = await committed_offsets(consumer, inputs, group=self.settings.app_id)
-        fresh = [tp for tp, off in committed.items() if off is None]
-        beginnings = await consumer.beginning_offsets(fresh) if fresh else {}
-        stores = await restore(
-            self._restorer,
-            committed,
-            root=self.root,
-            topics=self.topics,
-            parts=parts,
-            metrics=self.metrics,
-            trust_list_offsets=self._trust_list_offsets,
-        )
-        now = self.clock()
-        for p, store in stores.items():
-            task = self.tasks[p] = PartitionTask(p, store, self.task_config, self.metrics)
-            task.controls = self.control.view
-            self.control.partition_gained(p, now)
-            self.metrics.pending_timers.labels(str(p)).set(store.pending_count())
-        for tp in inputs:
-            off = committed[tp]
-            start = int(beginnings[tp]) if off is None else off
-            # Our own seek, not aiokafka's position: records it fetched for this partition before
-            # now are dropped with the old position, and the skip guard starts from this offset.
-            consumer.seek(tp, start)
-            self.positions.start(tp, start)
-
     # ----------------------------------------------------------------------------------------- loop
 
     async def _loop(self) -> None:
@@ -386,20 +266,6 @@ class Processor:
                     log(logging.WARNING, "rewind_failed_retrying", error=type(again).__name__)
             finally:
                 self.metrics.turned()
-
-    async def _rewind(self) -> None:
-        """Start over from what is durable: drop staged store writes and every input position.
-
-        The next turn restores every owned partition and seeks its inputs to the committed offsets
-        (:meth:`_restore`), so nothing staged by the failed turn survives it.
-        """
-        for p in list(self.stores):
-            self._close_store(p)
-        self.positions.clear()
-        # A failed transaction may have left its producer fenced or in an abortable state: new ones
-        # are started (InitProducerId fences any zombie) when the stores are restored.
-        for p in list(self.txn_producers):
-            await self._stop_txn_producer(p)
 
     def _wait_ms(self, now: int) -> int:
         if self.control.sweeps:

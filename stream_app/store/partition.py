@@ -27,7 +27,8 @@ by a low-water mark (every index entry below it is known gone), so it never wade
 tombstones of fired timers.
 
 The module holds the store's writes, flush and restore; :mod:`.rocks` opens and tunes the RocksDB
-database, and :mod:`.due` merges staged timers with the disk index (and says why there is no wheel).
+database, and :mod:`.due` merges staged timers with the disk index (and says why there is no wheel), and
+:mod:`.pages` walks the keys a page at a time (the channel-control sweep).
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ from stream_app.store.errors import (
     StoreError,
     StoreOpenFailed,
 )
+from stream_app.store.pages import KeyPages
 from stream_app.store.rocks import META_KEY, TIMERS_CF, VALUES_CF, check_open_args, close_quietly, open_db
 
 #: During a restore we write a batch every this many changelog records: large enough that per-batch
@@ -73,7 +75,7 @@ _READ_CACHE_MAX = 100_000
 _UNKNOWN = -1
 
 
-class PartitionStore(DueScan):
+class PartitionStore(DueScan, KeyPages):
     """Durable flow state plus due-time index of one input partition (see the module docstring)."""
 
     def __init__(self, path: Path, db: Rdict) -> None:
@@ -174,42 +176,6 @@ class PartitionStore(DueScan):
         """The earliest armed deadline (staged writes included), or None when no timer is armed."""
         first = self._scan(codec.MAX_DEADLINE_MS, 1)
         return first[0][1] if first else None
-
-    def keys_after(self, after: bytes | None, limit: int) -> tuple[list[bytes], bool]:
-        """Up to ``limit`` keys holding a record (staged writes included), in key order, after ``after``.
-
-        Returns the keys and whether more may follow: a caller walks the whole store a page at a
-        time (the channel-control sweep), resuming after the last key it got. A page reads ``limit``
-        disk keys at most (one range scan of the values column family, no value copied) plus the
-        staged keys in its range.
-        """
-        values = self._values
-        if values is None or limit <= 0:
-            self._require_open()
-            return [], limit <= 0
-        it = values.iter()
-        if after is None:
-            it.seek_to_first()
-        else:
-            it.seek(after)
-            if it.valid() and it.key() == after:
-                it.next()
-        disk: list[bytes] = []
-        while it.valid() and len(disk) < limit:
-            disk.append(it.key())
-            it.next()
-        more = it.valid()
-        del it  # a live iterator keeps the database (and its LOCK) open
-        staged = self._staged
-        last = disk[-1] if more else None
-        keys = {k for k in disk if k not in staged or staged[k][0] is not None}
-        keys.update(
-            k
-            for k, entry in staged.items()
-            if entry[0] is not None and (after is None or k > after) and (last is None or k <= last)
-        )
-        page = sorted(keys)
-        return page, more
 
     @property
     def changelog_offset(self) -> int | None:
