@@ -12,7 +12,6 @@ import asyncio
 import os
 import signal
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -21,6 +20,7 @@ from stream_app.admin.topics import create_topics
 from stream_app.broker import LocalBroker
 from stream_app.config import Settings
 from stream_app.gateway.testing import free_port
+from tests.support.wait import until
 
 #: A clean stop's bound: every client's stop is bounded by 10 s (stream_app.kafka.clients), and a
 #: frozen broker can hold each of them that long.
@@ -31,14 +31,6 @@ SERVICES = {
     "dispatcher": (["dispatcher"], "dispatcher assigned partitions"),
     "outcomes": (["outcomes", "--follow"], "following"),
 }
-
-
-async def _until(check: object, what: str, timeout: float) -> None:  # noqa: ASYNC109
-    deadline = time.monotonic() + timeout
-    while not check():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-        await asyncio.sleep(0.1)
 
 
 @pytest.mark.slow
@@ -71,12 +63,12 @@ async def test_sigterm_during_an_outage_is_a_clean_stop(service: str, how: str, 
             return log_path.read_text(errors="replace")
 
         try:
-            await _until(lambda: ready in text(), f"{service} to be ready", 60)
+            await until(lambda: ready in text(), f"{service} to be ready", 60)
             before = len(text().splitlines())
             if how == "stopped":
                 broker.stop()
                 if service != "outcomes":  # a command, not a service: it logs nothing of aiokafka's
-                    await _until(lambda: "kafka unreachable" in text(), "the outage to be noticed", 30)
+                    await until(lambda: "kafka unreachable" in text(), "the outage to be noticed", 30)
                 else:
                     await asyncio.sleep(3)
             else:

@@ -3,9 +3,7 @@ changelog and fires their (by then overdue) timers."""
 
 from __future__ import annotations
 
-import asyncio
 import re
-import time
 from collections import defaultdict
 from pathlib import Path
 
@@ -20,6 +18,7 @@ from tests.integration.runtime.helpers import (
     setup_topics,
 )
 from tests.support.kafka import wait_committed
+from tests.support.wait import until
 
 FLOWS = 400
 PARTITIONS = 4
@@ -30,14 +29,6 @@ def _assignments(log: str) -> list[set[int]]:
         {int(p) for p in m.group(1).split(",") if p}
         for m in re.finditer(r"event=partitions_assigned partitions=([0-9,]*)", log)
     ]
-
-
-async def _until(check, what: str, timeout: float) -> None:  # type: ignore[no-untyped-def]  # noqa: ASYNC109
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-        await asyncio.sleep(0.2)
 
 
 @pytest.mark.slow
@@ -57,7 +48,7 @@ async def test_survivor_takes_over_restores_and_fires(kafka_bootstrap: str, tmp_
             la, lb = _assignments(a.log_text()), _assignments(b.log_text())
             return bool(la and lb and la[-1] and lb[-1] and la[-1] | lb[-1] == set(range(PARTITIONS)))
 
-        await _until(split, "both instances to own partitions", 90)
+        await until(split, "both instances to own partitions", 90)
         owned_by_a = _assignments(a.log_text())[-1]
         assert not owned_by_a & _assignments(b.log_text())[-1]
         async with reader:

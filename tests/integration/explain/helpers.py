@@ -36,7 +36,11 @@ def run_cli(*argv: str) -> tuple[int, str, str]:
 
 def explain_json(played: Played, message_id: str, *extra: str) -> tuple[int, dict[str, Any]]:
     """``stream-app explain MESSAGE_ID --json`` on the demo's topics: exit status and document."""
-    s = played.settings
+    return explain_on(played.settings, message_id, *extra)
+
+
+def explain_on(s: Settings, message_id: str, *extra: str) -> tuple[int, dict[str, Any]]:
+    """``stream-app explain MESSAGE_ID --json`` on the topics of ``s``: exit status and document."""
     code, out, err = run_cli(
         "explain",
         message_id,

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -23,42 +22,26 @@ from aiokafka import AIOKafkaProducer
 
 from stream_app.config import Settings
 from stream_app.contracts import format_ms, to_ms
-from stream_app.fallback import decode_state
-from stream_app.lifecycle import wait_started
-from stream_app.runtime.processor import Processor
+from tests.integration.explain.helpers import explain_on as explain
 from tests.integration.explain.helpers import run_cli
 from tests.integration.runtime.helpers import (
-    WAIT_S,
     Reader,
     control,
+    deferred,
     publish,
     running,
+    running_processor,
     send_request,
     settings_for,
     setup_topics,
 )
+from tests.support.wait import until
 
 CHAIN = [("WHATSAPP", 600), ("SMS", None)]
 T2_CLOSED = (
     "channel-control 't2/WHATSAPP': WHATSAPP closed for tenant t2 (provider outage), "
     "until 2099-01-01T00:00:00Z, inFlight WAIT"
 )
-
-
-def explain(s: Settings, message_id: str, *extra: str) -> tuple[int, dict[str, Any]]:
-    """``stream-app explain MESSAGE_ID --json`` on the test's topics: exit status and document."""
-    code, out, err = run_cli(
-        "explain",
-        message_id,
-        "--json",
-        "--bootstrap-servers",
-        s.bootstrap_servers,
-        "--topic-prefix",
-        s.topic_prefix,
-        *extra,
-    )
-    assert out, err
-    return code, orjson.loads(out)
 
 
 def rules(entry: dict[str, Any]) -> list[str]:
@@ -201,22 +184,6 @@ def test_from_file_replays_the_control_records_of_an_export(closures: Settings, 
 ROME = ZoneInfo("Europe/Rome")
 
 
-async def _until(check: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + WAIT_S
-    while not check():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.05)
-
-
-def _deferred(processor: Processor, key: bytes) -> bool:
-    """Whether the processor's store holds ``key`` with a step deferred by its send window."""
-    for task in processor.tasks.values():
-        raw = task.store.get(key)
-        if raw is not None:
-            return decode_state(raw).deferred is not None
-    return False
-
-
 async def test_a_step_deferred_by_the_send_window_and_its_deferred_from(
     kafka_bootstrap: str, tmp_path: Path
 ) -> None:
@@ -236,26 +203,18 @@ async def test_a_step_deferred_by_the_send_window_and_its_deferred_from(
         "q1", [("WHATSAPP", 2), ("SMS", None)], sendWindow=window, requestedAt=format_ms(start)
     )
     reader = Reader(kafka_bootstrap, [t.retry_commands])
-    stop, ready = asyncio.Event(), asyncio.Event()
-    processor = Processor(s, clock=lambda: now[0], stop=stop, ready=ready)
-    task = asyncio.create_task(processor.run())
-    try:
-        await wait_started(task, ready, "processor", WAIT_S)
-        async with reader:
-            producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
-            await producer.start()
-            try:
-                await producer.send_and_wait(t.send_requests, request, key=b"q1", timestamp_ms=start)
-            finally:
-                await producer.stop()
-            await reader.wait(lambda: len(reader.records[t.retry_commands]) >= 1, "attempt 0")
-            now[0] = due
-            await _until(lambda: _deferred(processor, b"q1"), "the SMS deferred")
-            now[0] = opening
-            await reader.wait(lambda: len(reader.records[t.retry_commands]) >= 2, "the SMS at 09:00")
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 60)
+    async with running_processor(s, clock=lambda: now[0]) as processor, reader:
+        producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
+        await producer.start()
+        try:
+            await producer.send_and_wait(t.send_requests, request, key=b"q1", timestamp_ms=start)
+        finally:
+            await producer.stop()
+        await reader.wait(lambda: len(reader.records[t.retry_commands]) >= 1, "attempt 0")
+        now[0] = due
+        await until(lambda: deferred(processor, b"q1"), "the SMS deferred")
+        now[0] = opening
+        await reader.wait(lambda: len(reader.records[t.retry_commands]) >= 2, "the SMS at 09:00")
     sms = reader.values(t.retry_commands)[1]
     assert (sms["issuedAt"], sms["deferredFrom"]) == (format_ms(opening), format_ms(due))
 

@@ -20,8 +20,9 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 
 from stream_app.config import Settings
+from stream_app.fallback import decode_state
 from stream_app.lifecycle import wait_started
-from stream_app.runtime import run_processor
+from stream_app.runtime.processor import Processor
 from tests.support.kafka import create_topics, unique_prefix
 
 #: How long an end-to-end wait may take on a busy 2-core CI machine before a test fails.
@@ -161,19 +162,51 @@ def by_message(values: list[dict[str, Any]], type_: str | None = None) -> dict[s
 
 
 @contextlib.asynccontextmanager
-async def running(
-    settings: Settings, *, clock: Callable[[], int] | None = None, ready_timeout: float = WAIT_S
-) -> AsyncIterator[asyncio.Task[None]]:
-    """Run a processor in this event loop; stops it (SIGTERM's path) when the block ends."""
+async def _started(
+    settings: Settings, clock: Callable[[], int] | None, ready_timeout: float
+) -> AsyncIterator[tuple[Processor, asyncio.Task[None]]]:
     stop, ready = asyncio.Event(), asyncio.Event()
-    task = asyncio.create_task(run_processor(settings, clock=clock, stop=stop, ready=ready))
+    processor = Processor(settings, clock=clock, stop=stop, ready=ready)
+    task = asyncio.create_task(processor.run())
     try:
         await wait_started(task, ready, "processor", ready_timeout)
-        yield task
+        yield processor, task
     finally:
         stop.set()
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.wait_for(task, 60)
+
+
+@contextlib.asynccontextmanager
+async def running(
+    settings: Settings, *, clock: Callable[[], int] | None = None, ready_timeout: float = WAIT_S
+) -> AsyncIterator[asyncio.Task[None]]:
+    """Run a processor in this event loop; stops it (SIGTERM's path) when the block ends."""
+    async with _started(settings, clock, ready_timeout) as (_, task):
+        yield task
+
+
+@contextlib.asynccontextmanager
+async def running_processor(
+    settings: Settings, *, clock: Callable[[], int] | None = None, ready_timeout: float = WAIT_S
+) -> AsyncIterator[Processor]:
+    """:func:`running`, yielding the processor itself: a test waits on its state, not on a sleep."""
+    async with _started(settings, clock, ready_timeout) as (processor, _):
+        yield processor
+
+
+def deferred(processor: Processor, key: bytes) -> bool:
+    """Whether ``processor``'s store holds ``key`` with a step deferred by its send window."""
+    for task in processor.tasks.values():
+        raw = task.store.get(key)
+        if raw is not None:
+            return decode_state(raw).deferred is not None
+    return False
+
+
+def sees_closed(processor: Processor, *keys: str) -> bool:
+    """Whether ``processor``'s control view holds a closure under each of ``keys``."""
+    return all(key in processor.control.view.closures for key in keys)
 
 
 class ProcessorProcess:

@@ -21,12 +21,17 @@ from stream_app.contracts import format_ms, to_ms
 from tests.integration.runtime.helpers import (
     Reader,
     control,
+    deferred,
     publish,
     running,
+    running_processor,
+    sees_closed,
     send_request,
     settings_for,
     setup_topics,
 )
+from tests.support.kafka import wait_committed
+from tests.support.wait import until
 
 
 async def _env(kafka_bootstrap: str, tmp_path: Path, **kw: Any) -> tuple[Settings, Reader]:
@@ -59,7 +64,7 @@ async def test_a_channel_closed_before_start_is_skipped_for_new_messages(
             [(m.encode(), send_request(m, [("WHATSAPP", 60), ("SMS", None)])) for m in IDS],
         )
         await reader.wait(lambda: len(reader.records[t.retry_commands]) >= len(IDS), "every first command")
-        await asyncio.sleep(0.5)
+        await wait_committed(s.bootstrap_servers, s.app_id, t.send_requests, len(IDS))  # all processed
         await reader.poll(200)
     cmds = reader.values(t.retry_commands)
     assert sorted((c["messageId"], c["attempt"], c["channel"], c["reason"]) for c in cmds) == sorted(
@@ -73,7 +78,7 @@ async def test_in_flight_fallback_ends_open_attempts_and_wait_does_not(
 ) -> None:
     s, reader = await _env(kafka_bootstrap, tmp_path)
     t = s.topics
-    async with running(s), reader:
+    async with running_processor(s) as processor, reader:
         wa = [(m.encode(), send_request(m, [("WHATSAPP", 600), ("SMS", None)])) for m in IDS]
         rcs = [(b"r1", send_request("r1", [("RCS", 600), ("SMS", None)]))]
         other = [(b"o1", send_request("o1", [("WHATSAPP", 600), ("SMS", None)], tenant="t2"))]
@@ -81,7 +86,7 @@ async def test_in_flight_fallback_ends_open_attempts_and_wait_does_not(
         await reader.wait(lambda: len(reader.records[t.retry_commands]) >= len(IDS) + 2, "every attempt 0")
         # WAIT (the default) for t1: open attempts are left alone
         await publish(s, t.channel_control, [control("WHATSAPP", tenant="t1")])
-        await asyncio.sleep(1.0)
+        await until(lambda: sees_closed(processor, "t1/WHATSAPP"), "the processor to read the WAIT closure")
         await reader.poll(200)
         assert len(reader.records[t.retry_commands]) == len(IDS) + 2
         # FALLBACK for t1: every open WhatsApp attempt of t1 ends at once
@@ -103,16 +108,18 @@ async def test_a_restart_keeps_the_control_state_and_open_reopens(
     t = s.topics
     chain = [("WHATSAPP", 60), ("SMS", None)]
     async with reader:
-        async with running(s):
+        async with running_processor(s) as processor:
             await publish(s, t.channel_control, [control("WHATSAPP")])
-            await asyncio.sleep(0.5)  # followed live: no restart needed
+            # followed live: no restart needed
+            await until(lambda: sees_closed(processor, "WHATSAPP"), "the closure read live")
             await publish(s, t.send_requests, [(b"a1", send_request("a1", chain))])
             await reader.wait(lambda: len(reader.records[t.retry_commands]) >= 1, "a1")
-        async with running(replace(s, state_dir=tmp_path / "state2")):  # a new instance, nothing local
+        fresh = replace(s, state_dir=tmp_path / "state2")  # a new instance, nothing local
+        async with running_processor(fresh) as processor:
             await publish(s, t.send_requests, [(b"a2", send_request("a2", chain))])
             await reader.wait(lambda: len(reader.records[t.retry_commands]) >= 2, "a2")
             await publish(s, t.channel_control, [control("WHATSAPP", "OPEN")])
-            await asyncio.sleep(0.5)
+            await until(lambda: not sees_closed(processor, "WHATSAPP"), "the OPEN read live")
             await publish(s, t.send_requests, [(b"a3", send_request("a3", chain))])
             await reader.wait(lambda: len(reader.records[t.retry_commands]) >= 3, "a3")
     by = commands(reader, s)
@@ -124,14 +131,21 @@ async def test_two_instances_see_the_same_control_state(kafka_bootstrap: str, tm
     t = s.topics
     chain = [("WHATSAPP", 60), ("RCS", 60), ("SMS", None)]
     ids = [f"x{i}" for i in range(16)]
-    async with reader, running(s), running(replace(s, state_dir=tmp_path / "state-b")):
+    async with (
+        reader,
+        running_processor(s) as a,
+        running_processor(replace(s, state_dir=tmp_path / "state-b")) as b,
+    ):
         await publish(
             s, t.channel_control, [control("WHATSAPP"), control("RCS", until="2099-01-01T00:00:00Z")]
         )
-        await asyncio.sleep(1.0)
+        await until(
+            lambda: sees_closed(a, "WHATSAPP", "RCS") and sees_closed(b, "WHATSAPP", "RCS"),
+            "both instances to read both closures",
+        )
         await publish(s, t.send_requests, [(m.encode(), send_request(m, chain)) for m in ids])
         await reader.wait(lambda: len(reader.records[t.retry_commands]) >= len(ids), "every first command")
-        await asyncio.sleep(0.5)
+        await wait_committed(s.bootstrap_servers, s.app_id, t.send_requests, len(ids))  # all processed
         await reader.poll(200)
     by = commands(reader, s)
     assert by == {m: [("SMS", "SKIPPED")] for m in ids}
@@ -171,7 +185,7 @@ async def test_a_malformed_control_record_is_dead_lettered_and_changes_nothing(
         await reader.wait(lambda: len(reader.records[t.dead_letters]) >= 3, "three dead letters")
         await publish(s, t.send_requests, [(b"d1", send_request("d1", chain))])
         await reader.wait(lambda: len(reader.records[t.retry_commands]) >= 1, "d1")
-        await asyncio.sleep(0.5)
+        await wait_committed(s.bootstrap_servers, s.app_id, t.send_requests, 1)  # d1 processed
         await reader.poll(200)
     assert commands(reader, s) == {"d1": [("WHATSAPP", "INITIAL")]}
     dead = reader.records[t.dead_letters]
@@ -224,14 +238,14 @@ async def test_a_deferred_step_is_a_durable_timer_issued_at_the_opening(
         "q1", [("WHATSAPP", 2), ("SMS", None)], sendWindow=window, requestedAt=format_ms(start)
     )
     async with reader:
-        async with running(s, clock=lambda: now[0]):
+        async with running_processor(s, clock=lambda: now[0]) as processor:
             await publish(s, t.send_requests, [(b"q1", request)])
             await reader.wait(lambda: len(reader.records[t.retry_commands]) >= 1, "attempt 0")
             now[0] += 2_000  # the SMS falls due, outside the window
-            await asyncio.sleep(1.0)
-        async with running(s, clock=lambda: now[0]):
+            await until(lambda: deferred(processor, b"q1"), "the SMS deferred")
+        async with running_processor(s, clock=lambda: now[0]) as processor:
             now[0] = opening - 1
-            await asyncio.sleep(1.0)
+            await until(lambda: deferred(processor, b"q1"), "the deferred step restored")
             await reader.poll(200)
             assert len(reader.records[t.retry_commands]) == 1, "never early"
             now[0] = opening
