@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.faults.runtime.test_takeover import _assignments, _until
+from tests.faults.runtime.test_takeover import _assignments
 from tests.integration.runtime.helpers import (
     ProcessorProcess,
     Reader,
@@ -19,6 +19,7 @@ from tests.integration.runtime.helpers import (
     settings_for,
     setup_topics,
 )
+from tests.support.wait import until
 
 FLOWS = 200
 PARTITIONS = 4
@@ -49,7 +50,7 @@ async def test_a_restarted_static_member_gets_its_own_partitions_back(
             la, lb = _assignments(a.log_text()), _assignments(b.log_text())
             return bool(la and lb and la[-1] and lb[-1] and la[-1] | lb[-1] == set(range(PARTITIONS)))
 
-        await _until(split, "both instances to own partitions", 90)
+        await until(split, "both instances to own partitions", 90)
         owned_by_a = _assignments(a.log_text())[-1]
         async with reader:
             # 4 s: every timer is pending when A dies, and fires after its restart.
