@@ -6,3 +6,8 @@ decision core), ``store`` (durable keyed timer store), ``runtime`` (the Kafka sh
 """
 
 __version__ = "0.1.0"
+
+from stream_app.compiled import check_fresh as _check_fresh
+
+# A compiled hot-path module older than its source would run code that is no longer there.
+_check_fresh()

@@ -38,3 +38,10 @@ class EndpointPortInUse(StreamAppError):
             f"cannot serve /metrics on {host}:{port} ({detail}); choose another metrics port, "
             "or 0 to turn the endpoint off"
         )
+
+
+class StaleCompiledModule(StreamAppError, ImportError):
+    """A compiled hot-path module is older than its source: it would run code that is not there.
+
+    Raised when the package is imported (see :mod:`stream_app.compiled`), so an ImportError too.
+    """

@@ -41,6 +41,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from aiokafka.errors import KafkaConnectionError, KafkaError
 from aiokafka.structs import TopicPartition
 
+from stream_app import compiled
 from stream_app.config import Settings
 from stream_app.errors import BrokerUnreachable
 from stream_app.kafka import CommittedOffsetUnknown, install_fixes
@@ -220,6 +221,7 @@ class Processor(PartitionOwnership):
             partitions=self.partitions,
             guarantee=s.processing_guarantee,
             state_dir=str(self.root),
+            hot_path=compiled.mode(),  # "compiled" after scripts/compile.sh, else "pure"
         )
 
     async def _shutdown(self) -> None:
