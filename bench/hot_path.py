@@ -25,6 +25,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.structs import ConsumerRecord, TopicPartition
 from throughput import delivered, request
 
+from stream_app.compiled import mode
 from stream_app.config import Settings
 from stream_app.runtime.checkpoint import Checkpoint
 from stream_app.runtime.clients import MAX_BATCH_BYTES
@@ -113,6 +114,7 @@ def main() -> None:
         "benchmark": "hot_path",
         "input_records": 2 * args.records,
         "gc": "default" if args.default_gc else "tune_gc()",
+        "hot_path": mode(),  # "compiled" after scripts/compile.sh, else "pure"
         "cpu_us_per_record": round(statistics.median(rounds), 2),
         "rounds": rounds,
     }

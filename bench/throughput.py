@@ -49,6 +49,7 @@ import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from stream_app.compiled import mode
 from stream_app.config import Settings
 from stream_app.contracts.catalogue import CATALOGUE
 from stream_app.runtime import Processor
@@ -362,6 +363,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         "rounds": args.rounds,
         "fill_per_s": round(statistics.median(fills)),
         "guarantee": "at_least_once",
+        "hot_path": mode(),  # "compiled" after scripts/compile.sh, else "pure"
         "processor_outputs_per_input": round(proc_rounds[0]["produced"] / (2 * args.records), 3),
         "processor_changelog_per_input": round(proc_rounds[0]["changelog"] / (2 * args.records), 3),
         "passthrough": raw,
