@@ -57,7 +57,6 @@ v1.1, quiet hours and channel control (``tests/unit/fallback/test_quiet_hours.py
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -285,7 +284,7 @@ def _fire(ctx: _Ctx, st: FlowState) -> FlowState | None:
         return st
     idx = _open_attempt(st)
     assert idx is not None  # the deadline was this attempt's fallbackAfter
-    st.attempts[idx] = replace(st.attempts[idx], ended_by=AttemptEnd.TIMEOUT)
+    st.attempts[idx] = st.attempts[idx].ended_as(AttemptEnd.TIMEOUT)
     _next_step(ctx, st, CommandReason.TIMEOUT)
     return st
 
@@ -442,9 +441,9 @@ def _progress(st: FlowState, idx: int, sig: Signal, now: int | None = None) -> A
     current = ORDER[a.last_status] if a.last_status is not None else 0
     if ORDER[sig.status] <= current:
         if pid != a.provider_message_id or times is not a.status_times or reasons is not a.reasons:
-            st.attempts[idx] = replace(a, provider_message_id=pid, status_times=times, reasons=reasons)
+            st.attempts[idx] = a.with_facts(a.last_status, pid, times, reasons)
         return None
-    moved = replace(a, last_status=sig.status, provider_message_id=pid, status_times=times, reasons=reasons)
+    moved = a.with_facts(sig.status, pid, times, reasons)
     st.attempts[idx] = moved
     return moved
 
@@ -457,14 +456,14 @@ def _running_status(ctx: _Ctx, st: FlowState, sig: Signal) -> None:
     if moved is None:
         return
     if _succeeded(st, idx):
-        st.attempts[idx] = replace(moved, ended_by=AttemptEnd.SUCCEEDED)
+        st.attempts[idx] = moved.ended_as(AttemptEnd.SUCCEEDED)
         last = len(st.attempts) - 1
         if last != idx and st.attempts[last].ended_by is None:
             # An earlier attempt succeeded after a later one was issued: that one is superseded.
-            st.attempts[last] = replace(st.attempts[last], ended_by=AttemptEnd.SUPERSEDED)
+            st.attempts[last] = st.attempts[last].ended_as(AttemptEnd.SUPERSEDED)
         _end(ctx, st, Result.SUCCEEDED, channel=st.steps[idx].channel, status=sig.status)
     elif sig.status in FAILURE_STATUSES and idx == _open_attempt(st):
-        st.attempts[idx] = replace(moved, ended_by=AttemptEnd.FAILED)
+        st.attempts[idx] = moved.ended_as(AttemptEnd.FAILED)
         _next_step(ctx, st, CommandReason.FAILED)
     # A failure of an attempt the chain already left behind only updates its lastStatus.
 
@@ -522,7 +521,7 @@ def _on_control(ctx: _Ctx, st: FlowState | None, event: ControlEvent) -> FlowSta
     idx = _open_attempt(st)
     if idx is None or st.steps[idx].channel != rec.channel:
         return st
-    st.attempts[idx] = replace(st.attempts[idx], ended_by=AttemptEnd.TIMEOUT)
+    st.attempts[idx] = st.attempts[idx].ended_as(AttemptEnd.TIMEOUT)
     _next_step(ctx, st, CommandReason.TIMEOUT, closed=True)
     return st
 
@@ -610,7 +609,7 @@ def _end(
     """Emit the one outcome and shrink the state to what repeats and late statuses need."""
     idx = _open_attempt(st)
     if open_end is not None and idx is not None:
-        st.attempts[idx] = replace(st.attempts[idx], ended_by=open_end)
+        st.attempts[idx] = st.attempts[idx].ended_as(open_end)
     parts = ctx.parts(st)
     outcome = trusted.outcome(
         message_id=st.message_id,
@@ -664,4 +663,4 @@ def _status_times(a: Attempt) -> dict[SuccessStatus, datetime] | None:
 def _bare(a: Attempt) -> Attempt:
     if a.status_times == NO_TIMES and not a.reasons:
         return a
-    return replace(a, status_times=NO_TIMES, reasons=())
+    return a.with_facts(a.last_status, a.provider_message_id, NO_TIMES, ())
