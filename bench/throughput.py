@@ -12,6 +12,11 @@ Both sides read the same pre-filled inputs from their own consumer group: N requ
   per record), awaits their delivery, then commits. No decode, no logic, no state, no changelog.
 * passthrough-send: the same loop with ``send()`` and a delivery future per record (the loop
   aiokafka's documentation shows), for a second ratio.
+* naive: the naive peer of issue 10, an in-memory processor written in an afternoon: the same
+  clients, ``json.loads`` of each input, a dict of pending requests, a command (JSON) for each
+  request and an outcome for each DELIVERED, ``send()`` and a future per record, commit after
+  delivery. No validation, no durable state, no changelog, no timers: what it loses on a crash is
+  everything pending. The processor must be far ahead of it, not just ahead.
 * processor: ``Processor`` itself (decode, ``decide()``, RocksDB store, commands and outcomes,
   changelog, commit in DESIGN.md's order), at_least_once, with ``stream-app processor``'s
   collector settings (``--default-gc``: CPython's).
@@ -203,6 +208,66 @@ async def passthrough(settings: Settings, n: int, out_topic: str, per_record: bo
     }
 
 
+async def naive(settings: Settings, n: int, out_topic: str) -> dict[str, Any]:
+    """The naive peer: state in a dict, stdlib json, a future per output (see the module doc)."""
+    group = replace(settings, app_id=f"naive-{uuid.uuid4().hex[:8]}")
+    consumer = group_consumer(group, exactly_once=False)
+    requests_topic = settings.topics.send_requests
+    consumer.subscribe([requests_topic, settings.topics.delivery_status])
+    producer = output_producer(settings)
+    await consumer.start()
+    await producer.start()
+    pending: dict[str, dict[str, Any]] = {}
+    consumed = produced = 0
+    started: float | None = None
+    cpu0 = 0.0
+    try:
+        while consumed < n:
+            batch = await consumer.getmany(timeout_ms=200, max_records=MAX_RECORDS)
+            if not batch:
+                continue
+            if started is None:
+                started = time.perf_counter()
+                cpu0 = time.process_time()
+            futures = []
+            offsets = {}
+            for tp, records in batch.items():
+                if not records:
+                    continue
+                consumed += len(records)
+                offsets[tp] = records[-1].offset + 1
+                for rec in records:
+                    body = json.loads(rec.value)
+                    mid = body["messageId"]
+                    if tp.topic == requests_topic:
+                        pending[mid] = body
+                        step = body["channels"][0]
+                        out = {"messageId": mid, "attempt": 0, "channel": step["channel"]}
+                        out.update(destination=body["destination"], content=step.get("content"))
+                    else:
+                        req = pending.pop(mid, None) if body["status"] == "DELIVERED" else None
+                        out = {"messageId": mid, "result": "SUCCEEDED" if req else "UNKNOWN"}
+                        out.update(channel=body["channel"], status=body["status"])
+                    value = json.dumps(out).encode()
+                    futures.append(await producer.send(out_topic, value, key=rec.key))
+                    produced += 1
+            await asyncio.gather(*futures)
+            await consumer.commit(offsets)
+        assert started is not None
+        took = time.perf_counter() - started
+        cpu = time.process_time() - cpu0
+    finally:
+        await consumer.stop()
+        await producer.stop()
+    return {
+        "records": consumed,
+        "cpu_seconds": round(cpu, 3),
+        "produced": produced,
+        "seconds": round(took, 3),
+        "per_s": round(consumed / took),
+    }
+
+
 async def processor(settings: Settings, n: int) -> dict[str, Any]:
     stop = asyncio.Event()
     proc = Processor(settings, stop=stop)
@@ -294,6 +359,8 @@ async def side(args: argparse.Namespace) -> dict[str, Any]:
         inputs = 2 * args.records  # a request and its DELIVERED status
         if args.side == "processor":
             return await processor(settings, inputs)
+        if args.side == "naive":
+            return await naive(settings, inputs, f"{args.prefix}naive-out")
         per_record = args.side == "passthrough-send"
         return await passthrough(settings, inputs, f"{args.prefix}{args.side}-out", per_record)
 
@@ -305,7 +372,7 @@ async def prepare(args: argparse.Namespace) -> float:
     """
     with tempfile.TemporaryDirectory() as tmp:
         settings = settings_for(args.bootstrap, args.prefix, args.app_id, Path(tmp), args.partitions)
-        outs = [f"{args.prefix}{side}-out" for side in ("passthrough", "passthrough-send")]
+        outs = [f"{args.prefix}{side}-out" for side in ("passthrough", "passthrough-send", "naive")]
         await create_topics(settings, args.partitions, outs)
         t0 = time.perf_counter()
         await fill(settings, args.records)
@@ -338,22 +405,25 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         proc_rounds: list[dict[str, Any]] = []
         raw_rounds: list[dict[str, Any]] = []
         send_rounds: list[dict[str, Any]] = []
+        naive_rounds: list[dict[str, Any]] = []
         for r in range(args.rounds):
             args.prefix, args.app_id = f"bench{uuid.uuid4().hex[:8]}.", "bench-processor"
             fills.append(asyncio.run(prepare(args)))
             proc_rounds.append(run_side(args, "processor", args.app_id))
             raw_rounds.append(run_side(args, "passthrough", "bench-passthrough"))
             send_rounds.append(run_side(args, "passthrough-send", "bench-passthrough"))
+            naive_rounds.append(run_side(args, "naive", "bench-naive"))
             print(
                 f"round {r + 1}/{args.rounds}: processor {proc_rounds[-1]['per_s']}/s, "
                 f"passthrough {raw_rounds[-1]['per_s']}/s, "
-                f"passthrough with send() {send_rounds[-1]['per_s']}/s",
+                f"passthrough with send() {send_rounds[-1]['per_s']}/s, naive {naive_rounds[-1]['per_s']}/s",
                 file=sys.stderr,
             )
     finally:
         if broker is not None:
             asyncio.run(broker.astop())
     proc, raw, send = median_side(proc_rounds), median_side(raw_rounds), median_side(send_rounds)
+    peer = median_side(naive_rounds)
     return {
         "benchmark": "throughput",
         "broker": "tansu (local)" if broker is not None else args.bootstrap,
@@ -368,6 +438,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         "processor_changelog_per_input": round(proc_rounds[0]["changelog"] / (2 * args.records), 3),
         "passthrough": raw,
         "passthrough_send": send,
+        "naive": peer,
         "processor": proc,
         "ratio": round(proc["per_s"] / raw["per_s"], 3),
         "ratio_per_round": [
@@ -377,11 +448,14 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         "ratio_to_send_per_round": [
             round(p["per_s"] / q["per_s"], 3) for p, q in zip(proc_rounds, send_rounds, strict=True)
         ],
+        "naive_ratio": round(peer["per_s"] / raw["per_s"], 3),
+        "processor_over_naive": round(proc["per_s"] / peer["per_s"], 2),
         "target_ratio": 0.7,
         "rounds_detail": {
             "processor": proc_rounds,
             "passthrough": raw_rounds,
             "passthrough_send": send_rounds,
+            "naive": naive_rounds,
         },
     }
 
@@ -404,7 +478,7 @@ def cli() -> None:
     )
     # The child process's arguments (run_side passes them).
     parser.add_argument(
-        "--side", choices=("processor", "passthrough", "passthrough-send"), help=argparse.SUPPRESS
+        "--side", choices=("processor", "passthrough", "passthrough-send", "naive"), help=argparse.SUPPRESS
     )
     parser.add_argument("--prefix", help=argparse.SUPPRESS)
     parser.add_argument("--app-id", help=argparse.SUPPRESS)
