@@ -1,9 +1,11 @@
 """Build hook for the optional compiled hot path (pyproject.toml holds everything else).
 
 ``STREAM_APP_COMPILE=1`` compiles the modules of ``stream_app/compiled.py`` with mypyc, which needs
-mypy and a C compiler where the build runs: ``bash scripts/compile.sh`` does it in place in a
-development tree; for a wheel, ``pip install mypy setuptools wheel`` then
-``STREAM_APP_COMPILE=1 pip install --no-build-isolation .``. Without it the package is pure Python.
+mypy, the package's dependencies (mypyc type-checks against them) and a C compiler where the build
+runs: ``bash scripts/compile.sh`` does it in place in a development tree; into a venv,
+``pip install . mypy wheel "setuptools>=68"`` then
+``STREAM_APP_COMPILE=1 pip install --no-build-isolation --no-deps --force-reinstall .``.
+Without it the package is pure Python.
 """
 
 from __future__ import annotations
@@ -35,7 +37,8 @@ def ext_modules() -> list[object]:
     except ImportError:
         sys.exit(
             "setup.py: STREAM_APP_COMPILE=1 needs mypy (mypyc) in the build environment: "
-            "pip install mypy setuptools wheel, then STREAM_APP_COMPILE=1 pip install --no-build-isolation ."
+            'pip install . mypy wheel "setuptools>=68", then '
+            "STREAM_APP_COMPILE=1 pip install --no-build-isolation --no-deps --force-reinstall ."
         )
     # opt_level 3 is mypyc's default; said here so a build is the same wherever it runs.
     return list(mypycify(compiled_modules(), opt_level="3"))

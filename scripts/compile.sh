@@ -32,6 +32,9 @@ case "${1:-}" in
       clean
       exit 1
     fi
+    # The extensions are in place now. Leave nothing in build/lib*: a later `pip install .` builds in
+    # this tree and would pack those copies into a pure wheel, where no freshness check runs.
+    rm -rf build/temp.* build/lib.*
     "$python" -c 'from stream_app.compiled import mode; print("compile: stream_app hot path is", mode())'
     ;;
   *)
