@@ -1,0 +1,123 @@
+"""The test driver runs the processor's own step, and its checks catch a step that goes wrong.
+
+Every other test of this package asserts on the core's effects through :class:`Driver`; these show
+that the records, the store and the timer index behind those effects are checked too: each fault
+below is injected into the runtime's step (not into the core) and must fail the driver.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from stream_app.contracts import Channel, RetryCommand
+from stream_app.fallback import TimerEvent, decide, decode_state
+from stream_app.runtime import task as task_module
+from stream_app.runtime.control import ControlTable
+from stream_app.store import PartitionStore
+from tests.unit.fallback.driver import MINUTE, Driver, closing, request, status
+
+CHAIN: list[dict[str, Any]] = [{"channel": "WHATSAPP", "fallbackAfter": 60}, {"channel": "SMS"}]
+
+
+def test_the_state_and_its_timer_are_the_stores() -> None:
+    for roundtrip in (True, False):
+        d = Driver(roundtrip=roundtrip)
+        d.send(request(channels=CHAIN))
+        raw = d.task.store.get(b"msg-1")
+        assert raw is not None and decode_state(raw) == d.state
+        assert d.state is not None and d.task.store.next_deadline() == d.state.deadline_ms
+        d.advance(MINUTE)  # fired from the store's due index
+        assert [c.channel for c in d.commands] == ["WHATSAPP", "SMS"]
+
+
+def test_a_store_is_lent_to_one_driver_at_a_time_and_emptied_between() -> None:
+    first = Driver()
+    first.send(request())
+    other = Driver()
+    assert other.task.store is not first.task.store and other.task.store.get(b"msg-1") is None
+    store = first.task.store
+    del first
+    again = Driver()
+    assert again.task.store is store
+    assert store.get(b"msg-1") is None and store.next_deadline() is None
+
+
+def test_published_bytes_other_than_the_effects_fail(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = task_module.encode_command
+
+    def wrong(cmd: RetryCommand) -> bytes:
+        return real(cmd).replace(b'"reason":"INITIAL"', b'"reason":"TIMEOUT"')
+
+    monkeypatch.setattr(task_module, "encode_command", wrong)
+    with pytest.raises(AssertionError, match="staged other records than the core's effects"):
+        Driver().send(request())
+
+
+def test_a_lost_traceparent_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(task_module, "copied_headers", lambda headers: [])
+    with pytest.raises(AssertionError, match="staged other records than the core's effects"):
+        Driver().send(request())
+
+
+def test_a_core_failure_on_an_input_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The task dead-letters the input with the error; the driver says which."""
+    d = Driver()
+    d.send(request(channels=CHAIN))
+
+    def failing(*args: Any) -> Any:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(task_module, "decide", failing)
+    with pytest.raises(AssertionError, match="processor: RuntimeError: boom"):
+        d.report(status("WHATSAPP", "SENT", 0))
+
+
+def test_a_core_failure_on_a_timer_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The task disarms the timer (logged, no decision): a change the core did not decide."""
+    d = Driver()
+    d.send(request(channels=CHAIN))
+
+    def failing_timers(state: Any, event: Any, *args: Any) -> Any:
+        if isinstance(event, TimerEvent):
+            raise RuntimeError("boom")
+        return decide(state, event, *args)
+
+    monkeypatch.setattr(task_module, "decide", failing_timers)
+    with pytest.raises(AssertionError, match="changed without a decision"):
+        d.advance(MINUTE)
+
+
+def test_a_timer_the_store_did_not_index_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+    d = Driver()
+    real = PartitionStore.put
+
+    def unindexed(store: PartitionStore, key: bytes, value: bytes, deadline_ms: int | None) -> bytes:
+        return real(store, key, value, None)
+
+    monkeypatch.setattr(PartitionStore, "put", unindexed)
+    with pytest.raises(AssertionError, match="the record's timer is the state's deadline"):
+        d.send(request(channels=CHAIN))
+
+
+def test_a_fallback_closure_reaches_the_flow_through_the_tables_sweep(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Not by handing the core a ControlEvent: the table's view, then its sweep, as a live instance."""
+    sweeps: list[int] = []
+    real = ControlTable.run_sweeps
+
+    def spy(table: ControlTable, tasks: Any, now: int, ck: Any) -> int:
+        sweeps.append(now)
+        return real(table, tasks, now, ck)
+
+    monkeypatch.setattr(ControlTable, "run_sweeps", spy)
+    d = Driver()
+    d.send(request(channels=CHAIN))
+    d.control(closing("SMS"))  # WAIT: into the view only, no sweep
+    assert sweeps == [] and d.controls.closed(Channel.SMS, None, d.now)
+    d.control(closing("WHATSAPP", inFlight="FALLBACK"))
+    assert sweeps == [d.now]
+    assert [c.channel for c in d.commands] == ["WHATSAPP"]  # SMS, the next step, is closed
+    assert d.outcome.reason == "CHANNELS_CLOSED"
