@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from stream_app.contracts import Channel, RetryCommand
+from stream_app.contracts.trusted import encode_command
 from stream_app.fallback import TimerEvent, decide, decode_state
 from stream_app.runtime import task as task_module
 from stream_app.runtime.control import ControlTable
@@ -45,10 +46,8 @@ def test_a_store_is_lent_to_one_driver_at_a_time_and_emptied_between() -> None:
 
 
 def test_published_bytes_other_than_the_effects_fail(monkeypatch: pytest.MonkeyPatch) -> None:
-    real = task_module.encode_command
-
     def wrong(cmd: RetryCommand) -> bytes:
-        return real(cmd).replace(b'"reason":"INITIAL"', b'"reason":"TIMEOUT"')
+        return encode_command(cmd).replace(b'"reason":"INITIAL"', b'"reason":"TIMEOUT"')
 
     monkeypatch.setattr(task_module, "encode_command", wrong)
     with pytest.raises(AssertionError, match="staged other records than the core's effects"):
