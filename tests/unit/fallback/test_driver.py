@@ -2,22 +2,24 @@
 
 Every other test of this package asserts on the core's effects through :class:`Driver`; these show
 that the records, the store and the timer index behind those effects are checked too: each fault
-below is injected into the runtime's step (not into the core) and must fail the driver.
+below is injected into the runtime's step or its store (not into the core) and must fail the driver.
+The faults go in through the store, the checkpoint and the driver's own classes, never by patching
+the runtime modules' names, so the tests mean the same when the hot path is compiled (mypyc).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from stream_app.contracts import Channel, RetryCommand
-from stream_app.contracts.trusted import encode_command
-from stream_app.fallback import TimerEvent, decide, decode_state
-from stream_app.runtime import task as task_module
+from stream_app.contracts import Channel
+from stream_app.fallback import Decision, decode_state
+from stream_app.runtime.checkpoint import Checkpoint
 from stream_app.runtime.control import ControlTable
 from stream_app.store import PartitionStore
-from tests.unit.fallback.driver import MINUTE, Driver, closing, request, status
+from tests.unit.fallback.driver import MINUTE, Driver, _Observed, closing, request, status
 
 CHAIN: list[dict[str, Any]] = [{"channel": "WHATSAPP", "fallbackAfter": 60}, {"channel": "SMS"}]
 
@@ -45,45 +47,57 @@ def test_a_store_is_lent_to_one_driver_at_a_time_and_emptied_between() -> None:
     assert store.get(b"msg-1") is None and store.next_deadline() is None
 
 
-def test_published_bytes_other_than_the_effects_fail(monkeypatch: pytest.MonkeyPatch) -> None:
-    def wrong(cmd: RetryCommand) -> bytes:
-        return encode_command(cmd).replace(b'"reason":"INITIAL"', b'"reason":"TIMEOUT"')
+def _after_each_step(monkeypatch: pytest.MonkeyPatch, fault: Callable[[Checkpoint], None]) -> None:
+    """Damage what each step staged (the step itself may be compiled: its module is not patched)."""
+    real = _Observed.step
 
-    monkeypatch.setattr(task_module, "encode_command", wrong)
+    def step(task: _Observed, *args: Any) -> Decision | None:
+        decision = real(task, *args)
+        fault(args[3])  # the checkpoint
+        return decision
+
+    monkeypatch.setattr(_Observed, "step", step)
+
+
+def test_published_bytes_other_than_the_effects_fail(monkeypatch: pytest.MonkeyPatch) -> None:
+    def other_reason(ck: Checkpoint) -> None:
+        out = ck.outputs[0][-1]
+        out.value = (out.value or b"").replace(b'"reason":"INITIAL"', b'"reason":"TIMEOUT"')
+
+    _after_each_step(monkeypatch, other_reason)
     with pytest.raises(AssertionError, match="staged other records than the core's effects"):
         Driver().send(request())
 
 
 def test_a_lost_traceparent_fails(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(task_module, "copied_headers", lambda headers: [])
+    def untraced(ck: Checkpoint) -> None:
+        ck.outputs[0][-1].headers = []
+
+    _after_each_step(monkeypatch, untraced)
     with pytest.raises(AssertionError, match="staged other records than the core's effects"):
         Driver().send(request())
 
 
-def test_a_core_failure_on_an_input_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+def _corrupt(d: Driver) -> None:
+    """A stored state the codec refuses, its timer kept: the step's decode fails inside the task."""
+    assert d.state is not None
+    d.task.store.put(b"msg-1", b"\xff not a state", d.state.deadline_ms)
+
+
+def test_a_step_that_fails_on_an_input_is_named() -> None:
     """The task dead-letters the input with the error; the driver says which."""
     d = Driver()
     d.send(request(channels=CHAIN))
-
-    def failing(*args: Any) -> Any:
-        raise RuntimeError("boom")
-
-    monkeypatch.setattr(task_module, "decide", failing)
-    with pytest.raises(AssertionError, match="processor: RuntimeError: boom"):
+    _corrupt(d)
+    with pytest.raises(AssertionError, match="processor: StateDecodeError"):
         d.report(status("WHATSAPP", "SENT", 0))
 
 
-def test_a_core_failure_on_a_timer_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_step_that_fails_on_a_timer_fails() -> None:
     """The task disarms the timer (logged, no decision): a change the core did not decide."""
     d = Driver()
     d.send(request(channels=CHAIN))
-
-    def failing_timers(state: Any, event: Any, *args: Any) -> Any:
-        if isinstance(event, TimerEvent):
-            raise RuntimeError("boom")
-        return decide(state, event, *args)
-
-    monkeypatch.setattr(task_module, "decide", failing_timers)
+    _corrupt(d)
     with pytest.raises(AssertionError, match="changed without a decision"):
         d.advance(MINUTE)
 
