@@ -14,7 +14,8 @@ says so, and runs them through the runtime's own objects, not a copy of its step
   the view the task decides with, then the turn's due timers, then the FALLBACK sweep.
 
 The tests assert on the core's effect objects; the task hands each step's ``Decision`` back, and a
-subclass of the task keeps them (the runtime pays nothing for it). After every turn the driver also
+subclass of the task (:class:`ObservedTask`) keeps them: the runtime pays nothing for it, and
+``PartitionTask`` allows the subclass when mypyc compiles it. After every turn the driver also
 checks what the runtime would publish, so a bug of the step fails the core's tests too:
 
 * the staged outputs are, in order, byte for byte ``encode()`` of the effects (the contract's generic
@@ -218,7 +219,7 @@ _STORES = _StorePool()
 # ------------------------------------------------------------------------------------- the driver
 
 
-class _Observed(PartitionTask):
+class ObservedTask(PartitionTask):
     """The runtime's task, keeping every decision its step hands back (``on_records``, ``fire_due``
     and the control sweeps all go through ``step``)."""
 
@@ -252,7 +253,7 @@ class Driver:
         #: The state of the message last named by an input, as read back from the store.
         self.state: FlowState | None = None
         self.effects: list[Effect] = []
-        self.task = _Observed(_STORES.lend(self), limits)
+        self.task = ObservedTask(_STORES.lend(self), limits)
         #: The processor's channel-control table; never started, its records are fed here.
         self.table = ControlTable(SETTINGS, self.task.metrics, exactly_once=False)
         self._key: bytes | None = None

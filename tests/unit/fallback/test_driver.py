@@ -19,7 +19,7 @@ from stream_app.fallback import Decision, decode_state
 from stream_app.runtime.checkpoint import Checkpoint
 from stream_app.runtime.control import ControlTable
 from stream_app.store import PartitionStore
-from tests.unit.fallback.driver import MINUTE, Driver, _Observed, closing, request, status
+from tests.unit.fallback.driver import MINUTE, Driver, ObservedTask, closing, request, status
 
 CHAIN: list[dict[str, Any]] = [{"channel": "WHATSAPP", "fallbackAfter": 60}, {"channel": "SMS"}]
 
@@ -49,14 +49,14 @@ def test_a_store_is_lent_to_one_driver_at_a_time_and_emptied_between() -> None:
 
 def _after_each_step(monkeypatch: pytest.MonkeyPatch, fault: Callable[[Checkpoint], None]) -> None:
     """Damage what each step staged (the step itself may be compiled: its module is not patched)."""
-    real = _Observed.step
+    real = ObservedTask.step
 
-    def step(task: _Observed, *args: Any) -> Decision | None:
+    def step(task: ObservedTask, *args: Any) -> Decision | None:
         decision = real(task, *args)
         fault(args[3])  # the checkpoint
         return decision
 
-    monkeypatch.setattr(_Observed, "step", step)
+    monkeypatch.setattr(ObservedTask, "step", step)
 
 
 def test_published_bytes_other_than_the_effects_fail(monkeypatch: pytest.MonkeyPatch) -> None:
