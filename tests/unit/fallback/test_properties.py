@@ -1,13 +1,15 @@
 """Property tests: random chains, random interleavings of records, random clocks and limits.
 
-Each example drives one message through ``decide()`` (via the test driver, which also round-trips
-the stored state through ``encode_state``/``decode_state`` after every input and checks that the
-timer effects mirror ``deadline_ms``), then fires timers until the state is gone, and checks:
+Each example drives one message through ``decide()`` behind the processor's own partition step (the
+test driver: input records decoded, the state read from and staged in a RocksDB store, timers fired
+from its due index, and every published record checked against the effects), then fires timers until
+the state is gone, and checks:
 
 - every accepted request ends in exactly one outcome, and no command follows an outcome;
 - commandIds are ``<messageId>:<attempt>``, unique and consecutive within each accepted flow;
 - no timer outlives its message: the state is eventually deleted;
-- replaying the same inputs gives byte-identical effects (with or without the store round trip);
+- replaying the same inputs gives byte-identical effects, whether every turn is committed (the next
+  reads state and timer from RocksDB) or all stay staged in the store's memory (``roundtrip``);
 - (v1.1) no command goes out outside its send window, nor on a channel the control view says is
   closed at that moment; a skipped attempt has no command, and its number is not reused;
 - an outcome attempt's ``statusTimes`` name only progress statuses, in progress order, and its
