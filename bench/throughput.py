@@ -46,6 +46,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,7 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.structs import ConsumerRecord, TopicPartition
 
 from stream_app.compiled import mode
 from stream_app.config import Settings
@@ -138,14 +140,19 @@ async def fill(settings: Settings, n: int) -> None:
         await producer.stop()
 
 
-async def passthrough(settings: Settings, n: int, out_topic: str, per_record: bool) -> dict[str, Any]:
-    """The strongest plain loop: the processor's clients and batch size, one output per input.
+#: What a plain loop does with one partition's fetched records: hand them to the producer and
+#: return the delivery futures and the number of outputs.
+Handler = Callable[
+    [AIOKafkaProducer, TopicPartition, list[ConsumerRecord[bytes, bytes]]],
+    Awaitable[tuple[list[asyncio.Future[Any]], int]],
+]
 
-    ``per_record``: ``send()`` and a delivery future per record (the loop aiokafka's documentation
-    shows, and what the passthrough of issue 10 measured) instead of whole batches.
-    """
-    group = replace(settings, app_id=f"passthrough-{uuid.uuid4().hex[:8]}")
-    consumer = group_consumer(group, exactly_once=False)
+
+async def plain_loop(settings: Settings, n: int, group: str, handle: Handler) -> dict[str, Any]:
+    """The loop every plain side shares: the processor's clients, ``handle`` per fetched partition,
+    delivery awaited, then the offsets committed; timed from the first record to the last commit."""
+    member = replace(settings, app_id=f"{group}-{uuid.uuid4().hex[:8]}")
+    consumer = group_consumer(member, exactly_once=False)
     consumer.subscribe([settings.topics.send_requests, settings.topics.delivery_status])
     producer = output_producer(settings)
     await consumer.start()
@@ -161,36 +168,16 @@ async def passthrough(settings: Settings, n: int, out_topic: str, per_record: bo
             if started is None:
                 started = time.perf_counter()
                 cpu0 = time.process_time()
-            futures = []
+            futures: list[asyncio.Future[Any]] = []
             offsets = {}
             for tp, records in batch.items():
                 if not records:
                     continue
                 consumed += len(records)
-                produced += len(records)
                 offsets[tp] = records[-1].offset + 1
-                if per_record:
-                    for rec in records:
-                        futures.append(
-                            await producer.send(
-                                out_topic,
-                                rec.value,
-                                key=rec.key,
-                                partition=tp.partition,
-                                headers=list(rec.headers),
-                            )
-                        )
-                    continue
-                out = producer.create_batch()
-                for rec in records:
-                    if (
-                        out.append(key=rec.key, value=rec.value, timestamp=None, headers=list(rec.headers))
-                        is None
-                    ):
-                        futures.append(await producer.send_batch(out, out_topic, partition=tp.partition))
-                        out = producer.create_batch()
-                        out.append(key=rec.key, value=rec.value, timestamp=None, headers=list(rec.headers))
-                futures.append(await producer.send_batch(out, out_topic, partition=tp.partition))
+                sent, outputs = await handle(producer, tp, records)
+                futures += sent
+                produced += outputs
             await asyncio.gather(*futures)
             await consumer.commit(offsets)
         assert started is not None
@@ -206,66 +193,68 @@ async def passthrough(settings: Settings, n: int, out_topic: str, per_record: bo
         "seconds": round(took, 3),
         "per_s": round(consumed / took),
     }
+
+
+async def passthrough(settings: Settings, n: int, out_topic: str, per_record: bool) -> dict[str, Any]:
+    """The strongest plain loop: the processor's clients and batch size, one output per input.
+
+    ``per_record``: ``send()`` and a delivery future per record (the loop aiokafka's documentation
+    shows, and what the passthrough of issue 10 measured) instead of whole batches.
+    """
+
+    async def each(
+        producer: AIOKafkaProducer, tp: TopicPartition, records: list[ConsumerRecord[bytes, bytes]]
+    ) -> tuple[list[asyncio.Future[Any]], int]:
+        futures = []
+        for rec in records:
+            futures.append(
+                await producer.send(
+                    out_topic, rec.value, key=rec.key, partition=tp.partition, headers=list(rec.headers)
+                )
+            )
+        return futures, len(records)
+
+    async def batches(
+        producer: AIOKafkaProducer, tp: TopicPartition, records: list[ConsumerRecord[bytes, bytes]]
+    ) -> tuple[list[asyncio.Future[Any]], int]:
+        futures = []
+        out = producer.create_batch()
+        for rec in records:
+            if out.append(key=rec.key, value=rec.value, timestamp=None, headers=list(rec.headers)) is None:
+                futures.append(await producer.send_batch(out, out_topic, partition=tp.partition))
+                out = producer.create_batch()
+                out.append(key=rec.key, value=rec.value, timestamp=None, headers=list(rec.headers))
+        futures.append(await producer.send_batch(out, out_topic, partition=tp.partition))
+        return futures, len(records)
+
+    return await plain_loop(settings, n, "passthrough", each if per_record else batches)
 
 
 async def naive(settings: Settings, n: int, out_topic: str) -> dict[str, Any]:
     """The naive peer: state in a dict, stdlib json, a future per output (see the module doc)."""
-    group = replace(settings, app_id=f"naive-{uuid.uuid4().hex[:8]}")
-    consumer = group_consumer(group, exactly_once=False)
     requests_topic = settings.topics.send_requests
-    consumer.subscribe([requests_topic, settings.topics.delivery_status])
-    producer = output_producer(settings)
-    await consumer.start()
-    await producer.start()
     pending: dict[str, dict[str, Any]] = {}
-    consumed = produced = 0
-    started: float | None = None
-    cpu0 = 0.0
-    try:
-        while consumed < n:
-            batch = await consumer.getmany(timeout_ms=200, max_records=MAX_RECORDS)
-            if not batch:
-                continue
-            if started is None:
-                started = time.perf_counter()
-                cpu0 = time.process_time()
-            futures = []
-            offsets = {}
-            for tp, records in batch.items():
-                if not records:
-                    continue
-                consumed += len(records)
-                offsets[tp] = records[-1].offset + 1
-                for rec in records:
-                    body = json.loads(rec.value)
-                    mid = body["messageId"]
-                    if tp.topic == requests_topic:
-                        pending[mid] = body
-                        step = body["channels"][0]
-                        out = {"messageId": mid, "attempt": 0, "channel": step["channel"]}
-                        out.update(destination=body["destination"], content=step.get("content"))
-                    else:
-                        req = pending.pop(mid, None) if body["status"] == "DELIVERED" else None
-                        out = {"messageId": mid, "result": "SUCCEEDED" if req else "UNKNOWN"}
-                        out.update(channel=body["channel"], status=body["status"])
-                    value = json.dumps(out).encode()
-                    futures.append(await producer.send(out_topic, value, key=rec.key))
-                    produced += 1
-            await asyncio.gather(*futures)
-            await consumer.commit(offsets)
-        assert started is not None
-        took = time.perf_counter() - started
-        cpu = time.process_time() - cpu0
-    finally:
-        await consumer.stop()
-        await producer.stop()
-    return {
-        "records": consumed,
-        "cpu_seconds": round(cpu, 3),
-        "produced": produced,
-        "seconds": round(took, 3),
-        "per_s": round(consumed / took),
-    }
+
+    async def handle(
+        producer: AIOKafkaProducer, tp: TopicPartition, records: list[ConsumerRecord[bytes, bytes]]
+    ) -> tuple[list[asyncio.Future[Any]], int]:
+        futures = []
+        for rec in records:
+            body = json.loads(rec.value)
+            mid = body["messageId"]
+            if tp.topic == requests_topic:
+                pending[mid] = body
+                step = body["channels"][0]
+                out = {"messageId": mid, "attempt": 0, "channel": step["channel"]}
+                out.update(destination=body["destination"], content=step.get("content"))
+            else:
+                req = pending.pop(mid, None) if body["status"] == "DELIVERED" else None
+                out = {"messageId": mid, "result": "SUCCEEDED" if req else "UNKNOWN"}
+                out.update(channel=body["channel"], status=body["status"])
+            futures.append(await producer.send(out_topic, json.dumps(out).encode(), key=rec.key))
+        return futures, len(records)
+
+    return await plain_loop(settings, n, "naive", handle)
 
 
 async def processor(settings: Settings, n: int) -> dict[str, Any]:

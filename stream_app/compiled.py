@@ -43,11 +43,8 @@ PACKAGE = Path(__file__).resolve().parent
 def built(source: Path) -> list[Path]:
     """The compiled extension files of ``source`` sitting next to it (none in a pure-Python tree)."""
     stem = source.with_suffix("")
-    return [
-        stem.with_name(stem.name + suffix)
-        for suffix in importlib.machinery.EXTENSION_SUFFIXES
-        if stem.with_name(stem.name + suffix).exists()
-    ]
+    candidates = (stem.with_name(stem.name + suffix) for suffix in importlib.machinery.EXTENSION_SUFFIXES)
+    return [path for path in candidates if path.exists()]
 
 
 def compiled(root: Path = PACKAGE) -> list[str]:
