@@ -29,6 +29,9 @@ def compiled_modules() -> list[str]:
     raise SystemExit("setup.py: no MODULES in stream_app/compiled.py")
 
 
+GROUP = "stream_app.hot_path"
+
+
 def ext_modules() -> list[object]:
     if os.environ.get("STREAM_APP_COMPILE") != "1":
         return []
@@ -41,7 +44,11 @@ def ext_modules() -> list[object]:
             "STREAM_APP_COMPILE=1 pip install --no-build-isolation --no-deps --force-reinstall ."
         )
     # opt_level 3 is mypyc's default; said here so a build is the same wherever it runs.
-    return list(mypycify(compiled_modules(), opt_level="3"))
+    # group_name puts the shared library mypyc makes for the group (its runtime and every module's
+    # code) inside the package, stream_app/hot_path__mypyc*.so. Unnamed, it is a top-level module
+    # named by a hash, beside the package: found only when the repo root is on sys.path, so the
+    # console script run from anywhere else failed to import.
+    return list(mypycify(compiled_modules(), opt_level="3", group_name=GROUP))
 
 
 if __name__ == "__main__":  # setuptools' build backend runs this file as __main__ too

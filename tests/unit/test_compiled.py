@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib.machinery
 import os
 import runpy
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -86,3 +88,16 @@ def test_ci_runs_the_compiled_build_when_it_says_so() -> None:
     # .ci/run compiles the hot path and sets this: a build that silently failed must not pass as one.
     expected = os.environ.get("STREAM_APP_EXPECT_COMPILED", "0") == "1"
     assert (mode() == "compiled") or not expected
+
+
+def test_compiled_build_imports_from_any_directory_regression(tmp_path: Path) -> None:
+    # mypyc's shared library for the group was a hash-named top-level module beside the package,
+    # found only with the repo root on sys.path: `stream-app` run from another directory failed to
+    # import. It lives inside the package now, so the import works from anywhere.
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    probe = "from stream_app.compiled import mode; print(mode())"
+    done = subprocess.run(
+        [sys.executable, "-c", probe], cwd=tmp_path, env=env, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == mode()
