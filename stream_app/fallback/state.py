@@ -9,7 +9,7 @@ orjson blob that is parsed only when a command or an outcome is built.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import IntEnum
 
 from stream_app.contracts import (
@@ -55,7 +55,15 @@ class Phase(IntEnum):
     ENDED = 2  # the outcome is out; kept for repeats and late statuses, then deleted
 
 
-@dataclass(frozen=True, slots=True)
+# The values built for every record write out the methods @dataclass would generate: a compiled
+# build (stream_app/compiled.py) runs methods written in the class as C, while the ones @dataclass
+# makes at import are interpreted Python functions. Building a 5-field value took 0.2 us that way
+# against 0.04 us written out, and comparing two cost building two tuples of every field.
+# tests/unit/fallback/test_values.py holds each to its fields: a field added and not written into
+# __init__, __eq__ and __hash__ fails there.
+
+
+@dataclass(slots=True, init=False, eq=False)  # a value, never assigned to: see VALUES
 class Step:
     """One step of the chain, as the core needs it (its content lives in ``FlowState.opaque``)."""
 
@@ -63,12 +71,29 @@ class Step:
     fallback_after_ms: int | None
     success_rank: int  # PROGRESS_RANK of the step's successStatus
 
+    def __init__(self, channel: Channel, fallback_after_ms: int | None, success_rank: int) -> None:
+        self.channel = channel
+        self.fallback_after_ms = fallback_after_ms
+        self.success_rank = success_rank
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Step):
+            return NotImplemented
+        return (
+            self.channel == other.channel
+            and self.fallback_after_ms == other.fallback_after_ms
+            and self.success_rank == other.success_rank
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.channel, self.fallback_after_ms, self.success_rank))
+
 
 #: An attempt's ``status_times`` when no progress status has been reported yet.
 NO_TIMES: tuple[int | None, ...] = (None, None, None, None)
 
 
-@dataclass(slots=True, unsafe_hash=True)  # a value, never assigned to: see VALUES
+@dataclass(slots=True, init=False, eq=False)  # a value, never assigned to: see VALUES
 class Attempt:
     """One issued attempt; its number is its index in ``FlowState.attempts`` (== its step index).
 
@@ -80,11 +105,51 @@ class Attempt:
     """
 
     issued_ms: int
-    last_status: Status | None = None
-    ended_by: AttemptEnd | None = None
-    provider_message_id: str | None = None
-    status_times: tuple[int | None, ...] = NO_TIMES  # always four entries
-    reasons: tuple[str, ...] = ()
+    last_status: Status | None
+    ended_by: AttemptEnd | None
+    provider_message_id: str | None
+    status_times: tuple[int | None, ...]  # always four entries
+    reasons: tuple[str, ...]
+
+    def __init__(
+        self,
+        issued_ms: int,
+        last_status: Status | None = None,
+        ended_by: AttemptEnd | None = None,
+        provider_message_id: str | None = None,
+        status_times: tuple[int | None, ...] = NO_TIMES,
+        reasons: tuple[str, ...] = (),
+    ) -> None:
+        self.issued_ms = issued_ms
+        self.last_status = last_status
+        self.ended_by = ended_by
+        self.provider_message_id = provider_message_id
+        self.status_times = status_times
+        self.reasons = reasons
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Attempt):
+            return NotImplemented
+        return (
+            self.issued_ms == other.issued_ms
+            and self.last_status == other.last_status
+            and self.ended_by == other.ended_by
+            and self.provider_message_id == other.provider_message_id
+            and self.status_times == other.status_times
+            and self.reasons == other.reasons
+        )
+
+    def __hash__(self) -> int:
+        return hash(
+            (
+                self.issued_ms,
+                self.last_status,
+                self.ended_by,
+                self.provider_message_id,
+                self.status_times,
+                self.reasons,
+            )
+        )
 
     # The two changes the core makes to an attempt, built directly: dataclasses.replace() reads the
     # fields and their defaults on every call, about 0.8 us each, a few times per status record.
@@ -111,7 +176,7 @@ class Attempt:
         return Attempt(self.issued_ms, last_status, self.ended_by, provider_message_id, status_times, reasons)
 
 
-@dataclass(slots=True, unsafe_hash=True)  # a value, never assigned to: see VALUES
+@dataclass(slots=True, init=False, eq=False)  # a value, never assigned to: see VALUES
 class Signal:
     """The part of a DeliveryStatus the core uses; also what a held (orphan) status keeps.
 
@@ -124,7 +189,47 @@ class Signal:
     status: Status
     provider_message_id: str | None
     occurred_ms: int | None
-    reasons: tuple[str, ...] = ()
+    reasons: tuple[str, ...]
+
+    def __init__(
+        self,
+        attempt: int | None,
+        channel: Channel,
+        status: Status,
+        provider_message_id: str | None,
+        occurred_ms: int | None,
+        reasons: tuple[str, ...] = (),
+    ) -> None:
+        self.attempt = attempt
+        self.channel = channel
+        self.status = status
+        self.provider_message_id = provider_message_id
+        self.occurred_ms = occurred_ms
+        self.reasons = reasons
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Signal):
+            return NotImplemented
+        return (
+            self.attempt == other.attempt
+            and self.channel == other.channel
+            and self.status == other.status
+            and self.provider_message_id == other.provider_message_id
+            and self.occurred_ms == other.occurred_ms
+            and self.reasons == other.reasons
+        )
+
+    def __hash__(self) -> int:
+        return hash(
+            (
+                self.attempt,
+                self.channel,
+                self.status,
+                self.provider_message_id,
+                self.occurred_ms,
+                self.reasons,
+            )
+        )
 
 
 @dataclass(slots=True, unsafe_hash=True)  # a value, never assigned to: see VALUES
@@ -145,7 +250,7 @@ class Deferred:
     reason: CommandReason
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False, eq=False)
 class FlowState:
     """Everything the core remembers about one messageId.
 
@@ -156,23 +261,90 @@ class FlowState:
 
     phase: Phase
     message_id: str
-    deadline_ms: int | None = None
-    fingerprint: bytes = b""
-    destination: str = ""
-    tenant: str | None = None
-    campaign_id: str | None = None
-    simulation: bool = False
-    requested_ms: int = 0
-    end_ms: int = 0  # the flow's end (ttl / expiresAt / max flow): the commands' notAfter
-    completed_ms: int = 0  # when the outcome was emitted (ENDED only)
-    steps: tuple[Step, ...] = ()
-    attempts: list[Attempt] = field(default_factory=list)
-    held: list[Held] = field(default_factory=list)
+    deadline_ms: int | None
+    fingerprint: bytes
+    destination: str
+    tenant: str | None
+    campaign_id: str | None
+    simulation: bool
+    requested_ms: int
+    end_ms: int  # the flow's end (ttl / expiresAt / max flow): the commands' notAfter
+    completed_ms: int  # when the outcome was emitted (ENDED only)
+    steps: tuple[Step, ...]
+    attempts: list[Attempt]
+    held: list[Held]
     # orjson of [metadata, content_0, content_1, ...]; b"" once ENDED (nothing opaque is needed then).
-    opaque: bytes = b""
+    opaque: bytes
     #: v1.1: the request's send window (dropped at the end), and the step it holds back, if any.
-    window: Window | None = None
-    deferred: Deferred | None = None
+    window: Window | None
+    deferred: Deferred | None
+
+    def __init__(
+        self,
+        phase: Phase,
+        message_id: str,
+        deadline_ms: int | None = None,
+        fingerprint: bytes = b"",
+        destination: str = "",
+        tenant: str | None = None,
+        campaign_id: str | None = None,
+        simulation: bool = False,
+        requested_ms: int = 0,
+        end_ms: int = 0,
+        completed_ms: int = 0,
+        steps: tuple[Step, ...] = (),
+        attempts: list[Attempt] | None = None,
+        held: list[Held] | None = None,
+        opaque: bytes = b"",
+        window: Window | None = None,
+        deferred: Deferred | None = None,
+    ) -> None:
+        self.phase = phase
+        self.message_id = message_id
+        self.deadline_ms = deadline_ms
+        self.fingerprint = fingerprint
+        self.destination = destination
+        self.tenant = tenant
+        self.campaign_id = campaign_id
+        self.simulation = simulation
+        self.requested_ms = requested_ms
+        self.end_ms = end_ms
+        self.completed_ms = completed_ms
+        self.steps = steps
+        self.attempts = [] if attempts is None else attempts
+        self.held = [] if held is None else held
+        self.opaque = opaque
+        self.window = window
+        self.deferred = deferred
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, FlowState):
+            return NotImplemented
+        return (
+            self.phase == other.phase
+            and self.message_id == other.message_id
+            and self.deadline_ms == other.deadline_ms
+            and self.fingerprint == other.fingerprint
+            and self.destination == other.destination
+            and self.tenant == other.tenant
+            and self.campaign_id == other.campaign_id
+            and self.simulation == other.simulation
+            and self.requested_ms == other.requested_ms
+            and self.end_ms == other.end_ms
+            and self.completed_ms == other.completed_ms
+            and self.steps == other.steps
+            and self.attempts == other.attempts
+            and self.held == other.held
+            and self.opaque == other.opaque
+            and self.window == other.window
+            and self.deferred == other.deferred
+        )
+
+    def __hash__(self) -> int:
+        # Changed in place by the core while it decides (on its own copy), so not hashable, as
+        # @dataclass(eq=True) left it. Written as a method: ``__hash__ = None`` became a field in a
+        # compiled build.
+        raise TypeError("unhashable type: 'FlowState'")
 
     def copy(self) -> FlowState:
         """A copy safe to change: the lists are new, their (frozen) items are shared."""
@@ -271,12 +443,16 @@ class DeadLetter:
 Effect = SendCommand | EmitOutcome | EmitLateStatus | DeadLetter
 
 
-@dataclass(slots=True, unsafe_hash=True)  # a value, never assigned to: see VALUES
+@dataclass(slots=True, init=False, unsafe_hash=True)  # a value, never assigned to: see VALUES
 class Decision:
     """The new state (``None``: delete it) and the effects, in the order they must be produced."""
 
     state: FlowState | None
     effects: tuple[Effect, ...]
+
+    def __init__(self, state: FlowState | None, effects: tuple[Effect, ...]) -> None:
+        self.state = state
+        self.effects = effects
 
 
 #: The values made per record: never assigned to once built, though not ``frozen``. A frozen
@@ -287,6 +463,7 @@ class Decision:
 #: held by tests instead: no code assigns a field of these (tests/unit/fallback/test_values.py),
 #: and decide() leaves the state it was given as it was.
 VALUES: tuple[type, ...] = (
+    Step,
     Attempt,
     Signal,
     Held,

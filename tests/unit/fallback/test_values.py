@@ -10,8 +10,12 @@ import ast
 import dataclasses
 from pathlib import Path
 
+import pytest
+
+from stream_app.contracts import AttemptEnd, Channel, CommandReason, Status
 from stream_app.fallback import RequestEvent, StatusEvent, TimerEvent, decide, encode_state
-from stream_app.fallback.state import VALUES, FlowState
+from stream_app.fallback.state import VALUES, Attempt, Deferred, FlowState, Held, Phase, Signal, Step
+from stream_app.fallback.window import Window
 from tests.unit.fallback.driver import HOUR, LIMITS, MINUTE, T0, request, status
 
 PACKAGE = Path(__file__).resolve().parents[3] / "stream_app"
@@ -90,3 +94,81 @@ def test_decide_leaves_the_state_it_was_given_as_it_was() -> None:
             assert state == snapshot
         state = decision.state
     assert state is None
+
+
+def _two_apart() -> list[tuple[object, object]]:
+    """For each value whose methods are written out (see fallback/state.py), two instances that
+    differ in every field."""
+    a1 = Attempt(1, Status.SENT, AttemptEnd.FAILED, "p1", (1, None, None, None), ("r1",))
+    a2 = Attempt(2, Status.DELIVERED, AttemptEnd.SUCCEEDED, "p2", (2, 3, None, None), ("r2",))
+    s1 = Signal(0, Channel.SMS, Status.SENT, "p1", 10, ("r1",))
+    s2 = Signal(1, Channel.RCS, Status.ERROR, "p2", 20, ("r2",))
+    step1 = Step(Channel.SMS, None, 1)
+    step2 = Step(Channel.RCS, 60_000, 3)
+    return [
+        (step1, step2),
+        (a1, a2),
+        (s1, s2),
+        (
+            FlowState(
+                Phase.RUNNING,
+                "m1",
+                1,
+                b"f1",
+                "+1",
+                "t1",
+                "c1",
+                False,
+                1,
+                2,
+                3,
+                (step1,),
+                [a1],
+                [Held(s1, 5)],
+                b"o1",
+                Window("Europe/Rome", 1, 0, 60, False),
+                Deferred(1, 2, CommandReason.FAILED),
+            ),
+            FlowState(
+                Phase.ENDED,
+                "m2",
+                2,
+                b"f2",
+                "+2",
+                "t2",
+                "c2",
+                True,
+                4,
+                5,
+                6,
+                (step2,),
+                [a2],
+                [Held(s2, 6)],
+                b"o2",
+                Window("UTC", 2, 1, 61, True),
+                Deferred(3, 4, CommandReason.TIMEOUT),
+            ),
+        ),
+    ]
+
+
+@pytest.mark.parametrize("one, other", _two_apart(), ids=lambda v: type(v).__name__)
+def test_written_out_methods_cover_every_field(one: object, other: object) -> None:
+    # A field added to the class but not to __init__ fails replace(); one left out of __eq__ or
+    # __hash__ makes the mixed copy compare (or hash) equal to the original.
+    hashable = type(one).__hash__ is not None and type(one) is not FlowState
+    same = dataclasses.replace(one)  # type: ignore[type-var]
+    assert same == one
+    if hashable:
+        assert hash(same) == hash(one)
+    for f in dataclasses.fields(one):  # type: ignore[arg-type]
+        mixed = dataclasses.replace(one, **{f.name: getattr(other, f.name)})  # type: ignore[type-var]
+        assert getattr(mixed, f.name) == getattr(other, f.name), f.name
+        assert mixed != one, f"__eq__ ignores {f.name}"
+        if hashable:
+            assert hash(mixed) != hash(one), f"__hash__ ignores {f.name}"
+
+
+def test_a_flow_state_is_not_hashable() -> None:
+    with pytest.raises(TypeError, match="unhashable"):
+        hash(FlowState(Phase.RUNNING, "m"))
