@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import bisect
 import heapq
-from collections.abc import Callable
 
+from mypy_extensions import mypyc_attr, trait
 from rocksdict import Rdict, ReadOptions
 
 from stream_app.store import codec
@@ -25,6 +25,12 @@ from stream_app.store.errors import StoreClosed
 Staged = tuple[bytes | None, int | None, int | None]
 
 
+def _keep_alive(_: object) -> None:
+    """Hold a reference up to this call (see ``DueScan._scan``)."""
+
+
+@trait
+@mypyc_attr(allow_interpreted_subclasses=True)  # PartitionStore allows them (see there)
 class DueScan:
     """The due-timer merge of :class:`~stream_app.store.partition.PartitionStore` (its base class).
 
@@ -39,7 +45,9 @@ class DueScan:
     _staged_due: list[tuple[int, bytes]]
     _index_del: set[bytes]
     _low_water: int
-    _disk_record: Callable[[bytes], bytes | None]
+
+    def _disk_record(self, key: bytes) -> bytes | None:
+        raise NotImplementedError  # PartitionStore's
 
     def _scan(self, now_ms: int, limit: int) -> list[tuple[bytes, int]]:
         """Merge staged timers and the disk index up to ``now_ms``; see :meth:`due`."""
@@ -130,6 +138,10 @@ class DueScan:
             if key not in seen:
                 seen.add(key)
                 out.append((key, deadline))
+        # The iterator reads its upper bound from memory ``read_opts`` owns, so the options must
+        # outlive it. CPython keeps a local until the function returns; a compiled build drops it
+        # after its last use, and the scan then saw no disk timer at all. This use keeps it.
+        _keep_alive(read_opts)
         if floor is not None and floor > self._low_water:
             self._low_water = floor
         return out

@@ -6,11 +6,14 @@ restore: it only reads the values column family (keys only) and the staged view.
 
 from __future__ import annotations
 
+from mypy_extensions import mypyc_attr, trait
 from rocksdict import Rdict
 
 from stream_app.store.due import Staged
 
 
+@trait
+@mypyc_attr(allow_interpreted_subclasses=True)  # PartitionStore allows them (see there)
 class KeyPages:
     """``keys_after``: resume a walk of the store's keys after the last key of the previous page."""
 

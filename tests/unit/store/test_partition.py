@@ -623,3 +623,15 @@ def test_keys_after_walks_every_key_a_page_at_a_time_staged_writes_included(tmp_
         assert pages >= 3
         assert store.keys_after(b"k99", 3) == ([], False)
         assert store.keys_after(None, 0) == ([], True)
+
+
+def test_due_sees_disk_timers_in_a_compiled_build_regression(tmp_path: Path) -> None:
+    # Compiled, _scan's ReadOptions was released after its last use while the iterator still read
+    # the upper bound it owns: a reopened store reported no timer at all. It is kept alive now.
+    with PartitionStore.open(tmp_path, "flows", 0) as store:
+        store.put(b"a", b"x", 5)
+        store.put(b"b", b"y", 7)
+        store.flush(1)
+    with PartitionStore.open(tmp_path, "flows", 0) as store:
+        assert store.next_deadline() == 5
+        assert store.due(10, 10) == [(b"a", 5), (b"b", 7)]
