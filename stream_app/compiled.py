@@ -2,8 +2,9 @@
 
 Every input record goes through the same few modules: the pure core's ``decide()`` and state codec,
 the trusted encoders of commands and outcomes, the runtime's one step (``PartitionTask``) and
-``Checkpoint``, and the partition store. They are plain typed Python (mypy strict), which mypyc compiles to C extensions as
-they are: on ``bench/hot_path.py`` that alone takes the CPU per input record from about 35 to 25 us.
+``Checkpoint``, and the partition store. They are plain typed Python (mypy strict), which mypyc
+compiles to C extensions as they are: on ``bench/hot_path.py`` that alone took the CPU per input
+record from about 35 to 25 us.
 Nothing else changes: the same source is the pure-Python fallback, and the tests run both ways.
 
 ``bash scripts/compile.sh`` builds them in place (``--clean`` removes them); ``STREAM_APP_COMPILE=1``

@@ -284,3 +284,14 @@ def test_unknown_flags_of_version_3_are_refused() -> None:
     data[2] |= 0x40
     with pytest.raises(StateDecodeError, match="unknown flags 0x40"):
         decode_state(bytes(data))
+
+
+def test_the_phase_byte_is_the_phase_value_and_an_unknown_one_is_refused() -> None:
+    # The decoder reads the phase from a table (not Phase(byte)): the table is indexed by value.
+    for phase in Phase:
+        state = FlowState(phase=phase, message_id="m")
+        assert decode_state(encode_state(state)).phase is phase
+    data = bytearray(encode_state(FlowState(phase=Phase.RUNNING, message_id="m")))
+    data[1] = len(Phase)  # the header: version, then phase
+    with pytest.raises(StateDecodeError, match=r"^flow state: corrupt or truncated"):
+        decode_state(bytes(data))
