@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.producer.message_accumulator import BatchBuilder
 
 from stream_app.contracts.headers import Headers
 
@@ -29,6 +30,11 @@ async def produce(producer: AIOKafkaProducer, records: list[Out]) -> list[tuple[
     future per batch instead of one coroutine and one future per record, which is most of what a
     ``send()`` costs. Order within a partition is kept. The rest (dead letters, outputs to a topic
     with another partition count) go through ``send()`` and the key's murmur2.
+
+    Each batch is closed before it is handed over. aiokafka holds an open batch back for
+    ``linger_ms``, waiting for more ``send()`` records to join it; a closed one goes at once. The
+    caller awaits delivery right after this call, so lingering only added ``linger_ms`` to every
+    wait of the commit: the outputs, then the changelog.
     """
     sent: list[tuple[asyncio.Future[Any], int]] = []
     groups: dict[tuple[str, int], list[Out]] = {}
@@ -42,8 +48,7 @@ async def produce(producer: AIOKafkaProducer, records: list[Out]) -> list[tuple[
         for o in outs:
             if batch.append(key=o.key, value=o.value, timestamp=None, headers=o.headers) is None:
                 if batch.record_count():
-                    n = batch.record_count()
-                    sent.append((await producer.send_batch(batch, topic, partition=partition), n))
+                    sent.append(await _send_batch(producer, batch, topic, partition))
                     batch = producer.create_batch()
                 if batch.append(key=o.key, value=o.value, timestamp=None, headers=o.headers) is None:
                     # Larger than a whole batch: the producer's own path sizes a batch for it.
@@ -52,9 +57,16 @@ async def produce(producer: AIOKafkaProducer, records: list[Out]) -> list[tuple[
                     )
                     sent.append((fut, 1))
         if batch.record_count():
-            n = batch.record_count()
-            sent.append((await producer.send_batch(batch, topic, partition=partition), n))
+            sent.append(await _send_batch(producer, batch, topic, partition))
     return sent
+
+
+async def _send_batch(
+    producer: AIOKafkaProducer, batch: BatchBuilder, topic: str, partition: int
+) -> tuple[asyncio.Future[Any], int]:
+    n = batch.record_count()  # before the hand-over: once the sender builds it, it has no count
+    batch.close()  # sent at once, not after linger_ms (see produce())
+    return await producer.send_batch(batch, topic, partition=partition), n
 
 
 async def all_delivered(futures: list[asyncio.Future[Any]]) -> list[Any]:

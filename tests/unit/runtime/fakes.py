@@ -171,10 +171,16 @@ class FakeRestorer:
 class _Batch:
     def __init__(self) -> None:
         self.items: list[tuple[bytes | None, bytes | None, Any]] = []
+        self.closed = False
 
     def append(self, *, key: bytes | None, value: bytes | None, timestamp: Any, headers: Any) -> object:
+        if self.closed:
+            return None  # as aiokafka's BatchBuilder: a closed batch takes nothing more
         self.items.append((key, value, headers))
         return object()
+
+    def close(self) -> None:
+        self.closed = True
 
     def record_count(self) -> int:
         return len(self.items)
@@ -203,6 +209,8 @@ class FakeProducer:
         self.log = log or Log()
         self.sent: list[Sent] = []
         self.fail: dict[str, int] = {}
+        #: Batches handed over still open: aiokafka would hold each back for linger_ms.
+        self.open_batches = 0
 
     def _check(self, topic: str) -> None:
         if self.fail.get(topic, 0) > 0:
@@ -238,4 +246,5 @@ class FakeProducer:
 
     async def send_batch(self, batch: _Batch, topic: str, *, partition: int) -> asyncio.Future[_Meta]:
         self._check(topic)
+        self.open_batches += not batch.closed
         return self._deliver(topic, partition, batch.items)

@@ -148,6 +148,14 @@ async def test_without_failures(run: Run) -> None:
     assert run.failures == []
 
 
+async def test_every_batch_is_closed_before_it_is_handed_over(run: Run) -> None:
+    # An open batch waits linger_ms in aiokafka's accumulator before it goes: added to each of the
+    # commit's waits (outputs, then changelog) for nothing, since the commit awaits them at once.
+    await run.check()
+    assert run.log.values(run.t.retry_commands) and run.log.values(run.t.changelog)
+    assert run.producer.open_batches == 0
+
+
 @pytest.mark.parametrize("topic", ["retry_commands", "changelog"])
 async def test_a_produce_that_fails(run: Run, topic: str) -> None:
     """Outputs or changelog refused: nothing is committed, the retry redoes the whole checkpoint."""
