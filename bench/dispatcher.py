@@ -109,7 +109,7 @@ async def run(args: argparse.Namespace, bootstrap: str) -> dict[str, Any]:
                     raise SystemExit(f"bench: {statuses} of {args.commands} statuses (dispatcher rc={rc})")
                 batch = await reader.getmany(timeout_ms=50, max_records=10_000)
                 statuses += sum(len(v) for v in batch.values())
-                if first is None and sum(sim.state.sends.values()):
+                if first is None and sum(sim.state.sends.values()) > 0:
                     first = time.monotonic()
                     cpu_at_first = cpu_seconds(proc.pid)
             end = time.monotonic()

@@ -21,7 +21,7 @@ from throughput import delivered, request
 
 from stream_app.compiled import mode
 from stream_app.config import Settings
-from stream_app.contracts import decode_request, decode_status
+from stream_app.contracts import SendRequest, decode_request, decode_status
 from stream_app.contracts.trusted import encode_command, encode_outcome
 from stream_app.fallback import (
     EmitOutcome,
@@ -49,6 +49,7 @@ def main() -> None:
     _, request_bytes = request(1)
     _, status_bytes = delivered(1)
     req, status = decode_request(request_bytes), decode_status(status_bytes)
+    assert isinstance(req, SendRequest)
     started = decide(None, RequestEvent(req), NOW, limits)
     assert started.state is not None and isinstance(started.effects[0], SendCommand)
     pending = encode_state(started.state)

@@ -33,10 +33,12 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaProducer
 
+from stream_app.compiled import mode
 from stream_app.config import Settings
-from stream_app.contracts import decode_request
+from stream_app.contracts import SendRequest, decode_request
 from stream_app.fallback import Limits, RequestEvent, decide, encode_state
 from stream_app.runtime import Processor
+from stream_app.runtime.task import limits_of
 from stream_app.store import changelog_value
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -70,7 +72,9 @@ def states(n: int, now_ms: int, limits: Limits) -> list[tuple[bytes, bytes]]:
     for i in range(n):
         mid = f"flow-{i:09d}"
         template["messageId"] = mid
-        decision = decide(None, RequestEvent(decode_request(orjson.dumps(template))), now_ms + i, limits)
+        req = decode_request(orjson.dumps(template))
+        assert isinstance(req, SendRequest)
+        decision = decide(None, RequestEvent(req), now_ms + i, limits)
         state = decision.state
         assert state is not None
         out.append((mid.encode(), changelog_value(encode_state(state), state.deadline_ms)))
@@ -138,7 +142,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                 partitions=args.partitions,
             )
             await create_topics(settings, args.partitions, [])
-            limits = Limits.from_settings(settings)
+            limits = limits_of(settings)
             now = int(time.time() * 1000)
             t0 = time.perf_counter()
             flows = states(args.flows + args.tail, now, limits)
@@ -155,6 +159,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             await broker.astop()
     return {
         "benchmark": "restore",
+        "hot_path": mode(),
         "broker": "tansu (local)" if broker is not None else bootstrap,
         "partitions": args.partitions,
         "changelog_bytes_per_flow": round(sum(len(k) + len(v) for k, v in flows) / len(flows), 1),

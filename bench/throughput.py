@@ -367,7 +367,8 @@ async def prepare(args: argparse.Namespace) -> float:
         await create_topics(settings, args.partitions, outs)
         t0 = time.perf_counter()
         await fill(settings, args.records)
-        return 2 * args.records / (time.perf_counter() - t0)
+        records: int = args.records
+        return 2 * records / (time.perf_counter() - t0)
 
 
 def median_side(rounds: list[dict[str, Any]]) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import bisect
 import heapq
+from pathlib import Path
 
 from mypy_extensions import mypyc_attr, trait
 from rocksdict import Rdict, ReadOptions
@@ -38,7 +39,7 @@ class DueScan:
     its only writes are ghost removals staged for the next flush and the low-water mark.
     """
 
-    path: object
+    path: Path
     _timers: Rdict | None
     _staged: dict[bytes, Staged]
     _staged_heap: list[tuple[int, bytes]]
