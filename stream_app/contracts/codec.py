@@ -120,12 +120,15 @@ def decode_request(data: bytes) -> SendRequest | CancelRequest:
         # result for a record whose tag is ``send`` is exactly this one; anything else, every
         # failure included, goes through the union, so results and error reasons are unchanged.
         try:
-            request = _SEND_VALIDATOR.validate_json(data)
+            request: SendRequest = _SEND_VALIDATOR.validate_json(data)
         except ValidationError:
             pass
         else:
-            if _tag_is_send(data):
-                return request  # type: ignore[no-any-return]
+            # No ``type`` key (escaped spellings included: the parser decoded them) leaves the
+            # discriminator at its default, ``send``: nothing to look at. Asking the model costs
+            # less than scanning the bytes for one (about 0.45 us a request).
+            if "type" not in request.model_fields_set or _tag_is_send(data):
+                return request
     result: SendRequest | CancelRequest = _decode(_REQUEST, data)
     return result
 

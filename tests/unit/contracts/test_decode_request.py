@@ -463,3 +463,35 @@ def test_content_that_starts_the_gateways_own_chain_is_refused(keys: tuple[str, 
     why = reason(raw(body))
     assert why.startswith(f"channels.0.content: {' and '.join(keys)} would make the gateway run its own")
     assert "list RCS and SMS as steps of channels instead" in why
+
+
+@pytest.mark.parametrize(
+    ("data", "sent"),
+    [
+        # The last of two "type" keys is the one the parser keeps, in the fast path as in the union.
+        (
+            b'{"type":"send","type":" send","messageId":"m","destination":"+393401234567",'
+            b'"channels":[{"channel":"SMS"}]}',
+            False,
+        ),
+        (
+            b'{"type":" send","type":"send","messageId":"m","destination":"+393401234567",'
+            b'"channels":[{"channel":"SMS"}]}',
+            True,
+        ),
+        (
+            b'{"t\\u0079pe":" send","messageId":"m","destination":"+393401234567",'
+            b'"channels":[{"channel":"SMS"}]}',
+            False,
+        ),
+    ],
+)
+def test_the_fast_path_reads_the_type_the_union_reads(data: bytes, sent: bool) -> None:
+    from stream_app.contracts.codec import _REQUEST, _decode
+
+    if sent:
+        assert decode_request(data) == _decode(_REQUEST, data)
+    else:
+        with pytest.raises(InvalidRecord, match="type: must be 'send' or 'cancel'"):
+            _decode(_REQUEST, data)
+        assert reason(data) == "type: must be 'send' or 'cancel'"
