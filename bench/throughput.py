@@ -221,11 +221,10 @@ async def passthrough(settings: Settings, n: int, out_topic: str, per_record: bo
         out = producer.create_batch()
         for rec in records:
             if out.append(key=rec.key, value=rec.value, timestamp=None, headers=list(rec.headers)) is None:
-                out.close()  # as the processor does: a closed batch is sent without lingering
                 futures.append(await producer.send_batch(out, out_topic, partition=tp.partition))
                 out = producer.create_batch()
                 out.append(key=rec.key, value=rec.value, timestamp=None, headers=list(rec.headers))
-        out.close()
+        out.close()  # as the processor does: a closed batch is sent without lingering (a full one is)
         futures.append(await producer.send_batch(out, out_topic, partition=tp.partition))
         return futures, len(records)
 

@@ -55,12 +55,13 @@ class Phase(IntEnum):
     ENDED = 2  # the outcome is out; kept for repeats and late statuses, then deleted
 
 
-# The values built for every record write out the methods @dataclass would generate: a compiled
-# build (stream_app/compiled.py) runs methods written in the class as C, while the ones @dataclass
-# makes at import are interpreted Python functions. Building a 5-field value took 0.2 us that way
-# against 0.04 us written out, and comparing two cost building two tuples of every field.
-# tests/unit/fallback/test_values.py holds each to its fields: a field added and not written into
-# __init__, __eq__ and __hash__ fails there.
+# The values built most often per record (Step, Attempt, Signal, FlowState; Decision's __init__)
+# write out the methods @dataclass would generate: a compiled build (stream_app/compiled.py) runs
+# methods written in the class as C, while the ones @dataclass makes at import are interpreted
+# Python functions. Building a 5-field value took 0.2 us that way against 0.04 us written out, and
+# comparing two cost building two tuples of every field. The rarer ones (Held, Deferred, the events
+# and effects) keep the generated methods. tests/unit/fallback/test_values.py holds each written
+# method to its class's fields: a field added and not written into it fails there.
 
 
 @dataclass(slots=True, init=False, eq=False)  # a value, never assigned to: see VALUES
@@ -343,7 +344,7 @@ class FlowState:
     def __hash__(self) -> int:
         # Changed in place by the core while it decides (on its own copy), so not hashable, as
         # @dataclass(eq=True) left it. Written as a method: ``__hash__ = None`` became a field in a
-        # compiled build.
+        # compiled build. (So ``isinstance(state, Hashable)`` is True; nothing asks.)
         raise TypeError("unhashable type: 'FlowState'")
 
     def copy(self) -> FlowState:
@@ -459,7 +460,8 @@ class Decision:
 #: dataclass sets each field through ``object.__setattr__``, which made building one 4-5 times the
 #: cost of a plain one (0.48 against 0.11 us for an Attempt, 0.58 against 0.17 compiled), about a
 #: dozen per flow: ``bench/hot_path.py`` went from 33.9 to 30.1 us per record pure, 24.3 to 21.9
-#: compiled. ``unsafe_hash`` keeps the hash and equality a frozen one had. What frozen enforced is
+#: compiled. Their hash and equality are those a frozen one had (``unsafe_hash``, or written out
+#: above). What frozen enforced is
 #: held by tests instead: no code assigns a field of these (tests/unit/fallback/test_values.py),
 #: and decide() leaves the state it was given as it was.
 VALUES: tuple[type, ...] = (

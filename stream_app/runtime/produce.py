@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.producer.message_accumulator import BatchBuilder
 
 from stream_app.contracts.headers import Headers
+
+if TYPE_CHECKING:
+    from aiokafka.producer.message_accumulator import BatchBuilder
 
 
 @dataclass(slots=True)
@@ -34,7 +36,8 @@ async def produce(producer: AIOKafkaProducer, records: list[Out]) -> list[tuple[
     Each batch is closed before it is handed over. aiokafka holds an open batch back for
     ``linger_ms``, waiting for more ``send()`` records to join it; a closed one goes at once. The
     caller awaits delivery right after this call, so lingering only added ``linger_ms`` to every
-    wait of the commit: the outputs, then the changelog.
+    wait of the commit: the outputs, then the changelog. Records that go through ``send()`` still
+    linger, so a turn with any of them still waits that long once.
     """
     sent: list[tuple[asyncio.Future[Any], int]] = []
     groups: dict[tuple[str, int], list[Out]] = {}
@@ -64,7 +67,7 @@ async def produce(producer: AIOKafkaProducer, records: list[Out]) -> list[tuple[
 async def _send_batch(
     producer: AIOKafkaProducer, batch: BatchBuilder, topic: str, partition: int
 ) -> tuple[asyncio.Future[Any], int]:
-    n = batch.record_count()  # before the hand-over: once the sender builds it, it has no count
+    n = batch.record_count()  # counted while the batch is still ours; after this it is the producer's
     batch.close()  # sent at once, not after linger_ms (see produce())
     return await producer.send_batch(batch, topic, partition=partition), n
 

@@ -140,8 +140,9 @@ class DueScan:
                 seen.add(key)
                 out.append((key, deadline))
         # The iterator reads its upper bound from memory ``read_opts`` owns, so the options must
-        # outlive it. CPython keeps a local until the function returns; a compiled build drops it
-        # after its last use, and the scan then saw no disk timer at all. This use keeps it.
+        # outlive every use of it. CPython keeps a local until the function returns; a compiled
+        # build drops it after its last use, and the scan then saw no disk timer at all. This use
+        # keeps it: every call of next_disk() must stay above this line.
         _keep_alive(read_opts)
         if floor is not None and floor > self._low_water:
             self._low_water = floor
