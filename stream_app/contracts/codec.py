@@ -96,15 +96,13 @@ def _decode(adapter: TypeAdapter[Any], data: bytes) -> Any:
 
 
 def _tag_is_send(data: bytes) -> bool:
-    """Whether the union's discriminator picks ``send`` for ``data``, a JSON object that SendRequest accepts.
+    """Whether the union's discriminator picks ``send`` for ``data``, a JSON object that SendRequest
+    accepts with a ``type`` key.
 
     SendRequest's own ``type`` rule strips spaces (``" send"`` passes it) while the discriminator does
-    not, so the top-level ``type`` is checked as the discriminator reads it. Without the bytes
-    ``"type"`` and without a ``\\u`` escape (which could spell that key), no key is ``type`` and the
-    tag is the default ``send``; otherwise the bytes are parsed to look (any doubt: not ``send``).
+    not, so the top-level ``type`` is read again as the discriminator reads it (any doubt: not
+    ``send``). Only called when the key is there: without it the tag is the default, ``send``.
     """
-    if b'"type"' not in data and b"\\u" not in data:
-        return True
     try:
         value = orjson.loads(data)
     except ValueError:

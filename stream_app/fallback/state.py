@@ -461,9 +461,8 @@ class Decision:
 #: cost of a plain one (0.48 against 0.11 us for an Attempt, 0.58 against 0.17 compiled), about a
 #: dozen per flow: ``bench/hot_path.py`` went from 33.9 to 30.1 us per record pure, 24.3 to 21.9
 #: compiled. Their hash and equality are those a frozen one had (``unsafe_hash``, or written out
-#: above). What frozen enforced is
-#: held by tests instead: no code assigns a field of these (tests/unit/fallback/test_values.py),
-#: and decide() leaves the state it was given as it was.
+#: above). What frozen enforced is held by tests instead: no code assigns a field of these
+#: (tests/unit/fallback/test_values.py), and decide() leaves the state it was given as it was.
 VALUES: tuple[type, ...] = (
     Step,
     Attempt,
