@@ -33,13 +33,21 @@ from stream_app.runtime.produce import Out, all_delivered, produce
 from stream_app.store import PartitionStore, input_header
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class Change:
-    """The latest state of one key in this checkpoint, and the inputs that led to it."""
+    """The latest state of one key in this checkpoint, and the inputs that led to it.
+
+    One per changed key per turn: ``__init__`` is written out (compiled as C; see fallback/state.py).
+    """
 
     record: bytes | None  # the changelog value (state and timer) the store staged; None: deleted
-    req_offset: int = -1
-    status_offset: int = -1
+    req_offset: int
+    status_offset: int
+
+    def __init__(self, record: bytes | None, req_offset: int = -1, status_offset: int = -1) -> None:
+        self.record = record
+        self.req_offset = req_offset
+        self.status_offset = status_offset
 
 
 @dataclass(slots=True)

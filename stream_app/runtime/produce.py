@@ -14,15 +14,30 @@ if TYPE_CHECKING:
     from aiokafka.producer.message_accumulator import BatchBuilder
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class Out:
-    """One record to produce."""
+    """One record to produce (two to four are built per flow: its ``__init__`` is written out, as
+    fallback/state.py's values explain, because this module is compiled: stream_app/compiled.py)."""
 
     topic: str
     key: bytes | None
     value: bytes | None
     headers: Headers
-    partition: int | None = None  # None: the producer's murmur2 of the key
+    partition: int | None  # None: the producer's murmur2 of the key
+
+    def __init__(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        headers: Headers,
+        partition: int | None = None,
+    ) -> None:
+        self.topic = topic
+        self.key = key
+        self.value = value
+        self.headers = headers
+        self.partition = partition
 
 
 async def produce(producer: AIOKafkaProducer, records: list[Out]) -> list[tuple[asyncio.Future[Any], int]]:
