@@ -232,8 +232,9 @@ async def test_traceparent_is_copied_onto_what_a_record_causes(kafka_bootstrap: 
 async def test_content_larger_than_a_producer_batch_still_travels(
     kafka_bootstrap: str, tmp_path: Path
 ) -> None:
-    """A 300 KB content is larger than the processor's 256 KiB produce batch: it takes the producer's
-    own path for oversized records, and the command and the changelog still carry it."""
+    """A 300 KB content, most of a 512 KiB produce batch, still travels: the command carries it.
+
+    (A record larger than a whole batch goes alone in a fresh one: tests/unit/runtime/test_produce.py.)"""
     s, reader = await _env(kafka_bootstrap, tmp_path)
     t = s.topics
     big = "x" * 300_000

@@ -169,14 +169,27 @@ class FakeRestorer:
 
 
 class _Batch:
-    def __init__(self) -> None:
+    """aiokafka's BatchBuilder as far as ``produce()`` uses it: closed, it takes nothing more; over
+    ``max_bytes`` of values, it refuses a record, and closes. Like aiokafka's, an empty batch takes
+    any record, unless ``refuse_oversize`` models a builder that would not."""
+
+    def __init__(self, max_bytes: int | None = None, refuse_oversize: bool = False) -> None:
         self.items: list[tuple[bytes | None, bytes | None, Any]] = []
         self.closed = False
+        self.max_bytes = max_bytes
+        self.refuse_oversize = refuse_oversize
+        self.size = 0
 
     def append(self, *, key: bytes | None, value: bytes | None, timestamp: Any, headers: Any) -> object:
         if self.closed:
             return None  # as aiokafka's BatchBuilder: a closed batch takes nothing more
+        size = len(value or b"")
+        full = self.max_bytes is not None and self.size + size > self.max_bytes
+        if full and (self.items or self.refuse_oversize):
+            self.closed = True  # as aiokafka's: a refused record closes the batch
+            return None
         self.items.append((key, value, headers))
+        self.size += size
         return object()
 
     def close(self) -> None:
@@ -211,6 +224,12 @@ class FakeProducer:
         self.fail: dict[str, int] = {}
         #: Batches handed over still open: aiokafka would hold each back for linger_ms.
         self.open_batches = 0
+        #: What each batch takes (values' bytes; None: no limit), and whether an empty one refuses
+        #: a record larger than that (aiokafka's never does).
+        self.batch_bytes: int | None = None
+        self.refuse_oversize = False
+        #: Records each batch handed over held, in order.
+        self.batch_sizes: list[int] = []
 
     def _check(self, topic: str) -> None:
         if self.fail.get(topic, 0) > 0:
@@ -242,9 +261,10 @@ class FakeProducer:
         return self._deliver(topic, partition, [(key, value, headers)])
 
     def create_batch(self) -> _Batch:
-        return _Batch()
+        return _Batch(self.batch_bytes, self.refuse_oversize)
 
     async def send_batch(self, batch: _Batch, topic: str, *, partition: int) -> asyncio.Future[_Meta]:
         self._check(topic)
         self.open_batches += not batch.closed
+        self.batch_sizes.append(len(batch.items))
         return self._deliver(topic, partition, batch.items)
