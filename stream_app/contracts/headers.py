@@ -12,11 +12,16 @@ from collections.abc import Iterable
 from stream_app.contracts.catalogue import DEAD_LETTER_HEADERS, TRACE_HEADER
 
 Headers = list[tuple[str, bytes]]
+#: Headers as a consumer hands them over: Kafka allows a header without a value (null), which
+#: aiokafka gives as None. Typed so, compiled code (stream_app/compiled.py) takes them instead of
+#: raising a TypeError on a record of any outside producer.
+ReadHeaders = Iterable[tuple[str, bytes | None]]
 
 
-def copied_headers(headers: Iterable[tuple[str, bytes]] | None) -> Headers:
-    """The headers an input passes on to what it causes: its ``traceparent``."""
-    return [(k, v) for k, v in headers or () if k == TRACE_HEADER]
+def copied_headers(headers: ReadHeaders | None) -> Headers:
+    """The headers an input passes on to what it causes: its ``traceparent`` (one without a value
+    carries no trace, so it is not passed on)."""
+    return [(k, v) for k, v in headers or () if k == TRACE_HEADER and v is not None]
 
 
 def dead_letter_headers(

@@ -74,10 +74,9 @@ async def produce(producer: AIOKafkaProducer, records: list[Out]) -> list[tuple[
                 # Even an empty batch refused it. aiokafka's takes any first record, whatever its
                 # size (tests/unit/runtime/test_produce.py), so this is a guard: a record is never
                 # dropped, the producer's own send() sizes a batch for it, in its place. The
-                # refusal closed this batch: the records after it start another.
+                # refusal closed this batch, so the next record starts another (above).
                 fut = await producer.send(topic, o.value, key=o.key, partition=partition, headers=o.headers)
                 sent.append((fut, 1))
-                batch = producer.create_batch()
         if batch.record_count():
             sent.append(await _send_batch(producer, batch, topic, partition))
     return sent

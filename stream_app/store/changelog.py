@@ -12,6 +12,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+#: Headers as the consumer hands them over: Kafka allows one without a value, which aiokafka gives as
+#: None. Typed so, the compiled build (stream_app/compiled.py) reads such a record as unreadable,
+#: as the pure one does, instead of raising a TypeError in the restore.
+ReadHeaders = Iterable[tuple[str, bytes | None]]
+
 #: Changelog header naming the input offsets a state change came from.
 INPUT_HEADER = "stream-app.input"
 
@@ -21,10 +26,12 @@ def input_header(req_offset: int, status_offset: int) -> tuple[str, bytes]:
     return (INPUT_HEADER, f"{req_offset},{status_offset}".encode())
 
 
-def input_offsets(headers: Iterable[tuple[str, bytes]]) -> tuple[int, int] | None:
+def input_offsets(headers: ReadHeaders) -> tuple[int, int] | None:
     """The ``(send-requests, delivery-status)`` offsets of the header; None when absent or unreadable."""
     for name, value in headers:
         if name == INPUT_HEADER:
+            if value is None:
+                return None
             try:
                 req, st = value.split(b",", 1)
                 return int(req), int(st)
@@ -33,7 +40,7 @@ def input_offsets(headers: Iterable[tuple[str, bytes]]) -> tuple[int, int] | Non
     return None
 
 
-def uncommitted(headers: Iterable[tuple[str, bytes]], req_committed: int, status_committed: int) -> bool:
+def uncommitted(headers: ReadHeaders, req_committed: int, status_committed: int) -> bool:
     """True when the record's input was not committed: a restore skips it (the input comes again)."""
     src = input_offsets(headers)
     return src is not None and (src[0] >= req_committed or src[1] >= status_committed)

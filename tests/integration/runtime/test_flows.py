@@ -229,7 +229,7 @@ async def test_traceparent_is_copied_onto_what_a_record_causes(kafka_bootstrap: 
     assert dict(reader.records[t.outcomes][0].headers)["traceparent"] == trace
 
 
-async def test_content_larger_than_a_producer_batch_still_travels(
+async def test_content_of_most_of_a_producer_batch_still_travels(
     kafka_bootstrap: str, tmp_path: Path
 ) -> None:
     """A 300 KB content, most of a 512 KiB produce batch, still travels: the command carries it.

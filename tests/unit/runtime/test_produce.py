@@ -56,10 +56,11 @@ async def test_after_a_record_no_batch_takes_the_rest_go_in_batches_again_regres
     # branch started a fresh batch.
     producer = FakeProducer()
     producer.batch_bytes, producer.refuse_oversize = 10, True
-    outs = [Out("t", b"k", v, [], 0) for v in (b"a", b"x" * 50, b"b")]
+    outs = [Out("t", b"k", v, [], 0) for v in (b"a", b"x" * 50, b"y" * 50, b"b")]
     counts = await _produce(producer, outs)
-    assert _values(producer, "t", 0) == [b"a", b"x" * 50, b"b"]
-    assert producer.batch_sizes == [1, 1] and counts == [1, 1, 1]  # a batch, send(), a batch
+    assert _values(producer, "t", 0) == [b"a", b"x" * 50, b"y" * 50, b"b"]
+    # a batch, send() twice (no empty batch handed over between them), a batch
+    assert producer.batch_sizes == [1, 1] and counts == [1, 1, 1, 1]
 
 
 async def test_aiokafka_takes_any_record_into_an_empty_batch() -> None:
@@ -71,6 +72,9 @@ async def test_aiokafka_takes_any_record_into_an_empty_batch() -> None:
         full: Any = producer.create_batch()
         assert full.append(key=b"k", value=b"x" * 100, timestamp=None, headers=[]) is not None
         assert full.append(key=b"k", value=b"x" * 10_000, timestamp=None, headers=[]) is None
+        # A dead letter keeps its input's headers, a header without a value (None) included.
+        kept: Any = producer.create_batch()
+        assert kept.append(key=b"k", value=b"v", timestamp=None, headers=[("x", None)]) is not None
     finally:
         await producer.stop()
     await asyncio.sleep(0)

@@ -89,3 +89,31 @@ def test_bad_records_are_dead_lettered_with_their_reason_and_the_offset_still_mo
         assert ck.offsets[0] == {tp: 4} and not ck.changes
     finally:
         task.store.close()
+
+
+def test_a_header_without_a_value_is_taken_regression(tmp_path: Path) -> None:
+    # Kafka allows a header without a value (aiokafka gives None). Compiled, copied_headers() was
+    # typed for bytes only and raised a TypeError out of on_records() for any such record, outside
+    # the dead-letter handling: the same record again after every restart.
+    task = _task(tmp_path)
+    try:
+        ck = Checkpoint()
+        tp = TopicPartition(T.send_requests, 0)
+        trace = ("traceparent", b"00-abc-def-01")
+        records = [
+            _rec(T.send_requests, 0, b"m1", request("m1")),
+            _rec(T.send_requests, 1, b"m2", request("m2")),
+            _rec(T.send_requests, 2, b"k", b"{nope"),
+        ]
+        records[0].headers = [("x", None), ("traceparent", None)]
+        records[1].headers = [("x", None), trace]
+        records[2].headers = [("x", None)]
+        task.on_records(tp, records, NOW, ck)
+        first, second, dead = ck.outputs[0]
+        assert first.topic == second.topic == T.retry_commands
+        assert first.headers == []  # a traceparent without a value carries no trace
+        assert second.headers == [trace]
+        assert dead.topic == T.dead_letters and dead.headers[0] == ("x", None)  # the input's, untouched
+        assert ck.offsets[0] == {tp: 3}
+    finally:
+        task.store.close()
