@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
+from typing import Any
 
 import orjson
 from aiokafka.structs import ConsumerRecord, TopicPartition
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from stream_app.config import Settings
 from stream_app.fallback import Limits
@@ -117,3 +121,51 @@ def test_a_header_without_a_value_is_taken_regression(tmp_path: Path) -> None:
         assert ck.offsets[0] == {tp: 3}
     finally:
         task.store.close()
+
+
+_MID = st.sampled_from(["m1", "m2"])
+_HEADER_VALUE = st.one_of(st.none(), st.binary(max_size=8), st.just(b"00-abc-def-01"))
+_HEADERS = st.lists(st.tuples(st.sampled_from(["traceparent", "x", ""]), _HEADER_VALUE), max_size=3)
+
+
+def _status_value(mid: str, status: str) -> bytes:
+    return orjson.dumps({"messageId": mid, "attempt": 0, "channel": "WHATSAPP", "status": status})
+
+
+_VALUE = st.one_of(
+    st.none(),
+    st.sampled_from([b"", b"null", b"[]", b"{}", b"\xff\xfe", b'{"messageId": 5}', b'"x"', b"1e999"]),
+    st.binary(max_size=40),
+    _MID.map(request),
+    st.tuples(_MID, st.sampled_from(["DELIVERED", "ERROR", "delivered", "NOPE"])).map(
+        lambda t: _status_value(*t)
+    ),
+)
+_KEY = st.one_of(st.none(), st.sampled_from([b"", b"\xff", b"m1", b"m2"]))
+_RECORD = st.tuples(st.booleans(), _KEY, _VALUE, _HEADERS)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(_RECORD, min_size=1, max_size=12))
+def test_no_record_of_either_input_stops_the_step(shapes: list[tuple[bool, Any, Any, Any]]) -> None:
+    """Any key, value and headers an outside producer can write, on either input: each record is
+    decided or dead-lettered with a reason, and the offset moves past all of them. (The compiled
+    build once raised a TypeError out of on_records for a header without a value.)"""
+    with tempfile.TemporaryDirectory() as tmp:
+        task = _task(Path(tmp))
+        try:
+            ck = Checkpoint()
+            by_topic: dict[str, list[ConsumerRecord[bytes, bytes]]] = {}
+            for is_request, key, value, headers in shapes:
+                topic = T.send_requests if is_request else T.delivery_status
+                offset = len(by_topic.get(topic, []))
+                rec = ConsumerRecord(topic, 0, offset, 0, 0, key, value, None, 0, 0, headers)
+                by_topic.setdefault(topic, []).append(rec)
+            for topic, records in by_topic.items():
+                task.on_records(TopicPartition(topic, 0), records, NOW, ck)
+            for out in ck.outputs[0]:
+                if out.topic == T.dead_letters:
+                    assert dict(out.headers)["__error.reason"]
+            assert ck.offsets[0] == {TopicPartition(t, 0): len(r) for t, r in by_topic.items()}
+        finally:
+            task.store.close()
