@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from stream_app.contracts.timefmt import MAX_SECONDS
 from stream_app.errors import ConfigError
 
 GUARANTEES = ("at_least_once", "exactly_once")
@@ -186,6 +187,13 @@ def _validate(s: Settings) -> Settings:
     for name in ("max_flow_seconds", "dedup_seconds"):
         if getattr(s, name) <= 0:
             raise ConfigError(f"{ENV[name]}: must be > 0")
+    for name in ("max_flow_seconds", "orphan_status_seconds", "late_status_seconds", "dedup_seconds"):
+        if getattr(s, name) > MAX_SECONDS:
+            # A flow's end, a hold and the ended state's retention are deadlines in epoch ms, and a
+            # flow's end is also a command's notAfter: ten years keeps both in range (timefmt).
+            raise ConfigError(
+                f"{ENV[name]}: must be at most {MAX_SECONDS} (ten years), got {getattr(s, name)}"
+            )
     if s.max_request_bytes < 1024:
         raise ConfigError(f"{ENV['max_request_bytes']}: must be at least 1024")
     if not 1 <= s.partitions <= 10_000:

@@ -12,6 +12,19 @@ from datetime import UTC, datetime, timedelta
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
 
+#: The longest duration a record (``ttl``, ``fallbackAfter``) or a setting (``STREAM_APP_*_SECONDS``)
+#: may give: ten years, in seconds. Time is counted in epoch ms, and every instant the core names is
+#: built back into a datetime (an outcome's times, a command's ``notAfter``).
+MAX_SECONDS = 315_360_000
+#: The instants an input record may carry, in UTC: from datetime's own first instant (so
+#: ``0001-01-01T00:00:00Z``, the zero time some gateways send, still reads) to the start of year
+#: 9000, which leaves any instant plus ``MAX_SECONDS`` (a flow's end) below datetime's year 9999 cap,
+#: where :func:`from_ms` can still build it. An instant outside used to be accepted and only failed
+#: when the core built a time from it: a flow that never got its outcome (an ``initialAttempt.sentAt``
+#: in year 9999), a processor that stopped at every start (a channel-control ``until`` there).
+MIN_INSTANT = datetime(1, 1, 1, tzinfo=UTC)
+MAX_INSTANT = datetime(9000, 1, 1, tzinfo=UTC)
+
 
 def to_ms(value: datetime) -> int:
     """Epoch milliseconds of an offset-aware datetime, sub-millisecond digits dropped (floor).
@@ -53,5 +66,10 @@ def format_ms(ms: int) -> str:
     if base is None:
         if len(_SECONDS) >= _SECONDS_MAX:
             _SECONDS.clear()
-        base = _SECONDS[sec] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))
+        t = time.gmtime(sec)
+        # Written out, not strftime("%Y..."): glibc writes year 1 as "1", and RFC 3339 wants four
+        # digits ("0001-01-01T00:00:00Z", the zero time some gateways send, came out "1-01-01...").
+        base = _SECONDS[sec] = (
+            f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}T{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}"
+        )
     return f"{base}.{frac:03d}Z" if frac else f"{base}Z"

@@ -91,6 +91,12 @@ def test_security_settings_pass_through_to_the_client() -> None:
         ({"STREAM_APP_DEDUP_SECONDS": "-5"}, "STREAM_APP_DEDUP_SECONDS: must be >= 0, got -5"),
         ({"STREAM_APP_DEDUP_SECONDS": "nan"}, "STREAM_APP_DEDUP_SECONDS: must be >= 0, got nan"),
         ({"STREAM_APP_MAX_FLOW_SECONDS": "0"}, "STREAM_APP_MAX_FLOW_SECONDS: must be > 0"),
+        # Past ten years a flow's end could not be written back as a time (notAfter): regression.
+        (
+            {"STREAM_APP_MAX_FLOW_SECONDS": "1e12"},
+            "STREAM_APP_MAX_FLOW_SECONDS: must be at most 315360000 (ten years), got 1000000000000.0",
+        ),
+        ({"STREAM_APP_LATE_STATUS_SECONDS": "4e8"}, "STREAM_APP_LATE_STATUS_SECONDS: must be at most"),
         ({"STREAM_APP_PROCESSING_GUARANTEE": "maybe"}, "must be one of at_least_once, exactly_once"),
         ({"KAFKA_BOOTSTRAP_SERVERS": "  "}, "KAFKA_BOOTSTRAP_SERVERS: must not be empty"),
         ({"STREAM_APP_APP_ID": " "}, "STREAM_APP_APP_ID: must not be empty"),

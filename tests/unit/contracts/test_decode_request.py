@@ -495,3 +495,29 @@ def test_the_fast_path_reads_the_type_the_union_reads(data: bytes, sent: bool) -
         with pytest.raises(InvalidRecord, match="type: must be 'send' or 'cancel'"):
             _decode(_REQUEST, data)
         assert reason(data) == "type: must be 'send' or 'cancel'"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        (
+            {"requestedAt": "9000-01-01T00:00:00Z"},
+            "requestedAt: Input should be less than 9000-01-01T00:00:00Z",
+        ),
+        ({"expiresAt": "9999-12-31T23:59:59Z", "requestedAt": _DROP}, "expiresAt: Input should be less than"),
+        (
+            {"initialAttempt": {"sentAt": "9999-12-31T23:59:59-23:59"}},
+            "initialAttempt.sentAt: Input should be less than 9000-01-01T00:00:00Z",
+        ),
+        (
+            {"requestedAt": "0001-01-01T00:00:00+00:01"},
+            "requestedAt: Input should be greater than or equal to",
+        ),
+    ],
+)
+def test_an_instant_outside_what_the_core_can_write_back_is_refused_regression(
+    overrides: dict[str, Any], expected: str
+) -> None:
+    # Accepted before, such a request issued its commands and then never got its outcome: building
+    # the outcome's times failed on every try (an initialAttempt.sentAt in year 9999).
+    assert reason(raw(send(**overrides))).startswith(expected)

@@ -156,3 +156,21 @@ def test_not_json() -> None:
 @pytest.mark.parametrize("data", [b"[]", b'"DELIVERED"', b"null"])
 def test_not_an_object(data: bytes) -> None:
     assert reason(data) == "record: must be a JSON object"
+
+
+def test_an_instant_outside_what_the_core_can_write_back_is_refused_regression() -> None:
+    # Year 9999 in UTC was accepted, and the flow it ended could not build its outcome's times.
+    assert reason(status(occurredAt="9999-12-31T23:59:59-23:59")) == (
+        "occurredAt: Input should be less than 9000-01-01T00:00:00Z"
+    )
+    assert reason(status(occurredAt="0001-01-01T00:00:00+01:00")) == (
+        "occurredAt: Input should be greater than or equal to 0001-01-01T00:00:00Z"
+    )
+
+
+def test_the_zero_time_some_gateways_send_still_reads() -> None:
+    # Go writes an unset time as 0001-01-01T00:00:00Z: a status carrying it is not lost.
+    assert decode_status(status(occurredAt="0001-01-01T00:00:00Z")).occurred_at == datetime(
+        1, 1, 1, tzinfo=UTC
+    )
+    assert decode_status(status(occurredAt="8999-12-31T23:59:59.999Z")).occurred_at is not None

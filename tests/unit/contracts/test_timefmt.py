@@ -1,4 +1,4 @@
-"""Timestamps: the cached formatter writes exactly what strftime would, for any millisecond."""
+"""Timestamps: the cached formatter writes exactly what datetime.isoformat would, for any millisecond."""
 
 from __future__ import annotations
 
@@ -13,16 +13,24 @@ from stream_app.contracts import format_ms, from_ms, timefmt, to_ms
 MS = st.integers(min_value=-62_135_596_800_000, max_value=253_402_300_799_999)
 
 
-def _strftime_reference(ms: int) -> str:
+def _reference(ms: int) -> str:
+    # isoformat, not strftime("%Y"): glibc's strftime writes year 1 as "1" (the formatter once did too).
     dt = datetime.fromtimestamp(ms // 1000, tz=UTC)
     frac = ms % 1000
-    base = dt.strftime("%Y-%m-%dT%H:%M:%S")
+    base = dt.replace(tzinfo=None).isoformat(timespec="seconds")
     return f"{base}.{frac:03d}Z" if frac else f"{base}Z"
 
 
 @given(MS)
-def test_format_ms_matches_strftime(ms: int) -> None:
-    assert format_ms(ms) == _strftime_reference(ms)
+def test_format_ms_matches_the_reference(ms: int) -> None:
+    assert format_ms(ms) == _reference(ms)
+
+
+def test_a_year_before_1000_has_four_digits_regression() -> None:
+    # Go's zero time, which some gateways send as an unset occurredAt, came out as "1-01-01T00:00:00Z":
+    # not RFC 3339, so a consumer of the outcome refused it.
+    assert format_ms(-62_135_596_800_000) == "0001-01-01T00:00:00Z"
+    assert format_ms(to_ms(datetime(1000, 1, 1, tzinfo=UTC)) - 1) == "0999-12-31T23:59:59.999Z"
 
 
 @given(st.integers(min_value=0, max_value=253_402_300_799_999))

@@ -142,6 +142,19 @@ def test_words_are_case_insensitive_and_defaults_apply() -> None:
         (b'{"channel": "SMS", "state": "SHUT"}', None, "state: Input should be 'OPEN' or 'CLOSED'"),
         (b'{"channel": "SMS"}', None, "state: required"),
         (b'{"channel": "SMS", "state": "CLOSED", "until": 1712650000}', None, "until: must be an RFC 3339"),
+        # Regression: an until past year 9000 was taken, and building it back into a time for the
+        # sweep of a newly assigned partition stopped the processor, at every start.
+        (
+            b'{"channel": "SMS", "state": "CLOSED", "inFlight": "FALLBACK",'
+            b' "until": "9999-12-31T23:59:59-23:59"}',
+            None,
+            "until: Input should be less than 9000-01-01T00:00:00Z",
+        ),
+        (
+            b'{"channel": "SMS", "state": "CLOSED", "at": "9000-01-01T00:00:00Z"}',
+            None,
+            "at: Input should be less",
+        ),
         (b'{"channel": "SMS", "state": "CLOSED", "inFlight": "NOW"}', None, "inFlight: Input should be"),
         (
             b'{"type": "cancel", "channel": "SMS", "state": "CLOSED"}',

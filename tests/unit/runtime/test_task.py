@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tempfile
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from stream_app.config import Settings
+from stream_app.contracts import to_ms
 from stream_app.fallback import Limits
 from stream_app.runtime.checkpoint import Checkpoint
 from stream_app.runtime.metrics import Metrics
@@ -169,3 +171,33 @@ def test_no_record_of_either_input_stops_the_step(shapes: list[tuple[bool, Any, 
             assert ck.offsets[0] == {TopicPartition(t, 0): len(r) for t, r in by_topic.items()}
         finally:
             task.store.close()
+
+
+def test_a_flow_at_the_edges_of_time_still_ends_with_its_outcome(tmp_path: Path) -> None:
+    """The last instant an input may name, plus the longest ttl, is still a time the outcome and the
+    command's notAfter can carry; so is the first (Go's zero time)."""
+    task = _task(tmp_path)
+    try:
+        last = "8999-12-31T23:59:59.999Z"
+        body = orjson.loads(request("m1"))
+        body.update(requestedAt=last, ttl=315_360_000, initialAttempt={"sentAt": last})
+        first = orjson.loads(request("m2"))
+        first.update(requestedAt="0001-01-01T00:00:00Z")
+        ck = Checkpoint()
+        records = [
+            _rec(T.send_requests, 0, b"m1", orjson.dumps(body)),
+            _rec(T.send_requests, 1, b"m2", orjson.dumps(first)),
+        ]
+        task.on_records(TopicPartition(T.send_requests, 0), records, NOW, ck)
+        # m2 expired long ago: its outcome at once. m1 waits on its WhatsApp step, sent in year 8999.
+        [m2] = [orjson.loads(o.value or b"") for o in ck.outputs[0]]
+        assert (m2["messageId"], m2["result"], m2["requestedAt"]) == ("m2", "EXPIRED", "0001-01-01T00:00:00Z")
+        task.store.flush(0)
+        far = to_ms(datetime(9010, 6, 1, tzinfo=UTC))  # m1's step and then its ten-year ttl are over
+        ck2 = Checkpoint()
+        assert task.fire_due(far, 100, ck2) == 2  # m1's end, and the end of m2's dedup retention
+        [m1] = [orjson.loads(o.value or b"") for o in ck2.outputs[0] if o.topic == T.outcomes]
+        assert (m1["messageId"], m1["result"]) == ("m1", "EXPIRED")
+        assert m1["attempts"][0]["issuedAt"] == last
+    finally:
+        task.store.close()
