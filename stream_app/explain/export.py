@@ -14,7 +14,8 @@
   '%s'`` prints); ``valueBase64`` when it is not UTF-8; ``null`` for a tombstone.
 - ``partition``, ``offset`` (optional, default 0 and the line number): where it was; records of one
   topic replay in offset order.
-- ``headers`` (optional): ``[[name, text], ...]`` or ``{name: text}``.
+- ``headers`` (optional): ``[[name, text], ...]`` or ``{name: text}``; a text may be null (a header
+  without a value).
 
 A line that is not such an object is reported with its number and reason; the other lines are used.
 """
@@ -50,7 +51,7 @@ class _Line(BaseModel):
     keyBase64: str | None = None
     value: Any = None
     valueBase64: str | None = None
-    headers: list[tuple[str, str]] | dict[str, str] | None = None
+    headers: list[tuple[str, str | None]] | dict[str, str | None] | None = None
 
 
 def read_export(path: Path, message_id: str, settings: Settings) -> tuple[list[Record], list[str], int]:
@@ -144,11 +145,13 @@ def _value(line: _Line) -> bytes | None:
     return orjson.dumps(v)  # the JSON object itself, as kcat's %s prints a JSON value
 
 
-def _headers(h: list[tuple[str, str]] | dict[str, str] | None) -> tuple[tuple[str, bytes], ...]:
+def _headers(
+    h: list[tuple[str, str | None]] | dict[str, str | None] | None,
+) -> tuple[tuple[str, bytes | None], ...]:
     if h is None:
         return ()
     pairs = h.items() if isinstance(h, dict) else h
-    return tuple((k, v.encode()) for k, v in pairs)
+    return tuple((k, None if v is None else v.encode()) for k, v in pairs)
 
 
 # -------------------------------------------------------------------------------------------- writing
@@ -170,7 +173,8 @@ def export_line(rec: Record) -> bytes:
             out[name] = data.decode("utf-8")
         except UnicodeDecodeError:
             out[f"{name}Base64"] = base64.b64encode(data).decode()
-    out["headers"] = [[k, v.decode("utf-8", "replace")] for k, v in rec.headers]
+    # A header without a value (Kafka allows one) is written as null, and read back as one.
+    out["headers"] = [[k, None if v is None else v.decode("utf-8", "replace")] for k, v in rec.headers]
     return orjson.dumps(out) + b"\n"
 
 

@@ -43,7 +43,7 @@ class Record:
     timestamp_ms: int
     key: bytes | None
     value: bytes | None
-    headers: tuple[tuple[str, bytes], ...] = ()
+    headers: tuple[tuple[str, bytes | None], ...] = ()  # None: a header without a value (Kafka allows one)
 
     @property
     def keyed(self) -> bool:

@@ -290,7 +290,8 @@ class _Stepper:
         for o in outs:
             if o.topic == t.dead_letters:
                 reason = next(
-                    (v.decode("utf-8", "replace") for k, v in o.headers if k == "__error.reason"), "?"
+                    (v.decode("utf-8", "replace") for k, v in o.headers if k == "__error.reason" and v),
+                    "?",
                 )
                 out.append(Output("dead-letter", "dead_letters", o.value, None, reason))
                 continue

@@ -141,6 +141,24 @@ def test_export_lines_read_back_as_written_text_or_base64() -> None:
     assert (back, problems, n) == (rec, [], 1)
 
 
+def test_a_header_without_a_value_is_written_as_null_and_read_back_regression() -> None:
+    # Kafka allows a header without a value (None): the export failed on it with an AttributeError.
+    rec = Record(
+        "send_requests",
+        "p.send-requests",
+        2,
+        5,
+        T0,
+        MID.encode(),
+        b"{}",
+        (("x", None), ("traceparent", b"00-x")),
+    )
+    raw = export_line(rec)
+    assert orjson.loads(raw)["headers"] == [["x", None], ["traceparent", "00-x"]]
+    [back], problems, n = parse_lines([raw], MID, Settings())
+    assert (back, problems, n) == (rec, [], 1)
+
+
 def test_published_records_in_the_file_are_checked_and_a_tampered_one_is_flagged(tmp_path: Path) -> None:
     # The command the processor would have published, then the same with another channel.
     cmd = {
