@@ -12,6 +12,10 @@ Both sides read the same pre-filled inputs from their own consumer group: N requ
   per record), awaits their delivery, then commits. No decode, no logic, no state, no changelog.
 * passthrough-send: the same loop with ``send()`` and a delivery future per record (the loop
   aiokafka's documentation shows), for a second ratio.
+* decode-floor: the batch passthrough that also decodes each input with the contract's models
+  (``decode_request`` / ``decode_status``, what any processor keeping the contract must do) and
+  then passes it on as it came. Not an alternative to the processor: the floor under it, so the
+  ratio the decoding alone leaves is measured, not estimated.
 * naive: the naive peer of issue 10, an in-memory processor written in an afternoon: the same
   clients, ``json.loads`` of each input, a dict of pending requests, a command (JSON) for each
   request and an outcome for each DELIVERED, ``send()`` and a future per record, commit after
@@ -58,6 +62,7 @@ from aiokafka.structs import ConsumerRecord, TopicPartition
 
 from stream_app.compiled import mode
 from stream_app.config import Settings
+from stream_app.contracts import decode_request, decode_status
 from stream_app.contracts.catalogue import CATALOGUE
 from stream_app.runtime import Processor
 from stream_app.runtime.clients import group_consumer, output_producer
@@ -195,12 +200,16 @@ async def plain_loop(settings: Settings, n: int, group: str, handle: Handler) ->
     }
 
 
-async def passthrough(settings: Settings, n: int, out_topic: str, per_record: bool) -> dict[str, Any]:
+async def passthrough(
+    settings: Settings, n: int, out_topic: str, per_record: bool, decode: bool = False
+) -> dict[str, Any]:
     """The strongest plain loop: the processor's clients and batch size, one output per input.
 
     ``per_record``: ``send()`` and a delivery future per record (the loop aiokafka's documentation
-    shows, and what the passthrough of issue 10 measured) instead of whole batches.
+    shows, and what the passthrough of issue 10 measured) instead of whole batches. ``decode``: each
+    input decoded with the contract's models first (the decode floor; batches only).
     """
+    requests_topic = settings.topics.send_requests
 
     async def each(
         producer: AIOKafkaProducer, tp: TopicPartition, records: list[ConsumerRecord[bytes, bytes]]
@@ -219,7 +228,11 @@ async def passthrough(settings: Settings, n: int, out_topic: str, per_record: bo
     ) -> tuple[list[asyncio.Future[Any]], int]:
         futures = []
         out = producer.create_batch()
+        if decode:
+            decoder = decode_request if tp.topic == requests_topic else decode_status
         for rec in records:
+            if decode:
+                decoder(rec.value)
             if out.append(key=rec.key, value=rec.value, timestamp=None, headers=list(rec.headers)) is None:
                 futures.append(await producer.send_batch(out, out_topic, partition=tp.partition))
                 out = producer.create_batch()
@@ -342,8 +355,8 @@ def run_side(args: argparse.Namespace, side: str, app_id: str) -> dict[str, Any]
 
 async def side(args: argparse.Namespace) -> dict[str, Any]:
     """The child process: measure one side on topics the parent created and filled."""
-    if args.side == "processor" and not args.default_gc:
-        tune_gc()  # as `stream-app processor` does
+    if args.side in ("processor", "decode-floor") and not args.default_gc:
+        tune_gc()  # as `stream-app processor` does (the floor too: it must be the fastest it can be)
     with tempfile.TemporaryDirectory() as tmp:
         settings = settings_for(args.bootstrap, args.prefix, args.app_id, Path(tmp), args.partitions)
         inputs = 2 * args.records  # a request and its DELIVERED status
@@ -352,7 +365,8 @@ async def side(args: argparse.Namespace) -> dict[str, Any]:
         if args.side == "naive":
             return await naive(settings, inputs, f"{args.prefix}naive-out")
         per_record = args.side == "passthrough-send"
-        return await passthrough(settings, inputs, f"{args.prefix}{args.side}-out", per_record)
+        decode = args.side == "decode-floor"
+        return await passthrough(settings, inputs, f"{args.prefix}{args.side}-out", per_record, decode)
 
 
 async def prepare(args: argparse.Namespace) -> float:
@@ -362,7 +376,8 @@ async def prepare(args: argparse.Namespace) -> float:
     """
     with tempfile.TemporaryDirectory() as tmp:
         settings = settings_for(args.bootstrap, args.prefix, args.app_id, Path(tmp), args.partitions)
-        outs = [f"{args.prefix}{side}-out" for side in ("passthrough", "passthrough-send", "naive")]
+        sides = ("passthrough", "passthrough-send", "naive", "decode-floor")
+        outs = [f"{args.prefix}{side}-out" for side in sides]
         await create_topics(settings, args.partitions, outs)
         t0 = time.perf_counter()
         await fill(settings, args.records)
@@ -397,6 +412,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         raw_rounds: list[dict[str, Any]] = []
         send_rounds: list[dict[str, Any]] = []
         naive_rounds: list[dict[str, Any]] = []
+        floor_rounds: list[dict[str, Any]] = []
         for r in range(args.rounds):
             args.prefix, args.app_id = f"bench{uuid.uuid4().hex[:8]}.", "bench-processor"
             fills.append(asyncio.run(prepare(args)))
@@ -404,17 +420,19 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
             raw_rounds.append(run_side(args, "passthrough", "bench-passthrough"))
             send_rounds.append(run_side(args, "passthrough-send", "bench-passthrough"))
             naive_rounds.append(run_side(args, "naive", "bench-naive"))
+            floor_rounds.append(run_side(args, "decode-floor", "bench-passthrough"))
             print(
                 f"round {r + 1}/{args.rounds}: processor {proc_rounds[-1]['per_s']}/s, "
                 f"passthrough {raw_rounds[-1]['per_s']}/s, "
-                f"passthrough with send() {send_rounds[-1]['per_s']}/s, naive {naive_rounds[-1]['per_s']}/s",
+                f"passthrough with send() {send_rounds[-1]['per_s']}/s, naive {naive_rounds[-1]['per_s']}/s, "
+                f"decode floor {floor_rounds[-1]['per_s']}/s",
                 file=sys.stderr,
             )
     finally:
         if broker is not None:
             asyncio.run(broker.astop())
     proc, raw, send = median_side(proc_rounds), median_side(raw_rounds), median_side(send_rounds)
-    peer = median_side(naive_rounds)
+    peer, floor = median_side(naive_rounds), median_side(floor_rounds)
     return {
         "benchmark": "throughput",
         "broker": "tansu (local)" if broker is not None else args.bootstrap,
@@ -430,6 +448,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         "passthrough": raw,
         "passthrough_send": send,
         "naive": peer,
+        "decode_floor": floor,
         "processor": proc,
         "ratio": round(proc["per_s"] / raw["per_s"], 3),
         "ratio_per_round": [
@@ -440,6 +459,8 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
             round(p["per_s"] / q["per_s"], 3) for p, q in zip(proc_rounds, send_rounds, strict=True)
         ],
         "naive_ratio": round(peer["per_s"] / raw["per_s"], 3),
+        # What decoding alone leaves of the passthrough: no processor keeping the contract goes higher.
+        "decode_floor_ratio": round(floor["per_s"] / raw["per_s"], 3),
         "processor_over_naive": round(proc["per_s"] / peer["per_s"], 2),
         "target_ratio": 0.7,
         "rounds_detail": {
@@ -447,6 +468,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
             "passthrough": raw_rounds,
             "passthrough_send": send_rounds,
             "naive": naive_rounds,
+            "decode_floor": floor_rounds,
         },
     }
 
@@ -469,7 +491,9 @@ def cli() -> None:
     )
     # The child process's arguments (run_side passes them).
     parser.add_argument(
-        "--side", choices=("processor", "passthrough", "passthrough-send", "naive"), help=argparse.SUPPRESS
+        "--side",
+        choices=("processor", "passthrough", "passthrough-send", "naive", "decode-floor"),
+        help=argparse.SUPPRESS,
     )
     parser.add_argument("--prefix", help=argparse.SUPPRESS)
     parser.add_argument("--app-id", help=argparse.SUPPRESS)
