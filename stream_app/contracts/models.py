@@ -272,7 +272,13 @@ Timestamp = Annotated[
 #: input may name.
 InstantIn = Annotated[
     AwareDatetime,
-    Field(ge=MIN_INSTANT, lt=MAX_INSTANT),
+    Field(
+        ge=MIN_INSTANT,
+        lt=MAX_INSTANT,
+        # JSON Schema has no bounds for a date-time (pydantic leaves ge/lt out): said in words.
+        description="RFC 3339 with an offset; as an instant (UTC), from 0001-01-01T00:00:00Z to before "
+        "9000-01-01T00:00:00Z",
+    ),
     BeforeValidator(_rfc3339_only),
     PlainSerializer(utc_text, return_type=str, when_used="json"),
 ]
