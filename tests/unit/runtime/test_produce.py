@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
@@ -77,4 +76,3 @@ async def test_aiokafka_takes_any_record_into_an_empty_batch() -> None:
         assert kept.append(key=b"k", value=b"v", timestamp=None, headers=[("x", None)]) is not None
     finally:
         await producer.stop()
-    await asyncio.sleep(0)
