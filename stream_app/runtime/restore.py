@@ -111,17 +111,6 @@ async def replay(
             if uncommitted(rec.headers, r.req_limit, r.st_limit):
                 r.skipped += 1
                 continue
-            if rec.key is None:
-                # Not one of ours (each is keyed by its messageId): a foreign record, like the ones
-                # below. Staged, it failed the store's flush at the end of the restore, for good.
-                log(
-                    logging.ERROR,
-                    "changelog_record_unreadable",
-                    partition=p,
-                    offset=rec.offset,
-                    error="no key",
-                )
-                continue
             try:
                 store.apply_changelog(rec.key, rec.value, rec.offset)
                 r.applied += 1

@@ -266,21 +266,25 @@ class PartitionStore(DueScan, KeyPages):
         self._low_water = low_water
         self._discard_staged()
 
-    def apply_changelog(self, key: bytes, record: bytes | None, offset: int) -> None:
+    def apply_changelog(self, key: bytes | None, record: bytes | None, offset: int) -> None:
         """Restore one changelog record (None = tombstone) read at ``offset``; rebuilds the index.
 
         Records at or below the offset already applied are skipped (a restore that re-reads an overlap
         must not move state backwards). Writes go out in batches of :data:`RESTORE_BATCH` with their
         offset; call ``flush()`` at the end of the restore to make the last ones durable (and to end the
         restore: into an empty store it skips the reads of new keys, see :data:`_FRESH_FILTER_BYTES`).
-        Raises :class:`InvalidChangelogRecord` for a value that is not a changelog value, and
-        :class:`RestoreOrderError` if ``put``/``delete`` writes are staged.
+        Raises :class:`InvalidChangelogRecord` for a record without a key or a value that is not a
+        changelog value, and :class:`RestoreOrderError` if ``put``/``delete`` writes are staged.
         """
         if self._processing_staged or self._db is None:
             self._require_open()
             raise RestoreOrderError(
                 f"state store {self.path}: flush staged put/delete writes before applying changelog records"
             )
+        if key is None:
+            # Not one of ours: each change is keyed by its messageId. Staged, it failed the flush
+            # that ends the restore (a pure build) on every try.
+            raise InvalidChangelogRecord("no key (each change is keyed by its messageId)")
         applied = self._restore_offset if self._restore_offset is not None else self._offset
         if applied is not None and offset <= applied:
             return

@@ -405,6 +405,20 @@ def test_restore_from_changelog_with_tombstones(tmp_path: Path) -> None:
         _assert_matches(store, _model(records))
 
 
+def test_a_changelog_record_without_a_key_is_refused_and_the_restore_goes_on_regression(
+    tmp_path: Path,
+) -> None:
+    # The pure build staged it, and the flush that ends the restore failed on it, on every try.
+    records = _changelog(10)
+    with open_store(tmp_path) as store:
+        with pytest.raises(InvalidChangelogRecord, match="no key"):
+            store.apply_changelog(None, changelog_value(b"v", None), 0)
+        for key, record, offset in records:
+            store.apply_changelog(key, record, offset)
+        store.flush()
+        _assert_matches(store, _model(records))
+
+
 @pytest.mark.parametrize("filter_bytes", [1, 64, 1 << 20])  # saturated, colliding, sparse
 def test_restore_into_an_empty_store_is_exact_across_batches(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, filter_bytes: int
