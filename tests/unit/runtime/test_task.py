@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from stream_app.config import Settings
 from stream_app.contracts import to_ms
+from stream_app.contracts.timefmt import MAX_SECONDS
 from stream_app.fallback import Limits
 from stream_app.runtime.checkpoint import Checkpoint
 from stream_app.runtime.metrics import Metrics
@@ -180,7 +181,7 @@ def test_a_flow_at_the_edges_of_time_still_ends_with_its_outcome(tmp_path: Path)
     try:
         last = "8999-12-31T23:59:59.999Z"
         body = orjson.loads(request("m1"))
-        body.update(requestedAt=last, ttl=315_360_000, initialAttempt={"sentAt": last})
+        body.update(requestedAt=last, ttl=MAX_SECONDS, initialAttempt={"sentAt": last})
         first = orjson.loads(request("m2"))
         first.update(requestedAt="0001-01-01T00:00:00Z")
         ck = Checkpoint()
