@@ -154,6 +154,16 @@ _HELP: dict[str, str] = {
 }
 
 
+def max_record_bytes(max_request_bytes: int) -> int:
+    """The largest record the processor produces (its producers' ``max_request_size``).
+
+    Room for the largest output an accepted input can cause (its state: about the input's size plus
+    a few hundred bytes), and never below the 1 MiB default of aiokafka's ``max_request_size`` and of
+    the brokers' ``message.max.bytes``.
+    """
+    return max(1024 * 1024, 2 * max_request_bytes)
+
+
 def _convert(name: str, raw: str, source: str) -> Any:
     default = getattr(Settings(), name)
     try:

@@ -16,7 +16,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import KafkaError
 
-from stream_app.config import Settings
+from stream_app.config import Settings, max_record_bytes
 from stream_app.runtime.errors import TransactionsUnsupported
 
 #: How long the group waits for members to rejoin in a rebalance (aiokafka's default is the 10 s
@@ -40,12 +40,6 @@ MAX_BATCH_BYTES = 512 * 1024
 
 def _isolation(exactly_once: bool) -> str:
     return "read_committed" if exactly_once else "read_uncommitted"
-
-
-def _max_request_size(settings: Settings) -> int:
-    # Room for the largest output an accepted input can cause (its state, about the input's size
-    # plus a few hundred bytes), and never below aiokafka's 1 MiB default.
-    return max(1024 * 1024, 2 * settings.max_request_bytes)
 
 
 def group_consumer(settings: Settings, exactly_once: bool) -> AIOKafkaConsumer:
@@ -73,7 +67,7 @@ def output_producer(settings: Settings) -> AIOKafkaProducer:
         linger_ms=LINGER_MS,
         enable_idempotence=False,
         max_batch_size=MAX_BATCH_BYTES,
-        max_request_size=_max_request_size(settings),
+        max_request_size=max_record_bytes(settings.max_request_bytes),
     )
 
 
@@ -94,7 +88,7 @@ def transactional_producer(settings: Settings, p: int) -> AIOKafkaProducer:
         transactional_id=f"{settings.app_id}-{settings.topics.send_requests}-{p}",
         acks="all",
         linger_ms=2,
-        max_request_size=_max_request_size(settings),
+        max_request_size=max_record_bytes(settings.max_request_bytes),
     )
 
 

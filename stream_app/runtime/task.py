@@ -17,10 +17,11 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from aiokafka.structs import ConsumerRecord, TopicPartition
 from mypy_extensions import mypyc_attr
 
-from stream_app.config import Settings, Topics
+from stream_app.config import Settings, Topics, max_record_bytes
 from stream_app.contracts import InvalidRecord, SendRequest, decode_request, decode_status, encode
 from stream_app.contracts.headers import Headers, copied_headers, dead_letter_headers
 from stream_app.contracts.trusted import encode_command, encode_outcome
@@ -245,10 +246,31 @@ class PartitionTask:
             ck.changed(self.p, key, self.store.put(key, value, new.deadline_ms))
 
     def dead_letter(self, ck: Checkpoint, rec: ConsumerRecord, reason: str, cls: str) -> None:
-        """Stage the input record, untouched, on ``dead-letters`` with its reason (CONTRACT.md)."""
-        headers: Headers = list(rec.headers)
-        headers += dead_letter_headers(reason, rec.topic, rec.partition, rec.offset, cls)
-        ck.outputs[self.p].append(Out(self.config.topics.dead_letters, rec.key, rec.value, headers))
+        """Stage the input record, untouched, on ``dead-letters`` with its reason (CONTRACT.md).
+
+        Unless it would be too large to produce: an input topic may take larger records than the
+        processor's producer does (``max_record_bytes``), and a produce refused for size fails the
+        turn at every retry, so the partition would stall for good. Such a dead letter carries no
+        value (nor, if still too large, the input's own headers); its reason says so, and its
+        ``__error.source.*`` headers say where the record is. Dead letters are rare: sizing each
+        one costs nothing that counts.
+        """
+        key, value, theirs = rec.key, rec.value, list(rec.headers)
+        own = dead_letter_headers(reason, rec.topic, rec.partition, rec.offset, cls)
+        limit = max_record_bytes(self.config.max_request_bytes)
+        if DefaultRecordBatchBuilder.estimate_size_in_bytes(key, value, theirs + own) > limit:
+            dropped = f"the value ({len(value or b'')} bytes) is"
+            if DefaultRecordBatchBuilder.estimate_size_in_bytes(key, None, theirs + own) > limit:
+                dropped = f"the value ({len(value or b'')} bytes) and the record's own headers are"
+                theirs = []
+            reason = (
+                f"{reason}; {dropped} not carried: a dead letter may be at most {limit} bytes, "
+                "read the record at its source offset"
+            )
+            own = dead_letter_headers(reason, rec.topic, rec.partition, rec.offset, cls)
+            value = None
+        headers: Headers = theirs + own
+        ck.outputs[self.p].append(Out(self.config.topics.dead_letters, key, value, headers))
         self.metrics.dead_letters.labels(rec.topic).inc()
         log(
             logging.WARNING,

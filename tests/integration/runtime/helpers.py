@@ -89,9 +89,15 @@ async def publish(
     settings: Settings,
     topic: str,
     records: Iterable[tuple[bytes | None, bytes | None] | tuple[bytes | None, bytes | None, list[Any]]],
+    max_request_size: int = 1024 * 1024,
 ) -> None:
-    """Produce records (key, value[, headers]) in order and wait for all acknowledgements."""
-    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, linger_ms=5)
+    """Produce records (key, value[, headers]) in order and wait for all acknowledgements.
+
+    ``max_request_size``: the producer's (aiokafka's default: 1 MiB), larger for a test of records
+    larger than that."""
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.bootstrap_servers, linger_ms=5, max_request_size=max_request_size
+    )
     await producer.start()
     try:
         futures = []

@@ -114,3 +114,37 @@ async def test_records_over_the_size_limit_are_dead_lettered_and_the_partition_f
         reason = headers["__error.reason"].decode()
         assert "over the limit of 4096 (STREAM_APP_MAX_REQUEST_BYTES)" in reason, reason
     assert {d.value for d in reader.records[t.dead_letters]} == {big, big_status}
+
+
+async def test_a_record_too_large_to_dead_letter_whole_does_not_stall_its_partition_regression(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """Regression: a dead letter carries the input's value, untouched, and the processor's producer
+    refuses a record over its max_request_size (1 MiB here). An input that large (its topic took it)
+    made every retry of the turn fail the same produce: the partition stalled for good. Now its dead
+    letter carries no value, says so in its reason, and the records behind it flow on."""
+    s = settings_for(kafka_bootstrap, tmp_path / "state", partitions=1)
+    await setup_topics(s)
+    t = s.topics
+    huge = b'{"messageId": "huge", "pad": "' + b"x" * (1536 * 1024) + b'"}'
+    reader = Reader(kafka_bootstrap, [t.outcomes, t.dead_letters])
+    async with running(s), reader:
+        # One partition: the good request sits right behind the huge one and must still end.
+        await publish(
+            s,
+            t.send_requests,
+            [(b"huge", huge), (b"g1", send_request("g1", [("WHATSAPP", 0.3)]))],
+            max_request_size=4 * 1024 * 1024,
+        )
+        await reader.wait(lambda: len(reader.records[t.outcomes]) >= 1, "the good request's outcome")
+        await reader.wait(lambda: len(reader.records[t.dead_letters]) >= 1, "the huge one's dead letter")
+    assert [o["messageId"] for o in reader.values(t.outcomes)] == ["g1"]
+    (dead,) = reader.records[t.dead_letters]
+    assert dead.key == b"huge"
+    assert dead.value is None
+    headers = dict(dead.headers)
+    reason = headers["__error.reason"].decode()
+    assert f"record: {len(huge)} bytes, over the limit of {s.max_request_bytes}" in reason, reason
+    assert f"the value ({len(huge)} bytes) is not carried" in reason, reason
+    assert headers["__error.source.topic"].decode() == t.send_requests
+    assert int(headers["__error.source.offset"]) == 0

@@ -98,6 +98,49 @@ def test_bad_records_are_dead_lettered_with_their_reason_and_the_offset_still_mo
         task.store.close()
 
 
+def test_a_dead_letter_too_large_to_produce_drops_the_value_then_the_headers_regression(
+    tmp_path: Path,
+) -> None:
+    """Regression: a dead letter over the producer's max_request_size (1 MiB here) failed every
+    retry of the turn's produce, and its partition stalled. It now carries no value (and, when the
+    input's own headers alone are too large, not them either), and says so in its reason."""
+    task = _task(tmp_path)
+    limit = 1024 * 1024  # max_record_bytes of the default 512 KiB STREAM_APP_MAX_REQUEST_BYTES
+    try:
+        ck = Checkpoint()
+        tp = TopicPartition(T.send_requests, 0)
+        just_fits = b"x" * (limit - 1024)  # its __error.* headers and overhead still fit
+        too_large = b"x" * limit
+        heavy = ConsumerRecord(
+            T.send_requests, 0, 2, 0, 0, b"h", b"{nope", None, 0, 0, [("big", b"y" * limit)]
+        )
+        task.on_records(
+            tp,
+            [_rec(T.send_requests, 0, b"a", just_fits), _rec(T.send_requests, 1, b"b", too_large), heavy],
+            NOW,
+            ck,
+        )
+        fits, dropped, stripped = ck.outputs[0]
+        assert [o.topic for o in ck.outputs[0]] == [T.dead_letters] * 3
+        assert fits.value == just_fits and [k for k, _ in fits.headers][:2] == ["traceparent", "other"]
+        assert dropped.value is None and [k for k, _ in dropped.headers][:2] == ["traceparent", "other"]
+        reason = dict(dropped.headers)["__error.reason"].decode()
+        assert reason.startswith(f"record: {limit} bytes, over the limit of {S.max_request_bytes}")
+        assert reason.endswith(
+            f"the value ({limit} bytes) is not carried: a dead letter may be at most {limit} bytes, "
+            "read the record at its source offset"
+        )
+        assert stripped.value is None and "big" not in dict(stripped.headers)
+        assert (
+            "the value (5 bytes) and the record's own headers are not carried"
+            in dict(stripped.headers)["__error.reason"].decode()
+        )
+        assert dict(stripped.headers)["__error.source.offset"] == b"2"
+        assert ck.offsets[0] == {tp: 3}
+    finally:
+        task.store.close()
+
+
 def test_a_header_without_a_value_is_taken_regression(tmp_path: Path) -> None:
     # Kafka allows a header without a value (aiokafka gives None). Compiled, copied_headers() was
     # typed for bytes only and raised a TypeError out of on_records() for any such record, outside
