@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import math
 import re
 import sys
 import time
@@ -179,8 +180,8 @@ def _run(args: argparse.Namespace) -> int:
             until_ms=_time(args.until, now, "--until"),
             offsets=_offsets(args.offsets or []),
         )
-        if args.tolerance < 0:
-            raise ValueError("--tolerance: must be >= 0")
+        if not (math.isfinite(args.tolerance) and args.tolerance >= 0):  # nan, inf: a traceback at round()
+            raise ValueError(f"--tolerance: must be a number of seconds >= 0, got {args.tolerance}")
         if args.from_file is not None and (args.export is not None or args.offsets):
             raise ValueError("--from-file reads no topic: --export and --offsets do not apply to it")
     except ValueError as exc:
