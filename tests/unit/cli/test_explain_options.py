@@ -83,3 +83,14 @@ def test_tolerance_nan_or_inf_was_a_traceback_regression(tolerance: str) -> None
     assert (code, out) == (2, "")
     assert err.startswith("stream-app: error: --tolerance: must be a number of seconds >= 0, got ")
     assert err.count("\n") == 1
+
+
+@pytest.mark.parametrize("argv", [["--since", "9" * 400 + "d"], ["--until", "9999-12-31T00:00:00Z"]])
+def test_time_outside_the_contract_range_overflowed_regression(argv: list[str]) -> None:
+    """A few hundred digits of age made round() raise OverflowError; year 9999 is past any record."""
+    code, out, err = run(*argv, "--from-file", "/dev/null")
+    assert (code, out) == (2, "")
+    assert err == (
+        f"stream-app: error: {argv[0]}: {argv[1]!r} is outside the times from 0001-01-01T00:00:00Z "
+        "to before 9000-01-01T00:00:00Z\n"
+    )
