@@ -9,15 +9,21 @@ from __future__ import annotations
 
 import argparse
 import os
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from stream_app.contracts.timefmt import MAX_SECONDS
 from stream_app.errors import ConfigError
 
+if TYPE_CHECKING:
+    import ssl
+
 GUARANTEES = ("at_least_once", "exactly_once")
+#: The largest TCP port.
+MAX_PORT = 65_535
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,30 +86,7 @@ class Settings:
 
     def kafka_client_kwargs(self) -> dict[str, Any]:
         """Keyword arguments every aiokafka client of this process takes."""
-        kwargs: dict[str, Any] = {"bootstrap_servers": self.bootstrap_servers}
-        sec = self.security
-        if "security_protocol" in sec:
-            kwargs["security_protocol"] = sec["security_protocol"]
-        for key in ("sasl_mechanism", "sasl_plain_username", "sasl_plain_password"):
-            if key in sec:
-                kwargs[key] = sec[key]
-        # TLS needs a context even without any KAFKA_SSL_* file: aiokafka refuses SSL/SASL_SSL without
-        # one ("ssl_context is mandatory"), and with no CA file the default context trusts the
-        # system's CAs, which is what a broker with a publicly signed certificate needs (issue 9).
-        tls = sec.get("security_protocol", "").upper() in ("SSL", "SASL_SSL")
-        if tls or any(k.startswith("ssl_") for k in sec):
-            import ssl
-
-            from aiokafka.helpers import create_ssl_context
-
-            ctx: ssl.SSLContext = create_ssl_context(
-                cafile=sec.get("ssl_cafile"),
-                certfile=sec.get("ssl_certfile"),
-                keyfile=sec.get("ssl_keyfile"),
-                password=sec.get("ssl_password"),
-            )
-            kwargs["ssl_context"] = ctx
-        return kwargs
+        return {"bootstrap_servers": self.bootstrap_servers, **security_kwargs(self.security)}
 
 
 #: Settings field -> environment variable.
@@ -135,6 +118,89 @@ SECURITY_ENV: dict[str, str] = {
     "KAFKA_SSL_PASSWORD": "ssl_password",
 }
 
+#: ``KAFKA_SECURITY_PROTOCOL`` values: Kafka's four, in any case (the Java client reads them so too).
+SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+#: ``KAFKA_SASL_MECHANISM`` values aiokafka speaks with nothing more than a user and a password.
+#: GSSAPI needs the ``gssapi`` library and a Kerberos setup, OAUTHBEARER a token provider in code:
+#: aiokafka accepts both names but then fails on an assertion or at the first connection.
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+_SECURITY_VAR = {key: var for var, key in SECURITY_ENV.items()}
+
+
+def _file_error(exc: OSError) -> str:
+    """What went wrong with a file, in a few words (an ssl.SSLError is an OSError with no strerror)."""
+    return str(exc.strerror or exc)
+
+
+def _no_key_password() -> str:
+    # Without a password an encrypted key makes OpenSSL prompt on the terminal: a service would
+    # hang there. An empty answer fails at once instead, and the error says which setting to give.
+    return ""
+
+
+def security_kwargs(sec: Mapping[str, str]) -> dict[str, Any]:
+    """aiokafka's keywords for the ``KAFKA_SECURITY_*``, ``KAFKA_SASL_*`` and ``KAFKA_SSL_*`` settings.
+
+    Raises :class:`ConfigError` for what aiokafka would refuse with a traceback (ValueError,
+    AssertionError) or only at the first connection, and for a file the TLS context cannot load.
+    """
+    var = _SECURITY_VAR
+    kwargs: dict[str, Any] = {}
+    protocol = sec.get("security_protocol", "PLAINTEXT").strip().upper()
+    if protocol not in SECURITY_PROTOCOLS:
+        raise ConfigError(
+            f"{var['security_protocol']}: must be one of {', '.join(SECURITY_PROTOCOLS)}, "
+            f"got {sec['security_protocol']!r}"
+        )
+    if "security_protocol" in sec:
+        kwargs["security_protocol"] = protocol  # aiokafka compares it as written: pass it upper case
+    if protocol.startswith("SASL_"):
+        # aiokafka's default mechanism is PLAIN: the user and password are needed without one too.
+        mechanism = sec.get("sasl_mechanism", "PLAIN").strip().upper()
+        if mechanism not in SASL_MECHANISMS:
+            raise ConfigError(
+                f"{var['sasl_mechanism']}: must be one of {', '.join(SASL_MECHANISMS)}, got "
+                f"{sec['sasl_mechanism']!r} (GSSAPI and OAUTHBEARER need libraries or code that "
+                "stream-app does not set up)"
+            )
+        missing = [var[k] for k in ("sasl_plain_username", "sasl_plain_password") if not sec.get(k)]
+        if missing:
+            raise ConfigError(f"{var['sasl_mechanism']} {mechanism}: needs {' and '.join(missing)}")
+        kwargs["sasl_mechanism"] = mechanism
+        kwargs["sasl_plain_username"] = sec["sasl_plain_username"]
+        kwargs["sasl_plain_password"] = sec["sasl_plain_password"]
+    # TLS needs a context even without any KAFKA_SSL_* file: aiokafka refuses SSL/SASL_SSL without
+    # one ("ssl_context is mandatory"), and with no CA file the default context trusts the
+    # system's CAs, which is what a broker with a publicly signed certificate needs (issue 9).
+    if protocol.endswith("SSL") or any(k.startswith("ssl_") for k in sec):
+        kwargs["ssl_context"] = _ssl_context(sec)
+    return kwargs
+
+
+def _ssl_context(sec: Mapping[str, str]) -> ssl.SSLContext:
+    """The TLS context of the ``KAFKA_SSL_*`` files; a file it cannot load is a ConfigError naming it."""
+    from aiokafka.helpers import create_ssl_context
+
+    var = _SECURITY_VAR
+    cafile, certfile, keyfile = (sec.get(k) for k in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"))
+    if keyfile and not certfile:
+        raise ConfigError(f"{var['ssl_keyfile']}: goes with {var['ssl_certfile']} (the client certificate)")
+    try:
+        ctx: ssl.SSLContext = create_ssl_context(cafile=cafile)
+    except OSError as exc:  # ssl.SSLError included
+        raise ConfigError(f"{var['ssl_cafile']} {cafile}: cannot load it: {_file_error(exc)}") from None
+    if certfile:
+        try:
+            ctx.load_cert_chain(certfile, keyfile, sec.get("ssl_password") or _no_key_password)
+        except OSError as exc:
+            files = f"{var['ssl_certfile']} {certfile}"
+            if keyfile:
+                files += f" / {var['ssl_keyfile']} {keyfile}"
+            hint = "" if sec.get("ssl_password") else f" (if the key is encrypted, set {var['ssl_password']})"
+            raise ConfigError(f"{files}: cannot load it: {_file_error(exc)}{hint}") from None
+    return ctx
+
+
 _HELP: dict[str, str] = {
     "bootstrap_servers": "Kafka bootstrap servers, host:port[,host:port]",
     "topic_prefix": "prefix of every topic name (e.g. 'prod.')",
@@ -145,7 +211,7 @@ _HELP: dict[str, str] = {
     "orphan_status_seconds": "how long a status is held waiting for its request, seconds",
     "late_status_seconds": "how long after its end a message still reports late statuses, seconds",
     "dedup_seconds": "how long a messageId is remembered to drop repeats, seconds",
-    "metrics_port": "port of the /metrics and /healthz HTTP endpoint (0 turns it off)",
+    "metrics_port": "port (1-65535) of the /metrics and /healthz HTTP endpoint (0 turns it off)",
     "partitions": "partitions per topic for `topics create`",
     "max_request_bytes": "largest input record in bytes; larger ones go to dead-letters "
     "(keep it at most half the broker's message.max.bytes)",
@@ -192,6 +258,9 @@ def _validate(s: Settings) -> Settings:
         )
     if not s.bootstrap_servers.strip():
         raise ConfigError(f"{ENV['bootstrap_servers']}: must not be empty")
+    for server in s.bootstrap_servers.split(","):
+        if (problem := _server_problem(server.strip())) is not None:
+            raise ConfigError(f"{ENV['bootstrap_servers']}: {server.strip()!r} {problem}")
     if not s.app_id.strip():
         raise ConfigError(f"{ENV['app_id']}: must not be empty")
     for name in ("max_flow_seconds", "dedup_seconds"):
@@ -208,7 +277,59 @@ def _validate(s: Settings) -> Settings:
         raise ConfigError(f"{ENV['max_request_bytes']}: must be at least 1024")
     if not 1 <= s.partitions <= 10_000:
         raise ConfigError(f"{ENV['partitions']}: must be between 1 and 10000")
+    if not port_in_range(s.metrics_port, 0):  # 0 turns the endpoint off
+        raise ConfigError(f"{ENV['metrics_port']}: must be between 0 and {MAX_PORT}, got {s.metrics_port}")
+    security_kwargs(s.security)  # built here to fail at start, with the setting named
     return s
+
+
+def _server_problem(server: str) -> str | None:
+    """What is wrong with one ``host:port`` of KAFKA_BOOTSTRAP_SERVERS, or None.
+
+    The forms aiokafka reads (``host``, ``host:port``, ``[ipv6]``, ``[ipv6]:port``, a bare IPv6
+    literal; no port means Kafka's 9092): anything else made aiokafka raise a ValueError traceback
+    when the first client was built.
+    """
+    if not server:
+        return "is empty (a stray comma?)"
+    if server.startswith("["):
+        host, bracket, rest = server[1:].partition("]")
+        if not bracket or not host:
+            return "is not [IPv6]:port"
+        if not rest:
+            return None
+        if not rest.startswith(":"):
+            return "is not [IPv6]:port"
+        port = rest[1:]
+    elif ":" not in server:
+        return None
+    else:
+        try:
+            socket.inet_pton(socket.AF_INET6, server)
+        except OSError:
+            pass
+        else:
+            return None  # a bare IPv6 literal, on the default port
+        host, _, port = server.rpartition(":")
+        if not host:
+            return "has no host"
+    if port_in_range(port, 1):
+        return None
+    hint = " (an IPv6 address with a port goes in [])" if ":" in host and not server.startswith("[") else ""
+    return f"has no port 1-{MAX_PORT}{hint}"
+
+
+def port_in_range(port: str | int, lowest: int) -> bool:
+    """Whether ``port`` is a TCP port number from ``lowest`` (0 or 1) to 65535.
+
+    Checked where a port is read: a port out of range failed only when a socket was bound to it
+    (OverflowError), long after the setting was read.
+    """
+    if isinstance(port, str):
+        if not (port.isascii() and port.isdigit()):
+            return False
+        port = int(port)
+    return lowest <= port <= MAX_PORT
 
 
 def from_env(environ: Mapping[str, str] | None = None) -> Settings:

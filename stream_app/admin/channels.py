@@ -29,6 +29,7 @@ from stream_app.contracts import (
     to_ms,
 )
 from stream_app.contracts.models import Timestamp
+from stream_app.contracts.timefmt import MAX_SECONDS
 
 #: ``90s``, ``30m``, ``2h``, ``1d``, ``1h30m``, or a plain number of seconds.
 _DURATION = re.compile(
@@ -44,7 +45,10 @@ def parse_until(text: str, now: datetime) -> datetime:
     match = _DURATION.fullmatch(given.lower())
     if given and match is not None and any(match.groups()):
         days, hours, minutes, seconds = (float(g) if g else 0.0 for g in match.groups())
-        until = now + timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
+        total = days * 86_400 + hours * 3_600 + minutes * 60 + seconds  # inf for a few hundred digits
+        if total > MAX_SECONDS:  # timedelta or the date after it overflowed (3000000d, 999999999999999h)
+            raise InvalidInput(f"--until {text!r}: at most {MAX_SECONDS} s (ten years) from now")
+        until = now + timedelta(seconds=total)
     else:
         try:
             until = _TIMESTAMP.validate_python(given)

@@ -23,6 +23,7 @@ from stream_app.contracts import FAILURE_STATUSES, InvalidRecord, LateStatus, Ou
 from stream_app.kafka.clients import stop_client
 from stream_app.kafka.connect import REQUEST_TIMEOUT_MS, start_or_unreachable
 from stream_app.kafka.metadata import topic_partitions
+from stream_app.kafka.offsets import offsets_at_time
 from stream_app.kafka.outage import outage_filter
 from stream_app.kafka.partitioner import partition_of
 from stream_app.kafka.topics import require_topics
@@ -157,7 +158,7 @@ async def read_topic(
 
 
 async def _seek_to_time(consumer: AIOKafkaConsumer, tps: list[TopicPartition], since_ms: int) -> None:
-    found = await consumer.offsets_for_times(dict.fromkeys(tps, since_ms))
+    found = await offsets_at_time(consumer, tps, since_ms)
     late = [tp for tp in tps if found.get(tp) is None]
     for tp in tps:
         if (hit := found.get(tp)) is not None:

@@ -8,6 +8,7 @@ the Java client and the processor's other producers choose (CONTRACT.md).
 
 from __future__ import annotations
 
+import math
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -120,11 +121,16 @@ def parse_chain(chain: str) -> list[dict[str, Any]]:
         step: dict[str, Any] = {"channel": parts[0]}
         if len(parts) > 1 and parts[1] not in ("", "-"):
             try:
-                step["fallbackAfter"] = float(parts[1])
+                after = float(parts[1])
             except ValueError:
+                after = math.nan
+            # nan and inf too: orjson writes them as null, which the contract reads as "absent", so
+            # WHATSAPP:nan lost its fallbackAfter without a word.
+            if not math.isfinite(after):
                 raise InvalidInput(
                     f"--chain step {number}: fallbackAfter {parts[1]!r} is not a number of seconds"
-                ) from None
+                )
+            step["fallbackAfter"] = after
         if len(parts) > 2 and parts[2]:
             step["successStatus"] = parts[2]
         steps.append(step)
@@ -192,6 +198,8 @@ def request_from_flags(
     if not destination or not chain:
         missing = [flag for flag, value in (("--destination", destination), ("--chain", chain)) if not value]
         raise InvalidInput(f"{' and '.join(missing)} required (or give the request with --file)")
+    if ttl is not None and not math.isfinite(ttl):  # orjson would write null: the ttl silently gone
+        raise InvalidInput(f"--ttl: must be a number of seconds, got {ttl}")
     steps = parse_chain(chain)
     apply_contents(steps, contents)
     body: dict[str, Any] = {

@@ -157,7 +157,7 @@ class TopicAdmin:
                     f"topics exist with {existing} partitions (asked for {wanted}); left as they are"
                 )
         warnings += await self._config_warnings([st for st in states if st.partitions is not None])
-        rf = replication_factor or await self.replication_factor()
+        rf = replication_factor if replication_factor is not None else await self.replication_factor()
         report = CreateReport(partitions=count, replication_factor=rf, warnings=warnings)
         report.existing = [(st.name, st.partitions) for st in states if st.partitions is not None]
         to_create = [st for st in states if st.partitions is None]

@@ -9,8 +9,9 @@ import threading
 from types import FrameType
 
 from stream_app.broker import LocalBroker
-from stream_app.broker.errors import BrokerStartError
+from stream_app.broker.errors import BrokerError, BrokerStartError
 from stream_app.broker.local import DEFAULT_START_TIMEOUT
+from stream_app.config import MAX_PORT, port_in_range
 
 ORDER = 10
 
@@ -44,7 +45,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=9092, help="port to listen on (default 9092)")
+    parser.add_argument(
+        "--port", type=int, default=9092, help=f"port to listen on, 1-{MAX_PORT} (default 9092)"
+    )
     parser.add_argument(
         "--advertised-host",
         default=None,
@@ -64,6 +67,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if not port_in_range(args.port, 1):  # was an OverflowError traceback from bind()
+        raise BrokerError(f"--port: must be between 1 and {MAX_PORT}, got {args.port}")
     broker = LocalBroker(
         args.host,
         args.port,

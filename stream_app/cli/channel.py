@@ -47,8 +47,8 @@ examples:
   stream-app channel close WHATSAPP --until 2h --reason "Meta outage"
   stream-app channel close RCS --tenant banca-adriatica --in-flight fallback
 
---until takes a duration from now (90s, 30m, 2h, 1d, 1h30m, or seconds) or an RFC 3339 time with an
-offset. Without it the channel stays closed until `stream-app channel open`.
+--until takes a duration from now (90s, 30m, 2h, 1d, 1h30m, or seconds; at most ten years) or an
+RFC 3339 time with an offset. Without it the channel stays closed until `stream-app channel open`.
 
 exit status: 0 published, 2 error (bad channel or --until, broker unreachable, topic missing)
 """

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import os
 import socket
 
 from stream_app.config import add_options, from_args
+from stream_app.errors import ConfigError
 from stream_app.kafka.connect import quiet_client_logs
 
 ORDER = 1
@@ -96,8 +98,9 @@ def run(args: argparse.Namespace) -> int:
     from stream_app.demo.run import play, report
     from stream_app.logs import configure
 
-    if args.speed <= 0:
-        raise SystemExit("stream-app demo: error: --speed must be > 0")
+    # nan passed a "<= 0" check, and inf divided every fallbackAfter down to 0.
+    if not (math.isfinite(args.speed) and args.speed > 0):
+        raise ConfigError(f"--speed: must be a number > 0, got {args.speed}")
     # The services' own log format (stream_app.logs); only warnings unless --verbose.
     configure("info" if args.verbose else "warning")
     if not args.verbose:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import math
 import re
 import sys
 import time
@@ -14,6 +15,7 @@ from pathlib import Path
 from stream_app.config import add_options, from_args
 from stream_app.contracts import to_ms
 from stream_app.contracts.catalogue import CATALOGUE
+from stream_app.contracts.timefmt import INSTANTS, within_instants
 from stream_app.explain import (
     DEFAULT_TOLERANCE_MS,
     Bounds,
@@ -179,8 +181,8 @@ def _run(args: argparse.Namespace) -> int:
             until_ms=_time(args.until, now, "--until"),
             offsets=_offsets(args.offsets or []),
         )
-        if args.tolerance < 0:
-            raise ValueError("--tolerance: must be >= 0")
+        if not (math.isfinite(args.tolerance) and args.tolerance >= 0):  # nan, inf: a traceback at round()
+            raise ValueError(f"--tolerance: must be a number of seconds >= 0, got {args.tolerance}")
         if args.from_file is not None and (args.export is not None or args.offsets):
             raise ValueError("--from-file reads no topic: --export and --offsets do not apply to it")
     except ValueError as exc:
@@ -243,16 +245,21 @@ def _time(text: str | None, now_ms: int, option: str) -> int | None:
         return None
     rel = _RELATIVE.fullmatch(text.strip())
     if rel is not None:
-        return now_ms - round(float(rel.group(1)) * _UNIT_MS[rel.group(2)])
-    try:
-        when = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise ValueError(
-            f"{option}: {text!r} is neither an RFC 3339 time nor an age like 30m, 2h, 7d"
-        ) from None
-    if when.tzinfo is None:
-        raise ValueError(f"{option}: {text!r} needs an offset (Z or +02:00)")
-    return to_ms(when.astimezone(UTC))
+        age = float(rel.group(1)) * _UNIT_MS[rel.group(2)]  # inf for a few hundred digits
+        ms = now_ms - round(age) if within_instants(now_ms - age) else None
+    else:
+        try:
+            when = datetime.fromisoformat(text.strip())
+        except ValueError:
+            raise ValueError(
+                f"{option}: {text!r} is neither an RFC 3339 time nor an age like 30m, 2h, 7d"
+            ) from None
+        if when.tzinfo is None:
+            raise ValueError(f"{option}: {text!r} needs an offset (Z or +02:00)")
+        ms = to_ms(when.astimezone(UTC))
+    if ms is None or not within_instants(ms):
+        raise ValueError(f"{option}: {text!r} is outside {INSTANTS}")
+    return ms
 
 
 def _offsets(values: list[str]) -> dict[str, tuple[int | None, int | None]]:

@@ -13,6 +13,7 @@ import orjson
 
 from stream_app.config import add_options, from_args
 from stream_app.contracts import to_ms
+from stream_app.contracts.timefmt import INSTANTS, within_instants
 from stream_app.kafka.connect import quiet_client_logs
 from stream_app.report import Aggregator, Filters, ReportError
 from stream_app.report.render import csv_text, text
@@ -62,17 +63,24 @@ def parse_when(value: str, option: str, now_ms: int | None = None) -> int:
     ago = _AGO.fullmatch(text_value)
     if ago:
         now = now_ms if now_ms is not None else int(time.time() * 1000)
-        return now - int(float(ago.group(1)) * _UNIT_MS[ago.group(2)])
-    try:
-        parsed = datetime.fromisoformat(text_value)
-    except ValueError:
-        parsed = None
-    if parsed is None or parsed.tzinfo is None:
-        raise ReportError(
-            f"{option} {value!r}: give an RFC 3339 time with an offset (2026-04-09T10:00:00Z) "
-            "or a duration back from now (90s, 30m, 24h, 7d)"
-        )
-    return to_ms(parsed)
+        back = float(ago.group(1)) * _UNIT_MS[ago.group(2)]  # inf for a few hundred digits
+        when = now - int(back) if within_instants(now - back) else None
+    else:
+        try:
+            parsed = datetime.fromisoformat(text_value)
+        except ValueError:
+            parsed = None
+        if parsed is None or parsed.tzinfo is None:
+            raise ReportError(
+                f"{option} {value!r}: give an RFC 3339 time with an offset (2026-04-09T10:00:00Z) "
+                "or a duration back from now (90s, 30m, 24h, 7d)"
+            )
+        when = to_ms(parsed)
+    # Outcomes carry no time outside the contract's range, and a time outside it failed later, when
+    # a date was built from it (OverflowError).
+    if when is None or not within_instants(when):
+        raise ReportError(f"{option} {value!r}: is outside {INSTANTS}")
+    return when
 
 
 def parse_rate(value: str) -> float:

@@ -11,6 +11,7 @@ from pathlib import Path
 from stream_app.admin.topics import TopicAdmin
 from stream_app.config import ENV, add_options, from_args
 from stream_app.contracts import schema
+from stream_app.errors import ConfigError
 from stream_app.kafka.connect import quiet_client_logs
 
 ORDER = 20
@@ -91,7 +92,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         type=int,
         default=None,
         metavar="N",
-        help="replicas per partition (default: 3, or the number of brokers when fewer)",
+        help="replicas per partition, at least 1 (default: 3, or the number of brokers when fewer)",
     )
     create.set_defaults(func=run_create)
 
@@ -129,6 +130,9 @@ def _help(parser: argparse.ArgumentParser) -> int:
 
 def run_create(args: argparse.Namespace) -> int:
     settings = from_args(args)
+    if args.replication_factor is not None and args.replication_factor < 1:
+        # 0 used to fall back to the default without a word, a negative one reached the broker.
+        raise ConfigError(f"--replication-factor: must be at least 1, got {args.replication_factor}")
     quiet_client_logs()
     # Only a count the user chose (option or environment) is worth a warning when topics differ.
     chosen = args.setting_partitions is not None or bool(os.environ.get(ENV["partitions"]))

@@ -35,6 +35,20 @@ def to_ms(value: datetime) -> int:
     return (value - _EPOCH) // _MS
 
 
+_MIN_MS = to_ms(MIN_INSTANT)
+_MAX_MS = to_ms(MAX_INSTANT)
+
+
+def within_instants(ms: float) -> bool:
+    """Whether epoch ms (or a float a computation gave, perhaps infinite) is in ``MIN_INSTANT``
+    inclusive .. ``MAX_INSTANT`` exclusive, as the models bound a record's times.
+
+    For a time read from a person (a CLI's ``--since 7d``), checked before anything builds a
+    datetime from it: an instant outside failed later with an OverflowError.
+    """
+    return _MIN_MS <= ms < _MAX_MS
+
+
 #: Epoch ms -> its (immutable) UTC datetime. Every command of a batch is issued at the batch's one
 #: ``now`` and most share one ``notAfter``, so a small cache saves building the same datetime again;
 #: 4096 entries bound the memory, as for ``_SECONDS`` below.
@@ -73,3 +87,7 @@ def format_ms(ms: int) -> str:
             f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}T{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}"
         )
     return f"{base}.{frac:03d}Z" if frac else f"{base}Z"
+
+
+#: The range :func:`within_instants` accepts, in words for an error message.
+INSTANTS = f"the times from {format_ms(_MIN_MS)} to before {format_ms(_MAX_MS)}"

@@ -22,6 +22,7 @@ from stream_app.explain.records import EXPLAIN_IDS, GLOBAL_IDS, REQUIRED_IDS, Re
 from stream_app.kafka.clients import stop_client
 from stream_app.kafka.connect import REQUEST_TIMEOUT_MS, start_or_unreachable
 from stream_app.kafka.metadata import topic_partitions
+from stream_app.kafka.offsets import offsets_at_time
 from stream_app.kafka.partitioner import partition_of
 from stream_app.kafka.topics import require_topics
 
@@ -198,7 +199,7 @@ async def _offsets_at(
     if when is None:
         return {}
     try:
-        found = await consumer.offsets_for_times(dict.fromkeys(parts, when))
+        found = await offsets_at_time(consumer, parts, when)
     except KafkaError:
         return {}
     out: dict[TopicPartition, int | None] = {}

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 
 from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
-from aiokafka.structs import TopicPartition
+from aiokafka.structs import OffsetAndTimestamp, TopicPartition
 
 from stream_app.kafka.errors import CommittedOffsetUnknown
 
@@ -48,3 +48,19 @@ async def committed_offsets(
             group, [f"{tp.topic}[{tp.partition}]" for tp in wanted], timeout_s, detail
         ) from None
     return {tp: None if off is None else int(off) for tp, off in zip(wanted, answers, strict=True)}
+
+
+async def offsets_at_time(
+    consumer: AIOKafkaConsumer, tps: Iterable[TopicPartition], when_ms: int
+) -> dict[TopicPartition, OffsetAndTimestamp | None]:
+    """Per partition, the first offset with a timestamp at or after epoch ms ``when_ms`` (None: none).
+
+    aiokafka's ``offsets_for_times``, but a time before 1970 asks for 0: aiokafka refuses a negative
+    time with a plain ValueError, not the KafkaError its callers handle (``report --since
+    1969-...`` ended in a traceback), and a topic has no record before 1970, so reading from the
+    start is what was asked.
+    """
+    found: dict[TopicPartition, OffsetAndTimestamp | None] = await consumer.offsets_for_times(
+        dict.fromkeys(tps, max(0, when_ms))
+    )
+    return found

@@ -142,3 +142,91 @@ async def test_tls_without_ssl_files_trusts_the_system_cas(protocol: str) -> Non
 
 def test_plaintext_gets_no_ssl_context() -> None:
     assert "ssl_context" not in from_env({"KAFKA_SECURITY_PROTOCOL": "PLAINTEXT"}).kafka_client_kwargs()
+
+
+@pytest.mark.parametrize(
+    ("env", "reason"),
+    [
+        ({"KAFKA_SSL_CAFILE": "/nonexistent"}, "KAFKA_SSL_CAFILE /nonexistent: cannot load it: No such file"),
+        ({"KAFKA_SSL_CERTFILE": "/nonexistent"}, "KAFKA_SSL_CERTFILE /nonexistent: cannot load it"),
+        ({"KAFKA_SSL_KEYFILE": "/tmp/k.pem"}, "KAFKA_SSL_KEYFILE: goes with KAFKA_SSL_CERTFILE"),
+        ({"KAFKA_SECURITY_PROTOCOL": "tls"}, "KAFKA_SECURITY_PROTOCOL: must be one of PLAINTEXT, SSL, "),
+        (
+            {"KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT", "KAFKA_SASL_MECHANISM": "PLAIN"},
+            "KAFKA_SASL_MECHANISM PLAIN: needs KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD",
+        ),
+        (  # no mechanism: aiokafka's default PLAIN, which needs them too
+            {"KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "KAFKA_SASL_USERNAME": "u"},
+            "KAFKA_SASL_MECHANISM PLAIN: needs KAFKA_SASL_PASSWORD",
+        ),
+        (
+            {"KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "KAFKA_SASL_MECHANISM": "GSSAPI"},
+            "KAFKA_SASL_MECHANISM: must be one of PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, got 'GSSAPI' "
+            "(GSSAPI and OAUTHBEARER need",
+        ),
+        (
+            {"KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "KAFKA_SASL_MECHANISM": "OAUTHBEARER"},
+            "got 'OAUTHBEARER'",
+        ),
+    ],
+)
+def test_bad_security_settings_were_tracebacks_from_aiokafka_regression(
+    env: dict[str, str], reason: str
+) -> None:
+    """A missing CA file was a FileNotFoundError, PLAIN without a user a ValueError and GSSAPI an
+    AssertionError, each raised when the first client was built; now a one-line error at start."""
+    with pytest.raises(ConfigError) as info:
+        from_env(env)
+    assert reason in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+async def test_lower_case_security_protocol_was_passed_as_written_regression() -> None:
+    """``ssl`` chose TLS (the check upper-cased it) but reached aiokafka as written: a ValueError."""
+    from aiokafka import AIOKafkaConsumer
+
+    kw = from_env(
+        {
+            "KAFKA_SECURITY_PROTOCOL": "sasl_ssl",
+            "KAFKA_SASL_MECHANISM": "scram-sha-512",
+            "KAFKA_SASL_USERNAME": "u",
+            "KAFKA_SASL_PASSWORD": "p",
+        }
+    ).kafka_client_kwargs()
+    assert (kw["security_protocol"], kw["sasl_mechanism"]) == ("SASL_SSL", "SCRAM-SHA-512")
+    consumer = AIOKafkaConsumer(**kw)  # raised "`security_protocol` should be SSL or PLAINTEXT"
+    await consumer.stop()
+
+
+@pytest.mark.parametrize(
+    ("servers", "reason"),
+    [
+        ("localhost:abc", "'localhost:abc' has no port 1-65535"),
+        ("[::1", "'[::1' is not [IPv6]:port"),
+        ("[::1]:x", "'[::1]:x' has no port 1-65535"),
+        ("k1:9092,k2:70000", "'k2:70000' has no port 1-65535"),
+        ("k1:0", "'k1:0' has no port 1-65535"),
+        ("k1:9092,", "'' is empty"),
+        (":9092", "':9092' has no host"),
+        ("fe80::1%eth0:x", "(an IPv6 address with a port goes in [])"),
+    ],
+)
+def test_bad_bootstrap_server_was_a_value_error_from_aiokafka_regression(servers: str, reason: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        from_env({"KAFKA_BOOTSTRAP_SERVERS": servers})
+    assert str(info.value).startswith("KAFKA_BOOTSTRAP_SERVERS: ")
+    assert reason in str(info.value)
+
+
+@pytest.mark.parametrize("servers", ["k1", "k1:1,k2:65535", "[::1]", "[::1]:9092", "::1", " k1:9092 , k2 "])
+def test_bootstrap_servers_aiokafka_reads_are_accepted(servers: str) -> None:
+    """No port is Kafka's 9092 for aiokafka too, and a bare IPv6 literal is an address on it."""
+    assert from_env({"KAFKA_BOOTSTRAP_SERVERS": servers}).bootstrap_servers == servers
+
+
+def test_metrics_port_over_65535_overflowed_at_bind_regression() -> None:
+    with pytest.raises(ConfigError, match="STREAM_APP_METRICS_PORT: must be between 0 and 65535, got 70000"):
+        from_env({"STREAM_APP_METRICS_PORT": "70000"})
+    with pytest.raises(ConfigError, match="METRICS_PORT: must be between 0 and 65535, got 65536"):
+        from_args(_args("--metrics-port", "65536"), {})
+    assert from_env({"STREAM_APP_METRICS_PORT": "0"}).metrics_port == 0  # documented: off

@@ -32,3 +32,12 @@ def test_records_carry_the_key_rule_and_the_time_they_were_written() -> None:
     assert (key, record.state, record.tenant) == (b"SMS", "OPEN", None)
     with pytest.raises(InvalidInput, match="channel control: tenant: String should have at least 1"):
         closing("SMS", tenant="")
+
+
+@pytest.mark.parametrize("until", ["3000000d", "999999999999999h", "315360001", "9" * 400 + "s"])
+def test_until_past_ten_years_overflowed_regression(until: str) -> None:
+    """timedelta (or the date after it) raised OverflowError: a traceback instead of a refusal."""
+    now = datetime(2026, 4, 9, 10, tzinfo=UTC)
+    with pytest.raises(InvalidInput, match=r"at most 315360000 s \(ten years\) from now"):
+        parse_until(until, now)
+    assert parse_until("3650d", now) == now + timedelta(days=3650)  # ten years is still fine

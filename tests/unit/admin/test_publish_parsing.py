@@ -202,3 +202,19 @@ def test_pretty_printed_object_is_one_request() -> None:
 )
 def test_parse_refusals_name_the_record(text: bytes, expected: str) -> None:
     assert refusal(parse_requests, text, "req.json") == expected
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "expected"),
+    [
+        ({"chain": "WHATSAPP:nan,SMS"}, "--chain step 0: fallbackAfter 'nan' is not a number of seconds"),
+        ({"chain": "SMS:inf"}, "--chain step 0: fallbackAfter 'inf' is not a number of seconds"),
+        ({"ttl": float("nan")}, "--ttl: must be a number of seconds, got nan"),
+        ({"ttl": float("inf")}, "--ttl: must be a number of seconds, got inf"),
+    ],
+)
+def test_nan_or_inf_was_sent_as_absent_regression(kwargs: dict[str, object], expected: str) -> None:
+    """orjson writes nan/inf as null, which the contract reads as "no ttl" / "no fallbackAfter": the
+    request was sent (exit 0) with the value silently dropped."""
+    base: dict[str, object] = {"message_id": "m", "destination": DEST, "chain": "SMS"}
+    assert refusal(request_from_flags, **{**base, **kwargs}) == expected

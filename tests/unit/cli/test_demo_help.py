@@ -1,4 +1,5 @@
-"""``stream-app demo --help`` tells the truth about where the demo's broker comes from."""
+"""``stream-app demo``: --help tells the truth about where the demo's broker comes from, and bad
+options are refused before anything starts."""
 
 from __future__ import annotations
 
@@ -15,3 +16,21 @@ def test_demo_help_shows_no_bootstrap_default_the_demo_never_uses(capsys: pytest
     text = " ".join(capsys.readouterr().out.split())
     assert "localhost:9092;" not in text and "default localhost:9092" not in text
     assert "default: start a local Tansu broker on a free port; KAFKA_BOOTSTRAP_SERVERS is not read" in text
+
+
+@pytest.mark.parametrize("speed", ["nan", "inf", "0", "-1"])
+def test_speed_nan_or_inf_passed_the_check_regression(
+    speed: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """nan passed ``speed <= 0`` (and inf made every timeout 0): the demo started with them. A bad
+    speed also ended with exit 1 (SystemExit with a text), not the exit 2 of every other bad option."""
+    import stream_app.demo.run
+
+    async def play(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the demo started")
+
+    monkeypatch.setattr(stream_app.demo.run, "play", play)
+    assert main(["demo", f"--speed={speed}", "--bootstrap-servers", "127.0.0.1:1"]) == 2
+    assert (
+        capsys.readouterr().err == f"stream-app: error: --speed: must be a number > 0, got {float(speed)}\n"
+    )

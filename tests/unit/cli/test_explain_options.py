@@ -31,7 +31,7 @@ def run(*argv: str) -> tuple[int, str, str]:
         ),
         (["--offsets", "nope=1:2"], "--offsets: 'nope=1:2' is not TOPIC=FROM:TO"),
         (["--offsets", "outcomes=a:"], "--offsets: 'outcomes=a:': FROM and TO must be whole numbers"),
-        (["--tolerance", "-1"], "--tolerance: must be >= 0"),
+        (["--tolerance", "-1"], "--tolerance: must be a number of seconds >= 0, got -1.0"),
         (
             ["--from-file", "x.jsonl", "--export", "y.jsonl"],
             "--from-file reads no topic: --export and --offsets",
@@ -74,3 +74,23 @@ def test_a_long_scan_reports_its_progress_on_stderr_once_a_second() -> None:
         "scanning: 30,000 of 120,000 records (25%), 1 s",
         "scanning: 90,000 of 120,000 records (75%), 2 s",
     ]
+
+
+@pytest.mark.parametrize("tolerance", ["nan", "inf", "-inf"])
+def test_tolerance_nan_or_inf_was_a_traceback_regression(tolerance: str) -> None:
+    """``nan`` passed the ``< 0`` check and ``round()`` raised ValueError (OverflowError for inf)."""
+    code, out, err = run(f"--tolerance={tolerance}", "--from-file", "/dev/null")
+    assert (code, out) == (2, "")
+    assert err.startswith("stream-app: error: --tolerance: must be a number of seconds >= 0, got ")
+    assert err.count("\n") == 1
+
+
+@pytest.mark.parametrize("argv", [["--since", "9" * 400 + "d"], ["--until", "9999-12-31T00:00:00Z"]])
+def test_time_outside_the_contract_range_overflowed_regression(argv: list[str]) -> None:
+    """A few hundred digits of age made round() raise OverflowError; year 9999 is past any record."""
+    code, out, err = run(*argv, "--from-file", "/dev/null")
+    assert (code, out) == (2, "")
+    assert err == (
+        f"stream-app: error: {argv[0]}: {argv[1]!r} is outside the times from 0001-01-01T00:00:00Z "
+        "to before 9000-01-01T00:00:00Z\n"
+    )

@@ -204,3 +204,23 @@ def test_progress_lines_say_how_far_and_how_fast() -> None:
     quiet = io.StringIO()
     Progress("x", out=quiet, every=0, quiet=True).tick(1)
     assert quiet.getvalue() == ""
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--since", "99999999999999999999d"],
+        ["--since", "9" * 400 + "s"],  # a float of inf
+        ["--until", "9999-12-31T00:00:00Z"],
+    ],
+)
+def test_time_outside_the_contract_range_overflowed_later_regression(
+    argv: list[str], export: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--since 99999999999999999999d`` was taken and failed in the report with an OverflowError."""
+    code, out, err = run(capsys, "--from-file", str(export), "-q", *argv)
+    assert (code, out) == (2, "")
+    assert err == (
+        f"stream-app: error: {argv[0]} {argv[1]!r}: is outside the times from 0001-01-01T00:00:00Z "
+        "to before 9000-01-01T00:00:00Z\n"
+    )
