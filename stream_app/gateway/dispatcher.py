@@ -623,7 +623,9 @@ class _Loop:
         if not self.paused and len(self.tasks) >= self.max_in_flight:
             self.consumer.pause(*assigned)
             self.paused = True
-        elif self.paused and len(self.tasks) < self.max_in_flight // 2:
+        # Resume once half have finished; at least one must have (max_in_flight 1: 1 // 2 is 0,
+        # which no count of tasks is below, so the consumer stayed paused for good).
+        elif self.paused and len(self.tasks) < max(1, self.max_in_flight // 2):
             self.consumer.resume(*assigned)
             self.paused = False
 
