@@ -31,6 +31,7 @@ from stream_app.contracts import Channel, RetryCommand
 from stream_app.gateway.ratelimit import RatePacer, retry_after_of
 from stream_app.gateway.ratelimit import parse_retry_after as parse_retry_after  # re-exported
 from stream_app.gateway.settings import GatewaySettings
+from stream_app.gateway.shapes import status_code_of
 
 STATUS_PATH = "/api/partner-gateway/v1/messages/status/"
 #: Pacing waits up to this long inside a call; a longer one is handed back as RateLimited(held_back)
@@ -271,7 +272,7 @@ class GatewayClient:
         occurred = data.get("eventDate") or data.get("readDate") or data.get("deliveryDate")
         return Found(
             status=status,
-            status_code=code if isinstance(code, int) else None,
+            status_code=status_code_of(code),
             reasons=reasons_of(data.get("reasons")),
             occurred_at=occurred if isinstance(occurred, str) else None,
             provider_message_id=str(data.get("messageId") or customer_message_id),
