@@ -133,7 +133,9 @@ class OnceLog:
             return
         if len(self.seen) >= MAX_ONCE_KINDS:
             self.full = True
-            self.logger.warning("%d kinds of gateway status logged; no more are (metrics count them)", MAX_ONCE_KINDS)
+            self.logger.warning(
+                "%d kinds of gateway status logged; no more are (metrics count them)", MAX_ONCE_KINDS
+            )
             return
         self.seen.add(kind)
         self.logger.warning("%s (logged once; counted in metrics from now on)", message)

@@ -194,8 +194,14 @@ def test_no_secret_and_no_explicit_none_is_refused() -> None:
         gateway_from_env({}).webhook_auth_mode()
 
 
-@pytest.mark.parametrize("var", ["STREAM_APP_GATEWAY_MAX_CONNECTIONS", "STREAM_APP_DISPATCH_MAX_IN_FLIGHT",
-                                 "STREAM_APP_DISPATCH_CONCURRENCY"])
+@pytest.mark.parametrize(
+    "var",
+    [
+        "STREAM_APP_GATEWAY_MAX_CONNECTIONS",
+        "STREAM_APP_DISPATCH_MAX_IN_FLIGHT",
+        "STREAM_APP_DISPATCH_CONCURRENCY",
+    ],
+)
 @pytest.mark.parametrize("raw", ["inf", "1e999", "nan", "0.5", "2.5", "-inf"])
 def test_counts_that_are_not_whole_numbers_regression(var: str, raw: str) -> None:
     """``inf``/``1e999`` raised OverflowError tracebacks (or were accepted, to crash the dispatcher's

@@ -86,7 +86,9 @@ async def test_content_beyond_json_integers_stops_the_dispatcher_regression() ->
     REJECTED with the reason before the intent, and the dispatcher goes on."""
     cmd = command("m4", channel="SMS")
     raw = orjson.dumps(cmd).replace(b'"text":', b'"big":100000000000000000000000000000,"text":')
-    world, calls, published = await _dispatch({"messageId": "m4:0", "results": {"sms": {"accepted": True}}}, cmd, raw=raw)
+    world, calls, published = await _dispatch(
+        {"messageId": "m4:0", "results": {"sms": {"accepted": True}}}, cmd, raw=raw
+    )
     assert calls == []
     [status] = [decode_status(v) for v in published]
     assert status.status is Status.REJECTED and status.reasons[0].startswith(f"{CONTENT_NOT_JSON}: ")

@@ -174,7 +174,9 @@ class _Producer:
     def __init__(self) -> None:
         self.sent: list[tuple[str, bytes | None]] = []
 
-    async def send_and_wait(self, topic: str, value: bytes | None, key: Any = None, headers: Any = None) -> None:
+    async def send_and_wait(
+        self, topic: str, value: bytes | None, key: Any = None, headers: Any = None
+    ) -> None:
         orjson.loads(value or b"null")  # what the broker gets must be JSON, as encode() makes it
         self.sent.append((topic, value))
 
@@ -185,7 +187,9 @@ _BIG = b"100000000000000000000000000000"
 @pytest.mark.parametrize(
     "body",
     [
-        b'{"customerMessageId":"m:0","channel":"SMS","deliveryStatus":"DELIVERED","statusCode":' + _BIG + b"}",
+        b'{"customerMessageId":"m:0","channel":"SMS","deliveryStatus":"DELIVERED","statusCode":'
+        + _BIG
+        + b"}",
         b'{"eventType":"DELIVERY","customerMessageId":"m:0","channel":"SMS","statusCode":18446744073709551619}',
     ],
 )
@@ -221,6 +225,9 @@ async def test_a_held_body_that_cannot_be_published_kills_the_resolver_regressio
     try:
         assert await rx.resolve_held() == 2
         assert index.held_count == 0
-        assert [t for t, _ in producer.sent] == [settings.topics.dead_letters, settings.topics.delivery_status]
+        assert [t for t, _ in producer.sent] == [
+            settings.topics.dead_letters,
+            settings.topics.delivery_status,
+        ]
     finally:
         index.close()
