@@ -31,6 +31,7 @@ from stream_app.contracts import Channel, RetryCommand
 from stream_app.gateway.ratelimit import RatePacer, retry_after_of
 from stream_app.gateway.ratelimit import parse_retry_after as parse_retry_after  # re-exported
 from stream_app.gateway.settings import GatewaySettings
+from stream_app.gateway.shapes import status_code_of
 
 STATUS_PATH = "/api/partner-gateway/v1/messages/status/"
 #: Pacing waits up to this long inside a call; a longer one is handed back as RateLimited(held_back)
@@ -115,6 +116,22 @@ def _error_text(resp: httpx.Response) -> str:
     return resp.reason_phrase
 
 
+def reasons_of(value: Any) -> tuple[str, ...]:
+    """The gateway's ``reasons``: a list of strings (anything else in it dropped), a lone string as
+    one reason, and anything else as none (a number or an object says nothing we could publish)."""
+    if isinstance(value, str):
+        return (value,)
+    if isinstance(value, list):
+        return tuple(r for r in value if isinstance(r, str))
+    return ()
+
+
+def _answered(code: int) -> bool:
+    """Any 2xx is the gateway's answer, to be read: its HTTP guide says "2XX (message accepted by the
+    server)", so a 201 or 202 is a send that happened, never a refusal."""
+    return 200 <= code < 300
+
+
 def _http_failure(resp: httpx.Response) -> RateLimited | Transient | Permanent:
     code = resp.status_code
     if code == 429:
@@ -144,6 +161,7 @@ class GatewayClient:
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self._base = base_url.rstrip("/")
+        self._timeout = timeout
         self._http = httpx.AsyncClient(
             base_url=self._base,
             headers={"X-Api-Key": api_key, "Accept": "application/json"},
@@ -183,54 +201,67 @@ class GatewayClient:
             await asyncio.sleep(wait)
         return None
 
+    async def _request(self, method: str, url: str, **kwargs: Any) -> httpx.Response | Transient:
+        """One call, answer body included, within the configured timeout as a whole.
+
+        httpx's timeout is per read: a gateway or proxy that trickles its answer a byte at a time
+        would hold the call (and its channel slot, and a revoke) for far longer. Past the total the
+        call is abandoned like a read timeout: the request may have reached the gateway.
+        """
+        try:
+            async with asyncio.timeout(self._timeout):
+                return await self._http.request(method, url, **kwargs)
+        except httpx.HTTPError as exc:
+            return _network_failure(exc)
+        except TimeoutError:
+            return Transient(f"CallTimeout: no whole answer within {self._timeout:g} s", maybe_sent=True)
+
     async def send(self, channel: Channel, body: dict[str, Any]) -> SendResult:
         """POST one channel body; never raises for HTTP or network trouble."""
         name = channel.value.lower()
         if (held := await self._paced()) is not None:
             return held
-        try:
-            resp = await self._http.post(
-                f"/api/message-server/{name}/send",
-                content=orjson.dumps(body),
-                headers={"Content-Type": "application/json"},
-            )
-        except httpx.HTTPError as exc:
-            return _network_failure(exc)
+        resp = await self._request(
+            "POST",
+            f"/api/message-server/{name}/send",
+            content=orjson.dumps(body),
+            headers={"Content-Type": "application/json"},
+        )
+        if isinstance(resp, Transient):
+            return resp
         self.pacer.observe(resp.headers)
-        if resp.status_code == 422:
+        code = resp.status_code
+        if code == 422:
             return Rejected((_error_text(resp),), http_status=422)
-        if resp.status_code != 200:
+        if not _answered(code):
             return _http_failure(resp)
         try:
             data = orjson.loads(resp.content)
             result = data["results"][name]
             provider_id = str(data.get("messageId") or body.get("messageId") or "")
         except (orjson.JSONDecodeError, KeyError, TypeError):
-            # A 200 we cannot read: the send probably happened, so treat it as "maybe sent".
-            return Transient("HTTP 200 with an unreadable body", maybe_sent=True)
+            # A 2xx we cannot read: the send probably happened, so treat it as "maybe sent".
+            return Transient(f"HTTP {code} with an unreadable body", maybe_sent=True)
         if not isinstance(result, dict):
-            return Transient("HTTP 200 without a result for the channel", maybe_sent=True)
+            return Transient(f"HTTP {code} without a result for the channel", maybe_sent=True)
         if result.get("accepted") is True:
             parts = result.get("parts")
             return Accepted(provider_id, parts if isinstance(parts, int) else None)
-        reasons = result.get("reasons") or []
-        return Rejected(tuple(str(r) for r in reasons) or ("NOT_ACCEPTED",))
+        return Rejected(reasons_of(result.get("reasons")) or ("NOT_ACCEPTED",))
 
     async def status(self, customer_message_id: str, channel: Channel) -> StatusResult:
         """GET the delivery status of one customer message id on one channel."""
         if (held := await self._paced()) is not None:
             return held
-        try:
-            resp = await self._http.get(
-                STATUS_PATH + quote(customer_message_id, safe=":"),
-                params={"channel": channel.value},
-            )
-        except httpx.HTTPError as exc:
-            return _network_failure(exc)
+        resp = await self._request(
+            "GET", STATUS_PATH + quote(customer_message_id, safe=":"), params={"channel": channel.value}
+        )
+        if isinstance(resp, Transient):
+            return resp
         self.pacer.observe(resp.headers)
         if resp.status_code == 404:
             return NotFound()
-        if resp.status_code != 200:
+        if not _answered(resp.status_code):
             return _http_failure(resp)
         try:
             data = orjson.loads(resp.content)
@@ -238,12 +269,11 @@ class GatewayClient:
         except (orjson.JSONDecodeError, KeyError, TypeError):
             return Transient("status answer without deliveryStatus", maybe_sent=True)
         code = data.get("statusCode")
-        reasons = data.get("reasons") or []
         occurred = data.get("eventDate") or data.get("readDate") or data.get("deliveryDate")
         return Found(
             status=status,
-            status_code=code if isinstance(code, int) else None,
-            reasons=tuple(str(r) for r in reasons) if isinstance(reasons, list) else (),
+            status_code=status_code_of(code),
+            reasons=reasons_of(data.get("reasons")),
             occurred_at=occurred if isinstance(occurred, str) else None,
             provider_message_id=str(data.get("messageId") or customer_message_id),
         )

@@ -42,6 +42,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import KafkaError
@@ -95,6 +96,9 @@ NOT_SENT_BEFORE_NOT_AFTER = "NOT_SENT_BEFORE_NOT_AFTER"
 GATEWAY_FALLBACK_REFUSED = "GATEWAY_FALLBACK_REFUSED"
 #: A send whose answer was lost and whose status the gateway would not tell before notAfter.
 SEND_OUTCOME_UNKNOWN = "SEND_OUTCOME_UNKNOWN"
+#: A command whose content cannot be written as JSON (an integer beyond 64 bits: pydantic keeps it,
+#: orjson refuses it). No call can ever carry it, so it is REJECTED without one (see _send).
+CONTENT_NOT_JSON = "CONTENT_NOT_JSON"
 #: How often offsets are committed while commands complete (1 s: a crash re-reads at most about
 #: one second of finished commands, which the sent-log then drops).
 COMMIT_INTERVAL = 1.0
@@ -359,6 +363,17 @@ class Dispatcher:
             )
         deadline = to_ms(command.not_after) if command.not_after is not None else None
         body = build_body(command)
+        try:
+            # Encoded here, before the intent is written, not in the call: a body that cannot be
+            # encoded raised there after SENDING, so it stopped the dispatcher at every restart.
+            # REJECTED (like GATEWAY_FALLBACK_REFUSED) rather than a dead letter: the processor then
+            # moves the chain on at once instead of waiting out fallbackAfter for a step that can
+            # never be sent, and the reason says why on delivery-status and in the outcome. The
+            # client encodes it again for the call: a microsecond next to an HTTP round trip.
+            orjson.dumps(body)
+        except orjson.JSONEncodeError as exc:
+            log.warning("command %s refused: its content is not JSON (%s)", cid, exc)
+            return self._status(command, Status.REJECTED, reasons=[f"{CONTENT_NOT_JSON}: {exc}"])
         failures = 0
         while True:
             if self._halted(p):
@@ -608,7 +623,9 @@ class _Loop:
         if not self.paused and len(self.tasks) >= self.max_in_flight:
             self.consumer.pause(*assigned)
             self.paused = True
-        elif self.paused and len(self.tasks) < self.max_in_flight // 2:
+        # Resume once half have finished; at least one must have (max_in_flight 1: 1 // 2 is 0,
+        # which no count of tasks is below, so the consumer stayed paused for good).
+        elif self.paused and len(self.tasks) < max(1, self.max_in_flight // 2):
             self.consumer.resume(*assigned)
             self.paused = False
 

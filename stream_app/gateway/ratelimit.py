@@ -9,9 +9,16 @@
   says how long until the window resets. A 429 avoided costs nothing, while one received costs a
   round trip and, on many gateways, a longer penalty.
 
-``X-RateLimit-Reset`` is read as seconds until the reset, or as a Unix time when it is that large
-(both conventions are common and cannot be confused: 10^9 seconds is 31 years). Without it the
-window is taken as one second, the most common unit of messaging gateways' limits.
+``X-RateLimit-Reset``: the Qlara documentation ("Rate Limits": 1,000 requests/min, 50/s, the
+headers on every answer) names the header, but no copy consulted states its unit, and the
+simulator sends seconds until the reset. Three conventions are common and cannot be confused, so
+all three are read: seconds until the reset (below 10^9, 31 years), a Unix time in seconds (below
+10^12, the year 33658) and a Unix time in milliseconds (above). Without it the window is taken as
+one second, the most common unit of messaging gateways' limits.
+
+Whatever a header says, a wait taken from it is at most :data:`MAX_HEADER_WAIT`: one odd or
+misread answer must never hold sends back for longer than that. A number that cannot be read, or
+is not finite (``inf``, ``1e400``, ``nan``), is taken as absent.
 """
 
 from __future__ import annotations
@@ -27,6 +34,14 @@ import orjson
 
 #: A reset value above this is a Unix time, below it seconds from now.
 _EPOCH_THRESHOLD = 1e9
+#: A reset value above this is a Unix time in milliseconds (10^12 s would be the year 33658).
+_EPOCH_MS_THRESHOLD = 1e12
+#: The longest wait any header or 429 body can impose (seconds). The gateway's documented windows
+#: are a minute and a second (1,000 requests/min, 50/s), so a true wait is at most about 60 s;
+#: five minutes leaves room for a stricter plan, while a misread or wrong value costs at most five
+#: minutes of held sends instead of years. A real longer wait costs one request more, whose 429
+#: (or headers) asks again.
+MAX_HEADER_WAIT = 300.0
 #: The window assumed when the gateway gives a remaining count but no reset.
 DEFAULT_WINDOW = 1.0
 #: Pace once the remaining requests fall to this fraction of the window's limit.
@@ -46,10 +61,16 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
         except (TypeError, ValueError):
             return None
         seconds = when.timestamp() - (time.time() if now is None else now)
-    return max(0.0, seconds) if math.isfinite(seconds) else None
+    return _bounded(seconds)
 
 
-def _seconds(value: Any) -> float | None:
+def _bounded(seconds: float) -> float | None:
+    """A wait from a header or body: within [0, MAX_HEADER_WAIT]; None when not finite."""
+    return min(max(0.0, seconds), MAX_HEADER_WAIT) if math.isfinite(seconds) else None
+
+
+def _number(value: Any) -> float | None:
+    """A finite number from a header or JSON value (a number or a numeric string), or None."""
     if isinstance(value, bool):
         return None
     if isinstance(value, int | float):
@@ -61,7 +82,12 @@ def _seconds(value: Any) -> float | None:
             return None
     else:
         return None
-    return max(0.0, seconds) if math.isfinite(seconds) else None
+    return seconds if math.isfinite(seconds) else None
+
+
+def _seconds(value: Any) -> float | None:
+    seconds = _number(value)
+    return None if seconds is None else _bounded(seconds)
 
 
 def body_retry_after(body: bytes) -> float | None:
@@ -80,12 +106,20 @@ def retry_after_of(header: str | None, body: bytes, now: float | None = None) ->
 
 
 def _count(value: str | None) -> int | None:
-    if value is None:
+    number = _number(value)
+    return None if number is None else max(0, int(number))
+
+
+def _reset_in(value: str | None, wall: float) -> float | None:
+    """Seconds until the window resets, from ``X-RateLimit-Reset`` in any of its three forms."""
+    reset = _number(value)
+    if reset is None:
         return None
-    try:
-        return max(0, int(float(value.strip())))
-    except ValueError:
-        return None
+    if reset > _EPOCH_MS_THRESHOLD:
+        reset = reset / 1000 - wall
+    elif reset > _EPOCH_THRESHOLD:
+        reset -= wall
+    return _bounded(reset)
 
 
 @dataclass(slots=True)
@@ -105,9 +139,7 @@ class RatePacer:
         if remaining is None:
             return
         now = self.clock()
-        reset = _seconds(headers.get("x-ratelimit-reset"))
-        if reset is not None and reset > _EPOCH_THRESHOLD:
-            reset = max(0.0, reset - self.wall())
+        reset = _reset_in(headers.get("x-ratelimit-reset"), self.wall())
         self.limit = _count(headers.get("x-ratelimit-limit")) or self.limit
         self.remaining = remaining
         self.reset_at = now + (reset if reset is not None else DEFAULT_WINDOW)

@@ -14,7 +14,8 @@ brokers (``acks=all``) before the dispatcher goes on:
   or may not have reached the gateway, so it asks the gateway's status endpoint instead of sending.
 * ``RESULT``: the answer is known; the value holds the DeliveryStatus bytes to publish. Found by a
   later owner, those bytes are published (the crash came between the answer and its publication),
-  unless they already are on ``delivery-status``.
+  unless they already are on ``delivery-status``. A RESULT whose bytes are not a status is read
+  back as SENDING (in doubt: the status endpoint is asked).
 * ``DONE``: the status is on ``delivery-status``; a repeat command is dropped.
 
 DONE entries older than the dedup window are deleted with a tombstone (the processor repeats a
@@ -34,6 +35,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
+from stream_app.contracts import InvalidRecord, decode_status
 from stream_app.kafka.replay import replay_to_end
 
 log = logging.getLogger(__name__)
@@ -80,8 +82,24 @@ class PartitionLog:
         cid = key.decode()
         if value is None:
             self.entries.pop(cid, None)
-        else:
-            self.entries[cid] = decode_entry(value)
+            return
+        entry = decode_entry(value)
+        if entry.state is SendState.RESULT:
+            try:
+                decode_status(entry.payload)
+            except InvalidRecord as exc:
+                # Checked here, once per record replayed: read when its command came back, it raised
+                # outside the dispatcher's handling, so the dispatcher stopped at every restart. The
+                # answer is lost, not the call: the command may have been sent, so it is in doubt
+                # (SENDING) and the gateway's status endpoint is asked, never a blind resend.
+                log.error(
+                    "sent-log entry of %s holds a status that cannot be read (%s): taken as in doubt, "
+                    "the gateway's status endpoint will be asked",
+                    cid,
+                    exc.reason,
+                )
+                entry = Entry(SendState.SENDING, entry.at_ms, b"")
+        self.entries[cid] = entry
 
     def done_before(self, at_ms: int) -> list[str]:
         return [cid for cid, e in self.entries.items() if e.state is SendState.DONE and e.at_ms < at_ms]

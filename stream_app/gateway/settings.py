@@ -6,6 +6,7 @@ The API key is read from ``STREAM_APP_GATEWAY_API_KEY`` only (never an option, s
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -58,8 +59,8 @@ def parse_per_channel(raw: str, source: str, default: float) -> dict[Channel, fl
             value = float(number if eq else name)
         except ValueError:
             raise GatewayConfigError(f"{source}: {part!r} is not NUMBER or CHANNEL=NUMBER") from None
-        if value < 0 or value != value:
-            raise GatewayConfigError(f"{source}: {part!r} must be >= 0")
+        if not math.isfinite(value) or value < 0:
+            raise GatewayConfigError(f"{source}: {part!r} must be a finite number >= 0")
         if not eq:
             values = dict.fromkeys(Channel, value)
             continue
@@ -175,9 +176,24 @@ def _num(env: Mapping[str, str], name: str, default: float) -> float:
         value = float(raw)
     except ValueError:
         raise GatewayConfigError(f"{ENV[name]}: {raw!r} is not a number") from None
-    if not value > 0:
-        raise GatewayConfigError(f"{ENV[name]}: must be > 0, got {raw}")
+    if not value > 0 or not math.isfinite(value):
+        raise GatewayConfigError(f"{ENV[name]}: must be a finite number > 0, got {raw}")
     return value
+
+
+def whole(value: float, source: str) -> int:
+    """``value`` as a count of at least 1 (connections, commands, calls); else a one-line error.
+
+    ``int()`` would turn 0.5 into 0 (a pool or a limit that stalls everything) and raise
+    OverflowError on ``inf``: neither may get past the settings.
+    """
+    if not math.isfinite(value) or value < 1 or value != int(value):
+        raise GatewayConfigError(f"{source}: must be a whole number of at least 1, got {value:g}")
+    return int(value)
+
+
+def _count(env: Mapping[str, str], name: str, default: int) -> int:
+    return whole(_num(env, name, default), ENV[name])
 
 
 def _port(env: Mapping[str, str], name: str, default: int) -> int:
@@ -191,13 +207,10 @@ def _port(env: Mapping[str, str], name: str, default: int) -> int:
 
 def _breaker(env: Mapping[str, str]) -> BreakerConfig:
     base = BreakerConfig()
-    min_calls = _num(env, "breaker_min_calls", base.min_calls)
-    if min_calls != int(min_calls):
-        raise GatewayConfigError(f"{ENV['breaker_min_calls']}: must be a whole number, got {min_calls:g}")
     return BreakerConfig(
         failure_ratio=_num(env, "breaker_failure_ratio", base.failure_ratio),
         window_seconds=_num(env, "breaker_window", base.window_seconds),
-        min_calls=int(min_calls),
+        min_calls=_count(env, "breaker_min_calls", base.min_calls),
         open_seconds=_num(env, "breaker_open", base.open_seconds),
         max_open_seconds=_num(env, "breaker_max_open", base.max_open_seconds),
     )
@@ -223,10 +236,10 @@ def gateway_from_env(environ: Mapping[str, str] | None = None, **overrides: obje
         url=url,
         api_key=env.get(ENV["api_key"], ""),
         timeout=_num(env, "timeout", base.timeout),
-        max_connections=int(_num(env, "max_connections", base.max_connections)),
+        max_connections=_count(env, "max_connections", base.max_connections),
         concurrency=parse_per_channel(env.get(ENV["concurrency"], ""), ENV["concurrency"], 16.0),
         rate=parse_per_channel(env.get(ENV["rate"], ""), ENV["rate"], 0.0),
-        max_in_flight=int(_num(env, "max_in_flight", base.max_in_flight)),
+        max_in_flight=_count(env, "max_in_flight", base.max_in_flight),
         backoff_base=_num(env, "backoff_base", base.backoff_base),
         backoff_max=_num(env, "backoff_max", base.backoff_max),
         webhook_secret=env.get(ENV["webhook_secret"], "").encode(),
@@ -242,4 +255,8 @@ def gateway_from_env(environ: Mapping[str, str] | None = None, **overrides: obje
         s = replace(s, **values)  # type: ignore[arg-type]
     if any(c < 1 for c in s.concurrency.values()):
         raise GatewayConfigError(f"{ENV['concurrency']}: every channel needs at least 1")
+    for c in s.concurrency.values():
+        whole(c, ENV["concurrency"])
+    whole(s.max_connections, ENV["max_connections"])  # again after the overrides (CLI options)
+    whole(s.max_in_flight, ENV["max_in_flight"])
     return s

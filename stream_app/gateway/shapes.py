@@ -18,7 +18,8 @@ Rules, in order (the table of CONTRACT.md, plus what it leaves open):
    ``UNKNOWN`` is no record. ``ACCEPTED`` and ``REJECTED`` are the contract's own words (the
    simulator answers ``ACCEPTED`` before the first DLR) and pass through.
 3. Without a word, ``statusCode`` decides: 3 DELIVERED, 6 ERROR, 8 EXPIRED; any other code is no
-   record (the gateway documents no other meaning for us to rely on).
+   record (the gateway documents no other meaning for us to rely on), all of one kind
+   (:data:`UNMAPPED_CODE`).
 
 "No record" is :class:`Ignored`: counted in metrics and logged once per kind, never per poll or per
 callback (a gateway that says UNKNOWN for hours would otherwise fill the log). A word outside the
@@ -30,6 +31,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from typing import Any
 
 from stream_app.contracts import Status
 from stream_app.gateway.errors import UnknownGatewayShape
@@ -51,6 +53,20 @@ UNMAPPED_WORDS = frozenset({"UNKNOWN"})
 STATUS_CODES: dict[int, Status] = {3: Status.DELIVERED, 6: Status.ERROR, 8: Status.EXPIRED}
 EVENT_DELIVERY, EVENT_READ, EVENT_INBOUND = "DELIVERY", "READ", "INBOUND"
 EVENT_TYPES = (EVENT_DELIVERY, EVENT_READ, EVENT_INBOUND)
+#: The kind of every ``statusCode`` outside :data:`STATUS_CODES`: one label, whatever the number.
+#: The code comes from the body, so a label (and a log-once entry) per code would let callbacks
+#: grow /metrics and memory without bound.
+UNMAPPED_CODE = "statusCode unmapped"
+#: ``statusCode`` is a small number (3, 6 and 8 in the docs). One outside a signed 32-bit int is no
+#: code, and past 64 bits it could not even be written again (orjson): such a body is refused.
+MIN_STATUS_CODE, MAX_STATUS_CODE = -(2**31), 2**31 - 1
+
+
+def status_code_of(value: Any) -> int | None:
+    """A ``statusCode`` from a gateway answer: an int within the bounds, else None (not a code)."""
+    if isinstance(value, int) and not isinstance(value, bool) and MIN_STATUS_CODE <= value <= MAX_STATUS_CODE:
+        return value
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,9 +109,15 @@ def normalise(
     if status_code is not None:
         mapped = STATUS_CODES.get(status_code)
         if mapped is None:
-            return Ignored(f"statusCode {status_code}")
+            return Ignored(UNMAPPED_CODE)
         return Mapped(mapped, event or f"statusCode {status_code}")
     raise UnknownGatewayShape("status: required (deliveryStatus, status, statusCode or eventType)")
+
+
+#: Kinds a :class:`OnceLog` remembers at most. Kinds can carry the gateway's own word (an unknown
+#: status), so they are not a closed set; 100 is far beyond the dozen the gateway documents, and a
+#: gateway inventing words past it gets one line saying so, then silence (the metrics still count).
+MAX_ONCE_KINDS = 100
 
 
 @dataclass(slots=True)
@@ -104,9 +126,16 @@ class OnceLog:
 
     logger: logging.Logger
     seen: set[str] = field(default_factory=set)
+    full: bool = False
 
     def note(self, kind: str, message: str) -> None:
-        if kind in self.seen:
+        if kind in self.seen or self.full:
+            return
+        if len(self.seen) >= MAX_ONCE_KINDS:
+            self.full = True
+            self.logger.warning(
+                "%d kinds of gateway status logged; no more are (metrics count them)", MAX_ONCE_KINDS
+            )
             return
         self.seen.add(kind)
         self.logger.warning("%s (logged once; counted in metrics from now on)", message)

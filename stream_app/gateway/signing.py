@@ -22,4 +22,6 @@ def verify(secret: bytes, body: bytes, header: str | None) -> bool:
     """True when ``header`` is the signature of ``body`` under ``secret``."""
     if not header or not header.startswith(PREFIX):
         return False
-    return hmac.compare_digest(sign(secret, body), header.strip())
+    # As bytes: compare_digest refuses a str with non-ASCII characters (TypeError, a 500), and a
+    # header may carry any byte. Such a header can never equal the hex digest: a plain mismatch.
+    return hmac.compare_digest(sign(secret, body).encode(), header.strip().encode("utf-8", "replace"))

@@ -84,7 +84,7 @@ from stream_app.gateway.metrics import WebhookMetrics
 from stream_app.gateway.providers import Attempt, Held, ProviderIndex
 from stream_app.gateway.serve import serve_app
 from stream_app.gateway.settings import GatewaySettings
-from stream_app.gateway.shapes import Ignored, Mapped, OnceLog, normalise
+from stream_app.gateway.shapes import MAX_STATUS_CODE, MIN_STATUS_CODE, Ignored, Mapped, OnceLog, normalise
 from stream_app.gateway.signing import SIGNATURE_HEADER, verify
 from stream_app.kafka.clients import stop_client
 from stream_app.kafka.metadata import topic_partitions
@@ -119,7 +119,7 @@ class Callback(BaseModel):
     channel: str | None = None
     delivery_status: str | None = Field(default=None, alias="deliveryStatus", max_length=32)
     status: str | None = Field(default=None, max_length=32)
-    status_code: int | None = Field(default=None, alias="statusCode")
+    status_code: int | None = Field(default=None, alias="statusCode", ge=MIN_STATUS_CODE, le=MAX_STATUS_CODE)
     reasons: list[str] = Field(default_factory=list)
     error: str | None = None
     description: str | None = None
@@ -395,6 +395,14 @@ class WebhookReceiver:
             log.warning("could not publish a held DLR (%s); will retry", exc)
             self._unavailable()
             return False
+        except Exception as exc:  # one body kept from before a rule must not stop the rest
+            # A body held by an older receiver may break a rule checked at the edge now (a statusCode
+            # past 64 bits raised TypeError here and ended the resolver silently, holding it first
+            # for ever). It cannot be published; it is dead-lettered with why, and the rest go on.
+            log.exception("held DLR for %r cannot be published; dead-lettering it", held.provider_id)
+            reason = f"held callback cannot be published: {type(exc).__name__}: {exc}"[:300]
+            if (await self._dead_letter(held.body, reason)).status_code != 400:
+                return False
         self.index.release(held)
         return True
 
@@ -523,6 +531,9 @@ async def run_webhook(
             feed = asyncio.create_task(feed_index(consumer, index, settings, clock))
             resolver = asyncio.create_task(_resolve_loop(rx, stop))
             feed.add_done_callback(lambda _: stop.set())  # a dead feed ends the receiver, loudly
+            # So does a dead resolver (its error is raised below): held callbacks would otherwise be
+            # answered 202 and kept for ever while nothing resolves them.
+            resolver.add_done_callback(lambda _: stop.set())
             try:
                 await serve_app(rx.app, host, port, stop=stop, ready=ready)
             finally:

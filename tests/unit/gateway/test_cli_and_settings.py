@@ -36,7 +36,8 @@ def test_bad_per_channel_values_name_the_variable(raw: str, message: str) -> Non
     [
         ({"STREAM_APP_GATEWAY_URL": "ftp://gw"}, "STREAM_APP_GATEWAY_URL: must start with http"),
         ({"STREAM_APP_GATEWAY_TIMEOUT_SECONDS": "soon"}, "not a number"),
-        ({"STREAM_APP_GATEWAY_TIMEOUT_SECONDS": "0"}, "must be > 0"),
+        ({"STREAM_APP_GATEWAY_TIMEOUT_SECONDS": "0"}, "must be a finite number > 0"),
+        ({"STREAM_APP_GATEWAY_TIMEOUT_SECONDS": "inf"}, "must be a finite number > 0"),
         ({"STREAM_APP_DISPATCH_CONCURRENCY": "SMS=0"}, "at least 1"),
     ],
 )
@@ -191,3 +192,21 @@ def test_webhook_auth_modes(env: dict[str, str], mode: str) -> None:
 def test_no_secret_and_no_explicit_none_is_refused() -> None:
     with pytest.raises(GatewayConfigError, match="STREAM_APP_WEBHOOK_AUTH=token with a secret, or none"):
         gateway_from_env({}).webhook_auth_mode()
+
+
+@pytest.mark.parametrize(
+    "var",
+    [
+        "STREAM_APP_GATEWAY_MAX_CONNECTIONS",
+        "STREAM_APP_DISPATCH_MAX_IN_FLIGHT",
+        "STREAM_APP_DISPATCH_CONCURRENCY",
+    ],
+)
+@pytest.mark.parametrize("raw", ["inf", "1e999", "nan", "0.5", "2.5", "-inf"])
+def test_counts_that_are_not_whole_numbers_regression(var: str, raw: str) -> None:
+    """``inf``/``1e999`` raised OverflowError tracebacks (or were accepted, to crash the dispatcher's
+    construction later) and ``0.5`` became 0: a count is a finite whole number of at least 1, and
+    anything else is a one-line error naming the variable."""
+    with pytest.raises(GatewayConfigError, match=f"^{var}: ") as caught:
+        gateway_from_env({var: raw})
+    assert "\n" not in str(caught.value)

@@ -6,7 +6,9 @@ import asyncio
 import email.utils
 import logging
 import time
+from typing import Any
 
+import httpx
 import pytest
 
 from stream_app.contracts import Channel, RetryCommand, decode_command
@@ -160,3 +162,62 @@ async def test_a_spent_window_longer_than_the_pacing_cap_is_handed_back_without_
         assert "h2:0" not in sim.state.calls  # nothing was sent: the gateway never saw it
         status = await gw.status("h0:0", Channel.SMS)
         assert isinstance(status, RateLimited) and status.held_back  # the status endpoint shares the window
+
+
+def _mock(handler: Any, timeout: float = 10.0) -> GatewayClient:
+    return GatewayClient("http://gw", "k", timeout=timeout, transport=httpx.MockTransport(handler))
+
+
+@pytest.mark.parametrize(
+    ("reasons", "expected"),
+    [
+        (5, ("NOT_ACCEPTED",)),
+        ("BAD", ("BAD",)),
+        (["A", 7, None, "B"], ("A", "B")),
+        ({"x": 1}, ("NOT_ACCEPTED",)),
+    ],
+)
+async def test_reasons_not_a_list_of_strings_regression(reasons: Any, expected: tuple[str, ...]) -> None:
+    """``reasons: 5`` raised TypeError out of send (the dispatcher went fatal), and ``"BAD"`` was
+    published as ["B", "A", "D"]: a lone string is one reason, non-strings are dropped."""
+    answer = {"messageId": "a:0", "results": {"sms": {"accepted": False, "reasons": reasons}}}
+    async with _mock(lambda request: httpx.Response(200, json=answer)) as gw:
+        assert await gw.send(Channel.SMS, {"messageId": "a:0"}) == Rejected(expected)
+    status = {"deliveryStatus": "ERROR", "reasons": reasons}
+    async with _mock(lambda request: httpx.Response(200, json=status)) as gw:
+        found = await gw.status("a:0", Channel.SMS)
+        assert isinstance(found, Found) and found.reasons == tuple(r for r in expected if r != "NOT_ACCEPTED")
+
+
+@pytest.mark.parametrize("code", [201, 202, 203])
+async def test_any_2xx_send_answer_is_read_not_rejected_regression(code: int) -> None:
+    """A 202 was REJECTED HTTP_202 (and then the processor fell back: a second message). The
+    gateway's guide says 2XX is "accepted by the server", so any 2xx is read as an answer; one
+    without a readable body may have sent."""
+    answer = {"messageId": "prov-1", "results": {"sms": {"accepted": True}}}
+    async with _mock(lambda request: httpx.Response(code, json=answer)) as gw:
+        assert await gw.send(Channel.SMS, {"messageId": "a:0"}) == Accepted("prov-1")
+    async with _mock(lambda request: httpx.Response(code)) as gw:
+        empty = await gw.send(Channel.SMS, {"messageId": "a:0"})
+        assert isinstance(empty, Transient) and empty.maybe_sent
+
+
+async def test_a_trickled_answer_outlives_the_timeout_regression() -> None:
+    """httpx's timeout is per read: an answer trickled slowly held a call for far longer than
+    STREAM_APP_GATEWAY_TIMEOUT_SECONDS. Here the body never ends; the call still ends at the total,
+    as a call that may have sent."""
+    never = asyncio.Event()
+
+    async def trickle() -> Any:
+        yield b'{"messageId": '
+        await never.wait()  # the rest never comes
+        yield b"}"
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=trickle())
+
+    async with _mock(handler, timeout=0.05) as gw:
+        result = await asyncio.wait_for(gw.send(Channel.SMS, {"messageId": "a:0"}), 30)
+        assert isinstance(result, Transient) and result.maybe_sent
+        status = await asyncio.wait_for(gw.status("a:0", Channel.SMS), 30)
+        assert isinstance(status, Transient) and status.maybe_sent

@@ -14,14 +14,15 @@ from aiokafka.structs import ConsumerRecord
 
 from stream_app.contracts import Status, decode_status
 from stream_app.gateway.client import GatewayClient
-from stream_app.gateway.dispatcher import GATEWAY_FALLBACK_REFUSED
+from stream_app.gateway.dispatcher import CONTENT_NOT_JSON, GATEWAY_FALLBACK_REFUSED
+from stream_app.gateway.sentlog import SendState
 from tests.integration.gateway.helpers import WA_CONTENT, command
 from tests.support.gateway_data import payload
 from tests.unit.gateway.test_dispatcher_rebalance import TP0, World, rig, until
 
 
 async def _dispatch(
-    answer: dict[str, Any] | None, cmd: dict[str, Any]
+    answer: dict[str, Any] | None, cmd: dict[str, Any], *, http_status: int = 200, raw: bytes | None = None
 ) -> tuple[World, list[dict[str, Any]], list[bytes]]:
     world = World()
     loop, _, _ = rig(world)
@@ -29,7 +30,7 @@ async def _dispatch(
 
     def handler(request: httpx.Request) -> httpx.Response:
         calls.append(orjson.loads(request.content))
-        return httpx.Response(200, json=answer)
+        return httpx.Response(http_status, json=answer)
 
     client = GatewayClient("http://gw", "k", transport=httpx.MockTransport(handler))
     loop.dispatcher.client = client
@@ -44,7 +45,7 @@ async def _dispatch(
 
     producer.send_and_wait = capture  # type: ignore[method-assign]
     await loop.adopt({TP0})
-    value = orjson.dumps(cmd)
+    value = orjson.dumps(cmd) if raw is None else raw
     loop._spawn(
         ConsumerRecord(TP0.topic, 0, 0, 0, 0, cmd["messageId"].encode(), value, None, 0, len(value), [])
     )
@@ -77,3 +78,27 @@ async def test_content_with_the_gateways_own_chain_is_never_sent() -> None:
     [status] = [decode_status(v) for v in published]
     assert status.status is Status.REJECTED
     assert status.reasons == [f"{GATEWAY_FALLBACK_REFUSED}: fallbackSms"]
+
+
+async def test_content_beyond_json_integers_stops_the_dispatcher_regression() -> None:
+    """An integer past 64 bits in ``content`` decodes, but orjson refused it inside the client's call,
+    after SENDING was written: the dispatcher went fatal, and again at every restart. It is now
+    REJECTED with the reason before the intent, and the dispatcher goes on."""
+    cmd = command("m4", channel="SMS")
+    raw = orjson.dumps(cmd).replace(b'"text":', b'"big":100000000000000000000000000000,"text":')
+    world, calls, published = await _dispatch(
+        {"messageId": "m4:0", "results": {"sms": {"accepted": True}}}, cmd, raw=raw
+    )
+    assert calls == []
+    [status] = [decode_status(v) for v in published]
+    assert status.status is Status.REJECTED and status.reasons[0].startswith(f"{CONTENT_NOT_JSON}: ")
+    assert not any(e[0] == "write" and e[2] is SendState.SENDING for e in world.events)
+
+
+async def test_a_2xx_other_than_200_is_published_as_rejected_regression() -> None:
+    """A 202 with an accepted body was published as REJECTED HTTP_202: the processor fell back and
+    the person got the message twice. Any 2xx is the gateway's answer, read like a 200."""
+    answer = payload("send-whatsapp-accepted", messageId="m5:0")
+    _, calls, published = await _dispatch(answer, command("m5", channel="WHATSAPP"), http_status=202)
+    [status] = [decode_status(v) for v in published]
+    assert status.status is Status.ACCEPTED and len(calls) == 1

@@ -220,3 +220,34 @@ async def test_a_command_of_a_partition_not_owned_is_not_sent(offset: int) -> No
     loop._spawn(record("m", offset))  # no adopt: the sent-log of partition 0 is not restored here
     await until(lambda: not loop.tasks, "the command to end")
     assert client.calls == 0 and world.events == []
+
+
+class PausingConsumer(FakeConsumer):
+    def __init__(self) -> None:
+        super().__init__()
+        self.paused = False
+
+    def pause(self, *tps: TopicPartition) -> None:
+        self.paused = True
+
+    def resume(self, *tps: TopicPartition) -> None:
+        self.paused = False
+
+
+async def test_max_in_flight_1_pauses_the_consumer_for_ever_regression() -> None:
+    """With STREAM_APP_DISPATCH_MAX_IN_FLIGHT=1 fetching resumed only below 1 // 2 == 0 commands in
+    flight: after the first command the consumer stayed paused for good."""
+    world = World()
+    loop, client, _ = rig(world)
+    consumer = PausingConsumer()
+    loop.consumer = consumer  # type: ignore[assignment]
+    loop.max_in_flight = 1
+    await loop.adopt({TP0})
+    client.gate.clear()
+    loop._spawn(record("m", 0))
+    loop._flow_control()
+    assert consumer.paused  # one in flight: the limit
+    client.gate.set()
+    await until(lambda: not loop.tasks, "the command to finish")
+    loop._flow_control()
+    assert not consumer.paused

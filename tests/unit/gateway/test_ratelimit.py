@@ -8,7 +8,13 @@ import time
 import orjson
 import pytest
 
-from stream_app.gateway.ratelimit import RatePacer, body_retry_after, retry_after_of
+from stream_app.gateway.ratelimit import (
+    DEFAULT_WINDOW,
+    MAX_HEADER_WAIT,
+    RatePacer,
+    body_retry_after,
+    retry_after_of,
+)
 from tests.support.gateway_data import raw
 
 
@@ -83,3 +89,40 @@ def test_pacer_ignores_answers_without_the_headers() -> None:
     pacer.observe({"content-type": "application/json"})
     pacer.observe({"x-ratelimit-remaining": "many"})
     assert pacer.remaining is None and pacer.delay() == 0.0
+
+
+def test_reset_in_epoch_milliseconds_regression() -> None:
+    """``X-RateLimit-Reset`` as a Unix time in milliseconds was read as seconds: every later send of
+    the process was held back for about 55,000 years."""
+    pacer = RatePacer(clock=Clock(), wall=lambda: 1_700_000_000.0)
+    pacer.observe({"x-ratelimit-remaining": "0", "x-ratelimit-reset": "1700000003000"})
+    assert pacer.delay() == pytest.approx(3.0)
+
+
+@pytest.mark.parametrize("reset", ["1775731200000", "99999999", "1e300", "33000000000"])
+def test_a_header_wait_is_bounded_regression(reset: str) -> None:
+    """However a reset or a Retry-After is written (or misread), no wait from it passes the cap."""
+    pacer = RatePacer(clock=Clock(), wall=lambda: 1_700_000_000.0)
+    pacer.observe({"x-ratelimit-remaining": "0", "x-ratelimit-reset": reset})
+    assert 0.0 <= pacer.delay() <= MAX_HEADER_WAIT
+    assert retry_after_of(reset, orjson.dumps({"retryAfter": float(reset)})) == MAX_HEADER_WAIT
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"x-ratelimit-remaining": "inf"},
+        {"x-ratelimit-remaining": "1e400"},
+        {"x-ratelimit-remaining": "nan"},
+        {"x-ratelimit-remaining": "0", "x-ratelimit-reset": "inf"},
+        {"x-ratelimit-remaining": "3", "x-ratelimit-limit": "inf"},
+        {"x-ratelimit-remaining": "3", "x-ratelimit-limit": "-1e400"},
+    ],
+)
+def test_non_finite_header_numbers_are_absent_regression(headers: dict[str, str]) -> None:
+    """``inf`` / ``1e400`` raised OverflowError out of observe(), so out of client.send and status:
+    the dispatcher went fatal and the poller's task died. Such a number now counts as absent."""
+    pacer = RatePacer(clock=Clock())
+    pacer.observe(headers)
+    assert pacer.limit is None
+    assert pacer.delay() <= DEFAULT_WINDOW  # an unreadable reset is the default window

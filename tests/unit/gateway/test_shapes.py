@@ -8,7 +8,7 @@ import pytest
 
 from stream_app.contracts import Status
 from stream_app.gateway.errors import UnknownGatewayShape
-from stream_app.gateway.shapes import Ignored, Mapped, OnceLog, normalise
+from stream_app.gateway.shapes import MAX_ONCE_KINDS, UNMAPPED_CODE, Ignored, Mapped, OnceLog, normalise
 
 
 @pytest.mark.parametrize(
@@ -28,7 +28,7 @@ from stream_app.gateway.shapes import Ignored, Mapped, OnceLog, normalise
         ({"event_type": "DELIVERY", "status_code": 8}, Mapped(Status.EXPIRED, "DELIVERY")),
         ({"status": "ACCEPTED"}, Mapped(Status.ACCEPTED, "ACCEPTED")),
         ({"status": "UNKNOWN"}, Ignored("UNKNOWN")),
-        ({"event_type": "DELIVERY", "status_code": 4}, Ignored("statusCode 4")),
+        ({"event_type": "DELIVERY", "status_code": 4}, Ignored(UNMAPPED_CODE)),
         ({"event_type": "INBOUND"}, Ignored("eventType INBOUND")),
         ({"event_type": "inbound", "status": "LOST"}, Ignored("eventType INBOUND")),
     ],
@@ -67,3 +67,15 @@ def test_once_log_logs_each_kind_once(caplog: pytest.LogCaptureFixture) -> None:
         "gateway status UNKNOWN",
         "gateway status statusCode 4",
     ]
+
+
+def test_each_unmapped_status_code_is_a_new_kind_regression(caplog: pytest.LogCaptureFixture) -> None:
+    """Each distinct unmapped statusCode was its own kind: a new Prometheus label value and a new
+    log-once entry per number a body chose. Now one kind for all; and the log-once set is bounded."""
+    assert {normalise(status_code=code) for code in range(1000, 1500)} == {Ignored(UNMAPPED_CODE)}
+    once = OnceLog(logging.getLogger("test.once"))
+    with caplog.at_level(logging.WARNING):
+        for n in range(MAX_ONCE_KINDS * 3):
+            once.note(f"unknown WORD{n}", f"gateway status WORD{n}")
+    assert len(once.seen) == MAX_ONCE_KINDS
+    assert len(caplog.records) == MAX_ONCE_KINDS + 1  # one line more says the rest go unlogged

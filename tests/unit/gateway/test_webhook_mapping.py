@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
+import httpx
 import orjson
 import pytest
 
-from stream_app.contracts import Channel, Status
+from stream_app.config import Settings
+from stream_app.contracts import Channel, DeliveryStatus, Status
 from stream_app.gateway.errors import UnknownGatewayShape
-from stream_app.gateway.providers import Attempt
+from stream_app.gateway.providers import Attempt, ProviderIndex
 from stream_app.gateway.shapes import Ignored, Mapped
 from stream_app.gateway.signing import sign, verify
-from stream_app.gateway.webhook import interpret, split_customer_id, to_status
+from stream_app.gateway.webhook import WebhookReceiver, interpret, split_customer_id, to_status
 from tests.support.gateway_data import raw
 
 
@@ -163,3 +168,66 @@ def test_signature_round_trip_and_tampering() -> None:
     assert not verify(b"other", b"body", sig)
     assert not verify(b"k", b"body", None)
     assert not verify(b"k", b"body", sig.removeprefix("sha256="))
+
+
+class _Producer:
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, bytes | None]] = []
+
+    async def send_and_wait(
+        self, topic: str, value: bytes | None, key: Any = None, headers: Any = None
+    ) -> None:
+        orjson.loads(value or b"null")  # what the broker gets must be JSON, as encode() makes it
+        self.sent.append((topic, value))
+
+
+_BIG = b"100000000000000000000000000000"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"customerMessageId":"m:0","channel":"SMS","deliveryStatus":"DELIVERED","statusCode":'
+        + _BIG
+        + b"}",
+        b'{"eventType":"DELIVERY","customerMessageId":"m:0","channel":"SMS","statusCode":18446744073709551619}',
+    ],
+)
+async def test_status_code_past_64_bits_is_a_500_regression(tmp_path: Path, body: bytes) -> None:
+    """A statusCode past 64 bits passed the edge and failed in encoding: a 500, so the gateway
+    retried it for ever and it was never dead-lettered. It is refused at the edge: 400 + dead letter."""
+    settings = Settings(topic_prefix="t.", state_dir=tmp_path)
+    producer = _Producer()
+    rx = WebhookReceiver(settings, producer, b"k")  # type: ignore[arg-type]
+    transport = httpx.ASGITransport(app=rx.app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://rx") as c:
+        resp = await c.post("/dlr", content=body, headers={"X-Signature": sign(b"k", body)})
+    assert resp.status_code == 400 and "statusCode" in resp.json()["error"]
+    assert [t for t, _ in producer.sent] == [settings.topics.dead_letters]
+
+
+async def test_a_held_body_that_cannot_be_published_kills_the_resolver_regression(tmp_path: Path) -> None:
+    """A held READ with a statusCode past 64 bits (held before the edge refused such a code) raised
+    TypeError out of resolve_held and ended the resolver silently, leaving it first in the store for
+    ever. Now it is dead-lettered with its reason, and the next held callback is still published."""
+    settings = Settings(topic_prefix="t.", state_dir=tmp_path)
+    producer = _Producer()
+    index = ProviderIndex.open(tmp_path / "idx")
+    rx = WebhookReceiver(settings, producer, b"k", index=index)  # type: ignore[arg-type]
+    bad = b'{"eventType":"READ","messageId":"prov-1","channel":"SMS","statusCode":' + _BIG + b"}"
+    good = b'{"eventType":"READ","messageId":"prov-1","channel":"SMS"}'
+    index.hold("prov-1", bad, 1)
+    index.hold("prov-1", good, 2)
+    accepted = DeliveryStatus(
+        message_id="m", attempt=0, channel=Channel.SMS, status=Status.ACCEPTED, provider_message_id="prov-1"
+    )
+    index.learn([(accepted, 1)], {0: 1})
+    try:
+        assert await rx.resolve_held() == 2
+        assert index.held_count == 0
+        assert [t for t, _ in producer.sent] == [
+            settings.topics.dead_letters,
+            settings.topics.delivery_status,
+        ]
+    finally:
+        index.close()
