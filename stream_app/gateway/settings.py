@@ -60,7 +60,7 @@ def parse_per_channel(raw: str, source: str, default: float) -> dict[Channel, fl
         except ValueError:
             raise GatewayConfigError(f"{source}: {part!r} is not NUMBER or CHANNEL=NUMBER") from None
         if not math.isfinite(value) or value < 0:
-            raise GatewayConfigError(f"{source}: {part!r} must be a finite number >= 0")
+            raise GatewayConfigError(f"{source}: {part!r} must be >= 0 and finite")
         if not eq:
             values = dict.fromkeys(Channel, value)
             continue
@@ -177,7 +177,7 @@ def _num(env: Mapping[str, str], name: str, default: float) -> float:
     except ValueError:
         raise GatewayConfigError(f"{ENV[name]}: {raw!r} is not a number") from None
     if not value > 0 or not math.isfinite(value):
-        raise GatewayConfigError(f"{ENV[name]}: must be a finite number > 0, got {raw}")
+        raise GatewayConfigError(f"{ENV[name]}: must be > 0 and finite, got {raw}")
     return value
 
 
