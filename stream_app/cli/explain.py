@@ -182,7 +182,7 @@ def _run(args: argparse.Namespace) -> int:
             offsets=_offsets(args.offsets or []),
         )
         if not (math.isfinite(args.tolerance) and args.tolerance >= 0):  # nan, inf: a traceback at round()
-            raise ValueError(f"--tolerance: must be a number of seconds >= 0, got {args.tolerance}")
+            raise ValueError(f"--tolerance: must be >= 0 and finite (seconds), got {args.tolerance}")
         if args.from_file is not None and (args.export is not None or args.offsets):
             raise ValueError("--from-file reads no topic: --export and --offsets do not apply to it")
     except ValueError as exc:
