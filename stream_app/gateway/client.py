@@ -126,6 +126,25 @@ def reasons_of(value: Any) -> tuple[str, ...]:
     return ()
 
 
+def channel_result(results: Any, name: str) -> dict[str, Any] | None:
+    """The send answer's result for channel ``name`` (lower case), in either documented shape.
+
+    Seed page 001 (the gateway's fallback page) keys ``results`` by channel,
+    ``{"results": {"sms": {"accepted": true, "parts": 1}}}``; the Quick Start guide lists them,
+    ``{"results": [{"phoneNumber": "+39...", "accepted": true, "channel": "sms", "statusCode": 200}]}``.
+    None when neither names the channel: the caller takes the send as "maybe sent".
+    """
+    if isinstance(results, dict):
+        found = results.get(name)
+    elif isinstance(results, list):
+        found = next(
+            (r for r in results if isinstance(r, dict) and str(r.get("channel", "")).lower() == name), None
+        )
+    else:
+        found = None
+    return found if isinstance(found, dict) else None
+
+
 def _answered(code: int) -> bool:
     """Any 2xx is the gateway's answer, to be read: its HTTP guide says "2XX (message accepted by the
     server)", so a 201 or 202 is a send that happened, never a refusal."""
@@ -237,12 +256,12 @@ class GatewayClient:
             return _http_failure(resp)
         try:
             data = orjson.loads(resp.content)
-            result = data["results"][name]
+            result = channel_result(data["results"], name)
             provider_id = str(data.get("messageId") or body.get("messageId") or "")
         except (orjson.JSONDecodeError, KeyError, TypeError):
             # A 2xx we cannot read: the send probably happened, so treat it as "maybe sent".
             return Transient(f"HTTP {code} with an unreadable body", maybe_sent=True)
-        if not isinstance(result, dict):
+        if result is None:
             return Transient(f"HTTP {code} without a result for the channel", maybe_sent=True)
         if result.get("accepted") is True:
             parts = result.get("parts")

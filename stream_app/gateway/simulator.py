@@ -8,7 +8,10 @@ standard ASGI server; the webhook receiver uses the same stack, so one server he
 Endpoints (the real gateway's shapes):
 
 * ``POST /api/message-server/{whatsapp|rcs|sms|viber}/send`` with ``X-Api-Key``. Answers
-  ``{"messageId", "simulation", "results": {"<channel>": {"accepted", "reasons", "parts"}}}``.
+  ``{"messageId", "simulation", "results": {"<channel>": {"accepted", "reasons", "parts"}}}``
+  (seed page 001), or with a top-level ``"sendAnswer": "list"`` in the rules the Quick Start
+  guide's ``{"messageId", "customerMessageId", "simulation", "results": [{"phoneNumber",
+  "accepted", "channel", "statusCode"}]}``.
   A body ``messageId`` is the customer message id and is echoed back; without one a UUID is made.
   401 without (or with a wrong) key, 400 for a malformed body (never a 5xx), 413 for a body over
   1 MiB, 422 for an unapproved template, 429 when scripted (``Retry-After`` header and/or
@@ -183,6 +186,9 @@ class Limit(_Model):
 class Rules(_Model):
     rules: list[Rule] = Field(default_factory=list)
     limit: Limit | None = None
+    #: The send answer's ``results``: ``map`` keyed by channel (seed page 001) or ``list`` (the Quick
+    #: Start guide), the two shapes the gateway's documents show.
+    send_answer: Literal["map", "list"] = "map"
 
 
 class Outage(_Model):
@@ -540,17 +546,19 @@ class Simulator:
             reasons = list(rule.reject) if rule is not None and rule.reject is not None else []
             accepted = rule is None or rule.reject is None
             result: dict[str, Any] = {"accepted": accepted, "reasons": reasons}
-            answer = {"messageId": customer_id, "simulation": True, "results": {name: result}}
-            return _limited(_json(200, answer), window)
+            return _limited(
+                _json(200, self._send_answer(customer_id, None, True, body, name, result)), window
+            )
 
         st.sends[customer_id] += 1
+        gateway_id: str | None = None
         if rule is not None and rule.reject is not None:
             result = {"accepted": False, "reasons": list(rule.reject)}
         else:
             steps = tuple(rule.statuses) if rule is not None and rule.statuses is not None else DEFAULT_STEPS
             msg = SimMessage(
                 customer_id=customer_id,
-                gateway_id=str(uuid.uuid4()),
+                gateway_id=(gateway_id := str(uuid.uuid4())),
                 channel=channel,
                 destination=body.destination,
                 accepted_at=time.monotonic(),
@@ -573,8 +581,37 @@ class Simulator:
                 await asyncio.sleep(rule.delay * st.time_scale)
             finally:
                 st.in_progress[channel] -= 1
-        answer = {"messageId": customer_id, "simulation": False, "results": {name: result}}
+        answer = self._send_answer(customer_id, gateway_id, False, body, name, result)
         return _limited(_json(200, answer), window)
+
+    def _send_answer(
+        self,
+        customer_id: str,
+        gateway_id: str | None,
+        simulation: bool,
+        body: _Body,
+        name: str,
+        result: dict[str, Any],
+    ) -> dict[str, Any]:
+        """A send's answer in the rules' ``sendAnswer`` shape.
+
+        ``map`` (seed page 001) echoes the customer id as ``messageId``. ``list`` is the Quick Start
+        guide's: ``messageId`` is the gateway's own id (the customer id when nothing was sent),
+        ``customerMessageId`` the caller's, and each result names its ``channel`` and
+        ``phoneNumber``, with ``statusCode`` 200 when accepted (the guide shows no refusal: a refused
+        one carries ``reasons`` as in the map shape).
+        """
+        if self.state.rules.send_answer == "map":
+            return {"messageId": customer_id, "simulation": simulation, "results": {name: result}}
+        item = {"phoneNumber": body.destination, "channel": name, **result}
+        if result["accepted"]:
+            item["statusCode"] = 200
+        return {
+            "messageId": gateway_id or customer_id,
+            "customerMessageId": customer_id,
+            "simulation": simulation,
+            "results": [item],
+        }
 
     def _count_call(self) -> tuple[_Window, Response | None]:
         """Count this call in the rules' ``limit`` window; a 429 when it is over the limit."""

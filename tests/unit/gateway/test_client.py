@@ -221,3 +221,33 @@ async def test_a_trickled_answer_outlives_the_timeout_regression() -> None:
         assert isinstance(result, Transient) and result.maybe_sent
         status = await asyncio.wait_for(gw.status("a:0", Channel.SMS), 30)
         assert isinstance(status, Transient) and status.maybe_sent
+
+
+@pytest.mark.parametrize(
+    ("results", "expected"),
+    [
+        ([{"channel": "sms", "accepted": True, "statusCode": 200}], Accepted("gw-1")),
+        (
+            [{"channel": "SMS", "accepted": False, "reasons": ["INVALID_DESTINATION"]}],
+            Rejected(("INVALID_DESTINATION",)),
+        ),
+        ([{"channel": "rcs", "accepted": True}, {"channel": "sms", "accepted": True}], Accepted("gw-1")),
+        ({"sms": {"accepted": True}, "rcs": None}, Accepted("gw-1")),
+    ],
+)
+async def test_results_as_a_list_or_a_map_are_read(results: Any, expected: Any) -> None:
+    """Both documented shapes of a send answer's ``results``: the Quick Start guide's list (each names
+    its ``channel``) and seed page 001's map keyed by channel."""
+    answer = {"messageId": "gw-1", "customerMessageId": "a:0", "results": results}
+    async with _mock(lambda request: httpx.Response(200, json=answer)) as gw:
+        assert await gw.send(Channel.SMS, {"messageId": "a:0"}) == expected
+
+
+@pytest.mark.parametrize("results", [[{"channel": "whatsapp", "accepted": True}], [], [7], "sms", None])
+async def test_results_without_the_channel_may_have_sent(results: Any) -> None:
+    """Results that say nothing of the channel called: the send may have happened (the dispatcher
+    asks the status endpoint before any resend), never a rejection that would fall back."""
+    answer = {"messageId": "gw-1", "results": results}
+    async with _mock(lambda request: httpx.Response(200, json=answer)) as gw:
+        outcome = await gw.send(Channel.SMS, {"messageId": "a:0"})
+        assert isinstance(outcome, Transient) and outcome.maybe_sent

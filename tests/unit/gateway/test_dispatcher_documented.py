@@ -102,3 +102,13 @@ async def test_a_2xx_other_than_200_is_published_as_rejected_regression() -> Non
     _, calls, published = await _dispatch(answer, command("m5", channel="WHATSAPP"), http_status=202)
     [status] = [decode_status(v) for v in published]
     assert status.status is Status.ACCEPTED and len(calls) == 1
+
+
+async def test_documented_quick_start_list_answer_is_accepted() -> None:
+    """The Quick Start guide's send answer lists ``results`` (seed page 001 keys them by channel);
+    read as "no result for the channel", every such send was taken as in doubt."""
+    answer = payload("send-quickstart-list-accepted", customerMessageId="m5:0")
+    _, calls, published = await _dispatch(answer, command("m5", channel="SMS"))
+    [status] = [decode_status(v) for v in published]
+    assert status.status is Status.ACCEPTED and status.provider_message_id == "msg_1234567890"
+    assert len(calls) == 1

@@ -10,6 +10,7 @@ import httpx
 import orjson
 import pytest
 
+from stream_app.contracts import Channel
 from stream_app.gateway import simulator
 from stream_app.gateway.errors import PortInUse, RulesError
 from stream_app.gateway.serve import bind
@@ -68,6 +69,40 @@ async def test_sms_accepted_then_delivered_with_echoed_customer_id(monkeypatch: 
         clock.now += 0.001
         assert (await _status(base, "m1:0", "SMS")).json()["deliveryStatus"] == "DELIVERED"
         assert sim.state.sends["m1:0"] == 1
+
+
+async def test_send_answer_in_the_quick_start_list_shape() -> None:
+    """``"sendAnswer": "list"``: the Quick Start guide's answer (tests/data/gateway/
+    send-quickstart-list-accepted.json), which the gateway client reads like the map shape."""
+    from stream_app.gateway.client import Accepted, GatewayClient, Rejected
+
+    rules = parse_rules(
+        b'{"sendAnswer": "list", "rules": [{"destinationSuffix": "01", "reject": ["INVALID_DESTINATION"]}]}'
+    )
+    async with running_simulator(rules) as (sim, base):
+        r = await _post(base, "sms", {"destination": "+393401234500", "messageId": "m1:0", **SMS})
+        answer = r.json()
+        gateway_id = sim.state.messages[("m1:0", Channel.SMS)].gateway_id
+        assert answer == {
+            "messageId": gateway_id,
+            "customerMessageId": "m1:0",
+            "simulation": False,
+            "results": [
+                {
+                    "phoneNumber": "+393401234500",
+                    "channel": "sms",
+                    "accepted": True,
+                    "reasons": [],
+                    "parts": 1,
+                    "statusCode": 200,
+                }
+            ],
+        }
+        async with GatewayClient(base, "test-key") as gw:
+            sent = await gw.send(Channel.SMS, {"destination": "+393401234500", "messageId": "m2:0", **SMS})
+            refused = await gw.send(Channel.SMS, {"destination": "+393401234501", "messageId": "m3:0", **SMS})
+        assert isinstance(sent, Accepted) and sent.provider_message_id not in ("", "m2:0")
+        assert refused == Rejected(("INVALID_DESTINATION",))
 
 
 async def test_missing_or_wrong_api_key_is_401() -> None:
