@@ -332,6 +332,17 @@ def port_in_range(port: str | int, lowest: int) -> bool:
     return lowest <= port <= MAX_PORT
 
 
+def listen_port(text: str) -> int:
+    """``--port`` of a service that listens (argparse ``type``): 0-65535, 0 for any free port.
+
+    Out of range it is argparse's one-line usage error (exit 2) before anything starts; it was an
+    OverflowError traceback from bind(), for the webhook receiver only after it had reached Kafka.
+    """
+    if not port_in_range(text.strip(), 0):
+        raise argparse.ArgumentTypeError(f"must be a port number 0-{MAX_PORT}, got {text!r}")
+    return int(text)
+
+
 def from_env(environ: Mapping[str, str] | None = None) -> Settings:
     """Settings from environment variables alone."""
     env = os.environ if environ is None else environ

@@ -101,6 +101,8 @@ def run(args: argparse.Namespace) -> int:
     # nan passed a "<= 0" check, and inf divided every fallbackAfter down to 0.
     if not (math.isfinite(args.speed) and args.speed > 0):
         raise ConfigError(f"--speed: must be a number > 0, got {args.speed}")
+    if not (math.isfinite(args.timeout) and args.timeout > 0):  # nan never timed out, 0 or less at once
+        raise ConfigError(f"--timeout: must be a number of seconds > 0, got {args.timeout}")
     # The services' own log format (stream_app.logs); only warnings unless --verbose.
     configure("info" if args.verbose else "warning")
     if not args.verbose:

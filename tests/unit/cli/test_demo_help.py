@@ -34,3 +34,20 @@ def test_speed_nan_or_inf_passed_the_check_regression(
     assert (
         capsys.readouterr().err == f"stream-app: error: --speed: must be a number > 0, got {float(speed)}\n"
     )
+
+
+@pytest.mark.parametrize("timeout", ["nan", "inf", "0", "-5"])
+def test_timeout_nan_never_timed_out_regression(
+    timeout: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--timeout nan`` passed (no comparison with nan is true: the demo would never give up);
+    0 or less gave up at once. A one-line error now, exit 2, before anything starts."""
+    import stream_app.demo.run
+
+    async def play(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the demo started")
+
+    monkeypatch.setattr(stream_app.demo.run, "play", play)
+    assert main(["demo", f"--timeout={timeout}", "--bootstrap-servers", "127.0.0.1:1"]) == 2
+    expected = f"stream-app: error: --timeout: must be a number of seconds > 0, got {float(timeout)}\n"
+    assert capsys.readouterr().err == expected

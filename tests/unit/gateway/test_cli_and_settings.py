@@ -210,3 +210,19 @@ def test_counts_that_are_not_whole_numbers_regression(var: str, raw: str) -> Non
     with pytest.raises(GatewayConfigError, match=f"^{var}: ") as caught:
         gateway_from_env({var: raw})
     assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize("command", ["webhook", "gateway-sim"])
+@pytest.mark.parametrize("port", ["70000", "-1", "x"])
+def test_a_listen_port_out_of_range_was_an_overflow_traceback_regression(
+    command: str, port: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--port 70000`` got past argparse's ``int`` and bind() raised OverflowError: a traceback
+    (for the webhook receiver only once it had reached Kafka). Now argparse's one-line error, exit 2."""
+    with pytest.raises(SystemExit) as done:
+        main([command, "--port", port])
+    assert done.value.code == 2
+    err = capsys.readouterr().err
+    assert err.splitlines()[-1] == (
+        f"stream-app {command}: error: argument --port: must be a port number 0-65535, got {port!r}"
+    )
