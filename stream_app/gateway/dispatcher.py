@@ -78,6 +78,7 @@ from stream_app.gateway.control import Breakers, ControlView
 from stream_app.gateway.errors import GatewayAuthError
 from stream_app.gateway.kafka import start_client, started_producer
 from stream_app.gateway.metrics import DispatcherMetrics, send_result
+from stream_app.gateway.reconcile import reconcile_results
 from stream_app.gateway.sentlog import PartitionLog, SendState, SentLog, restore
 from stream_app.gateway.settings import GatewaySettings
 from stream_app.kafka import install_fixes
@@ -690,61 +691,6 @@ def _log_failure(task: asyncio.Task[None]) -> None:
 
 def _names(parts: set[int]) -> str:
     return ",".join(map(str, sorted(parts))) or "none"
-
-
-#: Statuses are looked for from this long before the oldest unconfirmed one was recorded (10 s: room
-#: for the producer's linger and retries, and for clock steps between the two processes' writes).
-RECONCILE_MARGIN_MS = 10_000
-
-
-async def reconcile_results(settings: Settings, sent: SentLog) -> int:
-    """Mark DONE every RESULT entry of ``sent`` already on ``delivery-status``.
-
-    A crash between a status's publication and its DONE record leaves RESULT behind; publishing it
-    again would repeat the status. The broker has no transactions to make the two one step (Tansu),
-    so when a partition's sent-log is restored the tail of ``delivery-status`` written since the
-    oldest such entry is read and compared byte for byte (the payload carries its own
-    ``occurredAt``, so it is unique). Returns how many entries were confirmed.
-    """
-    results = [(p, cid, e) for p, cid, e in sent.entries() if e.state is SendState.RESULT]
-    waiting = {e.payload: (p, cid) for p, cid, e in results}
-    if not waiting:
-        return 0
-    since = min(e.at_ms for _, _, e in results) - RECONCILE_MARGIN_MS
-    topic = settings.topics.delivery_status
-    consumer = AIOKafkaConsumer(**settings.kafka_client_kwargs(), enable_auto_commit=False)
-    await start_client(consumer, settings)
-    confirmed = 0
-    try:
-        tps = [TopicPartition(topic, p) for p in range((await topic_partitions(consumer)).get(topic, 0))]
-        if not tps:
-            return 0
-        consumer.assign(tps)
-        ends = await consumer.end_offsets(tps)
-        starts = await consumer.offsets_for_times(dict.fromkeys(tps, max(0, since)))
-        remaining = set()
-        for tp in tps:
-            found = starts.get(tp)
-            start = found.offset if found is not None else ends[tp]
-            if start < ends[tp]:
-                consumer.seek(tp, start)
-                remaining.add(tp)
-        while remaining:
-            for tp, records in (await consumer.getmany(*remaining, timeout_ms=500)).items():
-                for record in records:
-                    found = waiting.pop(record.value or b"", None)
-                    if found is not None:
-                        await sent.put(found[0], found[1], SendState.DONE, record.timestamp)
-                        confirmed += 1
-                if records and records[-1].offset + 1 >= ends[tp]:
-                    remaining.discard(tp)
-            if not waiting:
-                break
-    finally:
-        await consumer.stop()
-    if confirmed:
-        log.info("sent-log: %d statuses were already published before the restart", confirmed)
-    return confirmed
 
 
 async def run_dispatcher(

@@ -197,7 +197,7 @@ async def test_result_recorded_but_unconfirmed_is_not_published_twice(
     import time
 
     from stream_app.contracts import DeliveryStatus, encode
-    from stream_app.gateway.dispatcher import reconcile_results
+    from stream_app.gateway.reconcile import reconcile_results
 
     settings = await make_settings(kafka_bootstrap, tmp_path)
     now_ms = int(time.time() * 1000)

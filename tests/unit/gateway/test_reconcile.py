@@ -1,0 +1,117 @@
+"""The read of delivery-status's tail after a restart, without a broker: a fake consumer plays the
+offsets a real one would see (records, a transaction marker at the tail, a read that never ends)."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from aiokafka import ConsumerRecord, TopicPartition
+from aiokafka.structs import OffsetAndTimestamp
+
+from stream_app.gateway.reconcile import confirm_published
+from stream_app.gateway.sentlog import PartitionLog, SendState, SentLog
+
+TP = TopicPartition("delivery-status", 0)
+
+
+class FakeTail:
+    """A partition holding ``values`` at offsets 0.., then ``markers`` offsets no fetch returns (a
+    transaction's control batch). ``stuck``: fetches return nothing and the position never moves."""
+
+    def __init__(self, values: list[bytes], markers: int = 0, stuck: bool = False) -> None:
+        self.values, self.end, self.stuck = values, len(values) + markers, stuck
+        self.pos = 0
+        self.fetches = 0
+
+    def assign(self, partitions: list[TopicPartition]) -> None:
+        assert partitions == [TP]
+
+    def seek(self, partition: TopicPartition, offset: int) -> None:
+        self.pos = offset
+
+    async def end_offsets(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
+        return {TP: self.end}
+
+    async def offsets_for_times(
+        self, timestamps: dict[TopicPartition, int]
+    ) -> dict[TopicPartition, OffsetAndTimestamp | None]:
+        return {TP: OffsetAndTimestamp(0, 0)}
+
+    async def getmany(
+        self, *partitions: TopicPartition, timeout_ms: int = 0
+    ) -> dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]:
+        self.fetches += 1
+        if self.stuck or self.pos >= self.end:
+            return {}
+        batch = [
+            ConsumerRecord(
+                TP.topic, 0, o, 1000 + o, 0, None, self.values[o], None, 0, len(self.values[o]), []
+            )
+            for o in range(self.pos, min(self.pos + 2, len(self.values)))
+        ]
+        # Like a real fetch, the position moves past what was read, and past a control batch after it.
+        self.pos = self.end if self.pos + 2 >= len(self.values) else self.pos + 2
+        return {TP: batch} if batch else {}
+
+    async def position(self, partition: TopicPartition) -> int:
+        return self.pos
+
+
+async def _nowhere(p: int, key: bytes, value: bytes | None) -> None:
+    """A sent-log write that goes nowhere."""
+
+
+async def _log(*entries: tuple[str, bytes]) -> SentLog:
+    log = SentLog(_nowhere)
+    log.partitions = {0: PartitionLog()}
+    for cid, payload in entries:
+        await log.put(0, cid, SendState.RESULT, 1000, payload)
+    return log
+
+
+def _states(log: SentLog) -> dict[str, SendState]:
+    return {cid: e.state for _, cid, e in log.entries()}
+
+
+async def test_published_statuses_are_confirmed_and_the_others_left_to_publish() -> None:
+    log = await _log(("a:0", b"A"), ("c:0", b"C"), ("x:0", b"X"))
+    tail = FakeTail([b"A", b"B", b"C", b"D", b"E"])
+    assert await confirm_published(tail, [TP], 0, log) == 2
+    assert _states(log) == {"a:0": SendState.DONE, "c:0": SendState.DONE, "x:0": SendState.RESULT}
+
+
+async def test_the_read_stops_once_every_entry_is_found() -> None:
+    log = await _log(("a:0", b"A"))
+    tail = FakeTail([b"A", b"B", b"C", b"D", b"E", b"F"])
+    assert await confirm_published(tail, [TP], 0, log) == 1
+    assert tail.fetches == 1
+
+
+async def test_a_transaction_marker_at_the_tail_ends_the_read_regression() -> None:
+    """The read ended when the last record returned reached end - 1. A transaction's marker (or an
+    aborted record) at the tail is never returned, so it never did: the dispatcher's partitions were
+    held in the rebalance callback for good. The consumer's position is what ends it now."""
+    log = await _log(("x:0", b"X"))
+    tail = FakeTail([b"A", b"B", b"C"], markers=1)
+    assert await confirm_published(tail, [TP], 0, log, max_s=3600) == 0
+    assert tail.fetches == 2 and _states(log) == {"x:0": SendState.RESULT}
+
+
+async def test_a_read_that_never_ends_is_cut_short_regression(caplog: pytest.LogCaptureFixture) -> None:
+    """A read that makes no progress (the start deleted by retention, a broker gone) looped with no
+    bound inside the rebalance callback. It now ends after max_s; the unconfirmed statuses are
+    published again (a repeat the processor ignores), and a warning says so."""
+    log = await _log(("x:0", b"X"))
+    tail = FakeTail([b"A"], stuck=True)
+    now = [0.0]
+
+    def clock() -> float:
+        now[0] += 1.0  # one second per look at the clock: 30 looks, whatever the machine's speed
+        return now[0]
+
+    with caplog.at_level(logging.WARNING, logger="stream_app.gateway"):
+        assert await confirm_published(tail, [TP], 0, log, max_s=30.0, clock=clock) == 0
+    assert 25 <= tail.fetches <= 30
+    assert "sentlog_reconcile_cut_short" in caplog.text and "unconfirmed=1" in caplog.text
+    assert _states(log) == {"x:0": SendState.RESULT}
