@@ -61,7 +61,7 @@ BREAKER_REASON = "circuit breaker"
 #: The customer messageId of a probe (``breaker-probe:CHANNEL:ms``): a simulation send, so the
 #: gateway keeps no message under it, and the name says where it came from in the gateway's logs.
 PROBE_ID = "breaker-probe"
-#: How long a probe that was rate limited waits before the next one (seconds).
+#: How long a probe that was rate limited (or raised) waits before the next one (seconds).
 PROBE_RETRY_S = 5.0
 #: A close that ends no more than this before ours covers it (ms): two dispatchers tripping on one
 #: outage a moment apart publish one CLOSED, not two that differ by milliseconds.
@@ -317,8 +317,17 @@ class Breakers:
             body = dict(self.last_body.get(channel) or {})
             body["simulation"] = True
             body["messageId"] = f"{PROBE_ID}:{channel.value}:{int(self.clock() * 1000)}"
-            with self.metrics.gateway_seconds.labels("probe", channel.value).time():
-                result = await self.client.send(channel, body)
+            try:
+                with self.metrics.gateway_seconds.labels("probe", channel.value).time():
+                    result = await self.client.send(channel, body)
+            except Exception as exc:  # the probe's task must outlive any one probe
+                # A probe that raised decides nothing. Let it end the task and the breaker stayed
+                # HALF_OPEN with no probe, silently, until a real send came (once the CLOSED's until
+                # had passed); instead say why and probe again, as after a 429.
+                event(log, logging.WARNING, "breaker_probe_error", channel=channel.value, error=repr(exc))
+                self.metrics.breaker_probes.labels(channel.value, _probe_label(None)).inc()
+                await asyncio.sleep(PROBE_RETRY_S)
+                continue
             outcome = classify(result)
             self.metrics.breaker_probes.labels(channel.value, _probe_label(outcome)).inc()
             if breaker.state is not Circuit.HALF_OPEN:  # a real send decided meanwhile

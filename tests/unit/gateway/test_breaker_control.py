@@ -331,3 +331,46 @@ async def test_two_dispatchers_on_one_outage_publish_one_closed_and_one_open() -
     ]
     assert len(a.published) + len(b.published) == 2
     assert [t.cause for t in b.transitions] == [Cause.TRIPPED, Cause.PROBE_DUE, Cause.PROBE_SUCCEEDED]
+
+
+async def test_a_probe_that_raises_is_retried_not_lost_regression(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A probe's send that raised ended the probe's task silently: the breaker stayed HALF_OPEN with
+    no probe, and no OPEN was ever published for it. The probe now logs the error and tries again."""
+    from stream_app.gateway import control
+
+    monkeypatch.setattr(control, "PROBE_RETRY_S", 0.01)
+    config = BreakerConfig(
+        failure_ratio=0.5, window_seconds=10, min_calls=4, open_seconds=5, max_open_seconds=60
+    )
+    gateway, clock = FakeGateway(), Clock()
+    raised: list[int] = []
+
+    async def send(channel: Channel, body: dict[str, Any]) -> SendResult:
+        if not raised:
+            raised.append(1)
+            raise RuntimeError("a bug in a send")
+        return Accepted("sim")
+
+    gateway.send = send  # type: ignore[method-assign]
+    sent: list[tuple[bytes, bytes]] = []
+
+    async def publish(key: bytes, value: bytes) -> None:
+        sent.append((key, value))
+
+    breakers = Breakers(config, gateway, publish, clock=clock, metrics=DispatcherMetrics())  # type: ignore[arg-type]
+    breakers.view.ready.set()
+    stop = asyncio.Event()
+    runner = asyncio.create_task(breakers.run(stop))
+    try:
+        for _ in range(4):
+            breakers.observe(WA, FAILED, BODY)
+        await wait_for(lambda: len(sent) == 1, "CLOSED published")
+        clock.now = T0 + 5  # until passes: the first probe raises, the second is accepted
+        await wait_for(lambda: len(sent) == 2, "OPEN published after the probe that raised")
+        assert decode_control(sent[1][1], sent[1][0]).state is ChannelState.OPEN
+        assert raised == [1] and "breaker_probe_error" in caplog.text and "a bug in a send" in caplog.text
+    finally:
+        stop.set()
+        await runner
