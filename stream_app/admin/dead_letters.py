@@ -35,7 +35,11 @@ class DeadLetter:
 
     @classmethod
     def of(cls, raw: Raw) -> DeadLetter:
-        headers = {name: value.decode("utf-8", errors="replace") for name, value in raw.headers}
+        # A header without a value (any producer may write one; a dead letter keeps the input's own
+        # headers) says nothing: as if absent.
+        headers = {
+            name: value.decode("utf-8", errors="replace") for name, value in raw.headers if value is not None
+        }
         return cls(
             raw=raw,
             reason=headers.get("__error.reason"),

@@ -42,7 +42,8 @@ class Raw:
     timestamp_ms: int
     key: bytes | None
     value: bytes | None
-    headers: tuple[tuple[str, bytes], ...]
+    #: Kafka allows a header without a value (null): aiokafka hands it over as None.
+    headers: tuple[tuple[str, bytes | None], ...]
 
 
 @dataclass(frozen=True, slots=True)

@@ -40,7 +40,8 @@ a line looks like:
   digits  key=m-1 value={"messageId":"m-1","destination":"12345",...}   (one line on a terminal)
 
 A fixed record can be published again as it is (its key and value are untouched), e.g. with
-`stream-app send --file` for a request.
+`stream-app send --file` for a request. A record too large to dead-letter whole comes without what
+did not fit (its value first); the reason says so and where the record is.
 
 exit status: 0 done, 2 error (broker unreachable, dead-letters topic missing), 130 interrupted
 """

@@ -6,7 +6,7 @@ import argparse
 import asyncio
 
 from stream_app.cli._logs import add_log_options, configure_logging
-from stream_app.config import add_options, from_args, listen_port
+from stream_app.config import MAX_PORT, add_options, from_args, listen_port
 from stream_app.gateway.runner import run_service
 
 ORDER = 31
@@ -64,7 +64,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument(
-        "--port", type=listen_port, default=19310, help="port to listen on, 0-65535 (default 19310)"
+        "--port", type=listen_port, default=19310, help=f"port to listen on, 0-{MAX_PORT} (default 19310)"
     )
     p.add_argument("--path", default="/dlr", help="callback path (default /dlr)")
     add_log_options(p)

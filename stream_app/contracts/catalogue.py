@@ -132,7 +132,8 @@ CATALOGUE: tuple[TopicSpec, ...] = (
         configs=_DELETE_30D,
         description=(
             "Input records that are not a valid request or status (or conflict with an earlier request): "
-            "the original key and value bytes, untouched; the reason is in the `__error.*` headers "
+            "the original key and value bytes, untouched (unless too large to produce whole: then what does "
+            "not fit is left out, and the reason says so); the reason is in the `__error.*` headers "
             "(Kafka Connect's convention)."
         ),
         headers=(TRACE_HEADER, *DEAD_LETTER_HEADERS),

@@ -244,7 +244,9 @@ def _messages() -> dict[str, Any]:
         "title": "DeadLetter",
         "summary": "An input record that could not be processed, with the reason in headers.",
         "description": (
-            "The original key and value bytes, untouched (the value may not even be JSON). "
+            "The original key and value bytes, untouched (the value may not even be JSON), unless the "
+            "record is too large to produce whole: then what does not fit is left out and the reason "
+            "says so. "
             "Headers follow Kafka Connect's dead-letter convention."
         ),
         "contentType": "application/octet-stream",

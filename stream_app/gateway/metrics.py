@@ -203,7 +203,8 @@ class WebhookMetrics:
         )
         self.ignored = Counter(
             "stream_app_webhook_ignored",
-            "Callbacks that carry no DeliveryStatus, by kind (UNKNOWN, eventType INBOUND, statusCode N)",
+            "Callbacks that carry no DeliveryStatus, by kind "
+            "(UNKNOWN, eventType INBOUND, statusCode unmapped)",
             ["kind"],
             registry=r,
         )
@@ -274,7 +275,7 @@ class PollerMetrics:
         )
         self.ignored = Counter(
             "stream_app_poller_ignored",
-            "Polled statuses that carry no DeliveryStatus, by kind (UNKNOWN, statusCode N)",
+            "Polled statuses that carry no DeliveryStatus, by kind (UNKNOWN, statusCode unmapped)",
             ["kind"],
             registry=r,
         )

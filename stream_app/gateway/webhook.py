@@ -395,14 +395,6 @@ class WebhookReceiver:
             log.warning("could not publish a held DLR (%s); will retry", exc)
             self._unavailable()
             return False
-        except Exception as exc:  # one body kept from before a rule must not stop the rest
-            # A body held by an older receiver may break a rule checked at the edge now (a statusCode
-            # past 64 bits raised TypeError here and ended the resolver silently, holding it first
-            # for ever). It cannot be published; it is dead-lettered with why, and the rest go on.
-            log.exception("held DLR for %r cannot be published; dead-lettering it", held.provider_id)
-            reason = f"held callback cannot be published: {type(exc).__name__}: {exc}"[:300]
-            if (await self._dead_letter(held.body, reason)).status_code != 400:
-                return False
         self.index.release(held)
         return True
 

@@ -81,3 +81,16 @@ def test_bytes_that_are_not_utf8_travel_as_base64() -> None:
     assert "value" not in body
     assert base64.b64decode(body["valueBase64"]) == b"\xff\xfe\x00"
     assert "\ufffd" in format_line(letter(b"\xff\xfe\x00"))  # readable line: replaced, not a failure
+
+
+def test_a_header_without_a_value_is_read_as_absent_regression() -> None:
+    """A dead letter keeps the input's own headers, and Kafka allows one without a value (aiokafka
+    gives None): ``value.decode()`` raised AttributeError and stopped ``stream-app dead-letters``."""
+    headers = (("traceparent", None), ("x-empty", None), *HEADERS[1:])
+    dead = DeadLetter.of(
+        Raw(partition=1, offset=9, timestamp_ms=T0_MS, key=b"m-1", value=b"{}", headers=headers)
+    )
+    assert dead.traceparent is None and dead.source_offset == 17
+    assert "InvalidRecord" in format_line(dead) and orjson.loads(json_line(dead))["reason"].startswith(
+        "destination"
+    )

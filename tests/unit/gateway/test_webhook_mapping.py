@@ -193,7 +193,7 @@ _BIG = b"100000000000000000000000000000"
         b'{"eventType":"DELIVERY","customerMessageId":"m:0","channel":"SMS","statusCode":18446744073709551619}',
     ],
 )
-async def test_status_code_past_64_bits_is_a_500_regression(tmp_path: Path, body: bytes) -> None:
+async def test_status_code_past_64_bits_was_a_500_regression(tmp_path: Path, body: bytes) -> None:
     """A statusCode past 64 bits passed the edge and failed in encoding: a 500, so the gateway
     retried it for ever and it was never dead-lettered. It is refused at the edge: 400 + dead letter."""
     settings = Settings(topic_prefix="t.", state_dir=tmp_path)
@@ -206,10 +206,11 @@ async def test_status_code_past_64_bits_is_a_500_regression(tmp_path: Path, body
     assert [t for t, _ in producer.sent] == [settings.topics.dead_letters]
 
 
-async def test_a_held_body_that_cannot_be_published_kills_the_resolver_regression(tmp_path: Path) -> None:
+async def test_a_held_body_that_could_not_be_published_killed_the_resolver_regression(tmp_path: Path) -> None:
     """A held READ with a statusCode past 64 bits (held before the edge refused such a code) raised
     TypeError out of resolve_held and ended the resolver silently, leaving it first in the store for
-    ever. Now it is dead-lettered with its reason, and the next held callback is still published."""
+    ever. The bound on statusCode refuses it when it is read again (interpret), so it is dead-lettered
+    with its reason, and the next held callback is still published."""
     settings = Settings(topic_prefix="t.", state_dir=tmp_path)
     producer = _Producer()
     index = ProviderIndex.open(tmp_path / "idx")
