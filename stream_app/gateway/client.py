@@ -34,6 +34,10 @@ from stream_app.gateway.settings import GatewaySettings
 from stream_app.gateway.shapes import status_code_of
 
 STATUS_PATH = "/api/partner-gateway/v1/messages/status/"
+#: Seconds a whole call may take beyond the configured timeout (see ``GatewayClient._request``): one
+#: second is enough for httpx's own timeouts, started a moment later, to fire first; and it stays
+#: inside the revoke's wait for calls in flight (the timeout + REVOKE_MARGIN_S, 5 s).
+WHOLE_CALL_MARGIN_S = 1.0
 #: Pacing waits up to this long inside a call; a longer one is handed back as RateLimited(held_back)
 #: so the caller waits its own way (the dispatcher's wait ends at stop and at notAfter).
 MAX_PACE = 2.0
@@ -225,15 +229,18 @@ class GatewayClient:
 
         httpx's timeout is per read: a gateway or proxy that trickles its answer a byte at a time
         would hold the call (and its channel slot, and a revoke) for far longer. Past the total the
-        call is abandoned like a read timeout: the request may have reached the gateway.
+        call is abandoned like a read timeout: the request may have reached the gateway. The total
+        is the timeout plus :data:`WHOLE_CALL_MARGIN_S`, so that httpx's own pool and connect
+        timeouts (each the timeout) end a call that never reached the gateway first, and say so.
         """
+        total = self._timeout + WHOLE_CALL_MARGIN_S
         try:
-            async with asyncio.timeout(self._timeout):
+            async with asyncio.timeout(total):
                 return await self._http.request(method, url, **kwargs)
         except httpx.HTTPError as exc:
             return _network_failure(exc)
         except TimeoutError:
-            return Transient(f"CallTimeout: no whole answer within {self._timeout:g} s", maybe_sent=True)
+            return Transient(f"CallTimeout: no whole answer within {total:g} s", maybe_sent=True)
 
     async def send(self, channel: Channel, body: dict[str, Any]) -> SendResult:
         """POST one channel body; never raises for HTTP or network trouble."""

@@ -8,9 +8,10 @@ payload carries its own ``occurredAt``, so it is unique).
 
 The read runs while the dispatcher takes its partitions (their commands wait for it), so it is
 bounded: it ends at each partition's end offset as the consumer's position counts it (past
-transaction markers and aborted records, which no record returned ever reaches), and after
-:data:`RECONCILE_MAX_S` at the latest. A RESULT it could not confirm is published again: a repeated
-status, which the processor takes as no change, never a lost one.
+transaction markers and aborted records, which no record returned ever reaches), and its fetches
+stop after :data:`RECONCILE_MAX_S` (the offset look-ups and DONE writes around them have their own
+timeouts). A RESULT it could not confirm is published again: a repeated status, which the processor
+takes as no change, never a lost one.
 """
 
 from __future__ import annotations
@@ -34,10 +35,10 @@ log = logging.getLogger("stream_app.gateway")
 #: Statuses are looked for from this long before the oldest unconfirmed one was recorded (10 s: room
 #: for the producer's linger and retries, and for clock steps between the two processes' writes).
 RECONCILE_MARGIN_MS = 10_000
-#: The longest the read may hold the dispatcher's partitions back (30 s: the tail since a crash is
-#: seconds of statuses, read at tens of thousands a second; far under the 300 s poll interval a
-#: rebalance callback must stay within).
-RECONCILE_MAX_S = 30.0
+#: How long the fetches may hold the dispatcher's partitions back (20 s: the tail since a crash is
+#: seconds of statuses, read at tens of thousands a second; and well within the group's rebalance
+#: timeout, the HTTP timeout + 35 s, which a rebalance starting during this callback waits on).
+RECONCILE_MAX_S = 20.0
 #: One fetch's wait (ms): short, so the deadline is looked at often.
 _FETCH_MS = 500
 
@@ -99,16 +100,14 @@ async def confirm_published(
     if not waiting or not tps:
         return 0
     deadline = clock() + max_s
-    consumer.assign(tps)
     ends = await consumer.end_offsets(tps)
     starts = await consumer.offsets_for_times(dict.fromkeys(tps, since_ms))
-    remaining: set[TopicPartition] = set()
-    for tp in tps:
-        found = starts.get(tp)
-        start = found.offset if found is not None else ends[tp]
-        if start < ends[tp]:
-            consumer.seek(tp, start)
-            remaining.add(tp)
+    todo = {tp: found.offset for tp, found in starts.items() if found is not None and found.offset < ends[tp]}
+    # Only the partitions to read: an assigned one is fetched ahead in the background.
+    consumer.assign(sorted(todo))
+    for tp, start in todo.items():
+        consumer.seek(tp, start)
+    remaining = set(todo)
     confirmed = 0
     while remaining and waiting:
         if clock() >= deadline:

@@ -251,3 +251,18 @@ async def test_results_without_the_channel_may_have_sent(results: Any) -> None:
     async with _mock(lambda request: httpx.Response(200, json=answer)) as gw:
         outcome = await gw.send(Channel.SMS, {"messageId": "a:0"})
         assert isinstance(outcome, Transient) and outcome.maybe_sent
+
+
+async def test_a_connect_that_times_out_at_the_timeout_is_not_sent() -> None:
+    """httpx's connect timeout (the configured timeout) fires just after the call started; the
+    whole-call bound must not beat it, or a call that never reached the gateway counts as "maybe
+    sent" (a status look-up more, or SEND_OUTCOME_UNKNOWN when that fails too)."""
+    timeout = 0.2
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        await asyncio.sleep(timeout + 0.05)  # the connect timer, started a moment after the call's
+        raise httpx.ConnectTimeout("connect timed out", request=request)
+
+    async with _mock(handler, timeout=timeout) as gw:
+        result = await gw.send(Channel.SMS, {"messageId": "a:0"})
+    assert isinstance(result, Transient) and not result.maybe_sent, result

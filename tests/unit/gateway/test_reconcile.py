@@ -23,9 +23,11 @@ class FakeTail:
         self.values, self.end, self.stuck = values, len(values) + markers, stuck
         self.pos = 0
         self.fetches = 0
+        self.assigned: list[TopicPartition] | None = None
+        self.since: OffsetAndTimestamp | None = OffsetAndTimestamp(0, 0)
 
     def assign(self, partitions: list[TopicPartition]) -> None:
-        assert partitions == [TP]
+        self.assigned = partitions
 
     def seek(self, partition: TopicPartition, offset: int) -> None:
         self.pos = offset
@@ -36,7 +38,7 @@ class FakeTail:
     async def offsets_for_times(
         self, timestamps: dict[TopicPartition, int]
     ) -> dict[TopicPartition, OffsetAndTimestamp | None]:
-        return {TP: OffsetAndTimestamp(0, 0)}
+        return {TP: self.since}
 
     async def getmany(
         self, *partitions: TopicPartition, timeout_ms: int = 0
@@ -78,6 +80,7 @@ async def test_published_statuses_are_confirmed_and_the_others_left_to_publish()
     log = await _log(("a:0", b"A"), ("c:0", b"C"), ("x:0", b"X"))
     tail = FakeTail([b"A", b"B", b"C", b"D", b"E"])
     assert await confirm_published(tail, [TP], 0, log) == 2
+    assert tail.assigned == [TP]
     assert _states(log) == {"a:0": SendState.DONE, "c:0": SendState.DONE, "x:0": SendState.RESULT}
 
 
@@ -115,3 +118,13 @@ async def test_a_read_that_never_ends_is_cut_short_regression(caplog: pytest.Log
     assert 25 <= tail.fetches <= 30
     assert "sentlog_reconcile_cut_short" in caplog.text and "unconfirmed=1" in caplog.text
     assert _states(log) == {"x:0": SendState.RESULT}
+
+
+async def test_a_partition_with_nothing_since_is_neither_assigned_nor_fetched() -> None:
+    """Only partitions with records to read are assigned: an assigned one is fetched ahead in the
+    background for nothing."""
+    log = await _log(("x:0", b"X"))
+    tail = FakeTail([b"A"])
+    tail.since = None  # no record at or after the time asked
+    assert await confirm_published(tail, [TP], 0, log) == 0
+    assert tail.assigned == [] and tail.fetches == 0
