@@ -250,25 +250,31 @@ class PartitionTask:
 
         Unless it would be too large to produce: an input topic may take larger records than the
         processor's producer does (``max_record_bytes``), and a produce refused for size fails the
-        turn at every retry, so the partition would stall for good. Such a dead letter carries no
-        value (nor, if still too large, the input's own headers); its reason says so, and its
-        ``__error.source.*`` headers say where the record is. Dead letters are rare: sizing each
-        one costs nothing that counts.
+        turn at every retry, so the partition would stall for good. Such a dead letter leaves out
+        its value, then if still too large the input's own headers, then its key; its reason says
+        what was left out, and its ``__error.source.*`` headers say where the record is. Dead
+        letters are rare: sizing each one costs nothing that counts.
         """
         key, value, theirs = rec.key, rec.value, list(rec.headers)
         own = dead_letter_headers(reason, rec.topic, rec.partition, rec.offset, cls)
         limit = max_record_bytes(self.config.max_request_bytes)
-        if DefaultRecordBatchBuilder.estimate_size_in_bytes(key, value, theirs + own) > limit:
-            dropped = f"the value ({len(value or b'')} bytes) is"
-            if DefaultRecordBatchBuilder.estimate_size_in_bytes(key, None, theirs + own) > limit:
-                dropped = f"the value ({len(value or b'')} bytes) and the record's own headers are"
+        size = DefaultRecordBatchBuilder.estimate_size_in_bytes
+        if size(key, value, theirs + own) > limit:
+            room = limit - _REASON_ROOM  # the reason grows by what it says was left out
+            left_out = [f"the value ({len(value or b'')} bytes)"]
+            value = None
+            if size(key, None, theirs + own) > room:
+                left_out.append("the record's own headers")
                 theirs = []
+            if size(key, None, own) > room:
+                left_out.append(f"the key ({len(key or b'')} bytes)")
+                key = None
+            what = left_out[0] if len(left_out) == 1 else f"{', '.join(left_out[:-1])} and {left_out[-1]}"
             reason = (
-                f"{reason}; {dropped} not carried: a dead letter may be at most {limit} bytes, "
-                "read the record at its source offset"
+                f"{reason}; {what} {'is' if len(left_out) == 1 else 'are'} not carried: a dead letter "
+                f"may be at most {limit} bytes, read the record at its source offset"
             )
             own = dead_letter_headers(reason, rec.topic, rec.partition, rec.offset, cls)
-            value = None
         headers: Headers = theirs + own
         ck.outputs[self.p].append(Out(self.config.topics.dead_letters, key, value, headers))
         self.metrics.dead_letters.labels(rec.topic).inc()
@@ -281,6 +287,11 @@ class PartitionTask:
             reason=reason,
             error_class=cls,
         )
+
+
+#: Bytes kept free when a dead letter is cut to size, for the words its reason gains (what was left
+#: out and the limit: under 200 bytes).
+_REASON_ROOM = 512
 
 
 def _text(key: bytes) -> str:

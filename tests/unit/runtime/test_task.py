@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from aiokafka.structs import ConsumerRecord, TopicPartition
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -137,6 +138,29 @@ def test_a_dead_letter_too_large_to_produce_drops_the_value_then_the_headers_reg
         )
         assert dict(stripped.headers)["__error.source.offset"] == b"2"
         assert ck.offsets[0] == {tp: 3}
+    finally:
+        task.store.close()
+
+
+def test_a_dead_letter_with_a_huge_key_leaves_the_key_out_too_regression(tmp_path: Path) -> None:
+    """Regression: the value and headers were left out, but a 1 MiB key still made the dead letter
+    too large to produce (the input check measures the value only): the partition stalled as before.
+    The key is left out last, and the reason says so."""
+    task = _task(tmp_path)
+    limit = 1024 * 1024
+    try:
+        ck = Checkpoint()
+        tp = TopicPartition(T.send_requests, 0)
+        huge_key = b"k" * limit
+        task.on_records(tp, [_rec(T.send_requests, 0, huge_key, request("m1"))], NOW, ck)
+        [dead] = ck.outputs[0]
+        assert (dead.topic, dead.key, dead.value) == (T.dead_letters, None, None)
+        reason = dict(dead.headers)["__error.reason"].decode()
+        assert reason.startswith("key: must be the messageId 'm1', got 'kkkk")
+        assert f"the record's own headers and the key ({limit} bytes) are not carried" in reason, reason
+        assert "traceparent" not in dict(dead.headers)
+        assert DefaultRecordBatchBuilder.estimate_size_in_bytes(dead.key, dead.value, dead.headers) <= limit
+        assert ck.offsets[0] == {tp: 1}
     finally:
         task.store.close()
 
