@@ -28,6 +28,7 @@ from stream_app.config import Settings
 from stream_app.gateway.kafka import start_client
 from stream_app.gateway.sentlog import SendState, SentLog
 from stream_app.kafka.metadata import topic_partitions
+from stream_app.kafka.offsets import offsets_at_time
 from stream_app.logs import event as log_event
 
 log = logging.getLogger("stream_app.gateway")
@@ -68,7 +69,7 @@ async def reconcile_results(settings: Settings, sent: SentLog) -> int:
     results = [(p, cid, e) for p, cid, e in sent.entries() if e.state is SendState.RESULT]
     if not results:
         return 0
-    since = max(0, min(e.at_ms for _, _, e in results) - RECONCILE_MARGIN_MS)
+    since = min(e.at_ms for _, _, e in results) - RECONCILE_MARGIN_MS
     topic = settings.topics.delivery_status
     # earliest: were the start deleted by retention meanwhile, read from what is left, not skip to the end.
     consumer = AIOKafkaConsumer(
@@ -101,7 +102,7 @@ async def confirm_published(
         return 0
     deadline = clock() + max_s
     ends = await consumer.end_offsets(tps)
-    starts = await consumer.offsets_for_times(dict.fromkeys(tps, since_ms))
+    starts = await offsets_at_time(consumer, tps, since_ms)  # a time before 1970 asks for 0
     todo = {tp: found.offset for tp, found in starts.items() if found is not None and found.offset < ends[tp]}
     # Only the partitions to read: an assigned one is fetched ahead in the background.
     consumer.assign(sorted(todo))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable
+from typing import Protocol
 
 from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
@@ -50,8 +51,16 @@ async def committed_offsets(
     return {tp: None if off is None else int(off) for tp, off in zip(wanted, answers, strict=True)}
 
 
+class TimeIndex(Protocol):
+    """The one consumer call :func:`offsets_at_time` needs (an AIOKafkaConsumer; a fake in tests)."""
+
+    async def offsets_for_times(
+        self, timestamps: dict[TopicPartition, int]
+    ) -> dict[TopicPartition, OffsetAndTimestamp | None]: ...
+
+
 async def offsets_at_time(
-    consumer: AIOKafkaConsumer, tps: Iterable[TopicPartition], when_ms: int
+    consumer: TimeIndex, tps: Iterable[TopicPartition], when_ms: int
 ) -> dict[TopicPartition, OffsetAndTimestamp | None]:
     """Per partition, the first offset with a timestamp at or after epoch ms ``when_ms`` (None: none).
 
