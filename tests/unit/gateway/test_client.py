@@ -253,16 +253,27 @@ async def test_results_without_the_channel_may_have_sent(results: Any) -> None:
         assert isinstance(outcome, Transient) and outcome.maybe_sent
 
 
-async def test_a_connect_that_times_out_at_the_timeout_is_not_sent() -> None:
-    """httpx's connect timeout (the configured timeout) fires just after the call started; the
-    whole-call bound must not beat it, or a call that never reached the gateway counts as "maybe
-    sent" (a status look-up more, or SEND_OUTCOME_UNKNOWN when that fails too)."""
-    timeout = 0.2
+async def test_a_connect_that_times_out_at_the_timeout_is_not_sent(monkeypatch: pytest.MonkeyPatch) -> None:
+    """httpx's connect timeout (the configured timeout) starts a moment after the whole-call bound;
+    the bound must be longer, or it beats a connect that timed out and a call that never reached
+    the gateway counts as "maybe sent" (a status look-up more, or SEND_OUTCOME_UNKNOWN when that
+    fails too). Checked on the bound given, not on a race of real timers."""
+    from stream_app.gateway import client as client_module
 
-    async def handler(request: httpx.Request) -> httpx.Response:
-        await asyncio.sleep(timeout + 0.05)  # the connect timer, started a moment after the call's
+    bounds: list[float | None] = []
+    real_timeout = asyncio.timeout
+
+    def recorded(delay: float | None) -> asyncio.Timeout:
+        bounds.append(delay)
+        return real_timeout(delay)
+
+    monkeypatch.setattr(client_module.asyncio, "timeout", recorded)
+
+    def handler(request: httpx.Request) -> httpx.Response:
         raise httpx.ConnectTimeout("connect timed out", request=request)
 
-    async with _mock(handler, timeout=timeout) as gw:
+    async with _mock(handler, timeout=0.2) as gw:
         result = await gw.send(Channel.SMS, {"messageId": "a:0"})
+        connect = gw._http.timeout.connect
     assert isinstance(result, Transient) and not result.maybe_sent, result
+    assert connect == 0.2 and bounds and all(b is not None and b > connect for b in bounds), bounds
