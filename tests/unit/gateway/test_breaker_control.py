@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
@@ -182,21 +184,36 @@ async def wait_for(predicate: Any, what: str) -> None:
     raise AssertionError(f"{what} not reached")
 
 
-async def test_trip_probe_fail_probe_succeed_publishes_closed_closed_open() -> None:
-    config = BreakerConfig(
-        failure_ratio=0.5, window_seconds=10, min_calls=4, open_seconds=5, max_open_seconds=60
-    )
-    gateway, clock, metrics = FakeGateway(), Clock(), DispatcherMetrics()
+#: Trips on 4 calls with half of them failed; closed 5 s, then longer after each failed probe.
+TRIP_ON_4 = BreakerConfig(
+    failure_ratio=0.5, window_seconds=10, min_calls=4, open_seconds=5, max_open_seconds=60
+)
+
+
+@contextlib.asynccontextmanager
+async def running_breakers(
+    gateway: FakeGateway, clock: Clock, metrics: DispatcherMetrics
+) -> AsyncIterator[tuple[Breakers, list[tuple[bytes, bytes]]]]:
+    """Breakers (TRIP_ON_4) running in the background on a read view; yields them and what they publish."""
     sent: list[tuple[bytes, bytes]] = []
 
     async def publish(key: bytes, value: bytes) -> None:
         sent.append((key, value))
 
-    breakers = Breakers(config, gateway, publish, clock=clock, metrics=metrics)  # type: ignore[arg-type]
+    breakers = Breakers(TRIP_ON_4, gateway, publish, clock=clock, metrics=metrics)  # type: ignore[arg-type]
     breakers.view.ready.set()
     stop = asyncio.Event()
     runner = asyncio.create_task(breakers.run(stop))
     try:
+        yield breakers, sent
+    finally:
+        stop.set()
+        await runner
+
+
+async def test_trip_probe_fail_probe_succeed_publishes_closed_closed_open() -> None:
+    gateway, clock, metrics = FakeGateway(), Clock(), DispatcherMetrics()
+    async with running_breakers(gateway, clock, metrics) as (breakers, sent):
         for _ in range(3):
             breakers.observe(WA, FAILED, BODY)
         breakers.observe(WA, Rejected(("NO",), http_status=422), BODY)  # about one message: a success
@@ -230,9 +247,6 @@ async def test_trip_probe_fail_probe_succeed_publishes_closed_closed_open() -> N
         assert (third.state, third.until) == (ChannelState.OPEN, None)
         assert breakers.circuits[WA].state is Circuit.CLOSED
         assert metrics.breaker_state.labels("WHATSAPP")._value.get() == 0
-    finally:
-        stop.set()
-        await runner
     causes = [t.cause for t in breakers.transitions]
     assert causes == [
         Cause.TRIPPED,
@@ -341,9 +355,6 @@ async def test_a_probe_that_raises_is_retried_not_lost_regression(
     from stream_app.gateway import control
 
     monkeypatch.setattr(control, "PROBE_RETRY_S", 0.01)
-    config = BreakerConfig(
-        failure_ratio=0.5, window_seconds=10, min_calls=4, open_seconds=5, max_open_seconds=60
-    )
     gateway, clock = FakeGateway(), Clock()
     raised: list[int] = []
 
@@ -354,16 +365,7 @@ async def test_a_probe_that_raises_is_retried_not_lost_regression(
         return Accepted("sim")
 
     gateway.send = send  # type: ignore[method-assign]
-    sent: list[tuple[bytes, bytes]] = []
-
-    async def publish(key: bytes, value: bytes) -> None:
-        sent.append((key, value))
-
-    breakers = Breakers(config, gateway, publish, clock=clock, metrics=DispatcherMetrics())  # type: ignore[arg-type]
-    breakers.view.ready.set()
-    stop = asyncio.Event()
-    runner = asyncio.create_task(breakers.run(stop))
-    try:
+    async with running_breakers(gateway, clock, DispatcherMetrics()) as (breakers, sent):
         for _ in range(4):
             breakers.observe(WA, FAILED, BODY)
         await wait_for(lambda: len(sent) == 1, "CLOSED published")
@@ -371,6 +373,3 @@ async def test_a_probe_that_raises_is_retried_not_lost_regression(
         await wait_for(lambda: len(sent) == 2, "OPEN published after the probe that raised")
         assert decode_control(sent[1][1], sent[1][0]).state is ChannelState.OPEN
         assert raised == [1] and "breaker_probe_error" in caplog.text and "a bug in a send" in caplog.text
-    finally:
-        stop.set()
-        await runner
