@@ -11,6 +11,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from stream_app.config import MAX_PORT, port_in_range
 from stream_app.contracts import Channel
 from stream_app.gateway.errors import GatewayConfigError
 
@@ -200,8 +201,10 @@ def _port(env: Mapping[str, str], name: str, default: int) -> int:
     raw = env.get(ENV[name], "").strip()
     if raw == "":
         return default
-    if not raw.isdigit() or int(raw) > 65535:
-        raise GatewayConfigError(f"{ENV[name]}: must be a port number 0-65535 (0 turns it off), got {raw!r}")
+    if not port_in_range(raw, 0):  # str.isdigit() took '²', which int() then refused
+        raise GatewayConfigError(
+            f"{ENV[name]}: must be a port number 0-{MAX_PORT} (0 turns it off), got {raw!r}"
+        )
     return int(raw)
 
 

@@ -226,3 +226,11 @@ def test_a_listen_port_out_of_range_was_an_overflow_traceback_regression(
     assert err.splitlines()[-1] == (
         f"stream-app {command}: error: argument --port: must be a port number 0-65535, got {port!r}"
     )
+
+
+@pytest.mark.parametrize("var", ["STREAM_APP_DISPATCHER_METRICS_PORT", "STREAM_APP_POLLER_METRICS_PORT"])
+def test_a_non_ascii_digit_port_was_a_value_error_regression(var: str) -> None:
+    """``'²'.isdigit()`` is true, so ``'²'`` passed the check and ``int()`` raised ValueError (a
+    traceback); the ports now go through config.port_in_range, ASCII digits only."""
+    with pytest.raises(GatewayConfigError, match=f"{var}: must be a port number 0-65535"):
+        gateway_from_env({var: "²"})
