@@ -24,6 +24,12 @@ Both sides read the same pre-filled inputs from their own consumer group: N requ
 * processor: ``Processor`` itself (decode, ``decide()``, RocksDB store, commands and outcomes,
   changelog, commit in DESIGN.md's order), at_least_once, with ``stream-app processor``'s
   collector settings (``--default-gc``: CPython's).
+* processor-eos: the same with ``exactly_once`` (a transactional producer per partition, each
+  turn's outputs, changelog and offsets in its transactions). Only a broker with the transaction
+  APIs runs it: Apache Kafka, or here librdkafka's mock cluster (``--mock``), which answers them
+  but, being a mock, stores what it is sent without the work a broker does for a transaction (it
+  keeps no transactional offsets and filters nothing): its figure is the processor's own cost of
+  exactly_once, not what a Kafka cluster's transaction coordinator adds.
 
 The clock of each side starts at its first consumed record and stops when the last input offset is
 committed, so the group join (seconds on Tansu) is not counted on either side. Target: processor
@@ -36,12 +42,14 @@ varies by 10-20%, so the figure reported is the ratio of the medians, with every
 
     python bench/throughput.py                       # a local Tansu on 127.0.0.1:19541
     python bench/throughput.py --records 100000 --rounds 5 --bootstrap localhost:9092
+    python bench/throughput.py --mock --sides passthrough,processor,processor-eos
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import statistics
@@ -69,8 +77,20 @@ from stream_app.runtime.clients import group_consumer, output_producer
 from stream_app.runtime.heap import tune_gc
 from stream_app.runtime.processor import MAX_RECORDS
 
+# The mock cluster's helpers are the test suite's (tests/support/mock_kafka.py: what the mock does and
+# does not do is written there); the repository's root makes them importable from bench/.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tests.support.mock_kafka import MOCK_PARTITIONS, auto_create, mock_cluster
+
 #: The runtime room's port range (19500-19599).
 DEFAULT_PORT = 19541
+
+#: Every side, in the order a round runs them.
+SIDES = ("processor", "processor-eos", "passthrough", "passthrough-send", "naive", "decode-floor")
+#: What runs without --sides: processor-eos needs a broker with transactions (Tansu has none).
+DEFAULT_SIDES = ("processor", "passthrough", "passthrough-send", "naive", "decode-floor")
+#: The keys of the JSON a side's median is reported under.
+KEYS = {side: side.replace("-", "_") for side in SIDES}
 
 
 def request(i: int) -> tuple[bytes, bytes]:
@@ -100,19 +120,27 @@ def delivered(i: int) -> tuple[bytes, bytes]:
     return mid.encode(), orjson.dumps(body)
 
 
+#: The consumer group (and changelog) of each processor side: its own, so neither starts from the
+#: other's committed offsets.
+APP_IDS = {"processor": "bench-processor", "processor-eos": "bench-processor-eos"}
+
+
+def topic_names(settings: Settings) -> list[str]:
+    """Every catalogue topic of both processor sides (the changelog is per app id)."""
+    names = {spec.name(settings.topic_prefix, app_id) for spec in CATALOGUE for app_id in APP_IDS.values()}
+    return sorted(names)
+
+
 async def create_topics(settings: Settings, partitions: int, extra: list[str]) -> None:
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
     await admin.start()
     try:
-        specs = [
-            NewTopic(
-                spec.name(settings.topic_prefix, settings.app_id),
-                partitions,
-                1,
-                topic_configs=dict(spec.configs),
-            )
+        configs = {
+            spec.name(settings.topic_prefix, app_id): dict(spec.configs)
             for spec in CATALOGUE
-        ]
+            for app_id in APP_IDS.values()
+        }
+        specs = [NewTopic(name, partitions, 1, topic_configs=configs[name]) for name in topic_names(settings)]
         specs += [NewTopic(name, partitions, 1) for name in extra]
         existing = set(await admin.list_topics())
         specs = [spec for spec in specs if spec.name not in existing]
@@ -122,6 +150,11 @@ async def create_topics(settings: Settings, partitions: int, extra: list[str]) -
             await asyncio.sleep(0.1)
     finally:
         await admin.close()
+
+
+async def mock_topics(settings: Settings, extra: list[str]) -> None:
+    """The mock cluster has no CreateTopics: a Metadata request creates a topic, with 4 partitions."""
+    await auto_create(settings.bootstrap_servers, [*topic_names(settings), *extra])
 
 
 async def fill(settings: Settings, n: int) -> None:
@@ -311,12 +344,22 @@ async def processor(settings: Settings, n: int) -> dict[str, Any]:
         "produced": int(sum(v for k, v in out.items() if k != t.changelog)),
         "changelog": int(out[t.changelog]),
         "dead_letters": int(out[t.dead_letters]),
+        # Turns (a getmany() processed and committed): their size is what the commit's waits and,
+        # with exactly_once, each partition's transaction are spread over.
+        "turns": int(reg.get_sample_value("stream_app_batch_seconds_count") or 0),
         "seconds": round(took, 3),
         "per_s": round(n / took),
     }
 
 
-def settings_for(bootstrap: str, prefix: str, app_id: str, state_dir: Path, partitions: int) -> Settings:
+def settings_for(
+    bootstrap: str,
+    prefix: str,
+    app_id: str,
+    state_dir: Path,
+    partitions: int,
+    guarantee: str = "at_least_once",
+) -> Settings:
     return Settings(
         bootstrap_servers=bootstrap,
         topic_prefix=prefix,
@@ -324,6 +367,7 @@ def settings_for(bootstrap: str, prefix: str, app_id: str, state_dir: Path, part
         state_dir=state_dir,
         metrics_port=0,
         partitions=partitions,
+        processing_guarantee=guarantee,
     )
 
 
@@ -355,12 +399,15 @@ def run_side(args: argparse.Namespace, side: str, app_id: str) -> dict[str, Any]
 
 async def side(args: argparse.Namespace) -> dict[str, Any]:
     """The child process: measure one side on topics the parent created and filled."""
-    if args.side in ("processor", "decode-floor") and not args.default_gc:
+    if args.side in ("processor", "processor-eos", "decode-floor") and not args.default_gc:
         tune_gc()  # as `stream-app processor` does (the floor too: it must be the fastest it can be)
     with tempfile.TemporaryDirectory() as tmp:
-        settings = settings_for(args.bootstrap, args.prefix, args.app_id, Path(tmp), args.partitions)
+        guarantee = "exactly_once" if args.side == "processor-eos" else "at_least_once"
+        settings = settings_for(
+            args.bootstrap, args.prefix, args.app_id, Path(tmp), args.partitions, guarantee
+        )
         inputs = 2 * args.records  # a request and its DELIVERED status
-        if args.side == "processor":
+        if args.side in ("processor", "processor-eos"):
             return await processor(settings, inputs)
         if args.side == "naive":
             return await naive(settings, inputs, f"{args.prefix}naive-out")
@@ -378,7 +425,10 @@ async def prepare(args: argparse.Namespace) -> float:
         settings = settings_for(args.bootstrap, args.prefix, args.app_id, Path(tmp), args.partitions)
         sides = ("passthrough", "passthrough-send", "naive", "decode-floor")
         outs = [f"{args.prefix}{side}-out" for side in sides]
-        await create_topics(settings, args.partitions, outs)
+        if args.mock:
+            await mock_topics(settings, outs)
+        else:
+            await create_topics(settings, args.partitions, outs)
         t0 = time.perf_counter()
         await fill(settings, args.records)
         records: int = args.records
@@ -405,72 +455,103 @@ async def start_broker(args: argparse.Namespace) -> Any:
 
 
 def main(args: argparse.Namespace) -> dict[str, Any]:
-    broker = asyncio.run(start_broker(args))
-    try:
-        fills: list[float] = []
-        proc_rounds: list[dict[str, Any]] = []
-        raw_rounds: list[dict[str, Any]] = []
-        send_rounds: list[dict[str, Any]] = []
-        naive_rounds: list[dict[str, Any]] = []
-        floor_rounds: list[dict[str, Any]] = []
-        for r in range(args.rounds):
-            args.prefix, args.app_id = f"bench{uuid.uuid4().hex[:8]}.", "bench-processor"
-            fills.append(asyncio.run(prepare(args)))
-            proc_rounds.append(run_side(args, "processor", args.app_id))
-            raw_rounds.append(run_side(args, "passthrough", "bench-passthrough"))
-            send_rounds.append(run_side(args, "passthrough-send", "bench-passthrough"))
-            naive_rounds.append(run_side(args, "naive", "bench-naive"))
-            floor_rounds.append(run_side(args, "decode-floor", "bench-passthrough"))
-            print(
-                f"round {r + 1}/{args.rounds}: processor {proc_rounds[-1]['per_s']}/s, "
-                f"passthrough {raw_rounds[-1]['per_s']}/s, "
-                f"passthrough with send() {send_rounds[-1]['per_s']}/s, naive {naive_rounds[-1]['per_s']}/s, "
-                f"decode floor {floor_rounds[-1]['per_s']}/s",
-                file=sys.stderr,
-            )
-    finally:
-        if broker is not None:
-            asyncio.run(broker.astop())
-    proc, raw, send = median_side(proc_rounds), median_side(raw_rounds), median_side(send_rounds)
-    peer, floor = median_side(naive_rounds), median_side(floor_rounds)
+    with contextlib.ExitStack() as stack:
+        if args.mock:
+            # The mock brokers live in this process (a confluent-kafka client) until the block ends;
+            # each side's process talks to them over TCP like to any broker.
+            args.bootstrap = stack.enter_context(mock_cluster())
+            args.partitions = MOCK_PARTITIONS
+            broker = None
+        else:
+            broker = asyncio.run(start_broker(args))
+        try:
+            fills, rounds = run_rounds(args)
+        finally:
+            if broker is not None:
+                asyncio.run(broker.astop())
+    return summary(args, broker, fills, rounds)
+
+
+def run_rounds(args: argparse.Namespace) -> tuple[list[float], dict[str, list[dict[str, Any]]]]:
+    """Each round: fresh topics, then every side once, in turn."""
+    fills: list[float] = []
+    rounds: dict[str, list[dict[str, Any]]] = {side: [] for side in args.sides}
+    for r in range(args.rounds):
+        args.prefix, args.app_id = f"bench{uuid.uuid4().hex[:8]}.", APP_IDS["processor"]
+        fills.append(asyncio.run(prepare(args)))
+        for side in args.sides:
+            rounds[side].append(run_side(args, side, APP_IDS.get(side, f"bench-{side}")))
+        line = ", ".join(f"{side} {rounds[side][-1]['per_s']}/s" for side in args.sides)
+        print(f"round {r + 1}/{args.rounds}: {line}", file=sys.stderr)
+    return fills, rounds
+
+
+def ratio(rounds: dict[str, list[dict[str, Any]]], side: str, to: str) -> dict[str, Any]:
+    """The ratio of two sides' medians, and of each round."""
     return {
+        "ratio": round(median_side(rounds[side])["per_s"] / median_side(rounds[to])["per_s"], 3),
+        "per_round": [
+            round(p["per_s"] / q["per_s"], 3) for p, q in zip(rounds[side], rounds[to], strict=True)
+        ],
+    }
+
+
+def summary(
+    args: argparse.Namespace, broker: Any, fills: list[float], rounds: dict[str, list[dict[str, Any]]]
+) -> dict[str, Any]:
+    out: dict[str, Any] = {
         "benchmark": "throughput",
-        "broker": "tansu (local)" if broker is not None else args.bootstrap,
+        "broker": "librdkafka mock"
+        if args.mock
+        else "tansu (local)"
+        if broker is not None
+        else args.bootstrap,
         "requests": args.records,
         "input_records": 2 * args.records,
         "partitions": args.partitions,
         "rounds": args.rounds,
         "fill_per_s": round(statistics.median(fills)),
-        "guarantee": "at_least_once",
         "hot_path": mode(),  # "compiled" after scripts/compile.sh, else "pure"
-        "processor_outputs_per_input": round(proc_rounds[0]["produced"] / (2 * args.records), 3),
-        "processor_changelog_per_input": round(proc_rounds[0]["changelog"] / (2 * args.records), 3),
-        "passthrough": raw,
-        "passthrough_send": send,
-        "naive": peer,
-        "decode_floor": floor,
-        "processor": proc,
-        "ratio": round(proc["per_s"] / raw["per_s"], 3),
-        "ratio_per_round": [
-            round(p["per_s"] / q["per_s"], 3) for p, q in zip(proc_rounds, raw_rounds, strict=True)
-        ],
-        "ratio_to_send": round(proc["per_s"] / send["per_s"], 3),
-        "ratio_to_send_per_round": [
-            round(p["per_s"] / q["per_s"], 3) for p, q in zip(proc_rounds, send_rounds, strict=True)
-        ],
-        "naive_ratio": round(peer["per_s"] / raw["per_s"], 3),
-        # What decoding alone leaves of the passthrough: no processor keeping the contract goes higher.
-        "decode_floor_ratio": round(floor["per_s"] / raw["per_s"], 3),
-        "processor_over_naive": round(proc["per_s"] / peer["per_s"], 2),
-        "target_ratio": 0.7,
-        "rounds_detail": {
-            "processor": proc_rounds,
-            "passthrough": raw_rounds,
-            "passthrough_send": send_rounds,
-            "naive": naive_rounds,
-            "decode_floor": floor_rounds,
-        },
     }
+    for side in ("processor", "processor-eos"):
+        if side in rounds:
+            out[f"{KEYS[side]}_outputs_per_input"] = round(
+                rounds[side][0]["produced"] / (2 * args.records), 3
+            )
+            out[f"{KEYS[side]}_changelog_per_input"] = round(
+                rounds[side][0]["changelog"] / (2 * args.records), 3
+            )
+    out.update({KEYS[side]: median_side(rounds[side]) for side in args.sides})
+    # Each ratio whose two sides ran: to the batch passthrough (the target's), to send() per record,
+    # the naive peer's and the decode floor's (what decoding alone leaves: no processor keeping the
+    # contract goes higher), and the processor against the naive peer.
+    pairs = {
+        "ratio": ("processor", "passthrough"),
+        "ratio_exactly_once": ("processor-eos", "passthrough"),
+        "ratio_to_send": ("processor", "passthrough-send"),
+        "naive_ratio": ("naive", "passthrough"),
+        "decode_floor_ratio": ("decode-floor", "passthrough"),
+        "processor_over_naive": ("processor", "naive"),
+        "exactly_once_over_at_least_once": ("processor-eos", "processor"),
+    }
+    for key, (side, to) in pairs.items():
+        if side in rounds and to in rounds:
+            r = ratio(rounds, side, to)
+            out[key] = r["ratio"]
+            out[f"{key}_per_round"] = r["per_round"]
+    out["target_ratio"] = {"at_least_once": 0.7, "exactly_once": 0.5}
+    out["rounds_detail"] = {KEYS[side]: rounds[side] for side in args.sides}
+    return out
+
+
+def sides_arg(text: str) -> tuple[str, ...]:
+    sides = tuple(part.strip() for part in text.split(",") if part.strip())
+    unknown = [side for side in sides if side not in SIDES]
+    if unknown or not sides:
+        raise argparse.ArgumentTypeError(
+            f"unknown side(s) {', '.join(unknown) or '(none given)'}; sides: {', '.join(SIDES)}"
+        )
+    return sides
 
 
 def cli() -> None:
@@ -489,12 +570,21 @@ def cli() -> None:
         action="store_true",
         help="run the processor with CPython's collector settings, not stream-app processor's tune_gc()",
     )
-    # The child process's arguments (run_side passes them).
     parser.add_argument(
-        "--side",
-        choices=("processor", "passthrough", "passthrough-send", "naive", "decode-floor"),
-        help=argparse.SUPPRESS,
+        "--sides",
+        type=sides_arg,
+        default=DEFAULT_SIDES,
+        help=f"comma-separated sides to run, of {', '.join(SIDES)} (default: all but processor-eos, "
+        "which needs a broker with transactions: --mock, or Apache Kafka with --bootstrap)",
     )
+    parser.add_argument(
+        "--mock",
+        action="store_true",
+        help="run on librdkafka's mock cluster (confluent-kafka, the dev extra): the one broker here "
+        "with the transaction APIs; 4 partitions, whatever --partitions says",
+    )
+    # The child process's arguments (run_side passes them).
+    parser.add_argument("--side", choices=SIDES, help=argparse.SUPPRESS)
     parser.add_argument("--prefix", help=argparse.SUPPRESS)
     parser.add_argument("--app-id", help=argparse.SUPPRESS)
     args = parser.parse_args()
