@@ -144,14 +144,23 @@ class PartitionOwnership:
         One committed-offset answer serves both the restore's skip rule and the input positions, so
         the two always agree; an offset the coordinator does not answer stops here with
         :class:`CommittedOffsetUnknown` (the turn is retried), never as "nothing committed".
+
+        A rebalance during the restore (it can outlast the revoke listener's wait) may have handed
+        a partition to another instance that processed and committed its inputs, and handed it
+        back: the answer is then stale. So after a rebalance the offsets are asked again, and if
+        any moved, nothing restored is used: a store whose replay skipped records against the
+        stale answer is reset (its durable offset already lies past them, and the new owner's
+        changes among them are committed now), and the next turn restores again.
         """
         assert self._restorer is not None
         consumer = self.consumer
         t = self.topics
         inputs = [TopicPartition(topic, p) for p in parts for topic in (t.send_requests, t.delivery_status)]
+        generation = self._generation
         committed = await committed_offsets(consumer, inputs, group=self.settings.app_id)
         fresh = [tp for tp, off in committed.items() if off is None]
         beginnings = await consumer.beginning_offsets(fresh) if fresh else {}
+        skipped: dict[int, int] = {}
         stores = await restore(
             self._restorer,
             committed,
@@ -160,7 +169,10 @@ class PartitionOwnership:
             parts=parts,
             metrics=self.metrics,
             trust_list_offsets=self._trust_list_offsets,
+            skipped=skipped,
         )
+        if generation != self._generation and not await self._still_committed(stores, committed, skipped):
+            return
         now = self.clock()
         for p, store in stores.items():
             task = self.tasks[p] = PartitionTask(p, store, self.task_config, self.metrics)
@@ -174,6 +186,38 @@ class PartitionOwnership:
             # now are dropped with the old position, and the skip guard starts from this offset.
             consumer.seek(tp, start)
             self.positions.start(tp, start)
+
+    async def _still_committed(
+        self,
+        stores: dict[int, PartitionStore],
+        committed: dict[TopicPartition, int | None],
+        skipped: dict[int, int],
+    ) -> bool:
+        """After a rebalance overtook a restore: whether its committed offsets are still the group's.
+
+        When they are not, every store restored is closed (a store that skipped records on the
+        stale answer is reset first) and False is returned; the next turn restores again.
+        """
+        try:
+            now = await committed_offsets(self.consumer, committed, group=self.settings.app_id)
+        except BaseException:
+            for store in stores.values():
+                store.close()
+            raise
+        moved = {tp.partition for tp, off in now.items() if off != committed[tp]}
+        if not moved:
+            return True
+        for p, store in stores.items():
+            if p in moved and skipped.get(p):
+                store.reset()
+            store.close()
+        log(
+            logging.WARNING,
+            "restore_overtaken_by_rebalance",
+            partitions=",".join(map(str, sorted(moved))),
+            reset=",".join(str(p) for p in sorted(moved) if skipped.get(p)) or "none",
+        )
+        return False
 
     async def _rewind(self) -> None:
         """Start over from what is durable: drop staged store writes and every input position.

@@ -46,6 +46,7 @@ async def restore(
     parts: list[int],
     metrics: Metrics,
     trust_list_offsets: bool,
+    skipped: dict[int, int] | None = None,
 ) -> dict[int, PartitionStore]:
     """Open the stores of ``parts`` and replay each changelog tail past its durable offset.
 
@@ -55,7 +56,9 @@ async def restore(
     was decided against (DESIGN.md, checkpoint order). ``committed`` holds the committed offset of
     both inputs of every partition in ``parts``, as the coordinator answered it: None only when
     the group never committed one (an unknown offset must never reach here as None, or every
-    changelog record would be skipped and the flows wiped).
+    changelog record would be skipped and the flows wiped). ``skipped``, when given, receives the
+    number of records skipped per replayed partition: its caller must know whether that answer
+    shaped a store (the store's durable offset moves past what it skipped).
     """
     changelog = topics.changelog
     stores: dict[int, PartitionStore] = {}
@@ -81,6 +84,8 @@ async def restore(
                 )
         if todo:
             await replay(rc, stores, tps, todo, metrics)
+            if skipped is not None:
+                skipped.update({p: r.skipped for p, r in todo.items()})
     except BaseException:
         for store in stores.values():
             store.close()

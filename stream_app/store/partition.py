@@ -266,6 +266,37 @@ class PartitionStore(DueScan, KeyPages):
         self._low_water = low_water
         self._discard_staged()
 
+    def reset(self) -> None:
+        """Forget every record, timer and the changelog offset, in one atomic batch; drop staged writes.
+
+        The next restore then replays the whole changelog. For a store whose restore skipped records
+        against a committed-offset answer that turned out stale: its durable offset lies past them,
+        so only a replay from the start reads them again. Done on the open store, so no other
+        instance sharing the state directory can open it half wiped.
+        """
+        self._require_open()
+        self._discard_staged()
+        self._fresh = None
+        batch = WriteBatch(raw_mode=True)
+        for cf, handle in ((self._values, self._values_cf), (self._timers, self._timers_cf)):
+            assert cf is not None  # open: checked above
+            it = cf.iter()
+            it.seek_to_last()
+            last = it.key() if it.valid() else None
+            del it  # a live iterator keeps the database (and its LOCK) open
+            if last is not None:
+                # delete_range's end is exclusive: the last key goes by itself.
+                batch.delete_range(b"", last, handle)
+                batch.delete(last, handle)
+        batch.put(META_KEY, codec.encode_meta(None, 0))
+        try:
+            self._db.write(batch)  # type: ignore[union-attr]  # _require_open checked it
+        except Exception as exc:
+            raise StoreError(f"resetting state store {self.path} failed: {exc}") from None
+        self._offset = None
+        self._armed = 0
+        self._low_water = 0
+
     def apply_changelog(self, key: bytes | None, record: bytes | None, offset: int) -> None:
         """Restore one changelog record (None = tombstone) read at ``offset``; rebuilds the index.
 

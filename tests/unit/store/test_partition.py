@@ -649,3 +649,22 @@ def test_due_sees_disk_timers_in_a_compiled_build_regression(tmp_path: Path) -> 
     with PartitionStore.open(tmp_path, "flows", 0) as store:
         assert store.next_deadline() == 5
         assert store.due(10, 10) == [(b"a", 5), (b"b", 7)]
+
+
+def test_reset_forgets_records_timers_and_the_offset_regression(tmp_path: Path) -> None:
+    """A store reset (its restore skipped records on a stale committed offset) replays from 0."""
+    with open_store(tmp_path) as store:
+        for i in range(5):
+            store.put(f"k{i}".encode(), b"v", 1000 + i)
+        store.put(b"\xff\xff\xffz", b"v", None)  # a key above any fixed end of a range
+        store.flush(41)
+        store.delete(b"k0")  # staged, dropped by the reset
+        store.reset()
+        assert store.changelog_offset is None and store.pending_count() == 0
+        assert store.next_deadline() is None and store.get(b"k1") is None
+        assert store.keys_after(None, 10) == ([], False)
+        store.apply_changelog(b"k9", changelog_value(b"w", 7), 0)  # a restore from the start
+        store.flush()
+    with open_store(tmp_path) as again:
+        assert again.changelog_offset == 0 and again.due(10, 10) == [(b"k9", 7)]
+        assert again.keys_after(None, 10) == ([b"k9"], False)

@@ -1,0 +1,115 @@
+"""A partition's restore that a rebalance overtakes, without a broker.
+
+A restore reads the committed input offsets once, and that one answer drives both its skip rule
+and where the inputs are read from. A rebalance that lands during a long restore (longer than the
+revoke listener's wait) can hand the partition to another instance, which processes and commits,
+and then hand it back, all before the restore ends: that answer is then stale.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiokafka.structs import TopicPartition
+
+from stream_app.config import Settings
+from stream_app.runtime import ownership
+from stream_app.runtime.processor import Processor
+from tests.unit.runtime.fakes import FakeConsumer, FakeProducer, FakeRestorer, Log
+from tests.unit.runtime.test_rebalance_races import NOW, request
+
+
+class HookedRestorer(FakeRestorer):
+    """The restore consumer; ``during_replay`` runs once inside the next replay fetch."""
+
+    def __init__(self, log: Log) -> None:
+        super().__init__(log)
+        self.during_replay: Callable[[], Awaitable[None]] | None = None
+
+    async def getmany(self, *tps: TopicPartition, **kw: Any) -> dict[TopicPartition, list[Any]]:
+        hook, self.during_replay = self.during_replay, None
+        if hook is not None:
+            await hook()
+        return await super().getmany(*tps, **kw)
+
+
+class Instance:
+    """One processor instance on fakes; instances share the inputs, the group's commits and the log."""
+
+    def __init__(self, root: Path, log: Log, consumer: FakeConsumer | None = None) -> None:
+        s = Settings(state_dir=root, topic_prefix="t.", app_id="app", metrics_port=0, partitions=1)
+        self.topics = s.topics
+        self.proc = Processor(s, clock=lambda: NOW)
+        self.consumer = FakeConsumer()
+        if consumer is not None:  # the same topics and the same group
+            self.consumer.logs = consumer.logs
+            self.consumer.commits = consumer.commits
+        self.producer = FakeProducer(log)
+        self.restorer = HookedRestorer(log)
+        self.proc._consumer = self.consumer  # type: ignore[assignment]
+        self.proc._producer = self.producer  # type: ignore[assignment]
+        self.proc._restorer = self.restorer  # type: ignore[assignment]
+        self.proc.partitions = 1
+        t = self.topics
+        self.inputs = {TopicPartition(t.send_requests, 0), TopicPartition(t.delivery_status, 0)}
+
+    def assign(self) -> None:
+        self.consumer.assign_now(self.inputs)
+        self.proc._on_assigned(self.inputs)
+
+    def commanded(self) -> list[str]:
+        t = self.topics
+        return [s.key.decode() for s in self.producer.sent if s.topic == t.retry_commands and s.key]
+
+    def close(self) -> None:
+        for p in list(self.proc.stores):
+            self.proc._close_store(p)
+
+
+async def test_a_restore_overtaken_by_two_rebalances_reads_the_new_owners_work_regression(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Regression: A restores p0 for longer than the revoke listener waits. Meanwhile p0 goes to B,
+    which processes m3..m5 and commits, and comes back to A. A's restore used the committed offset
+    it read before all that: it skipped B's changelog records as uncommitted, flushed its store
+    past them, and read the inputs again from there, issuing B's commands a second time over a
+    state B never had."""
+    monkeypatch.setattr(ownership, "REVOKE_WAIT_S", 0.0)  # the listener gives up at once
+    log = Log()
+    a = Instance(tmp_path / "a", log)
+    b = Instance(tmp_path / "b", log, a.consumer)
+    sr0 = TopicPartition(a.topics.send_requests, 0)
+    try:
+        for i in range(3):
+            a.consumer.append(sr0, f"m{i}".encode(), request(f"m{i}"))
+        a.assign()
+        for _ in range(2):
+            await a.proc._turn()
+        assert a.commanded() == ["m0", "m1", "m2"] and a.consumer.commits[sr0] == 3
+        a.proc._close_store(0)  # A must restore p0 again (as after a revoke and a new assignment)
+
+        async def handover_and_back() -> None:
+            await a.proc._on_revoked(a.inputs)  # A is busy restoring: the listener gives up
+            b.assign()
+            for i in range(3, 6):
+                b.consumer.append(sr0, f"m{i}".encode(), request(f"m{i}"))
+            for _ in range(3):
+                await b.proc._turn()
+            assert b.commanded() == ["m3", "m4", "m5"] and a.consumer.commits[sr0] == 6
+            b.close()  # B loses p0 in the next rebalance...
+            a.assign()  # ...which hands it back to A
+
+        a.restorer.during_replay = handover_and_back
+        for _ in range(4):
+            await a.proc._turn()
+        # B's work is committed and in the changelog: A neither repeats it nor loses it.
+        assert a.commanded() == ["m0", "m1", "m2"]
+        store = a.proc.stores[0]
+        assert all(store.get(f"m{i}".encode()) is not None for i in range(6))
+        assert a.consumer.commits[sr0] == 6
+    finally:
+        a.close()
+        b.close()
