@@ -340,7 +340,28 @@ def _on_request(ctx: _Ctx, st: FlowState | None, req: SendRequest) -> FlowState 
     # Statuses that raced ahead of the request apply now, in arrival order.
     for h in held:
         _apply(ctx, flow, h.signal)
+    if req.initial_attempt is not None and flow.phase is Phase.RUNNING and ctx.now < end_ms:
+        _cut_short_if_closed(ctx, flow)
     return flow
+
+
+def _cut_short_if_closed(ctx: _Ctx, st: FlowState) -> None:
+    """An attempt upstream sent itself (``initialAttempt``) on a channel closed with ``inFlight:
+    FALLBACK`` ends at once, as the sweep ends any attempt open on it.
+
+    The sweep reaches a flow when the record is read and again whenever an instance gains its
+    partition; without this, a request arriving in between kept its attempt open until the next
+    rebalance happened to sweep it, so the decision hung on a rebalance and a replay disagreed.
+    """
+    idx = _open_attempt(st)
+    if (
+        idx is None
+        or not ctx.any_closed
+        or ctx.controls.cutting(st.steps[idx].channel, st.tenant, ctx.now) is None
+    ):
+        return
+    st.attempts[idx] = st.attempts[idx].ended_as(AttemptEnd.TIMEOUT)
+    _next_step(ctx, st, CommandReason.TIMEOUT, closed=True)
 
 
 #: (channel, fallbackAfter, successStatus) -> its Step. A Step is a frozen value computed from these
