@@ -61,6 +61,18 @@ class ControlView:
         own = self.closures.get(key)
         return (key, own) if own is not None and own.active(now_ms) else None
 
+    def cutting(self, channel: Channel, tenant: str | None, now_ms: int) -> tuple[str, Closure] | None:
+        """The entry that ends an open attempt on ``channel`` of a message of ``tenant`` at ``now_ms``,
+        if any: a closure in force for it (for all, or for its tenant) saying ``inFlight: FALLBACK``."""
+        if not self.closures:
+            return None
+        keys = [str(channel)] if tenant is None else [str(channel), control_key(channel, tenant)]
+        for key in keys:
+            closure = self.closures.get(key)
+            if closure is not None and closure.in_flight is InFlight.FALLBACK and closure.active(now_ms):
+                return key, closure
+        return None
+
     def apply(self, key: str, record: ChannelControl | None) -> ControlView:
         """The view after the record ``record`` (``None``: a tombstone) under ``key``."""
         entries = dict(self.closures)

@@ -47,8 +47,9 @@ v1.1, quiet hours and channel control (``tests/unit/fallback/test_quiet_hours.py
   next step is the one that waits for the window. A step held for the window is checked again at
   the opening, so a channel closed meanwhile is skipped then.
 - A held step keeps the reason it fell due with (TIMEOUT, FAILED, SKIPPED or INITIAL) and the
-  moment (``deferredFrom``); a wake that finds the window shut again (a processor down past it)
-  waits for the next opening, keeping both.
+  moment (``deferredFrom``: after a TIMEOUT, the fallbackAfter's deadline, however late its timer
+  fired); a wake that finds the window shut again (a processor down past it) waits for the next
+  opening, keeping both.
 - ``CHANNELS_CLOSED`` is the reason of a FAILED outcome whose last step was skipped or cut short by
   an ``inFlight: FALLBACK`` closure; a last step that failed or timed out on its own gives none.
 - The expiry beats the window: an opening at or after it ends the message at once, EXPIRED with
@@ -284,8 +285,12 @@ def _fire(ctx: _Ctx, st: FlowState) -> FlowState | None:
         return st
     idx = _open_attempt(st)
     assert idx is not None  # the deadline was this attempt's fallbackAfter
+    after = st.steps[idx].fallback_after_ms
+    assert after is not None
     st.attempts[idx] = st.attempts[idx].ended_as(AttemptEnd.TIMEOUT)
-    _next_step(ctx, st, CommandReason.TIMEOUT)
+    # The next step fell due at the deadline, not when a late timer (a processor down, a tick)
+    # found it: a deferral's deferredFrom says that moment.
+    _next_step(ctx, st, CommandReason.TIMEOUT, fell_due_ms=st.attempts[idx].issued_ms + after)
     return st
 
 
@@ -335,7 +340,28 @@ def _on_request(ctx: _Ctx, st: FlowState | None, req: SendRequest) -> FlowState 
     # Statuses that raced ahead of the request apply now, in arrival order.
     for h in held:
         _apply(ctx, flow, h.signal)
+    if req.initial_attempt is not None and flow.phase is Phase.RUNNING and ctx.now < end_ms:
+        _cut_short_if_closed(ctx, flow)
     return flow
+
+
+def _cut_short_if_closed(ctx: _Ctx, st: FlowState) -> None:
+    """An attempt upstream sent itself (``initialAttempt``) on a channel closed with ``inFlight:
+    FALLBACK`` ends at once, as the sweep ends any attempt open on it.
+
+    The sweep reaches a flow when the record is read and again whenever an instance gains its
+    partition; without this, a request arriving in between kept its attempt open until the next
+    rebalance happened to sweep it, so the decision hung on a rebalance and a replay disagreed.
+    """
+    idx = _open_attempt(st)
+    if (
+        idx is None
+        or not ctx.any_closed
+        or ctx.controls.cutting(st.steps[idx].channel, st.tenant, ctx.now) is None
+    ):
+        return
+    st.attempts[idx] = st.attempts[idx].ended_as(AttemptEnd.TIMEOUT)
+    _next_step(ctx, st, CommandReason.TIMEOUT, closed=True)
 
 
 #: (channel, fallbackAfter, successStatus) -> its Step. A Step is a frozen value computed from these
@@ -533,11 +559,14 @@ def _next_step(
     *,
     closed: bool = False,
     due_ms: int | None = None,
+    fell_due_ms: int | None = None,
 ) -> None:
     """Step ``len(st.attempts)`` falls due now: issue it, skip it, hold it for the window, or end.
 
     ``reason`` is what its command will say; ``due_ms`` is when it first fell due, if a send window
-    held it back until now; ``closed`` says the step before ended because its channel was closed.
+    held it back until now; ``fell_due_ms`` is when it fell due when that was before now (a timer
+    fired late), what a deferral then records; ``closed`` says the step before ended because its
+    channel was closed.
     A step on a closed channel is skipped (an attempt SKIPPED, no command) and the next one falls due
     at once, with reason SKIPPED; with none left the message ends FAILED, reason CHANNELS_CLOSED.
     A step outside its send window waits for the next opening (a timer), unless that is at or after
@@ -554,7 +583,7 @@ def _next_step(
             return
         if ctx.any_closed and ctx.controls.closed(st.steps[n].channel, st.tenant, ctx.now):
             st.attempts.append(Attempt(issued_ms=ctx.now, ended_by=AttemptEnd.SKIPPED))
-            reason, closed, due_ms = CommandReason.SKIPPED, True, None
+            reason, closed, due_ms, fell_due_ms = CommandReason.SKIPPED, True, None, None
             continue
         window = st.window
         if window is not None and window.applies(n) and not window.is_open(ctx.now):
@@ -562,7 +591,8 @@ def _next_step(
             if wake >= st.end_ms:
                 _end(ctx, st, Result.EXPIRED, reason=EndReason.OUTSIDE_SEND_WINDOW)
                 return
-            st.deferred = Deferred(ctx.now if due_ms is None else due_ms, wake, reason)
+            first = due_ms if due_ms is not None else fell_due_ms if fell_due_ms is not None else ctx.now
+            st.deferred = Deferred(first, wake, reason)
             return
         _issue(ctx, st, reason, due_ms)
         return

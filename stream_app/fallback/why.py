@@ -182,6 +182,16 @@ def explain(
                 if a.ended_by is AttemptEnd.SKIPPED and i < len(steps)
                 else None
             )
+            if (
+                closure is None
+                and a.ended_by is AttemptEnd.TIMEOUT
+                and isinstance(event, RequestEvent)
+                and i < len(steps)
+            ):
+                # an initialAttempt on a channel closed with inFlight FALLBACK: cut short on arrival,
+                # at the moment of the next command (or of the outcome, when none is left)
+                at = nxt.issued_at if nxt is not None else outcomes[0].completed_at if outcomes else None
+                closure = None if at is None else controls.cutting(steps[i].channel, tenant, to_ms(at))
             # the send window holds the step after the last attempt of this decision, not any other
             deferred = after is not None and after.deferred is not None and i == len(new) - 1
             out.append(_ended(i, a, steps, nxt, control=control, closure=closure, deferred=deferred))
@@ -237,7 +247,7 @@ def _ended(
     """The rule that ended attempt ``i``, with the next command (or deferral) it led to, if any.
 
     ``control`` is the channel-control record being applied, ``closure`` the view's entry that
-    closed a skipped step's channel.
+    closed a skipped step's channel (or cut short an ``initialAttempt`` on it).
     """
     name = _name(steps, i)
     step = steps[i] if i < len(steps) else None
@@ -249,6 +259,9 @@ def _ended(
         rec = control.control
         by = _closed_text(control.key, rec) if rec is not None else f"channel-control {control.key!r}"
         text = f"{name} still {_status(a)}, cut short by {by}{then}"
+        return Why(Rule.CONTROL, text, i)
+    if end is AttemptEnd.TIMEOUT and closure is not None:
+        text = f"{name} sent by upstream on a closed channel, cut short by {_closure_text(*closure)}{then}"
         return Why(Rule.CONTROL, text, i)
     if end is AttemptEnd.TIMEOUT:
         after = (

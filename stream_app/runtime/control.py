@@ -29,7 +29,9 @@ A record that is not a valid ChannelControl (or sits under a key other than its 
 It is dead-lettered by the one instance that owns the same partition number of ``send-requests``
 when it reads it live, so a fleet writes one dead letter, not one per instance; one read during
 the start-up replay is only logged (it was dead-lettered when it first arrived, unless no processor
-was running then).
+was running then). The records of a fetch are all applied before any dead letter is produced, and
+a dead letter the broker refuses is tried again on the next turns (:data:`DEAD_LETTER_TRIES`), so
+a broker away for a moment never costs the view a record.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ import logging
 from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord, TopicPartition
 
 from stream_app.config import Settings
@@ -68,6 +71,19 @@ SWEEP_BATCH = 2_000
 MAX_CONTROL_BYTES = 16 * 1024
 #: Records per fetch while following the table.
 _MAX_RECORDS = 1000
+#: Polls that try a bad record's dead letter before it is given up (logged): enough to ride out a
+#: broker away for a while, and a dead letter the broker can never take (too large) is not retried
+#: for ever.
+DEAD_LETTER_TRIES = 5
+
+
+@dataclass
+class _DeadLetter:
+    """A bad control record owed to ``dead-letters``, and how many polls have tried it."""
+
+    rec: ConsumerRecord
+    reason: str
+    tries: int = 0
 
 
 @dataclass
@@ -91,6 +107,8 @@ class ControlTable:
         self.view: ControlView = NO_CONTROLS
         self.sweeps: dict[str, Sweep] = {}
         self._consumer: AIOKafkaConsumer | None = None
+        #: Dead letters not yet produced, oldest first (see :meth:`poll`).
+        self._dead_letters: list[_DeadLetter] = []
 
     # --------------------------------------------------------------------------------- lifecycle
 
@@ -158,18 +176,15 @@ class ControlTable:
             return False  # not started (a processor built around test fakes): nothing to follow
         batch = await consumer.getmany(timeout_ms=0, max_records=_MAX_RECORDS)
         changed = False
+        # Every record of the fetch is applied before anything is awaited: the consumer has moved
+        # past them all, so one left unapplied (a dead letter's produce failing first) would be
+        # missed by this instance until it restarts, while the rest of the fleet honours it.
         for records in batch.values():
             for rec in records:
                 changed = True
                 reason = self.apply(rec, live=True, now=now, owned=owned)
                 if reason is None:
                     continue
-                if partitions and rec.partition % partitions in owned:
-                    headers = dead_letter_headers(
-                        reason, rec.topic, rec.partition, rec.offset, "stream_app.contracts.InvalidRecord"
-                    )
-                    await producer.send_and_wait(dead_letters, rec.value, key=rec.key, headers=headers)
-                    self.metrics.dead_letters.labels(rec.topic).inc()
                 log(
                     logging.WARNING,
                     "dead_letter",
@@ -179,9 +194,46 @@ class ControlTable:
                     reason=reason,
                     error_class="stream_app.contracts.InvalidRecord",
                 )
+                if partitions and rec.partition % partitions in owned:
+                    self._dead_letters.append(_DeadLetter(rec, reason))
         if changed:
             self.metrics.channels_closed.set(len(self.view.closures))
+        await self._send_dead_letters(producer, dead_letters)
         return changed
+
+    async def _send_dead_letters(self, producer: AIOKafkaProducer, topic: str) -> None:
+        """Produce the dead letters owed, in order; one that fails waits for the next poll.
+
+        The record itself is not read again (the consumer is past it), so a failed produce is kept
+        here rather than raised: a failed turn would rewind the partitions, not this table.
+        """
+        while self._dead_letters:
+            dead = self._dead_letters[0]
+            rec = dead.rec
+            headers = dead_letter_headers(
+                dead.reason, rec.topic, rec.partition, rec.offset, "stream_app.contracts.InvalidRecord"
+            )
+            try:
+                await producer.send_and_wait(topic, rec.value, key=rec.key, headers=headers)
+            except (KafkaError, OSError, TimeoutError) as exc:
+                dead.tries += 1
+                given_up = dead.tries >= DEAD_LETTER_TRIES
+                if given_up:
+                    self._dead_letters.pop(0)
+                log(
+                    logging.ERROR if given_up else logging.WARNING,
+                    "channel_control_dead_letter_failed",
+                    partition=rec.partition,
+                    offset=rec.offset,
+                    tries=dead.tries,
+                    action="given up" if given_up else "retrying next turn",
+                    error=f"{type(exc).__name__}: {exc}",
+                )
+                if not given_up:
+                    return
+                continue
+            self._dead_letters.pop(0)
+            self.metrics.dead_letters.labels(rec.topic).inc()
 
     def apply(
         self, rec: ConsumerRecord, *, live: bool, now: int = 0, owned: set[int] | None = None

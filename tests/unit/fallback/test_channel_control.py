@@ -10,6 +10,7 @@ from typing import Any
 
 from stream_app.contracts import AttemptEnd, CommandReason, Result, to_ms
 from stream_app.fallback import NO_CONTROLS, ControlEvent, ControlView, RequestEvent, decide
+from stream_app.fallback.why import Rule, explain
 from tests.unit.fallback.driver import LIMITS, MINUTE, T0, Driver, closing, request, status
 
 CHAIN: list[dict[str, Any]] = [
@@ -164,3 +165,26 @@ def test_the_same_state_and_input_with_another_view_decide_differently_and_each_
     assert decide(None, req, T0, LIMITS, closed) == shut
     noop = decide(shut.state, ControlEvent("WHATSAPP", closing("WHATSAPP")), T0, LIMITS, closed)
     assert noop.state is shut.state and noop.effects == ()
+
+
+def test_an_initial_attempt_on_a_channel_closed_with_fallback_is_cut_short_at_once_regression() -> None:
+    """Upstream sent step 0 itself on a channel closed with ``inFlight: FALLBACK``. The sweep that
+    ends such attempts runs when the record is read and again whenever an instance gains the
+    partition; a request arriving in between left its attempt open, so whether it waited out its
+    fallbackAfter or fell back at once depended on a rebalance (and a replay disagreed with the
+    processor). It is an attempt on the channel while the closure lasts: it ends at once."""
+    d = Driver()
+    d.control(closing("WHATSAPP", inFlight="FALLBACK"))
+    d.send(request(channels=CHAIN, initialAttempt={"sentAt": "2026-04-09T08:14:00Z"}))
+    assert [(c.attempt, c.channel, c.reason) for c in d.commands] == [(1, "RCS", CommandReason.TIMEOUT)]
+    assert to_ms(d.commands[0].issued_at) == T0
+    # and explain names the closure, not a fallbackAfter that has not passed
+    view = NO_CONTROLS.apply("WHATSAPP", closing("WHATSAPP", inFlight="FALLBACK"))
+    req = RequestEvent(request(channels=CHAIN, initialAttempt={"sentAt": "2026-04-09T08:14:00Z"}))
+    decision = decide(None, req, T0, LIMITS, view)
+    assert [w.rule for w in explain(None, req, decision.state, decision.effects, view)][-1] is Rule.CONTROL
+    # the same record with WAIT leaves it alone, as any attempt issued before a WAIT closure
+    w = Driver()
+    w.control(closing("WHATSAPP"))
+    w.send(request(channels=CHAIN, initialAttempt={"sentAt": "2026-04-09T08:14:00Z"}))
+    assert w.commands == []

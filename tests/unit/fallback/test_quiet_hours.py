@@ -173,3 +173,20 @@ def test_a_window_across_midnight_lets_a_night_step_go_at_once() -> None:
     assert len(d2.commands) == 1
     d2.drain_until_commands(2)
     assert to_ms(d2.commands[1].issued_at) == rome(2026, 4, 10, 22, 0)
+
+
+def test_a_fallback_timer_fired_late_says_when_its_step_fell_due_regression() -> None:
+    """The WhatsApp's 2 hours ran out at 21:30 while no processor ran; one wakes at 08:00 (outside
+    the window) and holds the SMS for 09:00. Its deferredFrom said 08:00, the moment the timer was
+    fired, hiding ten and a half hours of the wait it reports: the step fell due at 21:30."""
+    d = Driver(now=rome(2026, 4, 9, 19, 30))
+    d.send(request(channels=promo(), sendWindow=WINDOW))
+    d.now = rome(2026, 4, 10, 8, 0)
+    d.tick()
+    assert len(d.commands) == 1 and d.state is not None
+    assert d.state.attempts[0].ended_by is AttemptEnd.TIMEOUT
+    d.run_until(rome(2026, 4, 10, 9, 0))
+    sms = d.commands[1]
+    assert to_ms(sms.issued_at) == rome(2026, 4, 10, 9, 0)
+    assert sms.deferred_from is not None
+    assert to_ms(sms.deferred_from) == rome(2026, 4, 9, 21, 30)
