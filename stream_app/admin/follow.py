@@ -1,7 +1,8 @@
 """Read ``outcomes`` (Outcome and LateStatus records), or any topic, for people and scripts.
 
 Reads every partition without a consumer group: nothing is committed, so following outcomes never
-disturbs a real consumer and any number of terminals can watch. Two modes:
+disturbs a real consumer and any number of terminals can watch. Only committed records are read
+(``read_committed``): the outputs of an aborted exactly_once transaction were never published. Two modes:
 
 - snapshot (``follow=False``): read from the beginning up to the end offsets seen at start, then stop;
 - follow: from the end (or the beginning) until stopped, or until ``limit`` records were shown.
@@ -112,6 +113,10 @@ async def read_topic(
         enable_auto_commit=False,
         client_id="stream-app-follow",
         request_timeout_ms=REQUEST_TIMEOUT_MS,
+        # Under exactly_once the processor publishes in transactions: an aborted one's outcomes stay
+        # in the log but were never published (CONTRACT.md: no repeat appears), so they are not read.
+        # On a broker or topic without transactions this reads exactly what read_uncommitted does.
+        isolation_level="read_committed",
     )
     await start_or_unreachable(consumer.start, consumer.stop, settings.bootstrap_servers)
     try:
