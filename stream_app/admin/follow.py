@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -224,6 +225,11 @@ def channel_path(outcome: Outcome, *, reasons: bool = True) -> str:
     return " > ".join(parts) or "no attempt"
 
 
+def _utc_clock(at: datetime) -> str:
+    """``08:15:00Z``: the time of day in UTC, whatever offset the record was written with."""
+    return at.astimezone(UTC).strftime("%H:%M:%SZ")
+
+
 def format_line(item: Followed) -> str:
     """One readable line per record of ``outcomes``."""
     rec = item.record
@@ -231,12 +237,12 @@ def format_line(item: Followed) -> str:
         return f"! undecodable record at partition {item.partition} offset {item.offset}: {item.error}"
     if isinstance(rec, LateStatus):
         twice = "  DOUBLE DELIVERY" if rec.double_delivery else ""
-        when = rec.occurred_at.strftime("%H:%M:%SZ")
+        when = _utc_clock(rec.occurred_at)
         return (
             f"{when}  {rec.message_id}  LATE  attempt {rec.attempt} {rec.channel.value} "
             f"{rec.status.value} after the end{twice}"
         )
-    when = rec.completed_at.strftime("%H:%M:%SZ")
+    when = _utc_clock(rec.completed_at)
     landed = f" on {rec.channel.value} {rec.status.value}" if rec.channel and rec.status else ""
     reason = f" ({rec.reason})" if rec.reason else ""
     return (
