@@ -1,7 +1,8 @@
 """Read ``outcomes`` (Outcome and LateStatus records), or any topic, for people and scripts.
 
 Reads every partition without a consumer group: nothing is committed, so following outcomes never
-disturbs a real consumer and any number of terminals can watch. Two modes:
+disturbs a real consumer and any number of terminals can watch. Only committed records are read
+(``read_committed``): the outputs of an aborted exactly_once transaction were never published. Two modes:
 
 - snapshot (``follow=False``): read from the beginning up to the end offsets seen at start, then stop;
 - follow: from the end (or the beginning) until stopped, or until ``limit`` records were shown.
@@ -12,6 +13,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -112,6 +114,10 @@ async def read_topic(
         enable_auto_commit=False,
         client_id="stream-app-follow",
         request_timeout_ms=REQUEST_TIMEOUT_MS,
+        # Under exactly_once the processor publishes in transactions: an aborted one's outcomes stay
+        # in the log but were never published (CONTRACT.md: no repeat appears), so they are not read.
+        # On a broker or topic without transactions this reads exactly what read_uncommitted does.
+        isolation_level="read_committed",
     )
     await start_or_unreachable(consumer.start, consumer.stop, settings.bootstrap_servers)
     try:
@@ -219,6 +225,11 @@ def channel_path(outcome: Outcome, *, reasons: bool = True) -> str:
     return " > ".join(parts) or "no attempt"
 
 
+def _utc_clock(at: datetime) -> str:
+    """``08:15:00Z``: the time of day in UTC, whatever offset the record was written with."""
+    return at.astimezone(UTC).strftime("%H:%M:%SZ")
+
+
 def format_line(item: Followed) -> str:
     """One readable line per record of ``outcomes``."""
     rec = item.record
@@ -226,12 +237,12 @@ def format_line(item: Followed) -> str:
         return f"! undecodable record at partition {item.partition} offset {item.offset}: {item.error}"
     if isinstance(rec, LateStatus):
         twice = "  DOUBLE DELIVERY" if rec.double_delivery else ""
-        when = rec.occurred_at.strftime("%H:%M:%SZ")
+        when = _utc_clock(rec.occurred_at)
         return (
             f"{when}  {rec.message_id}  LATE  attempt {rec.attempt} {rec.channel.value} "
             f"{rec.status.value} after the end{twice}"
         )
-    when = rec.completed_at.strftime("%H:%M:%SZ")
+    when = _utc_clock(rec.completed_at)
     landed = f" on {rec.channel.value} {rec.status.value}" if rec.channel and rec.status else ""
     reason = f" ({rec.reason})" if rec.reason else ""
     return (

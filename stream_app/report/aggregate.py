@@ -66,7 +66,7 @@ class Filters:
 class _Seen:
     """What the window remembers of one message."""
 
-    __slots__ = ("doubled", "kept", "late", "pending")
+    __slots__ = ("doubled", "kept", "late", "lates", "pending")
 
     def __init__(self, kept: bool, pending: dict[int, tuple[str, int, bool]] | None) -> None:
         self.kept = kept
@@ -74,6 +74,8 @@ class _Seen:
         self.pending = pending
         self.late = False
         self.doubled: set[int] | None = None
+        #: (attempt, status) of the late statuses counted: at_least_once may publish one twice
+        self.lates: set[tuple[int, str]] | None = None
 
 
 class Recent:
@@ -344,6 +346,13 @@ class Aggregator:
             return
         if not seen.kept:
             return
+        # The core reports each status of an attempt at most once after the end, so a second one
+        # with the same attempt and status is a repeat (at_least_once after a crash): the same record.
+        if seen.lates is None:
+            seen.lates = set()
+        elif (row.attempt, row.status) in seen.lates:
+            return
+        seen.lates.add((row.attempt, row.status))
         ch = self._channel(row.channel)
         ch.late += 1
         if not seen.late:

@@ -173,3 +173,25 @@ def test_reasons_stay_on_one_line_and_beside_how_the_attempt_ended() -> None:
     assert channel_path(outcome) == "RCS(ERROR: agent unreachable now, timeout) > SMS(DELIVERED)"
     assert channel_path(outcome, reasons=False) == "RCS(ERROR, timeout) > SMS(DELIVERED)"
     assert "\n" not in format_line(item(outcome))
+
+
+def test_a_time_with_another_offset_is_shown_in_utc_regression() -> None:
+    """The line's time says Z, and the contract lets a record carry any offset (+02:00): it was shown
+    as the wall-clock time of that offset, two hours off, still marked Z."""
+    late = _decode(
+        0,
+        1,
+        b"m",
+        b'{"type": "late-status", "messageId": "m", "attempt": 0, "channel": "SMS", "status": "DELIVERED",'
+        b' "occurredAt": "2026-04-09T10:15:00+02:00", "doubleDelivery": false}',
+    )
+    assert format_line(late).startswith("08:15:00Z  m  LATE")
+    ended = _decode(
+        0,
+        2,
+        b"m",
+        b'{"type": "outcome", "messageId": "m", "result": "EXPIRED", "attemptCount": 0,'
+        b' "requestedAt": "2026-04-09T08:15:00Z", "completedAt": "2026-04-09T10:15:00+02:00",'
+        b' "durationMs": 0}',
+    )
+    assert format_line(ended).startswith("08:15:00Z  m  EXPIRED")

@@ -134,3 +134,18 @@ def test_the_recent_window_is_bounded() -> None:
     for line in lines:
         agg.add(parse(line))
     assert len(agg.recent) == 2
+
+
+def test_a_repeated_late_status_is_counted_once_regression() -> None:
+    """at_least_once may publish a LateStatus twice (the input replayed after a crash): the repeat,
+    identical to the first, is the same late status and must not count again in the channel's figures."""
+    lines = hand_built_lines()
+    late = [line for line in lines if b'"late-status"' in line and b'"m4"' in line]
+    agg = Aggregator()
+    for line in [*lines, *late]:  # m4's late DELIVERED and READ, each published a second time
+        agg.add(parse(line))
+    rep = agg.result()
+    wa = channel(rep, "WHATSAPP")
+    assert (wa["lateStatuses"], wa["doubleDeliveries"]) == (2, 1)
+    assert rep["late"]["messages"] == 1 and rep["late"]["doubleDeliveries"] == 1
+    assert rep["read"]["lateStatuses"] == 5  # every record read is still counted as read
