@@ -7,12 +7,15 @@ first, and nothing else compared them with the code.
 
 from __future__ import annotations
 
+import argparse
 import re
 from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry
 
+from stream_app.admin.errors import InvalidInput
+from stream_app.cli import build_parser
 from stream_app.config import ENV, Settings
 from stream_app.gateway.metrics import DispatcherMetrics, PollerMetrics, WebhookMetrics
 from stream_app.gateway.settings import ENV as GATEWAY_ENV
@@ -145,3 +148,54 @@ def test_the_checks_find_what_a_drifted_readme_would_hold() -> None:
     assert SETTING_ROW.findall("| `STREAM_APP_Z` / `--z` | 9464 | what |\n") == [("STREAM_APP_Z", "9464")]
     assert _same("259200 (72 h)", 259200.0) and not _same("259200", 600.0)
     assert _same("`kv`", "kv") and _same("empty", "") and not _same("`kv`", "json")
+
+
+COMMAND_MENTION = re.compile(r"stream-app ([a-z][a-z-]*)(?: ([a-z][a-z-]*))?([^`\n#]*)")
+
+
+def commands() -> dict[str, argparse.ArgumentParser]:
+    """``"topics create"`` -> its parser, for every command and sub-action of ``stream-app``."""
+    found: dict[str, argparse.ArgumentParser] = {}
+
+    def walk(parser: argparse.ArgumentParser, prefix: str) -> None:
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    found[f"{prefix}{name}"] = sub
+                    walk(sub, f"{prefix}{name} ")
+
+    walk(build_parser(), "")
+    return found
+
+
+def test_every_command_and_option_the_readme_shows_exists() -> None:
+    known = commands()
+    mentions = COMMAND_MENTION.findall(readme())
+    assert len(mentions) > 20
+    for first, second, rest in mentions:
+        name = f"{first} {second}" if second and f"{first} {second}" in known else first
+        assert name in known, f"README.md shows `stream-app {name}`, which does not exist"
+        if second and name == first:
+            rest = f" {second}{rest}"
+        options = {opt for action in known[name]._actions for opt in action.option_strings}
+        for flag in re.findall(r"(?<![\w-])--[a-z][a-z-]*", rest):
+            assert flag in options, f"README.md: `stream-app {name}` has no option {flag}"
+
+
+def test_every_send_of_a_file_the_readme_shows_is_taken(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``send --file`` takes the request as written and refuses request options beside it (exit 2)."""
+    from stream_app.cli.send import _requests
+
+    request = readme().split("<!-- request.json -->", 1)[1].split("```json", 1)[1].split("```", 1)[0]
+    (tmp_path / "request.json").write_text(request, encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    shown = re.findall(r"stream-app (send --file [^`\n#]*)", readme())
+    assert shown
+    for line in shown:
+        args = build_parser().parse_args(line.split())
+        try:
+            _requests(args)
+        except InvalidInput as exc:
+            pytest.fail(f"README.md shows `stream-app {line.strip()}`, which is refused: {exc}")
