@@ -199,3 +199,9 @@ def test_every_send_of_a_file_the_readme_shows_is_taken(
             _requests(args)
         except InvalidInput as exc:
             pytest.fail(f"README.md shows `stream-app {line.strip()}`, which is refused: {exc}")
+
+
+def test_the_pages_point_at_no_design_file_outside_the_repository() -> None:
+    """DESIGN.md lives beside the shared contract, outside any clone; a reader of a page cannot open it."""
+    for page in (README, ROOT / "topics" / "README.md", *(ROOT / "docs").glob("*.md")):
+        assert "DESIGN.md" not in page.read_text(encoding="utf-8"), page
