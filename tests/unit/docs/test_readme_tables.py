@@ -205,3 +205,22 @@ def test_the_pages_point_at_no_design_file_outside_the_repository() -> None:
     """DESIGN.md lives beside the shared contract, outside any clone; a reader of a page cannot open it."""
     for page in (README, ROOT / "topics" / "README.md", *(ROOT / "docs").glob("*.md")):
         assert "DESIGN.md" not in page.read_text(encoding="utf-8"), page
+
+
+def test_the_processor_settings_table_shows_each_option_of_the_processor() -> None:
+    """A row of "setting (env / option)" without an option tells a reader there is none."""
+    processor = commands()["processor"]
+    option_of = {
+        var: action.option_strings[0]
+        for action in processor._actions
+        for var in ENV_WORD.findall(action.help or "")[:1]
+        if action.option_strings
+    }
+    table = readme().split("## Processor: settings and metrics", 1)[1].split("\nMetrics (", 1)[0]
+    rows = re.findall(r"^\| `((?:STREAM_APP|KAFKA)_[A-Z0-9_]+)`([^|]*)\|", table, re.M)
+    assert len(rows) >= 10
+    for var, rest in rows:
+        if var in option_of:
+            assert f"`{option_of[var]}`" in rest, (
+                f"README.md's processor table: {var} without {option_of[var]}"
+            )
