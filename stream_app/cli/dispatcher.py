@@ -16,9 +16,12 @@ environment:
   STREAM_APP_GATEWAY_URL              gateway base URL (default http://127.0.0.1:19300, the simulator)
   STREAM_APP_GATEWAY_API_KEY          sent as X-Api-Key; read from the environment only, never logged
   STREAM_APP_GATEWAY_TIMEOUT_SECONDS  per HTTP call (default 10)
+  STREAM_APP_GATEWAY_MAX_CONNECTIONS  keep-alive connections to the gateway (default 100)
   STREAM_APP_DISPATCH_CONCURRENCY     in-flight sends per channel: "16" or "WHATSAPP=8,SMS=32"
   STREAM_APP_DISPATCH_RATE            sends per second per channel, e.g. "SMS=50" (default: no limit)
   STREAM_APP_DISPATCH_MAX_IN_FLIGHT   commands read but not finished before fetching pauses (1000)
+  STREAM_APP_DISPATCH_BACKOFF_BASE_SECONDS  first retry wait of 429, 5xx, timeouts, resets (0.2)
+  STREAM_APP_DISPATCH_BACKOFF_MAX_SECONDS   longest retry wait (30; full jitter, doubling)
   STREAM_APP_DISPATCHER_METRICS_PORT  port of /metrics and /healthz (default 9465; 0 turns it off)
 
 circuit breaker (one per channel; publishes on channel-control):
