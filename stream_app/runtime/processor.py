@@ -289,7 +289,17 @@ class Processor(PartitionOwnership):
                 await asyncio.wait_for(self._assigned.wait(), MAX_WAIT_MS / 1000)
             return
         self._idle.clear()  # busy until getmany(): a revoke now waits for the restore to finish
+        before = self._generation
         await self._reconcile()
+        if before != self._generation:
+            # A revoke came during the restore. When the restore outlasted its wait
+            # (REVOKE_WAIT_S), the listener left the stores open: a partition kept may have been
+            # another instance's meanwhile, whose committed changes this store lacks. Every store is
+            # closed (each completed turn flushed it, so nothing is lost) and the next turn restores
+            # all from the changelog and seeks to the committed offsets.
+            for p in list(self.tasks):
+                self._close_store(p)
+            return
         generation = self._generation
         self._idle.set()
         try:

@@ -39,8 +39,10 @@ class HookedRestorer(FakeRestorer):
 class Instance:
     """One processor instance on fakes; instances share the inputs, the group's commits and the log."""
 
-    def __init__(self, root: Path, log: Log, consumer: FakeConsumer | None = None) -> None:
-        s = Settings(state_dir=root, topic_prefix="t.", app_id="app", metrics_port=0, partitions=1)
+    def __init__(
+        self, root: Path, log: Log, consumer: FakeConsumer | None = None, partitions: int = 1
+    ) -> None:
+        s = Settings(state_dir=root, topic_prefix="t.", app_id="app", metrics_port=0, partitions=partitions)
         self.topics = s.topics
         self.proc = Processor(s, clock=lambda: NOW)
         self.consumer = FakeConsumer()
@@ -52,9 +54,13 @@ class Instance:
         self.proc._consumer = self.consumer  # type: ignore[assignment]
         self.proc._producer = self.producer  # type: ignore[assignment]
         self.proc._restorer = self.restorer  # type: ignore[assignment]
-        self.proc.partitions = 1
+        self.proc.partitions = partitions
         t = self.topics
-        self.inputs = {TopicPartition(t.send_requests, 0), TopicPartition(t.delivery_status, 0)}
+        self.inputs = {
+            TopicPartition(topic, p)
+            for p in range(partitions)
+            for topic in (t.send_requests, t.delivery_status)
+        }
 
     def assign(self) -> None:
         self.consumer.assign_now(self.inputs)
@@ -110,6 +116,55 @@ async def test_a_restore_overtaken_by_two_rebalances_reads_the_new_owners_work_r
         store = a.proc.stores[0]
         assert all(store.get(f"m{i}".encode()) is not None for i in range(6))
         assert a.consumer.commits[sr0] == 6
+    finally:
+        a.close()
+        b.close()
+
+
+async def test_a_partition_kept_open_through_a_revoke_during_a_restore_is_restored_again_regression(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Regression: A owns p0 and restores p1 for longer than the revoke listener waits, so the
+    listener leaves p0's store open. Meanwhile p0 goes to B, which processes m3..m5 and commits, and
+    comes back to A. A kept p0's store (without B's changes) and its expected input offset (3): the
+    next record (m6, offset 6) was a gap, rewound to 3, and A issued B's commands a second time."""
+    monkeypatch.setattr(ownership, "REVOKE_WAIT_S", 0.0)  # the listener gives up at once
+    log = Log()
+    a = Instance(tmp_path / "a", log, partitions=2)
+    b = Instance(tmp_path / "b", log, a.consumer, partitions=2)
+    sr0, sr1 = (TopicPartition(a.topics.send_requests, p) for p in (0, 1))
+    try:
+        for i in range(3):
+            a.consumer.append(sr0, f"m{i}".encode(), request(f"m{i}"))
+        a.consumer.append(sr1, b"k0", request("k0"))  # p1's changelog has a record to replay
+        a.assign()
+        for _ in range(2):
+            await a.proc._turn()
+        assert a.commanded() == ["m0", "m1", "m2", "k0"] and a.consumer.commits[sr0] == 3
+        a.proc._close_store(1)  # A must restore p1 again; p0 stays open
+
+        async def handover_and_back() -> None:
+            await a.proc._on_revoked(a.inputs)  # A is busy restoring p1: the listener gives up
+            b.assign()
+            for i in range(3, 6):
+                b.consumer.append(sr0, f"m{i}".encode(), request(f"m{i}"))
+            for _ in range(3):
+                await b.proc._turn()
+            assert b.commanded() == ["m3", "m4", "m5"] and a.consumer.commits[sr0] == 6
+            b.close()  # B loses both in the next rebalance...
+            a.assign()  # ...which hands them back to A
+
+        a.restorer.during_replay = handover_and_back
+        await a.proc._turn()  # the restore of p1, overtaken
+        assert a.restorer.during_replay is None  # the handover happened
+        a.consumer.append(sr0, b"m6", request("m6"))
+        for _ in range(4):
+            await a.proc._turn()
+        # B's work is committed and in the changelog: A neither repeats it nor loses it.
+        assert a.commanded() == ["m0", "m1", "m2", "k0", "m6"]
+        store = a.proc.stores[0]
+        assert [i for i in range(7) if store.get(f"m{i}".encode()) is None] == []
+        assert a.consumer.commits[sr0] == 7
     finally:
         a.close()
         b.close()
