@@ -154,15 +154,18 @@ class ControlView:
         while not stop.is_set():
             try:
                 batches = await consumer.getmany(timeout_ms=500)
+                for records in batches.values():
+                    for record in records:
+                        self.apply(record.key, record.value)
+                # The position, not the last record: it moves past a transaction's marker and past
+                # offsets the log cleaner emptied, where no record is returned (as in reconcile.py).
+                for tp in list(behind):
+                    if await consumer.position(tp) >= ends[tp]:
+                        behind.discard(tp)
             except KafkaError as exc:  # the broker away: the view waits, the breakers keep counting
                 event(log, logging.WARNING, "channel_control_read_failed", error=str(exc), action="retrying")
                 await asyncio.sleep(1.0)
                 continue
-            for tp, records in batches.items():
-                for record in records:
-                    self.apply(record.key, record.value)
-                if records and records[-1].offset + 1 >= ends.get(tp, 0):
-                    behind.discard(tp)
             if not behind:
                 self.ready.set()
 

@@ -373,3 +373,61 @@ async def test_a_probe_that_raises_is_retried_not_lost_regression(
         await wait_for(lambda: len(sent) == 2, "OPEN published after the probe that raised")
         assert decode_control(sent[1][1], sent[1][0]).state is ChannelState.OPEN
         assert raised == [1] and "breaker_probe_error" in caplog.text and "a bug in a send" in caplog.text
+
+
+# ------------------------------------------------------------------------------ ControlView.follow
+
+
+class _TailLessConsumer:
+    """channel-control's one partition: records at offsets 0-1, end offset 4. The last offsets hold
+    no readable record (a transaction's marker, or a tail tombstone the log cleaner removed after
+    its segment rolled): the consumer's position moves to the end, no record is returned there."""
+
+    def __init__(self, topic: str) -> None:
+        from aiokafka.structs import ConsumerRecord, TopicPartition
+
+        self.tp = TopicPartition(topic, 0)
+        value = encode(control("CLOSED", OPERATOR))
+        self.records = [
+            ConsumerRecord(topic, 0, i, 0, 0, b"WHATSAPP", value, None, 8, len(value), ()) for i in range(2)
+        ]
+        self.pos = 0
+
+    def partitions_for_topic(self, topic: str) -> set[int]:
+        return {0}
+
+    def assign(self, tps: list[Any]) -> None:
+        pass
+
+    async def seek_to_beginning(self, *tps: Any) -> None:
+        self.pos = 0
+
+    async def end_offsets(self, tps: list[Any]) -> dict[Any, int]:
+        return {self.tp: 4}
+
+    async def getmany(self, timeout_ms: int = 0) -> dict[Any, list[Any]]:
+        await asyncio.sleep(0)
+        batch, self.records = self.records, []
+        self.pos = 4
+        return {self.tp: batch} if batch else {}
+
+    async def position(self, tp: Any) -> int:
+        return self.pos
+
+
+async def test_the_view_is_ready_when_the_position_reaches_a_tail_without_records_regression() -> None:
+    """Regression: the view counted a partition read only when a returned record reached end - 1,
+    so a tail of markers or of records the cleaner removed left it never ready, and every breaker
+    publication waited VIEW_WAIT_S for it."""
+    from stream_app.config import Settings
+
+    settings = Settings()
+    consumer = _TailLessConsumer(settings.topics.channel_control)
+    view, stop = ControlView(), asyncio.Event()
+    task = asyncio.create_task(view.follow(settings, stop, consumer))  # type: ignore[arg-type]
+    try:
+        await asyncio.wait_for(view.ready.wait(), 10)
+        assert view.current[WA].state is ChannelState.CLOSED
+    finally:
+        stop.set()
+        await task
