@@ -8,6 +8,7 @@ one field of :class:`Settings`; ``--bootstrap-servers`` is ``KAFKA_BOOTSTRAP_SER
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import socket
 from collections.abc import Mapping
@@ -351,7 +352,25 @@ def from_env(environ: Mapping[str, str] | None = None) -> Settings:
         if var in env and env[var] != "":
             values[name] = _convert(name, env[var], var)
     security = {key: env[var] for var, key in SECURITY_ENV.items() if env.get(var)}
+    _warn_unread_security(env)
     return _validate(Settings(**values, security=security))
+
+
+def _warn_unread_security(env: Mapping[str, str]) -> None:
+    """Say so when a ``KAFKA_SASL_*`` or ``KAFKA_SSL_*`` variable is set that no client reads.
+
+    Such a variable is passed to no client: a user who set one to turn hostname checks off, expecting it
+    to act must hear that it does not. A warning, not an error, as Kafka's own clients do for an
+    unknown setting: the environment of a shared container may hold variables for other tools.
+    """
+    unread = sorted(
+        var for var in env if var.startswith(("KAFKA_SASL_", "KAFKA_SSL_")) and var not in SECURITY_ENV
+    )
+    if unread:
+        read = ", ".join(var for var in SECURITY_ENV if var != "KAFKA_SECURITY_PROTOCOL")
+        logging.getLogger(__name__).warning(
+            "%s: not passed to the Kafka client (stream_app reads %s)", ", ".join(unread), read
+        )
 
 
 def add_options(parser: argparse.ArgumentParser, *names: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 from pathlib import Path
 
 import pytest
@@ -82,6 +83,28 @@ def test_security_settings_pass_through_to_the_client() -> None:
     assert kw["sasl_mechanism"] == "PLAIN"
     assert (kw["sasl_plain_username"], kw["sasl_plain_password"]) == ("u", "p")
     assert "ssl_context" not in kw
+
+
+def test_a_security_variable_no_client_reads_is_warned_about_regression(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Regression: CONTRACT.md says KAFKA_SASL_* and KAFKA_SSL_* pass through to the client, but
+    only the eight named in SECURITY_ENV are read; any other was ignored without a word."""
+    caplog.set_level(logging.WARNING, logger="stream_app.config")
+    env = {"KAFKA_SSL_CHECK_HOSTNAME": "false", "KAFKA_SASL_JAAS_CONFIG": "x", "KAFKA_SSL_CAFILE": ""}
+    from_env(env)
+    warned = [r.getMessage() for r in caplog.records if r.name == "stream_app.config"]
+    assert len(warned) == 1
+    assert warned[0].startswith(
+        "KAFKA_SASL_JAAS_CONFIG, KAFKA_SSL_CHECK_HOSTNAME: not passed to the Kafka client"
+    )
+    assert "KAFKA_SSL_CAFILE" in warned[0]  # the ones it reads are named
+
+
+def test_only_the_security_variables_read_are_silent(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="stream_app.config")
+    from_env({"KAFKA_SECURITY_PROTOCOL": "PLAINTEXT", "KAFKA_SSL_CAFILE": "", "KAFKA_CLIENT_ID": "x"})
+    assert not [r for r in caplog.records if r.name == "stream_app.config"]
 
 
 @pytest.mark.parametrize(
