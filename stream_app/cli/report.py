@@ -32,7 +32,7 @@ latencies (the method is in docs/report.md).
 
 Reads a snapshot (everything on the topic now, or the whole file) without a consumer group, with
 progress on stderr; memory stays bounded whatever the size (counters and fixed-size sketches;
-percentiles are exact up to 65,536 values per figure, within 0.5% beyond, marked ~). A record that
+percentiles are exact up to 65,536 values per figure, within 0.5% +- 1 ms beyond, marked ~). A record that
 cannot be read is shown on stderr with where it was and why (the first 20), and the rest still count.
 """
 

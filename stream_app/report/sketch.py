@@ -1,4 +1,4 @@
-"""A bounded-memory quantile sketch: exact while small, 0.5 % relative error once large.
+"""A bounded-memory quantile sketch: exact while small, 0.5 % relative error (+- 1 ms) once large.
 
 A report over millions of outcomes cannot keep every latency, and one over a hand-built test set
 must give exact figures. So a :class:`Quantiles` keeps its values exactly (a compact ``array`` of
@@ -76,7 +76,7 @@ class Quantiles:
         self._buckets[key] = self._buckets.get(key, 0) + 1
 
     def percentile(self, p: float) -> int | None:
-        """The nearest-rank ``p``-th percentile in ms (None when empty); exact, or within 0.5 %."""
+        """The nearest-rank ``p``-th percentile in ms (None when empty); exact, or within 0.5 % +- 1 ms."""
         if self.count == 0:
             return None
         rank = rank_of(p, self.count)
