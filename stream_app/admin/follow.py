@@ -29,6 +29,7 @@ from stream_app.kafka.offsets import offsets_at_time
 from stream_app.kafka.outage import outage_filter
 from stream_app.kafka.partitioner import partition_of
 from stream_app.kafka.topics import require_topics
+from stream_app.terminal import printable
 
 #: How long one fetch may wait for new records before the loop looks at ``stop`` again, in ms:
 #: a Ctrl-C or SIGTERM is honoured within this time.
@@ -231,7 +232,12 @@ def _utc_clock(at: datetime) -> str:
 
 
 def format_line(item: Followed) -> str:
-    """One readable line per record of ``outcomes``."""
+    """One readable line per record of ``outcomes``: its outside text (messageId, reasons) cannot
+    break the line or send the terminal an escape (:func:`stream_app.terminal.printable`)."""
+    return printable(_line(item))
+
+
+def _line(item: Followed) -> str:
     rec = item.record
     if rec is None:
         return f"! undecodable record at partition {item.partition} offset {item.offset}: {item.error}"

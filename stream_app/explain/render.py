@@ -10,6 +10,7 @@ from stream_app.contracts import format_ms
 from stream_app.explain.compare import Difference, label
 from stream_app.explain.replay import Entry, Output
 from stream_app.explain.run import Explanation
+from stream_app.terminal import printable
 
 _INDENT = " " * 17
 
@@ -50,7 +51,7 @@ def render_text(ex: Explanation) -> str:
             "a bug or a non-determinism"
         )
         lines.extend(f"!!!   {d.line()}" for d in diffs)
-    return "\n".join(lines)
+    return printable("\n".join(lines), lines=True)  # messageIds and reasons come from outside
 
 
 def _head(entry: Entry) -> str:

@@ -12,6 +12,7 @@ from typing import Any
 
 from stream_app.admin.follow import format_duration
 from stream_app.report.read import RESULTS
+from stream_app.terminal import printable
 
 
 def _ms(value: int | None) -> str:
@@ -70,7 +71,7 @@ def text(report: dict[str, Any], source: str) -> str:
     if n == 0:
         lines.append("")
         lines.append("no outcomes to report" + (" (check the filters)" if read["filteredOut"] else ""))
-        return "\n".join(lines) + "\n"
+        return printable("\n".join(lines) + "\n", lines=True)
 
     lines += ["", "RESULTS"]
     lines += _table(
@@ -173,7 +174,7 @@ def text(report: dict[str, Any], source: str) -> str:
     )
     if read["bad"]:
         lines += ["", f"{read['bad']:,} unreadable records (first ones on stderr above, and in --json)"]
-    return "\n".join(lines) + "\n"
+    return printable("\n".join(lines) + "\n", lines=True)
 
 
 def _flat(prefix: str, value: Any, out: list[tuple[str, Any]]) -> None:

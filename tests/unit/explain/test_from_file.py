@@ -351,3 +351,18 @@ def test_a_difference_next_to_a_control_record_names_the_possible_race(tmp_path:
         "prod.send-requests[3]@7 and prod.channel-control[0]@0 are 300 ms apart: the processor reads "
         "channel-control apart from the inputs"
     ) in " ".join(doc["problems"])
+
+
+def test_a_message_id_with_an_escape_sequence_is_shown_escaped_regression(tmp_path: Path) -> None:
+    """Regression: the timeline printed the messageId (any string, from upstream) as it came, so an
+    escape sequence in it reached the operator's terminal."""
+    mid = "order\x1b[2J"
+    request = orjson.dumps({**REQUEST, "messageId": mid}).decode()
+    path = tmp_path / "odd.jsonl"
+    path.write_bytes(line("prod.send-requests", 0, T0, request, key=mid) + b"\n")
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(["explain", mid, "--from-file", str(path)])
+    assert code == 3, err.getvalue()  # nothing published in the file: the replay's outputs differ
+    assert "order\\x1b[2J" in out.getvalue()
+    assert "\x1b" not in out.getvalue()
