@@ -44,6 +44,13 @@ def parse_until(text: str, now: datetime) -> datetime:
     given = text.strip()
     match = _DURATION.fullmatch(given.lower())
     if given and match is not None and any(match.groups()):
+        if given[-1].isdigit() and any(match.groups()[:3]):
+            # A bare number is seconds only alone (``600``): after another unit (``1h30``) whoever
+            # typed it means the next unit down as often as seconds, so it is not guessed.
+            raise InvalidInput(
+                f"--until {text!r}: give the unit of the last number (1h30m for 90 minutes, 1h30s "
+                "for an hour and 30 seconds)"
+            )
         days, hours, minutes, seconds = (float(g) if g else 0.0 for g in match.groups())
         total = days * 86_400 + hours * 3_600 + minutes * 60 + seconds  # inf for a few hundred digits
         if total > MAX_SECONDS:  # timedelta or the date after it overflowed (3000000d, 999999999999999h)

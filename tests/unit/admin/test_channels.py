@@ -41,3 +41,14 @@ def test_until_past_ten_years_overflowed_regression(until: str) -> None:
     with pytest.raises(InvalidInput, match=r"at most 315360000 s \(ten years\) from now"):
         parse_until(until, now)
     assert parse_until("3650d", now) == now + timedelta(days=3650)  # ten years is still fine
+
+
+@pytest.mark.parametrize("until", ["1h30", "2d5", "1d2h30"])
+def test_a_number_without_its_unit_after_another_unit_is_refused_regression(until: str) -> None:
+    """Regression: ``1h30`` was read as 1 hour 30 seconds (a bare number is seconds), when whoever
+    typed it meant 1 hour 30 minutes: the channel reopened about half an hour early."""
+    now = datetime(2026, 4, 9, 10, tzinfo=UTC)
+    with pytest.raises(InvalidInput, match=r"give the unit of the last number"):
+        parse_until(until, now)
+    assert parse_until("1h30m", now) == now + timedelta(minutes=90)
+    assert parse_until("1h30s", now) == now + timedelta(hours=1, seconds=30)
