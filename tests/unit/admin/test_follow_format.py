@@ -17,6 +17,7 @@ from stream_app.contracts import (
     Status,
     encode,
 )
+from tests.support.outcomes import outcome
 
 T0 = datetime(2026, 4, 9, 8, 15, tzinfo=UTC)
 
@@ -200,24 +201,8 @@ def test_a_time_with_another_offset_is_shown_in_utc_regression() -> None:
 def test_outside_text_cannot_break_the_line_or_reach_the_terminal_regression() -> None:
     """Regression: a messageId (any string, from upstream) or a gateway reason holding an escape
     sequence or a newline was printed as it was: it could clear the screen or forge a line."""
-    outcome = Outcome(
-        message_id="m-1\x1b[2J\nforged",
-        result=Result.FAILED,
-        attempt_count=1,
-        attempts=[
-            AttemptSummary(
-                attempt=0,
-                channel=Channel.SMS,
-                issued_at=T0,
-                last_status=Status.REJECTED,
-                ended_by=AttemptEnd.FAILED,
-                reasons=["bad\x1b]0;pwned\x07 number"],
-            )
-        ],
-        requested_at=T0,
-        completed_at=T0 + timedelta(seconds=1),
-        duration_ms=1_000,
-    )
-    shown = format_line(item(outcome))
+    rejected = attempt(0, Channel.SMS, Status.REJECTED, AttemptEnd.FAILED, ["bad\x1b]0;pwned\x07 number"])
+    failed = outcome("m-1\x1b[2J\nforged", Result.FAILED, [rejected], 1)
+    shown = format_line(item(failed))
     assert "\x1b" not in shown and "\n" not in shown and "\x07" not in shown
     assert "m-1\\x1b[2J\\x0aforged" in shown and "bad\\x1b]0;pwned\\x07 number" in shown

@@ -7,7 +7,6 @@ first, and nothing else compared them with the code.
 
 from __future__ import annotations
 
-import argparse
 import re
 from pathlib import Path
 
@@ -22,12 +21,10 @@ from stream_app.gateway.settings import ENV as GATEWAY_ENV
 from stream_app.gateway.settings import BreakerConfig, gateway_from_env
 from stream_app.logs import FORMAT_ENV, FORMATS, LEVEL_ENV
 from stream_app.runtime.metrics import Metrics
+from tests.unit.docs.test_contract_doc import ENV_WORD, code_env_vars, commands
 
 ROOT = Path(__file__).resolve().parents[3]
 README = ROOT / "README.md"
-#: ``STREAM_APP_*`` / ``KAFKA_*`` words in the package that are not environment variables.
-NOT_ENV = {"KAFKA_BINDING_VERSION"}  # the AsyncAPI Kafka binding's version, in contracts/schema.py
-ENV_WORD = re.compile(r"\b(?:STREAM_APP|KAFKA)_[A-Z0-9_]*[A-Z0-9]\b")
 #: ``KAFKA_SASL_*``: the README names a family of variables by its prefix.
 ENV_FAMILY = re.compile(r"`((?:STREAM_APP|KAFKA)_[A-Z0-9_]*_)\*`")
 #: A row of a metrics table: name, type, labels.
@@ -38,14 +35,6 @@ SETTING_ROW = re.compile(r"^\| `((?:STREAM_APP|KAFKA)_[A-Z0-9_]+)`[^|]*\| ([^|]+
 
 def readme() -> str:
     return README.read_text(encoding="utf-8")
-
-
-def code_env_vars() -> set[str]:
-    """Every environment variable the package reads, found where it is spelled: in its source."""
-    found: set[str] = set()
-    for path in (ROOT / "stream_app").rglob("*.py"):
-        found |= set(ENV_WORD.findall(path.read_text(encoding="utf-8")))
-    return found - NOT_ENV
 
 
 def build_and_test_env_vars() -> set[str]:
@@ -151,21 +140,6 @@ def test_the_checks_find_what_a_drifted_readme_would_hold() -> None:
 
 
 COMMAND_MENTION = re.compile(r"stream-app ([a-z][a-z-]*)(?: ([a-z][a-z-]*))?([^`\n#]*)")
-
-
-def commands() -> dict[str, argparse.ArgumentParser]:
-    """``"topics create"`` -> its parser, for every command and sub-action of ``stream-app``."""
-    found: dict[str, argparse.ArgumentParser] = {}
-
-    def walk(parser: argparse.ArgumentParser, prefix: str) -> None:
-        for action in parser._actions:
-            if isinstance(action, argparse._SubParsersAction):
-                for name, sub in action.choices.items():
-                    found[f"{prefix}{name}"] = sub
-                    walk(sub, f"{prefix}{name} ")
-
-    walk(build_parser(), "")
-    return found
 
 
 def test_every_command_and_option_the_readme_shows_exists() -> None:

@@ -75,6 +75,25 @@ class Instance:
             self.proc._close_store(p)
 
 
+def handover_and_back(a: Instance, b: Instance, sr0: TopicPartition) -> Callable[[], Awaitable[None]]:
+    """What happens while A restores: a revoke whose listener gives up waiting (A is busy), B owns
+    the partitions, processes m3..m5 on p0 and commits, then loses them in a rebalance that hands
+    them back to A."""
+
+    async def run() -> None:
+        await a.proc._on_revoked(a.inputs)
+        b.assign()
+        for i in range(3, 6):
+            b.consumer.append(sr0, f"m{i}".encode(), request(f"m{i}"))
+        for _ in range(3):
+            await b.proc._turn()
+        assert b.commanded() == ["m3", "m4", "m5"] and a.consumer.commits[sr0] == 6
+        b.close()
+        a.assign()
+
+    return run
+
+
 async def test_a_restore_overtaken_by_two_rebalances_reads_the_new_owners_work_regression(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -97,18 +116,7 @@ async def test_a_restore_overtaken_by_two_rebalances_reads_the_new_owners_work_r
         assert a.commanded() == ["m0", "m1", "m2"] and a.consumer.commits[sr0] == 3
         a.proc._close_store(0)  # A must restore p0 again (as after a revoke and a new assignment)
 
-        async def handover_and_back() -> None:
-            await a.proc._on_revoked(a.inputs)  # A is busy restoring: the listener gives up
-            b.assign()
-            for i in range(3, 6):
-                b.consumer.append(sr0, f"m{i}".encode(), request(f"m{i}"))
-            for _ in range(3):
-                await b.proc._turn()
-            assert b.commanded() == ["m3", "m4", "m5"] and a.consumer.commits[sr0] == 6
-            b.close()  # B loses p0 in the next rebalance...
-            a.assign()  # ...which hands it back to A
-
-        a.restorer.during_replay = handover_and_back
+        a.restorer.during_replay = handover_and_back(a, b, sr0)
         for _ in range(4):
             await a.proc._turn()
         # B's work is committed and in the changelog: A neither repeats it nor loses it.
@@ -143,18 +151,7 @@ async def test_a_partition_kept_open_through_a_revoke_during_a_restore_is_restor
         assert a.commanded() == ["m0", "m1", "m2", "k0"] and a.consumer.commits[sr0] == 3
         a.proc._close_store(1)  # A must restore p1 again; p0 stays open
 
-        async def handover_and_back() -> None:
-            await a.proc._on_revoked(a.inputs)  # A is busy restoring p1: the listener gives up
-            b.assign()
-            for i in range(3, 6):
-                b.consumer.append(sr0, f"m{i}".encode(), request(f"m{i}"))
-            for _ in range(3):
-                await b.proc._turn()
-            assert b.commanded() == ["m3", "m4", "m5"] and a.consumer.commits[sr0] == 6
-            b.close()  # B loses both in the next rebalance...
-            a.assign()  # ...which hands them back to A
-
-        a.restorer.during_replay = handover_and_back
+        a.restorer.during_replay = handover_and_back(a, b, sr0)
         await a.proc._turn()  # the restore of p1, overtaken
         assert a.restorer.during_replay is None  # the handover happened
         a.consumer.append(sr0, b"m6", request("m6"))
