@@ -4,7 +4,7 @@ Knows nothing else in the project. ``decode_*`` raise :class:`InvalidRecord` who
 line fit for a dead-letter header.
 """
 
-from stream_app.contracts import trusted
+from stream_app.contracts import exactjson, trusted
 from stream_app.contracts.codec import (
     decode_command,
     decode_control,
@@ -90,6 +90,7 @@ __all__ = [
     "decode_request",
     "decode_status",
     "encode",
+    "exactjson",
     "format_ms",
     "from_ms",
     "gateway_fallback_keys",

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 import orjson
 from pydantic import BaseModel, Discriminator, Tag, TypeAdapter, ValidationError
 
+from stream_app.contracts import exactjson
 from stream_app.contracts.errors import InvalidRecord
 from stream_app.contracts.models import (
     CancelRequest,
@@ -173,4 +174,4 @@ def to_json(record: BaseModel) -> dict[str, Any]:
 
 def encode(record: BaseModel) -> bytes:
     """The wire bytes of a record."""
-    return orjson.dumps(to_json(record))
+    return exactjson.dumps(to_json(record))

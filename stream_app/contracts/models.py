@@ -29,6 +29,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
+from stream_app.contracts import exactjson
 from stream_app.contracts.timefmt import MAX_INSTANT, MAX_SECONDS, MIN_INSTANT, format_ms, to_ms
 
 SCHEMA_VERSION = 1
@@ -469,7 +470,7 @@ class SendRequest(InputRecord):
         }
         if self.send_window is not None:
             body["sendWindow"] = self.send_window.wire()
-        return hashlib.blake2b(orjson.dumps(body, option=orjson.OPT_SORT_KEYS), digest_size=16).digest()
+        return hashlib.blake2b(exactjson.dumps(body, option=orjson.OPT_SORT_KEYS), digest_size=16).digest()
 
 
 class CancelRequest(InputRecord):

@@ -16,8 +16,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, TypeVar
 
-import orjson
-
+from stream_app.contracts import exactjson
 from stream_app.contracts.models import (
     SCHEMA_VERSION,
     AttemptEnd,
@@ -116,7 +115,7 @@ def encode_command(cmd: RetryCommand) -> bytes:
         body["campaignId"] = cmd.campaign_id
     if cmd.deferred_from is not None:
         body["deferredFrom"] = utc_text(cmd.deferred_from)
-    return orjson.dumps(body)
+    return exactjson.dumps(body)
 
 
 def _construct(cls: type[_M], values: dict[str, Any]) -> _M:
@@ -234,4 +233,4 @@ def encode_outcome(out: Outcome) -> bytes:
     body["completedAt"] = utc_text(out.completed_at)
     body["durationMs"] = out.duration_ms
     body["metadata"] = out.metadata
-    return orjson.dumps(body)
+    return exactjson.dumps(body)

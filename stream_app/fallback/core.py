@@ -83,6 +83,7 @@ from stream_app.contracts import (
     SendRequest,
     Status,
     SuccessStatus,
+    exactjson,
     from_ms,
     to_ms,
     trusted,
@@ -139,6 +140,10 @@ _PROGRESS: tuple[SuccessStatus, ...] = tuple(
     SuccessStatus(name) for name in sorted(PROGRESS_RANK, key=PROGRESS_RANK.__getitem__)
 )
 
+#: First byte of a FlowState.opaque holding an integer beyond 64 bits: a space (the bytes stay JSON),
+#: where orjson's own output starts with ``[``. Such bytes are read with :func:`exactjson.loads`.
+_WIDE_MARK = 0x20
+
 _CONFLICT = "conflict: messageId already used by a different request; the first request's flow is kept"
 _KEY_MISMATCH = "messageId does not match the stored flow of this key"
 _HELD_FULL = f"orphan status dropped: already {MAX_HELD} statuses held for a messageId with no request yet"
@@ -159,7 +164,13 @@ class _Ctx:
 
     def parts(self, st: FlowState) -> list[Any]:
         if self.opaque is None:
-            parsed: list[Any] = orjson.loads(st.opaque) if st.opaque else []
+            parsed: list[Any]
+            if not st.opaque:
+                parsed = []
+            elif st.opaque[0] == _WIDE_MARK:
+                parsed = exactjson.loads(st.opaque)  # an integer beyond 64 bits: read exactly
+            else:
+                parsed = orjson.loads(st.opaque)
             self.opaque = parsed
         return self.opaque
 
@@ -325,7 +336,12 @@ def _on_request(ctx: _Ctx, st: FlowState | None, req: SendRequest) -> FlowState 
     if req.send_window is not None:
         flow.window = window_of(req.send_window)
     parts = [req.metadata, *(s.content for s in req.channels)]
-    flow.opaque = orjson.dumps(parts)
+    try:
+        flow.opaque = orjson.dumps(parts)
+    except orjson.JSONEncodeError:
+        # An integer beyond 64 bits (JSON has no bound): written exactly and marked, so that it is
+        # read back exactly too (orjson would read it as a float).
+        flow.opaque = b" " + exactjson.dumps(parts)
     ctx.opaque = parts  # already in hand: no need to parse the bytes just written
     if req.initial_attempt is not None:
         # Upstream sent step 0 itself: no command, its timer runs from sentAt.

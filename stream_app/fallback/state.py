@@ -275,6 +275,7 @@ class FlowState:
     attempts: list[Attempt]
     held: list[Held]
     # orjson of [metadata, content_0, content_1, ...]; b"" once ENDED (nothing opaque is needed then).
+    # A leading space marks one holding an integer beyond 64 bits (core: read with exactjson.loads).
     opaque: bytes
     #: v1.1: the request's send window (dropped at the end), and the step it holds back, if any.
     window: Window | None
