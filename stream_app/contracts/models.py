@@ -284,7 +284,12 @@ InstantIn = Annotated[
     PlainSerializer(utc_text, return_type=str, when_used="json"),
 ]
 #: A phone number in E.164: the one destination rule, for requests and the gateway simulator alike.
-Destination = Annotated[str, AfterValidator(_e164)]
+Destination = Annotated[
+    str,
+    AfterValidator(_e164),
+    # The same rule in the schemas (ECMA 262, whose ``$``, unlike Python's, refuses a trailing newline).
+    Field(json_schema_extra={"pattern": "^\\+[0-9]{8,15}$", "examples": ["+393401234567"]}),
+]
 MessageId = Annotated[str, Field(min_length=1, max_length=MAX_MESSAGE_ID_LENGTH)]
 #: Seconds: a number > 0, fractions allowed, at most ten years (``MAX_SECONDS``: see timefmt).
 Seconds = Annotated[float, Field(gt=0, le=MAX_SECONDS, allow_inf_nan=False)]
@@ -305,7 +310,7 @@ class Record(BaseModel):
 class InputRecord(Record):
     """An input record: ``schemaVersion`` optional, read as 1 when absent."""
 
-    schema_version: int = 1
+    schema_version: Annotated[int, Field(json_schema_extra={"const": SCHEMA_VERSION})] = 1
 
     @field_validator("schema_version")
     @classmethod

@@ -1,0 +1,52 @@
+"""The input schemas in ``topics/`` refuse what the processor refuses, rule by rule.
+
+An upstream team validates its records against ``topics/schemas/`` before producing: a schema that
+accepts a record the processor dead-letters misleads it.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import orjson
+from hypothesis import given
+from hypothesis import strategies as s
+
+from stream_app.contracts import InvalidRecord, decode_request
+
+TOPICS_DIR = Path(__file__).resolve().parents[3] / "topics"
+
+
+def load(rel: str) -> Any:
+    return orjson.loads((TOPICS_DIR / rel).read_bytes())
+
+
+def _accepted(destination: str) -> bool:
+    body = {"messageId": "m", "destination": destination, "channels": [{"channel": "SMS"}]}
+    try:
+        decode_request(orjson.dumps(body))
+    except InvalidRecord:
+        return False
+    return True
+
+
+@given(s.text(alphabet="+0123456789 \n-a", max_size=18))
+def test_the_destination_schema_refuses_what_the_processor_refuses_regression(destination: str) -> None:
+    """CONTRACT.md: "`destination`: E.164 (`+` and 8 to 15 digits). Anything else is a bad request."
+    The schema said only ``"type": "string"``: ``"hello"`` passed it and was dead-lettered."""
+    prop = load("schemas/SendRequest.schema.json")["properties"]["destination"]
+    assert "pattern" in prop
+    # JSON Schema patterns are ECMA 262, whose ``$`` is Python's ``\Z`` (no trailing newline).
+    pattern = prop["pattern"]
+    assert pattern.endswith("$")
+    assert (re.search(pattern[:-1] + r"\Z", destination) is not None) == _accepted(destination)
+
+
+def test_input_schemas_name_the_one_schema_version_the_processor_reads_regression() -> None:
+    """CONTRACT.md: "input without it is read as version 1"; another version is dead-lettered, while
+    the schemas said any integer."""
+    for name in ("SendRequest", "CancelRequest", "DeliveryStatus", "ChannelControl"):
+        prop = load(f"schemas/{name}.schema.json")["properties"]["schemaVersion"]
+        assert prop.get("const") == 1, name
