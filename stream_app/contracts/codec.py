@@ -1,4 +1,9 @@
-"""Bytes <-> records. Decoding validates once, at the edge; a failure is one line naming field and rule."""
+"""Bytes <-> records. Decoding validates once, at the edge; a failure is one line naming field and rule.
+
+Records are read by their wire (camelCase) names only: the models also take their Python names, for
+code that builds them, but on the wire ``message_id`` is an unknown field, ignored like any other
+(CONTRACT.md), not a second spelling of ``messageId``.
+"""
 
 from __future__ import annotations
 
@@ -91,7 +96,7 @@ def reason_of(error: ValidationError) -> str:
 
 def _decode(adapter: TypeAdapter[Any], data: bytes) -> Any:
     try:
-        return adapter.validate_json(data)
+        return adapter.validate_json(data, by_alias=True, by_name=False)
     except ValidationError as exc:
         raise InvalidRecord(reason_of(exc)) from None
 
@@ -119,7 +124,7 @@ def decode_request(data: bytes) -> SendRequest | CancelRequest:
         # result for a record whose tag is ``send`` is exactly this one; anything else, every
         # failure included, goes through the union, so results and error reasons are unchanged.
         try:
-            request: SendRequest = _SEND_VALIDATOR.validate_json(data)
+            request: SendRequest = _SEND_VALIDATOR.validate_json(data, by_alias=True, by_name=False)
         except ValidationError:
             pass
         else:
