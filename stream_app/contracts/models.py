@@ -355,7 +355,12 @@ class SendWindow(Record):
     """
 
     timezone: ZoneName
-    days: list[WeekdayIn] = Field(default_factory=lambda: list(Weekday), min_length=1, max_length=7)
+    days: list[WeekdayIn] = Field(
+        default_factory=lambda: list(Weekday),
+        min_length=1,
+        max_length=7,
+        json_schema_extra={"uniqueItems": True},  # _a_real_window refuses a repeated day
+    )
     from_: Clock = Field(alias="from")
     to: Clock
     applies_to: WindowScopeIn = WindowScope.FALLBACK
@@ -387,7 +392,11 @@ class ChannelStep(Record):
     channel: ChannelIn
     fallback_after: Seconds | None = None
     success_status: SuccessStatusIn = SuccessStatus.DELIVERED
-    content: dict[str, Any] = Field(default_factory=dict)
+    content: dict[str, Any] = Field(
+        default_factory=dict,
+        # _no_gateway_chain's rule, in the schema too.
+        json_schema_extra={"not": {"anyOf": [{"required": [k]} for k in GATEWAY_FALLBACK_KEYS]}},
+    )
 
     @field_validator("content")
     @classmethod

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 from hypothesis import given
 from hypothesis import strategies as s
 
@@ -50,3 +51,25 @@ def test_input_schemas_name_the_one_schema_version_the_processor_reads_regressio
     for name in ("SendRequest", "CancelRequest", "DeliveryStatus", "ChannelControl"):
         prop = load(f"schemas/{name}.schema.json")["properties"]["schemaVersion"]
         assert prop.get("const") == 1, name
+
+
+def test_the_step_content_schema_refuses_the_gateway_fallback_keys_regression() -> None:
+    """A step whose content holds ``fallbackRcs`` / ``fallbackSms`` is dead-lettered (docs/contract.md);
+    the schema let any object through."""
+    content = load("schemas/SendRequest.schema.json")["$defs"]["ChannelStep"]["properties"]["content"]
+    refused = content.get("not", {}).get("anyOf", [])
+    assert sorted(r["required"] for r in refused) == [["fallbackRcs"], ["fallbackSms"]]
+    for key in ("fallbackRcs", "fallbackSms"):
+        body = {
+            "messageId": "m",
+            "destination": "+393401234567",
+            "channels": [{"channel": "SMS", "content": {key: 1}}],
+        }
+        with pytest.raises(InvalidRecord):
+            decode_request(orjson.dumps(body))
+
+
+def test_the_send_window_days_schema_refuses_a_repeated_day_regression() -> None:
+    """A day named twice is a bad request; the schema allowed it."""
+    days = load("schemas/SendRequest.schema.json")["$defs"]["SendWindow"]["properties"]["days"]
+    assert days.get("uniqueItems") is True
