@@ -27,7 +27,7 @@ from urllib.parse import quote
 import httpx
 import orjson
 
-from stream_app.contracts import Channel, RetryCommand
+from stream_app.contracts import Channel, RetryCommand, exactjson
 from stream_app.gateway.ratelimit import RatePacer, retry_after_of
 from stream_app.gateway.ratelimit import parse_retry_after as parse_retry_after  # re-exported
 from stream_app.gateway.settings import GatewaySettings
@@ -250,7 +250,7 @@ class GatewayClient:
         resp = await self._request(
             "POST",
             f"/api/message-server/{name}/send",
-            content=orjson.dumps(body),
+            content=exactjson.dumps(body),
             headers={"Content-Type": "application/json"},
         )
         if isinstance(resp, Transient):

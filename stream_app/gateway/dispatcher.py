@@ -57,6 +57,7 @@ from stream_app.contracts import (
     decode_command,
     decode_status,
     encode,
+    exactjson,
     from_ms,
     gateway_fallback_keys,
     to_ms,
@@ -371,7 +372,7 @@ class Dispatcher:
             # moves the chain on at once instead of waiting out fallbackAfter for a step that can
             # never be sent, and the reason says why on delivery-status and in the outcome. The
             # client encodes it again for the call: a microsecond next to an HTTP round trip.
-            orjson.dumps(body)
+            exactjson.dumps(body)  # an integer beyond 64 bits in content too: it travels unchanged
         except orjson.JSONEncodeError as exc:
             log.warning("command %s refused: its content is not JSON (%s)", cid, exc)
             return self._status(command, Status.REJECTED, reasons=[f"{CONTENT_NOT_JSON}: {exc}"])

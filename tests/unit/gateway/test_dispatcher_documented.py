@@ -12,9 +12,9 @@ import httpx
 import orjson
 from aiokafka.structs import ConsumerRecord
 
-from stream_app.contracts import Status, decode_status
+from stream_app.contracts import Status, decode_status, exactjson
 from stream_app.gateway.client import GatewayClient
-from stream_app.gateway.dispatcher import CONTENT_NOT_JSON, GATEWAY_FALLBACK_REFUSED
+from stream_app.gateway.dispatcher import GATEWAY_FALLBACK_REFUSED
 from stream_app.gateway.sentlog import SendState
 from tests.integration.gateway.helpers import WA_CONTENT, command
 from tests.support.gateway_data import payload
@@ -29,7 +29,7 @@ async def _dispatch(
     calls: list[dict[str, Any]] = []
 
     def handler(request: httpx.Request) -> httpx.Response:
-        calls.append(orjson.loads(request.content))
+        calls.append(exactjson.loads(request.content))  # integers of any size, exact
         return httpx.Response(http_status, json=answer)
 
     client = GatewayClient("http://gw", "k", transport=httpx.MockTransport(handler))
@@ -82,17 +82,19 @@ async def test_content_with_the_gateways_own_chain_is_never_sent() -> None:
 
 async def test_content_beyond_json_integers_stops_the_dispatcher_regression() -> None:
     """An integer past 64 bits in ``content`` decodes, but orjson refused it inside the client's call,
-    after SENDING was written: the dispatcher went fatal, and again at every restart. It is now
-    REJECTED with the reason before the intent, and the dispatcher goes on."""
+    after SENDING was written: the dispatcher went fatal, and again at every restart. Content travels
+    unchanged (CONTRACT.md), and the processor now carries such an integer exactly
+    (``contracts/exactjson.py``), so the dispatcher sends it as written and goes on."""
     cmd = command("m4", channel="SMS")
     raw = orjson.dumps(cmd).replace(b'"text":', b'"big":100000000000000000000000000000,"text":')
     world, calls, published = await _dispatch(
         {"messageId": "m4:0", "results": {"sms": {"accepted": True}}}, cmd, raw=raw
     )
-    assert calls == []
+    [call] = calls
+    assert call["big"] == 100000000000000000000000000000  # the channel body is the content: exact, not 1e+29
     [status] = [decode_status(v) for v in published]
-    assert status.status is Status.REJECTED and status.reasons[0].startswith(f"{CONTENT_NOT_JSON}: ")
-    assert not any(e[0] == "write" and e[2] is SendState.SENDING for e in world.events)
+    assert status.status is Status.ACCEPTED
+    assert any(e[0] == "write" and e[2] is SendState.SENDING for e in world.events)
 
 
 async def test_a_2xx_other_than_200_is_published_as_rejected_regression() -> None:
