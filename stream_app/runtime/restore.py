@@ -3,6 +3,13 @@
 A store that was kept on local disk replays only what follows its flushed changelog offset; a fresh
 one replays the whole compacted changelog partition. Changelog records whose input was never
 committed are skipped (see :mod:`stream_app.store.changelog`).
+
+A kept store last flushed more than :data:`STALE_STORE_MS` ago is rebuilt from the whole changelog
+instead. While it was away, another instance may have ended a flow and deleted it with a tombstone,
+and compaction removes a tombstone once ``delete.retention.ms`` has passed: the tail then holds
+nothing about that flow, and the kept store would bring it back to life, its timer firing a second
+message or a second outcome. (Kafka Streams deletes the state of a task it has not owned for
+``state.cleanup.delay.ms`` for the same reason.)
 """
 
 from __future__ import annotations
@@ -22,6 +29,26 @@ from stream_app.kafka.replay import replay_to_end
 from stream_app.runtime.logs import log
 from stream_app.runtime.metrics import Metrics
 from stream_app.store import PartitionStore, uncommitted
+
+#: A tombstone stays in a compacted topic at least ``delete.retention.ms`` (Kafka's default 24 h; the
+#: catalogue does not lower it) after it is written. A store flushed within half of that has seen,
+#: or will find in the tail, every tombstone written since; the other half is room for the clocks of
+#: the broker and of this machine. Set the changelog's ``delete.retention.ms`` no lower than 24 h.
+STALE_STORE_MS = 12 * 3_600_000
+
+
+def wall_ms() -> int:
+    """This machine's wall clock, in ms (the stores' flush times are written with it)."""
+    return time.time_ns() // 1_000_000
+
+
+def stale(store: PartitionStore, now_ms: int) -> bool:
+    """Whether a kept store has been away from its changelog too long to replay only the tail: last
+    flushed over :data:`STALE_STORE_MS` ago, or at an unknown time (a store an older version wrote)."""
+    if store.changelog_offset is None:
+        return False  # nothing kept: the whole changelog is replayed anyway
+    flushed = store.flushed_at_ms
+    return flushed is None or not 0 <= now_ms - flushed <= STALE_STORE_MS
 
 
 @dataclass(slots=True)
@@ -63,8 +90,21 @@ async def restore(
     changelog = topics.changelog
     stores: dict[int, PartitionStore] = {}
     try:
+        now = wall_ms()
         for p in parts:
-            stores[p] = PartitionStore.open(root, changelog, p)
+            store = stores[p] = PartitionStore.open(root, changelog, p)
+            if stale(store, now):
+                away = (
+                    None if store.flushed_at_ms is None else round((now - store.flushed_at_ms) / 3_600_000, 1)
+                )
+                log(
+                    logging.WARNING,
+                    "store_rebuilt",
+                    partition=p,
+                    last_flush_hours_ago=away,
+                    offset=store.changelog_offset,
+                )
+                store.reset()
         tps = {p: TopicPartition(changelog, p) for p in parts}
         ends = await rc.end_offsets(list(tps.values()))
         begins = await rc.beginning_offsets(list(tps.values()))

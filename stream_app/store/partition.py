@@ -34,6 +34,7 @@ database, and :mod:`.due` merges staged timers with the disk index (and says why
 from __future__ import annotations
 
 import heapq
+import time
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -51,7 +52,15 @@ from stream_app.store.errors import (
     StoreOpenFailed,
 )
 from stream_app.store.pages import KeyPages
-from stream_app.store.rocks import META_KEY, TIMERS_CF, VALUES_CF, check_open_args, close_quietly, open_db
+from stream_app.store.rocks import (
+    FLUSHED_AT_KEY,
+    META_KEY,
+    TIMERS_CF,
+    VALUES_CF,
+    check_open_args,
+    close_quietly,
+    open_db,
+)
 
 #: During a restore we write a batch every this many changelog records: large enough that per-batch
 #: overhead (one WAL write, one meta put) is noise, small enough that the staged dict stays a few MiB.
@@ -94,6 +103,12 @@ class PartitionStore(DueScan, KeyPages):
         raw_meta = db.get(META_KEY)
         offset, armed = codec.decode_meta(raw_meta) if raw_meta is not None else (None, 0)
         self._offset: int | None = offset
+        raw_flushed = db.get(FLUSHED_AT_KEY)
+        #: Wall-clock ms of the last flush that wrote; None when unknown (a store written before
+        #: this was kept, or never flushed).
+        self.flushed_at_ms: int | None = (
+            int.from_bytes(raw_flushed, "big") if raw_flushed is not None and len(raw_flushed) == 8 else None
+        )
         self._armed = armed
         self._staged: dict[bytes, Staged] = {}
         #: (deadline, key) of staged timers not yet handed to ``_staged_due``; may hold stale entries.
@@ -257,11 +272,14 @@ class PartitionStore(DueScan, KeyPages):
                 if deadline < low_water:
                     low_water = deadline
         batch.put(META_KEY, codec.encode_meta(offset, self._armed))
+        flushed_at = time.time_ns() // 1_000_000  # wall clock: compaction runs on the broker's
+        batch.put(FLUSHED_AT_KEY, flushed_at.to_bytes(8, "big"))
         try:
             self._db.write(batch)  # type: ignore[union-attr]  # _require_open checked it
         except Exception as exc:
             raise StoreError(f"flushing state store {self.path} failed: {exc}") from None
         self._offset = offset
+        self.flushed_at_ms = flushed_at
         # Index entries written now may lie below the low-water mark a scan raised meanwhile.
         self._low_water = low_water
         self._discard_staged()
@@ -289,6 +307,7 @@ class PartitionStore(DueScan, KeyPages):
                 batch.delete_range(b"", last, handle)
                 batch.delete(last, handle)
         batch.put(META_KEY, codec.encode_meta(None, 0))
+        batch.delete(FLUSHED_AT_KEY)
         try:
             self._db.write(batch)  # type: ignore[union-attr]  # _require_open checked it
         except Exception as exc:
@@ -296,6 +315,7 @@ class PartitionStore(DueScan, KeyPages):
         self._offset = None
         self._armed = 0
         self._low_water = 0
+        self.flushed_at_ms = None
 
     def apply_changelog(self, key: bytes | None, record: bytes | None, offset: int) -> None:
         """Restore one changelog record (None = tombstone) read at ``offset``; rebuilds the index.

@@ -16,6 +16,9 @@ from rocksdict import BlockBasedOptions, Cache, DBCompressionType, Options, Rdic
 from stream_app.store.errors import StoreError, StoreLocked, StoreOpenFailed
 
 META_KEY = b"meta"
+#: Wall-clock ms (8 bytes, big-endian) of the store's last flush, beside ``META_KEY``: how long the
+#: store has been away from its changelog (runtime/restore.py rebuilds one away too long).
+FLUSHED_AT_KEY = b"flushed-at"
 VALUES_CF = "values"
 TIMERS_CF = "timers"
 

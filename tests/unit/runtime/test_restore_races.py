@@ -17,7 +17,9 @@ from aiokafka.structs import TopicPartition
 
 from stream_app.config import Settings
 from stream_app.runtime import ownership
+from stream_app.runtime import restore as restore_module
 from stream_app.runtime.processor import Processor
+from stream_app.store import input_header
 from tests.unit.runtime.fakes import FakeConsumer, FakeProducer, FakeRestorer, Log
 from tests.unit.runtime.test_rebalance_races import NOW, request
 
@@ -165,3 +167,68 @@ async def test_a_partition_kept_open_through_a_revoke_during_a_restore_is_restor
     finally:
         a.close()
         b.close()
+
+
+class CompactedRestorer(HookedRestorer):
+    """The restore consumer of a changelog whose log cleaner removed the records at ``gone``."""
+
+    def __init__(self, log: Log, gone: set[int]) -> None:
+        super().__init__(log)
+        self.gone = gone
+
+    async def getmany(self, *tps: TopicPartition, **kw: Any) -> dict[TopicPartition, list[Any]]:
+        got = await super().getmany(*tps, **kw)
+        return {tp: [r for r in recs if r.offset not in self.gone] for tp, recs in got.items()}
+
+
+async def test_a_store_kept_past_the_tombstones_retention_is_rebuilt_regression(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Regression: A kept p0's store on disk while away from p0. Meanwhile m0's flow ended on another
+    instance and was deleted with a tombstone, which compaction removed after delete.retention.ms
+    (with A's own older record of m0). Back on p0, A replayed only the tail after its store's
+    offset, which says nothing of m0: the store brought m0's flow back to life, its WhatsApp timer
+    armed to send the SMS to a person the WhatsApp had reached."""
+    log = Log()
+    a = Instance(tmp_path / "a", log)
+    sr0 = TopicPartition(a.topics.send_requests, 0)
+    changelog0 = TopicPartition(a.topics.changelog, 0)
+    try:
+        a.consumer.append(sr0, b"m0", request("m0"))
+        a.assign()
+        for _ in range(2):
+            await a.proc._turn()
+        assert a.commanded() == ["m0"] and a.proc.stores[0].get(b"m0") is not None
+        a.close()  # A loses p0 and keeps its store on disk
+        # Elsewhere, m0 ends and its flow is deleted (a timer's change: no input offsets)...
+        log.append(changelog0.topic, 0, b"m0", None, [input_header(-1, -1)])
+        # ...and, more than a day later, the log cleaner has removed A's m0 record and the tombstone.
+        restorer = a.proc._restorer = CompactedRestorer(log, gone={0, 1})  # type: ignore[assignment]
+        assert restorer is not None
+        later = restore_module.wall_ms() + restore_module.STALE_STORE_MS + 60_000
+        monkeypatch.setattr(restore_module, "wall_ms", lambda: later)
+        a.assign()
+        await a.proc._turn()
+        assert a.proc.stores[0].get(b"m0") is None  # rebuilt from what the changelog holds
+        assert a.proc.stores[0].next_deadline() is None  # so no timer is left to fire
+    finally:
+        a.close()
+
+
+async def test_a_store_kept_a_short_while_replays_only_its_tail(tmp_path: Path) -> None:
+    """The fast path the rule above must not cost: a store flushed minutes ago is trusted."""
+    log = Log()
+    a = Instance(tmp_path / "a", log)
+    sr0 = TopicPartition(a.topics.send_requests, 0)
+    try:
+        a.consumer.append(sr0, b"m0", request("m0"))
+        a.assign()
+        for _ in range(2):
+            await a.proc._turn()
+        a.close()
+        a.proc._restorer = CompactedRestorer(log, gone={0})  # type: ignore[assignment]  # only A's record
+        a.assign()
+        await a.proc._turn()
+        assert a.proc.stores[0].get(b"m0") is not None  # kept: not rebuilt from the (compacted) log
+    finally:
+        a.close()
