@@ -38,7 +38,8 @@ and left alone. The co-partitioned topics must share one partition count: if som
 a count, missing ones get that count, with a warning that says how to repair it when that is not the
 count of --partitions (or STREAM_APP_PARTITIONS, default 12); if existing ones disagree, nothing is
 created and the command fails (exit 2), saying which. Existing topics are never altered; one whose
-cleanup.policy differs from the catalogue gets a warning.
+cleanup.policy differs from the catalogue gets a warning. New topics with 3 or more replicas also get
+min.insync.replicas=2 (all producers write with acks=all); with fewer, the broker's default applies.
 """
 
 CREATE_EPILOG = """\

@@ -749,6 +749,11 @@ async def run_dispatcher(
                 group_id=f"{settings.app_id}-dispatcher",
                 enable_auto_commit=False,
                 auto_offset_reset="earliest",
+                # Under exactly_once the processor publishes commands in transactions: those of an open
+                # or aborted one were never published and must not reach the gateway. Whatever this
+                # process's own STREAM_APP_PROCESSING_GUARANTEE says (it is the processor's setting);
+                # on a topic without transactions this reads exactly what read_uncommitted does.
+                isolation_level="read_committed",
                 # The group waits this long for members to give partitions up: past the revoke's own
                 # bound, so a member finishing its calls is not thrown out of the group for it.
                 rebalance_timeout_ms=int((revoke_wait + 30) * 1000),
