@@ -44,12 +44,12 @@ Behaviour is scripted per destination by rules (a JSON file, ``--rules``), first
 
 Rule fields: ``destinationSuffix`` (``""`` matches all), ``channel`` (absent: any), ``reject``
 (accepted false with these reasons), ``unapprovedTemplate`` (422), ``statuses`` (the DLR timeline,
-``after`` seconds from acceptance, optional ``statusCode``/``reasons``), ``rateLimit`` (the first N
-calls for a destination+channel answer 429) with ``retryAfter`` (the ``Retry-After`` header,
-seconds; null: none) and ``retryAfterBody`` (the body's ``retryAfter``; absent: none), ``fail``
-(the next N calls, after any 429s, answer 500 before sending), ``delay`` (seconds to wait AFTER
-the send is recorded: a slow gateway, or with a client timeout a lost answer), ``parts`` (SMS
-parts; default one per 160 characters).
+``after`` seconds from acceptance, optional ``statusCode`` (a signed 32-bit int) and ``reasons``),
+``rateLimit`` (the first N calls for a destination+channel answer 429) with ``retryAfter`` (the
+``Retry-After`` header, seconds; null: none) and ``retryAfterBody`` (the body's ``retryAfter``;
+absent: none), ``fail`` (the next N calls, after any 429s, answer 500 before sending), ``delay``
+(seconds to wait AFTER the send is recorded: a slow gateway, or with a client timeout a lost
+answer), ``parts`` (SMS parts, 1-255; default one per 160 characters).
 
 :data:`DEFAULT_RULES` (used without ``--rules``), keyed by the destination's last two digits:
 
@@ -112,6 +112,7 @@ from stream_app.contracts import Channel, format_ms, reason_of
 from stream_app.contracts.models import Destination
 from stream_app.gateway.errors import RulesError
 from stream_app.gateway.serve import serve_app
+from stream_app.gateway.shapes import MAX_STATUS_CODE, MIN_STATUS_CODE
 from stream_app.gateway.signing import SIGNATURE_HEADER, sign
 from stream_app.logs import event
 
@@ -135,17 +136,23 @@ DESCRIPTIONS = {
 }
 #: 160 GSM-7 characters fit one SMS; longer texts are split into 153-character parts (UDH header).
 SMS_SINGLE, SMS_PART = 160, 153
+MAX_SMS_PARTS = 255
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)
+    # allow_inf_nan=False: an infinite wait would be answered as ``Retry-After: inf``, no HTTP value.
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True, allow_inf_nan=False
+    )
 
 
 class StepRule(_Model):
     #: ``INBOUND`` is not a status: a reply from the person, pushed as an event (``events`` style only).
     status: Literal["SENT", "RECEIVED", "DELIVERED", "READ", "ERROR", "EXPIRED", "UNKNOWN", "INBOUND"]
     after: float = Field(ge=0, le=86_400 * 30)
-    status_code: int | None = None
+    #: Within the bounds the receiver and the poller read as a code; past 64 bits orjson could not
+    #: even write it (the status answer and the callback would be a 500).
+    status_code: int | None = Field(default=None, ge=MIN_STATUS_CODE, le=MAX_STATUS_CODE)
     reasons: list[str] = Field(default_factory=list)
 
     @field_validator("status", mode="before")
@@ -165,7 +172,8 @@ class Rule(_Model):
     retry_after_body: float | None = Field(default=None, ge=0)
     fail: int = Field(default=0, ge=0)
     delay: float = Field(default=0.0, ge=0, le=600)
-    parts: int | None = Field(default=None, ge=1)
+    #: 255: the most parts a concatenated SMS can have (the UDH counts them in one byte).
+    parts: int | None = Field(default=None, ge=1, le=MAX_SMS_PARTS)
 
     @field_validator("channel", mode="before")
     @classmethod

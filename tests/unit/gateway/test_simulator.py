@@ -383,3 +383,37 @@ def test_gateway_sim_down_names_the_bad_channel(capsys: pytest.CaptureFixture[st
     assert capsys.readouterr().err.strip() == (
         "stream-app: error: --down: channels are WHATSAPP, RCS, SMS, VIBER, got FAX"
     )
+
+
+_PAST_64_BITS = b"100000000000000000000000000000"
+
+
+@pytest.mark.parametrize(
+    ("rules", "field"),
+    [
+        (
+            b'{"rules": [{"statuses": [{"status": "ERROR", "after": 0, "statusCode": '
+            + _PAST_64_BITS
+            + b"}]}]}",
+            "statusCode",
+        ),
+        (b'{"rules": [{"parts": ' + _PAST_64_BITS + b"}]}", "parts"),
+        (b'{"rules": [{"rateLimit": 1, "retryAfter": Infinity}]}', "retryAfter"),
+        (b'{"rules": [{"rateLimit": 1, "retryAfterBody": Infinity}]}', "retryAfterBody"),
+    ],
+    ids=["statusCode", "parts", "retryAfter", "retryAfterBody"],
+)
+async def test_rules_the_simulator_cannot_answer_with_are_400_not_a_later_500_regression(
+    rules: bytes, field: str
+) -> None:
+    """PUT /_sim/rules took a statusCode or parts past 64 bits (and an infinite retryAfter): the
+    rules were stored, then the status endpoint (statusCode) or the send (parts, after recording the
+    send) answered 500 because orjson cannot write such an int, and the header said
+    ``Retry-After: inf``. Such rules are refused on arrival with a 400 naming the field."""
+    async with running_simulator(load_rules(None)) as (_, base):
+        async with httpx.AsyncClient(base_url=base) as http:
+            r = await http.put("/_sim/rules", content=rules)
+        assert r.status_code == 400 and field in r.json()["error"]
+        r = await _post(base, "sms", {"destination": "+393401234500", "messageId": "m:0", **SMS})
+        assert r.status_code == 200
+        assert (await _status(base, "m:0", "SMS")).status_code == 200
