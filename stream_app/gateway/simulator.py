@@ -24,7 +24,8 @@ Endpoints (the real gateway's shapes):
   ``X-RateLimit-Limit``, ``X-RateLimit-Remaining`` and ``X-RateLimit-Reset`` (seconds to the
   window's end), and a call over N in a window gets 429 with both ``Retry-After`` and ``retryAfter``.
 * ``GET /_sim/sends``: how many sends each customer message id got (``sends``) and how many HTTP calls
-  (``calls``); the fault tests assert "never sent twice" on it. ``PUT /_sim/rules`` replaces the rules.
+  (``calls``); the fault tests assert "never sent twice" on it. ``PUT /_sim/rules`` replaces the rules
+  (its body, like an outage's, is refused with 413 over 1 MiB, as a send's is).
 * A channel outage (the dispatcher's circuit breaker is tested against it): ``PUT
   /_sim/outages/{channel}`` with an optional ``{"status": 503, "delay": 0}`` makes every send and
   status call on that channel answer that 5xx (after ``delay`` seconds: with a client timeout under
@@ -376,6 +377,25 @@ class SimState:
         return reached, at
 
 
+async def _read_capped(request: Request) -> bytes | Response:
+    """The body, or the 4xx that ends the call: 413 past :data:`MAX_BODY` (declared or streamed: a
+    chunked body is read no further than the limit), 400 when the caller left mid-body."""
+    declared = request.headers.get("content-length")
+    if declared is not None and (not declared.isdigit() or int(declared) > MAX_BODY):
+        return _error(413, f"body over {MAX_BODY} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > MAX_BODY:
+                return _error(413, f"body over {MAX_BODY} bytes")
+            chunks.append(chunk)
+    except ClientDisconnect:  # the caller went away mid-body: nothing was done
+        return _error(400, "client disconnected before the body was complete")
+    return b"".join(chunks)
+
+
 def _json(status: int, payload: Any, headers: dict[str, str] | None = None) -> Response:
     return Response(orjson.dumps(payload), status_code=status, media_type="application/json", headers=headers)
 
@@ -477,7 +497,9 @@ class Simulator:
         if request.method == "DELETE":
             self.recover_channel(channel)
             return _json(200, {"channel": channel.value, "down": False})
-        body = await request.body()
+        body = await _read_capped(request)
+        if isinstance(body, Response):
+            return body
         try:
             outage = Outage.model_validate_json(body or b"{}")
         except ValidationError as exc:
@@ -503,14 +525,9 @@ class Simulator:
             return _error(404, f"unknown channel {request.path_params['channel']!r}")
         if (down := await self._outage(channel)) is not None:
             return down
-        if int(request.headers.get("content-length") or 0) > MAX_BODY:
-            return _error(413, f"body over {MAX_BODY} bytes")
-        try:
-            raw = await request.body()
-        except ClientDisconnect:  # the caller went away mid-body: nothing was sent
-            return _error(400, "client disconnected before the body was complete")
-        if len(raw) > MAX_BODY:
-            return _error(413, f"body over {MAX_BODY} bytes")
+        raw = await _read_capped(request)
+        if isinstance(raw, Response):
+            return raw
         try:
             data = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
@@ -677,8 +694,11 @@ class Simulator:
         return _json(200, {"sends": dict(self.state.sends), "calls": dict(self.state.calls)})
 
     async def set_rules(self, request: Request) -> Response:
+        body = await _read_capped(request)
+        if isinstance(body, Response):
+            return body
         try:
-            self.state.rules = parse_rules(await request.body())
+            self.state.rules = parse_rules(body)
         except RulesError as exc:
             return _error(400, str(exc))
         self.state.per_target.clear()

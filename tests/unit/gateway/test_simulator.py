@@ -417,3 +417,30 @@ async def test_rules_the_simulator_cannot_answer_with_are_400_not_a_later_500_re
         r = await _post(base, "sms", {"destination": "+393401234500", "messageId": "m:0", **SMS})
         assert r.status_code == 200
         assert (await _status(base, "m:0", "SMS")).status_code == 200
+
+
+async def _chunks(data: bytes, size: int = 64 * 1024):  # type: ignore[no-untyped-def]
+    for i in range(0, len(data), size):
+        yield data[i : i + size]
+
+
+async def test_control_endpoints_refuse_huge_bodies_with_413_regression() -> None:
+    """PUT /_sim/rules and PUT /_sim/outages/{channel} read any body whole, with no limit: 2 MiB of
+    valid rules were taken (200), and a body without Content-Length (chunked) of any size was held
+    in memory before anything looked at it. They now stop reading past the send endpoint's 1 MiB
+    (413), and so does the send endpoint for a chunked body, which it used to read whole first."""
+    padding = [{"destinationSuffix": str(i), "reject": ["X" * 64]} for i in range(20_000)]
+    huge_rules = orjson.dumps({"rules": padding})
+    assert len(huge_rules) > simulator.MAX_BODY
+    huge_outage = b'{"status": 503, "delay": 0' + b" " * (2 << 20) + b"}"
+    huge_send = orjson.dumps({"destination": "+393401234500", "sender": "S", "text": "x" * (2 << 20)})
+    async with running_simulator() as (sim, base), httpx.AsyncClient(base_url=base) as http:
+        before = len(sim.state.rules.rules)
+        r = await http.put("/_sim/rules", content=huge_rules)
+        assert r.status_code == 413 and len(sim.state.rules.rules) == before
+        r = await http.put("/_sim/rules", content=_chunks(huge_rules))
+        assert r.status_code == 413 and len(sim.state.rules.rules) == before
+        r = await http.put("/_sim/outages/sms", content=_chunks(huge_outage))
+        assert r.status_code == 413 and not sim.state.outages
+        r = await http.post("/api/message-server/sms/send", content=_chunks(huge_send), headers=KEY)
+        assert r.status_code == 413 and not sim.state.sends
