@@ -63,10 +63,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--webhook-url", default=None, help="push DLR callbacks to this URL")
     p.add_argument(
         "--webhook-style",
-        choices=("status", "events", "legacy"),
+        choices=("status", "events", "legacy", "universal"),
         default="status",
-        help="callback shape: the status answer, the webhook guide's eventType events, or the older "
-        "status/error shape (default status)",
+        help="callback shape: the status answer, the webhook guide's eventType events, the older "
+        "status/error shape, or the SMS Universal API's (SMS: one DELIVERY per part with "
+        "statusCode 3/6 and statusDescription; other channels as events) (default status)",
     )
     p.add_argument(
         "--webhook-auth",

@@ -78,7 +78,11 @@ documented shapes (``webhook_style``):
   ``INBOUND`` for a scripted ``INBOUND`` step (a reply); SENT, RECEIVED and UNKNOWN have no event
   and are not pushed;
 * ``legacy``: the older guide's ``{"messageId", "customerMessageId", "phoneNumber", "status",
-  "timestamp", "channel": "sms", "error"}``.
+  "timestamp", "channel": "sms", "error"}``;
+* ``universal``: for SMS, the SMS Universal API's ``{"channel": "SMS", "eventType": "DELIVERY",
+  "messageId", "statusCode", "statusDescription", "price", "numPart", "totalParts", "timestamp"}``,
+  one per part, for DELIVERED (3), ERROR (6) and EXPIRED (8) only, ``messageId`` the id the send
+  answer gave; other channels (that API is SMS only) as ``events``.
 
 Each message gets its own gateway id (a UUID, the ``messageId`` of events and legacy callbacks); the
 send answer echoes the customer id, as the real one does (seed page 001). Callbacks are
@@ -135,6 +139,10 @@ DESCRIPTIONS = {
     "ERROR": "Definitive error",
     "EXPIRED": "TTL exceeded on the channel",
 }
+#: ``statusDescription`` of the SMS Universal API's callback ("3 = Delivered, 6 = Not Delivered").
+UNIVERSAL_DESCRIPTIONS = {3: "Delivered", 6: "Not Delivered", 8: "Expired"}
+#: Its ``price`` per part (the documented example's).
+UNIVERSAL_PRICE = 0.035
 #: 160 GSM-7 characters fit one SMS; longer texts are split into 153-character parts (UDH header).
 SMS_SINGLE, SMS_PART = 160, 153
 MAX_SMS_PARTS = 255
@@ -329,6 +337,7 @@ class SimMessage:
     accepted_at: float  # monotonic seconds, for the timeline
     sent_ms: int  # wall clock, for sendDate
     steps: tuple[StepRule, ...]
+    parts: int = 1  # SMS parts: the SMS Universal API calls back once per part
 
 
 @dataclass(slots=True)
@@ -418,7 +427,7 @@ def _limited(response: Response, window: _Window) -> Response:
     return response
 
 
-WebhookStyle = Literal["status", "events", "legacy"]
+WebhookStyle = Literal["status", "events", "legacy", "universal"]
 WebhookAuth = Literal["hmac", "token", "none"]
 TOKEN_HEADER = "X-Webhook-Token"
 
@@ -581,6 +590,9 @@ class Simulator:
             result = {"accepted": False, "reasons": list(rule.reject)}
         else:
             steps = tuple(rule.statuses) if rule is not None and rule.statuses is not None else DEFAULT_STEPS
+            parts = 1
+            if channel is Channel.SMS:
+                parts = rule.parts if rule is not None and rule.parts else _sms_parts(data)
             msg = SimMessage(
                 customer_id=customer_id,
                 gateway_id=(gateway_id := str(uuid.uuid4())),
@@ -589,11 +601,12 @@ class Simulator:
                 accepted_at=time.monotonic(),
                 sent_ms=int(time.time() * 1000),
                 steps=steps,
+                parts=parts,
             )
             st.messages[(customer_id, channel)] = msg
             result = {"accepted": True, "reasons": []}
             if channel is Channel.SMS:
-                result["parts"] = rule.parts if rule is not None and rule.parts else _sms_parts(data)
+                result["parts"] = parts
             if self.webhook_url:
                 task = asyncio.create_task(self._push_all(msg))
                 self._pushes.add(task)
@@ -710,9 +723,17 @@ class Simulator:
         for step in msg.steps:
             due = msg.accepted_at + step.after * self.state.time_scale
             await asyncio.sleep(max(0.0, due - time.monotonic()))
-            payload = self._callback(msg, step, due)
-            if payload is not None:
+            for payload in self._callbacks(msg, step, due):
                 await self._push(payload)
+
+    def _callbacks(self, msg: SimMessage, step: StepRule, at: float) -> list[dict[str, Any]]:
+        """The callbacks of ``step``: one per SMS part in the ``universal`` style, else at most one."""
+        first = self._callback(msg, step, at)
+        if first is None:
+            return []
+        if self.webhook_style != "universal" or msg.channel is not Channel.SMS:
+            return [first]
+        return [{**first, "numPart": n} for n in range(1, msg.parts + 1)]
 
     def _callback(self, msg: SimMessage, step: StepRule, at: float) -> dict[str, Any] | None:
         """The callback body of ``step`` in this simulator's style; None when the style has none."""
@@ -733,7 +754,9 @@ class Simulator:
                 "channel": msg.channel.value.lower(),
                 "error": (", ".join(step.reasons) or DESCRIPTIONS[name]) if failed else None,
             }
-        # events: DELIVERY (with statusCode), READ (gateway id only), INBOUND (a reply)
+        if self.webhook_style == "universal" and msg.channel is Channel.SMS:
+            return self._universal_callback(msg, step, at_text)
+        # events (and universal off SMS): DELIVERY (with statusCode), READ (gateway id only), INBOUND
         where = {"destination": msg.destination, "channel": msg.channel.value, "timestamp": at_text}
         if name == "READ":
             return {"eventType": "READ", "messageId": msg.gateway_id, **where}
@@ -757,6 +780,25 @@ class Simulator:
             "statusCode": code,
             "description": ", ".join(step.reasons) or DESCRIPTIONS.get(name, name),
             **where,
+        }
+
+    def _universal_callback(self, msg: SimMessage, step: StepRule, at_text: str) -> dict[str, Any] | None:
+        """The SMS Universal API's callback of part 1 (its "Callback format"): ``eventType`` is
+        always DELIVERY, so only a step with a code (3, 6, 8) has one. ``messageId`` is the id the
+        send answer gave (the customer's), the one seed page 000 polls the status with."""
+        code = step.status_code if step.status_code is not None else STATUS_CODES.get(step.status)
+        if code is None:
+            return None
+        return {
+            "channel": "SMS",
+            "eventType": "DELIVERY",
+            "messageId": msg.customer_id,
+            "statusCode": code,
+            "statusDescription": ", ".join(step.reasons) or UNIVERSAL_DESCRIPTIONS.get(code, step.status),
+            "price": UNIVERSAL_PRICE,
+            "numPart": 1,
+            "totalParts": msg.parts,
+            "timestamp": at_text,
         }
 
     def _auth_headers(self, body: bytes) -> dict[str, str]:

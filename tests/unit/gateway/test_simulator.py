@@ -444,3 +444,37 @@ async def test_control_endpoints_refuse_huge_bodies_with_413_regression() -> Non
         assert r.status_code == 413 and not sim.state.outages
         r = await http.post("/api/message-server/sms/send", content=_chunks(huge_send), headers=KEY)
         assert r.status_code == 413 and not sim.state.sends
+
+
+async def test_sms_universal_callbacks_speak_the_documented_shape_regression() -> None:
+    """The SMS Universal API documents its own callback (Qlara, "AgileTelecom SMS Universal API",
+    "Webhook — Delivery notifications", tests/data/gateway/webhook-sms-universal-delivery.json):
+    ``eventType`` always DELIVERY, ``statusCode`` 3 or 6, ``statusDescription``, ``price``,
+    ``numPart``/``totalParts`` and only ``messageId``. No webhook style of the simulator spoke it.
+    ``--webhook-style universal`` pushes SMS statuses in exactly its fields, one callback per part,
+    with ``messageId`` the id the send answer gave (seed page 000 polls the status with it);
+    other channels, which that API does not cover, get the webhook guide's events."""
+    from tests.support.gateway_data import payload
+
+    documented = set(payload("webhook-sms-universal-delivery"))
+    rules = parse_rules(
+        b'{"rules": [{"parts": 2, "statuses": [{"status": "SENT", "after": 0},'
+        b' {"status": "DELIVERED", "after": 0}, {"status": "ERROR", "after": 0}]}]}'
+    )
+    async with running_simulator(rules, webhook_style="universal") as (sim, base):
+        await _post(base, "sms", {"destination": "+393401234500", "messageId": "u:0", **SMS})
+        await _post(
+            base, "whatsapp", {"destination": "+393401234500", "messageId": "w:0", "template": {"id": 1}}
+        )
+        sms, wa = _sim_message(sim, "u:0"), _sim_message(sim, "w:0")
+        calls = {step.status: sim._callbacks(sms, step, sms.accepted_at) for step in sms.steps}
+        wa_delivered = sim._callbacks(wa, wa.steps[1], wa.accepted_at)
+    assert calls["SENT"] == []  # the API's eventType is always DELIVERY: no SENT callback
+    delivered = calls["DELIVERED"]
+    assert [set(c) for c in delivered] == [documented, documented]
+    assert [(c["numPart"], c["totalParts"]) for c in delivered] == [(1, 2), (2, 2)]
+    assert {(c["eventType"], c["channel"], c["messageId"], c["statusCode"]) for c in delivered} == {
+        ("DELIVERY", "SMS", "u:0", 3)
+    }
+    assert {(c["statusCode"], c["statusDescription"]) for c in calls["ERROR"]} == {(6, "Not Delivered")}
+    assert [c["eventType"] for c in wa_delivered] == ["DELIVERY"] and "customerMessageId" in wa_delivered[0]
