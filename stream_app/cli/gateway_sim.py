@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import os
 from pathlib import Path
 
@@ -63,10 +64,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--webhook-url", default=None, help="push DLR callbacks to this URL")
     p.add_argument(
         "--webhook-style",
-        choices=("status", "events", "legacy"),
+        choices=("status", "events", "legacy", "universal"),
         default="status",
-        help="callback shape: the status answer, the webhook guide's eventType events, or the older "
-        "status/error shape (default status)",
+        help="callback shape: the status answer, the webhook guide's eventType events, the older "
+        "status/error shape, or the SMS Universal API's (SMS: one DELIVERY per part with "
+        "statusCode 3/6 and statusDescription; other channels as events) (default status)",
     )
     p.add_argument(
         "--webhook-auth",
@@ -100,8 +102,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def run(args: argparse.Namespace) -> int:
     from stream_app.gateway.simulator import load_rules, run_simulator
 
-    if args.time_scale <= 0:
-        raise GatewayConfigError("--time-scale: must be > 0")
+    if not math.isfinite(args.time_scale) or args.time_scale <= 0:  # NaN passes a bare "<= 0"
+        raise GatewayConfigError(f"--time-scale: must be > 0 and finite, got {args.time_scale:g}")
     from stream_app.contracts import Channel
 
     try:

@@ -24,7 +24,8 @@ Endpoints (the real gateway's shapes):
   ``X-RateLimit-Limit``, ``X-RateLimit-Remaining`` and ``X-RateLimit-Reset`` (seconds to the
   window's end), and a call over N in a window gets 429 with both ``Retry-After`` and ``retryAfter``.
 * ``GET /_sim/sends``: how many sends each customer message id got (``sends``) and how many HTTP calls
-  (``calls``); the fault tests assert "never sent twice" on it. ``PUT /_sim/rules`` replaces the rules.
+  (``calls``); the fault tests assert "never sent twice" on it. ``PUT /_sim/rules`` replaces the rules
+  (its body, like an outage's, is refused with 413 over 1 MiB, as a send's is).
 * A channel outage (the dispatcher's circuit breaker is tested against it): ``PUT
   /_sim/outages/{channel}`` with an optional ``{"status": 503, "delay": 0}`` makes every send and
   status call on that channel answer that 5xx (after ``delay`` seconds: with a client timeout under
@@ -44,12 +45,12 @@ Behaviour is scripted per destination by rules (a JSON file, ``--rules``), first
 
 Rule fields: ``destinationSuffix`` (``""`` matches all), ``channel`` (absent: any), ``reject``
 (accepted false with these reasons), ``unapprovedTemplate`` (422), ``statuses`` (the DLR timeline,
-``after`` seconds from acceptance, optional ``statusCode``/``reasons``), ``rateLimit`` (the first N
-calls for a destination+channel answer 429) with ``retryAfter`` (the ``Retry-After`` header,
-seconds; null: none) and ``retryAfterBody`` (the body's ``retryAfter``; absent: none), ``fail``
-(the next N calls, after any 429s, answer 500 before sending), ``delay`` (seconds to wait AFTER
-the send is recorded: a slow gateway, or with a client timeout a lost answer), ``parts`` (SMS
-parts; default one per 160 characters).
+``after`` seconds from acceptance, optional ``statusCode`` (a signed 32-bit int) and ``reasons``),
+``rateLimit`` (the first N calls for a destination+channel answer 429) with ``retryAfter`` (the
+``Retry-After`` header, seconds; null: none) and ``retryAfterBody`` (the body's ``retryAfter``;
+absent: none), ``fail`` (the next N calls, after any 429s, answer 500 before sending), ``delay``
+(seconds to wait AFTER the send is recorded: a slow gateway, or with a client timeout a lost
+answer), ``parts`` (SMS parts, 1-255; default one per 160 characters).
 
 :data:`DEFAULT_RULES` (used without ``--rules``), keyed by the destination's last two digits:
 
@@ -77,7 +78,11 @@ documented shapes (``webhook_style``):
   ``INBOUND`` for a scripted ``INBOUND`` step (a reply); SENT, RECEIVED and UNKNOWN have no event
   and are not pushed;
 * ``legacy``: the older guide's ``{"messageId", "customerMessageId", "phoneNumber", "status",
-  "timestamp", "channel": "sms", "error"}``.
+  "timestamp", "channel": "sms", "error"}``;
+* ``universal``: for SMS, the SMS Universal API's ``{"channel": "SMS", "eventType": "DELIVERY",
+  "messageId", "statusCode", "statusDescription", "price", "numPart", "totalParts", "timestamp"}``,
+  one per part, for DELIVERED (3), ERROR (6) and EXPIRED (8) only, ``messageId`` the id the send
+  answer gave; other channels (that API is SMS only) as ``events``.
 
 Each message gets its own gateway id (a UUID, the ``messageId`` of events and legacy callbacks); the
 send answer echoes the customer id, as the real one does (seed page 001). Callbacks are
@@ -112,6 +117,7 @@ from stream_app.contracts import Channel, format_ms, reason_of
 from stream_app.contracts.models import Destination
 from stream_app.gateway.errors import RulesError
 from stream_app.gateway.serve import serve_app
+from stream_app.gateway.shapes import MAX_STATUS_CODE, MIN_STATUS_CODE
 from stream_app.gateway.signing import SIGNATURE_HEADER, sign
 from stream_app.logs import event
 
@@ -133,19 +139,29 @@ DESCRIPTIONS = {
     "ERROR": "Definitive error",
     "EXPIRED": "TTL exceeded on the channel",
 }
+#: ``statusDescription`` of the SMS Universal API's callback ("3 = Delivered, 6 = Not Delivered").
+UNIVERSAL_DESCRIPTIONS = {3: "Delivered", 6: "Not Delivered", 8: "Expired"}
+#: Its ``price`` per part (the documented example's).
+UNIVERSAL_PRICE = 0.035
 #: 160 GSM-7 characters fit one SMS; longer texts are split into 153-character parts (UDH header).
 SMS_SINGLE, SMS_PART = 160, 153
+MAX_SMS_PARTS = 255
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)
+    # allow_inf_nan=False: an infinite wait would be answered as ``Retry-After: inf``, no HTTP value.
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True, allow_inf_nan=False
+    )
 
 
 class StepRule(_Model):
     #: ``INBOUND`` is not a status: a reply from the person, pushed as an event (``events`` style only).
     status: Literal["SENT", "RECEIVED", "DELIVERED", "READ", "ERROR", "EXPIRED", "UNKNOWN", "INBOUND"]
     after: float = Field(ge=0, le=86_400 * 30)
-    status_code: int | None = None
+    #: Within the bounds the receiver and the poller read as a code; past 64 bits orjson could not
+    #: even write it (the status answer and the callback would be a 500).
+    status_code: int | None = Field(default=None, ge=MIN_STATUS_CODE, le=MAX_STATUS_CODE)
     reasons: list[str] = Field(default_factory=list)
 
     @field_validator("status", mode="before")
@@ -165,7 +181,8 @@ class Rule(_Model):
     retry_after_body: float | None = Field(default=None, ge=0)
     fail: int = Field(default=0, ge=0)
     delay: float = Field(default=0.0, ge=0, le=600)
-    parts: int | None = Field(default=None, ge=1)
+    #: 255: the most parts a concatenated SMS can have (the UDH counts them in one byte).
+    parts: int | None = Field(default=None, ge=1, le=MAX_SMS_PARTS)
 
     @field_validator("channel", mode="before")
     @classmethod
@@ -320,6 +337,7 @@ class SimMessage:
     accepted_at: float  # monotonic seconds, for the timeline
     sent_ms: int  # wall clock, for sendDate
     steps: tuple[StepRule, ...]
+    parts: int = 1  # SMS parts: the SMS Universal API calls back once per part
 
 
 @dataclass(slots=True)
@@ -368,6 +386,25 @@ class SimState:
         return reached, at
 
 
+async def _read_capped(request: Request) -> bytes | Response:
+    """The body, or the 4xx that ends the call: 413 past :data:`MAX_BODY` (declared or streamed: a
+    chunked body is read no further than the limit), 400 when the caller left mid-body."""
+    declared = request.headers.get("content-length")
+    if declared is not None and (not declared.isdigit() or int(declared) > MAX_BODY):
+        return _error(413, f"body over {MAX_BODY} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > MAX_BODY:
+                return _error(413, f"body over {MAX_BODY} bytes")
+            chunks.append(chunk)
+    except ClientDisconnect:  # the caller went away mid-body: nothing was done
+        return _error(400, "client disconnected before the body was complete")
+    return b"".join(chunks)
+
+
 def _json(status: int, payload: Any, headers: dict[str, str] | None = None) -> Response:
     return Response(orjson.dumps(payload), status_code=status, media_type="application/json", headers=headers)
 
@@ -390,7 +427,7 @@ def _limited(response: Response, window: _Window) -> Response:
     return response
 
 
-WebhookStyle = Literal["status", "events", "legacy"]
+WebhookStyle = Literal["status", "events", "legacy", "universal"]
 WebhookAuth = Literal["hmac", "token", "none"]
 TOKEN_HEADER = "X-Webhook-Token"
 
@@ -469,7 +506,9 @@ class Simulator:
         if request.method == "DELETE":
             self.recover_channel(channel)
             return _json(200, {"channel": channel.value, "down": False})
-        body = await request.body()
+        body = await _read_capped(request)
+        if isinstance(body, Response):
+            return body
         try:
             outage = Outage.model_validate_json(body or b"{}")
         except ValidationError as exc:
@@ -495,14 +534,9 @@ class Simulator:
             return _error(404, f"unknown channel {request.path_params['channel']!r}")
         if (down := await self._outage(channel)) is not None:
             return down
-        if int(request.headers.get("content-length") or 0) > MAX_BODY:
-            return _error(413, f"body over {MAX_BODY} bytes")
-        try:
-            raw = await request.body()
-        except ClientDisconnect:  # the caller went away mid-body: nothing was sent
-            return _error(400, "client disconnected before the body was complete")
-        if len(raw) > MAX_BODY:
-            return _error(413, f"body over {MAX_BODY} bytes")
+        raw = await _read_capped(request)
+        if isinstance(raw, Response):
+            return raw
         try:
             data = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
@@ -556,6 +590,9 @@ class Simulator:
             result = {"accepted": False, "reasons": list(rule.reject)}
         else:
             steps = tuple(rule.statuses) if rule is not None and rule.statuses is not None else DEFAULT_STEPS
+            parts = 1
+            if channel is Channel.SMS:
+                parts = rule.parts if rule is not None and rule.parts else _sms_parts(data)
             msg = SimMessage(
                 customer_id=customer_id,
                 gateway_id=(gateway_id := str(uuid.uuid4())),
@@ -564,11 +601,12 @@ class Simulator:
                 accepted_at=time.monotonic(),
                 sent_ms=int(time.time() * 1000),
                 steps=steps,
+                parts=parts,
             )
             st.messages[(customer_id, channel)] = msg
             result = {"accepted": True, "reasons": []}
             if channel is Channel.SMS:
-                result["parts"] = rule.parts if rule is not None and rule.parts else _sms_parts(data)
+                result["parts"] = parts
             if self.webhook_url:
                 task = asyncio.create_task(self._push_all(msg))
                 self._pushes.add(task)
@@ -669,8 +707,11 @@ class Simulator:
         return _json(200, {"sends": dict(self.state.sends), "calls": dict(self.state.calls)})
 
     async def set_rules(self, request: Request) -> Response:
+        body = await _read_capped(request)
+        if isinstance(body, Response):
+            return body
         try:
-            self.state.rules = parse_rules(await request.body())
+            self.state.rules = parse_rules(body)
         except RulesError as exc:
             return _error(400, str(exc))
         self.state.per_target.clear()
@@ -682,9 +723,17 @@ class Simulator:
         for step in msg.steps:
             due = msg.accepted_at + step.after * self.state.time_scale
             await asyncio.sleep(max(0.0, due - time.monotonic()))
-            payload = self._callback(msg, step, due)
-            if payload is not None:
+            for payload in self._callbacks(msg, step, due):
                 await self._push(payload)
+
+    def _callbacks(self, msg: SimMessage, step: StepRule, at: float) -> list[dict[str, Any]]:
+        """The callbacks of ``step``: one per SMS part in the ``universal`` style, else at most one."""
+        first = self._callback(msg, step, at)
+        if first is None:
+            return []
+        if self.webhook_style != "universal" or msg.channel is not Channel.SMS:
+            return [first]
+        return [{**first, "numPart": n} for n in range(1, msg.parts + 1)]
 
     def _callback(self, msg: SimMessage, step: StepRule, at: float) -> dict[str, Any] | None:
         """The callback body of ``step`` in this simulator's style; None when the style has none."""
@@ -705,7 +754,9 @@ class Simulator:
                 "channel": msg.channel.value.lower(),
                 "error": (", ".join(step.reasons) or DESCRIPTIONS[name]) if failed else None,
             }
-        # events: DELIVERY (with statusCode), READ (gateway id only), INBOUND (a reply)
+        if self.webhook_style == "universal" and msg.channel is Channel.SMS:
+            return self._universal_callback(msg, step, at_text)
+        # events (and universal off SMS): DELIVERY (with statusCode), READ (gateway id only), INBOUND
         where = {"destination": msg.destination, "channel": msg.channel.value, "timestamp": at_text}
         if name == "READ":
             return {"eventType": "READ", "messageId": msg.gateway_id, **where}
@@ -729,6 +780,25 @@ class Simulator:
             "statusCode": code,
             "description": ", ".join(step.reasons) or DESCRIPTIONS.get(name, name),
             **where,
+        }
+
+    def _universal_callback(self, msg: SimMessage, step: StepRule, at_text: str) -> dict[str, Any] | None:
+        """The SMS Universal API's callback of part 1 (its "Callback format"): ``eventType`` is
+        always DELIVERY, so only a step with a code (3, 6, 8) has one. ``messageId`` is the id the
+        send answer gave (the customer's), the one seed page 000 polls the status with."""
+        code = step.status_code if step.status_code is not None else STATUS_CODES.get(step.status)
+        if code is None:
+            return None
+        return {
+            "channel": "SMS",
+            "eventType": "DELIVERY",
+            "messageId": msg.customer_id,
+            "statusCode": code,
+            "statusDescription": ", ".join(step.reasons) or UNIVERSAL_DESCRIPTIONS.get(code, step.status),
+            "price": UNIVERSAL_PRICE,
+            "numPart": 1,
+            "totalParts": msg.parts,
+            "timestamp": at_text,
         }
 
     def _auth_headers(self, body: bytes) -> dict[str, str]:

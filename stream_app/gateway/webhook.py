@@ -13,7 +13,10 @@ together they take 1,000 concurrent callbacks on one core without threads.
   "destination", "statusCode": 3, "description", "channel", "timestamp"}``; ``{"eventType": "READ",
   "messageId", "destination", "channel", "timestamp"}`` (no ``customerMessageId``); ``INBOUND``;
 * the older guide's ``{"messageId", "customerMessageId", "phoneNumber", "status", "timestamp",
-  "channel": "sms", "error"}``.
+  "channel": "sms", "error"}``;
+* the SMS Universal API's ``{"channel": "SMS", "eventType": "DELIVERY", "messageId", "statusCode"
+  (3 delivered, 6 not delivered), "statusDescription", "price", "numPart", "totalParts",
+  "timestamp"}`` (one per part; placed through ``messageId`` like the READ event).
 
 Rules:
 
@@ -123,6 +126,8 @@ class Callback(BaseModel):
     reasons: list[str] = Field(default_factory=list)
     error: str | None = None
     description: str | None = None
+    #: The SMS Universal API's name for ``description`` (its callback: ``statusCode`` 3 or 6).
+    status_description: str | None = Field(default=None, alias="statusDescription")
     timestamp: Timestamp | None = None
     event_date: Timestamp | None = Field(default=None, alias="eventDate")
     read_date: Timestamp | None = Field(default=None, alias="readDate")
@@ -137,13 +142,15 @@ class Callback(BaseModel):
         return self.timestamp or self.event_date or self.read_date or self.delivery_date
 
     def reasons_for(self, mapped: Mapped) -> list[str]:
-        """``reasons``, else the older shape's ``error``, else a failure's ``description``."""
+        """``reasons``, else the older shape's ``error``, else a failure's ``description`` (or
+        ``statusDescription``, the SMS Universal API's callback)."""
         if self.reasons:
             return self.reasons
         if self.error:
             return [self.error]
-        if self.description and mapped.status.value in FAILURE_STATUSES:
-            return [self.description]
+        text = self.description or self.status_description
+        if text and mapped.status.value in FAILURE_STATUSES:
+            return [text]
         return []
 
 

@@ -234,3 +234,21 @@ def test_a_non_ascii_digit_port_was_a_value_error_regression(var: str) -> None:
     traceback); the ports now go through config.port_in_range, ASCII digits only."""
     with pytest.raises(GatewayConfigError, match=f"{var}: must be a port number 0-65535"):
         gateway_from_env({var: "²"})
+
+
+@pytest.mark.parametrize("scale", ["nan", "inf"])
+def test_gateway_sim_time_scale_nan_or_inf_is_one_line_regression(
+    scale: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--time-scale nan`` passed the ``<= 0`` check (a NaN compares false) and ``inf`` too: the
+    simulator started with timelines that never arrive (every ``after`` became NaN or infinite).
+    Both are refused like 0, in one line, before anything starts."""
+    from stream_app.gateway import simulator
+
+    async def never(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the simulator started")
+
+    monkeypatch.setattr(simulator, "run_simulator", never)
+    assert main(["gateway-sim", "--port", "0", "--time-scale", scale]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--time-scale: must be > 0" in err, err

@@ -383,3 +383,98 @@ def test_gateway_sim_down_names_the_bad_channel(capsys: pytest.CaptureFixture[st
     assert capsys.readouterr().err.strip() == (
         "stream-app: error: --down: channels are WHATSAPP, RCS, SMS, VIBER, got FAX"
     )
+
+
+_PAST_64_BITS = b"100000000000000000000000000000"
+
+
+@pytest.mark.parametrize(
+    ("rules", "field"),
+    [
+        (
+            b'{"rules": [{"statuses": [{"status": "ERROR", "after": 0, "statusCode": '
+            + _PAST_64_BITS
+            + b"}]}]}",
+            "statusCode",
+        ),
+        (b'{"rules": [{"parts": ' + _PAST_64_BITS + b"}]}", "parts"),
+        (b'{"rules": [{"rateLimit": 1, "retryAfter": Infinity}]}', "retryAfter"),
+        (b'{"rules": [{"rateLimit": 1, "retryAfterBody": Infinity}]}', "retryAfterBody"),
+    ],
+    ids=["statusCode", "parts", "retryAfter", "retryAfterBody"],
+)
+async def test_rules_the_simulator_cannot_answer_with_are_400_not_a_later_500_regression(
+    rules: bytes, field: str
+) -> None:
+    """PUT /_sim/rules took a statusCode or parts past 64 bits (and an infinite retryAfter): the
+    rules were stored, then the status endpoint (statusCode) or the send (parts, after recording the
+    send) answered 500 because orjson cannot write such an int, and the header said
+    ``Retry-After: inf``. Such rules are refused on arrival with a 400 naming the field."""
+    async with running_simulator(load_rules(None)) as (_, base):
+        async with httpx.AsyncClient(base_url=base) as http:
+            r = await http.put("/_sim/rules", content=rules)
+        assert r.status_code == 400 and field in r.json()["error"]
+        r = await _post(base, "sms", {"destination": "+393401234500", "messageId": "m:0", **SMS})
+        assert r.status_code == 200
+        assert (await _status(base, "m:0", "SMS")).status_code == 200
+
+
+async def _chunks(data: bytes, size: int = 64 * 1024):  # type: ignore[no-untyped-def]
+    for i in range(0, len(data), size):
+        yield data[i : i + size]
+
+
+async def test_control_endpoints_refuse_huge_bodies_with_413_regression() -> None:
+    """PUT /_sim/rules and PUT /_sim/outages/{channel} read any body whole, with no limit: 2 MiB of
+    valid rules were taken (200), and a body without Content-Length (chunked) of any size was held
+    in memory before anything looked at it. They now stop reading past the send endpoint's 1 MiB
+    (413), and so does the send endpoint for a chunked body, which it used to read whole first."""
+    padding = [{"destinationSuffix": str(i), "reject": ["X" * 64]} for i in range(20_000)]
+    huge_rules = orjson.dumps({"rules": padding})
+    assert len(huge_rules) > simulator.MAX_BODY
+    huge_outage = b'{"status": 503, "delay": 0' + b" " * (2 << 20) + b"}"
+    huge_send = orjson.dumps({"destination": "+393401234500", "sender": "S", "text": "x" * (2 << 20)})
+    async with running_simulator() as (sim, base), httpx.AsyncClient(base_url=base) as http:
+        before = len(sim.state.rules.rules)
+        r = await http.put("/_sim/rules", content=huge_rules)
+        assert r.status_code == 413 and len(sim.state.rules.rules) == before
+        r = await http.put("/_sim/rules", content=_chunks(huge_rules))
+        assert r.status_code == 413 and len(sim.state.rules.rules) == before
+        r = await http.put("/_sim/outages/sms", content=_chunks(huge_outage))
+        assert r.status_code == 413 and not sim.state.outages
+        r = await http.post("/api/message-server/sms/send", content=_chunks(huge_send), headers=KEY)
+        assert r.status_code == 413 and not sim.state.sends
+
+
+async def test_sms_universal_callbacks_speak_the_documented_shape_regression() -> None:
+    """The SMS Universal API documents its own callback (Qlara, "AgileTelecom SMS Universal API",
+    "Webhook — Delivery notifications", tests/data/gateway/webhook-sms-universal-delivery.json):
+    ``eventType`` always DELIVERY, ``statusCode`` 3 or 6, ``statusDescription``, ``price``,
+    ``numPart``/``totalParts`` and only ``messageId``. No webhook style of the simulator spoke it.
+    ``--webhook-style universal`` pushes SMS statuses in exactly its fields, one callback per part,
+    with ``messageId`` the id the send answer gave (seed page 000 polls the status with it);
+    other channels, which that API does not cover, get the webhook guide's events."""
+    from tests.support.gateway_data import payload
+
+    documented = set(payload("webhook-sms-universal-delivery"))
+    rules = parse_rules(
+        b'{"rules": [{"parts": 2, "statuses": [{"status": "SENT", "after": 0},'
+        b' {"status": "DELIVERED", "after": 0}, {"status": "ERROR", "after": 0}]}]}'
+    )
+    async with running_simulator(rules, webhook_style="universal") as (sim, base):
+        await _post(base, "sms", {"destination": "+393401234500", "messageId": "u:0", **SMS})
+        await _post(
+            base, "whatsapp", {"destination": "+393401234500", "messageId": "w:0", "template": {"id": 1}}
+        )
+        sms, wa = _sim_message(sim, "u:0"), _sim_message(sim, "w:0")
+        calls = {step.status: sim._callbacks(sms, step, sms.accepted_at) for step in sms.steps}
+        wa_delivered = sim._callbacks(wa, wa.steps[1], wa.accepted_at)
+    assert calls["SENT"] == []  # the API's eventType is always DELIVERY: no SENT callback
+    delivered = calls["DELIVERED"]
+    assert [set(c) for c in delivered] == [documented, documented]
+    assert [(c["numPart"], c["totalParts"]) for c in delivered] == [(1, 2), (2, 2)]
+    assert {(c["eventType"], c["channel"], c["messageId"], c["statusCode"]) for c in delivered} == {
+        ("DELIVERY", "SMS", "u:0", 3)
+    }
+    assert {(c["statusCode"], c["statusDescription"]) for c in calls["ERROR"]} == {(6, "Not Delivered")}
+    assert [c["eventType"] for c in wa_delivered] == ["DELIVERY"] and "customerMessageId" in wa_delivered[0]

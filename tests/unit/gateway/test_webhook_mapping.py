@@ -232,3 +232,62 @@ async def test_a_held_body_that_could_not_be_published_killed_the_resolver_regre
         ]
     finally:
         index.close()
+
+
+def test_documented_sms_universal_callback_is_placed_by_the_index_regression() -> None:
+    """The SMS Universal API's callback (Qlara, "AgileTelecom SMS Universal API", "Webhook — Delivery
+    notifications", https://agiletelecom.com/documentation/qlara/api-sms-universal/agiletelecom-sms-universal-api):
+    ``eventType: DELIVERY`` with ``statusCode`` "3 = Delivered, 6 = Not Delivered", its text in
+    ``statusDescription`` and only ``messageId``. A Not Delivered callback lost its only reason: the
+    receiver read ``description`` (the webhook guide's name) and not ``statusDescription``."""
+    where = Attempt("txn-7", 1, Channel.SMS)
+    delivered = _status(raw("webhook-sms-universal-delivery", messageId="txn-7:1"), where)
+    assert (delivered.message_id, delivered.attempt, delivered.channel, delivered.status) == (
+        "txn-7",
+        1,
+        Channel.SMS,
+        Status.DELIVERED,
+    )
+    assert (delivered.status_code, delivered.reasons, delivered.provider_message_id) == (3, [], "txn-7:1")
+    assert (
+        delivered.occurred_at is not None and delivered.occurred_at.isoformat() == "2024-01-15T10:30:00+00:00"
+    )
+    failed = _status(
+        raw("webhook-sms-universal-delivery", statusCode=6, statusDescription="Not Delivered"), where
+    )
+    assert (failed.status, failed.status_code, failed.reasons) == (Status.ERROR, 6, ["Not Delivered"])
+
+
+async def test_documented_sms_universal_callback_through_the_receiver_regression(tmp_path: Path) -> None:
+    """The same documented body over HTTP: resolved through the provider-id index (the dispatcher's
+    ACCEPTED carries the send answer's ``messageId``) and published, not dead-lettered."""
+    settings = Settings(topic_prefix="t.", state_dir=tmp_path)
+    producer = _Producer()
+    index = ProviderIndex.open(tmp_path / "idx")
+    accepted = DeliveryStatus(
+        message_id="txn-7",
+        attempt=1,
+        channel=Channel.SMS,
+        status=Status.ACCEPTED,
+        provider_message_id="txn-7:1",
+    )
+    index.learn([(accepted, 1)], {0: 1})
+    rx = WebhookReceiver(settings, producer, b"k", index=index)  # type: ignore[arg-type]
+    body = raw(
+        "webhook-sms-universal-delivery", messageId="txn-7:1", statusCode=6, statusDescription="Not Delivered"
+    )
+    try:
+        transport = httpx.ASGITransport(app=rx.app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://rx") as c:
+            resp = await c.post("/dlr", content=body, headers={"X-Signature": sign(b"k", body)})
+        assert resp.status_code == 200, resp.text
+        [(topic, value)] = producer.sent
+        published = orjson.loads(value or b"null")
+        assert topic == settings.topics.delivery_status
+        assert (published["status"], published["statusCode"], published["reasons"]) == (
+            "ERROR",
+            6,
+            ["Not Delivered"],
+        )
+    finally:
+        index.close()
