@@ -22,6 +22,14 @@ from stream_app.runtime.errors import TransactionsUnsupported
 #: How long the group waits for members to rejoin in a rebalance (aiokafka's default is the 10 s
 #: session timeout, too tight for a revoke that finishes a batch during a broker hiccup).
 REBALANCE_TIMEOUT_MS = 30_000
+#: The group's session timeout of a static member (``STREAM_APP_INSTANCE_ID``): how long a restarted
+#: instance may take to come back and find its partitions waiting. aiokafka's default (10 s) is
+#: shorter than most pod restarts, so the rebalance static membership exists to avoid happened
+#: anyway; 45 s is the Java client's default since Kafka 3.0 (KIP-735). The price: a crashed static
+#: member's partitions wait that long. Without an instance id aiokafka's 10 s stays.
+STATIC_SESSION_TIMEOUT_MS = 45_000
+#: aiokafka's session timeout, kept for dynamic members.
+DYNAMIC_SESSION_TIMEOUT_MS = 10_000
 #: A restore replays the changelog without polling the group consumer; 15 minutes leaves room for
 #: ten million flows at the measured restore rate before the group would evict the instance.
 MAX_POLL_INTERVAL_MS = 900_000
@@ -57,6 +65,7 @@ def group_consumer(settings: Settings, exactly_once: bool) -> AIOKafkaConsumer:
         # Static membership: a restarted instance with the same id takes its partitions back
         # without a rebalance, as long as it is back within the session timeout.
         group_instance_id=settings.instance_id or None,
+        session_timeout_ms=STATIC_SESSION_TIMEOUT_MS if settings.instance_id else DYNAMIC_SESSION_TIMEOUT_MS,
     )
 
 
