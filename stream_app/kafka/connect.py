@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import Awaitable, Callable
 
 from aiokafka.errors import KafkaError
@@ -49,6 +50,15 @@ def describe(exc: BaseException, timeout: float = CONNECT_TIMEOUT) -> str:
         return f"no answer within {timeout:g} s"
     text = str(exc)
     if "Unable to bootstrap" in text:  # aiokafka: no bootstrap server accepted a connection
+        # aiokafka raises this for a failed TLS handshake or SASL login too (it logs the reason,
+        # which a command's terminal does not show): on a secured cluster, say so. The security
+        # settings come from the environment alone (config.SECURITY_ENV).
+        protocol = os.environ.get("KAFKA_SECURITY_PROTOCOL", "").strip().upper()
+        if protocol and protocol != "PLAINTEXT":
+            return (
+                f"no broker answered, or with KAFKA_SECURITY_PROTOCOL={protocol} its TLS handshake or "
+                "SASL login failed: check the KAFKA_SSL_* and KAFKA_SASL_* settings"
+            )
         return "no broker answered"
     if "Errno 111" in text or "refused" in text.lower():
         return "connection refused"
