@@ -147,10 +147,9 @@ class PartitionOwnership:
 
         A rebalance during the restore (it can outlast the revoke listener's wait) may have handed
         a partition to another instance that processed and committed its inputs, and handed it
-        back: the answer is then stale. So after a rebalance the offsets are asked again, and if
-        any moved, nothing restored is used: a store whose replay skipped records against the
-        stale answer is reset (its durable offset already lies past them, and the new owner's
-        changes among them are committed now), and the next turn restores again.
+        back: the answer is then stale. Nothing restored is used then (the loop drops every store
+        after such a turn and restores again, :meth:`Processor._turn`), and a store whose replay
+        skipped records against a stale answer is reset first (:meth:`_drop_overtaken`).
         """
         assert self._restorer is not None
         consumer = self.consumer
@@ -171,7 +170,8 @@ class PartitionOwnership:
             trust_list_offsets=self._trust_list_offsets,
             skipped=skipped,
         )
-        if generation != self._generation and not await self._still_committed(stores, committed, skipped):
+        if generation != self._generation:
+            await self._drop_overtaken(stores, committed, skipped)
             return
         now = self.clock()
         for p, store in stores.items():
@@ -187,16 +187,17 @@ class PartitionOwnership:
             consumer.seek(tp, start)
             self.positions.start(tp, start)
 
-    async def _still_committed(
+    async def _drop_overtaken(
         self,
         stores: dict[int, PartitionStore],
         committed: dict[TopicPartition, int | None],
         skipped: dict[int, int],
-    ) -> bool:
-        """After a rebalance overtook a restore: whether its committed offsets are still the group's.
+    ) -> None:
+        """Close the stores of a restore a rebalance overtook; reset those it made wrong first.
 
-        When they are not, every store restored is closed (a store that skipped records on the
-        stale answer is reset first) and False is returned; the next turn restores again.
+        A store whose replay skipped records as uncommitted has its durable offset past them: when
+        the committed offsets have moved since (another owner processed those inputs), those
+        records are its committed changes, which only a replay from the start reads again.
         """
         try:
             now = await committed_offsets(self.consumer, committed, group=self.settings.app_id)
@@ -205,19 +206,17 @@ class PartitionOwnership:
                 store.close()
             raise
         moved = {tp.partition for tp, off in now.items() if off != committed[tp]}
-        if not moved:
-            return True
+        reset = sorted(p for p in moved if skipped.get(p))
         for p, store in stores.items():
-            if p in moved and skipped.get(p):
+            if p in reset:
                 store.reset()
             store.close()
         log(
             logging.WARNING,
             "restore_overtaken_by_rebalance",
-            partitions=",".join(map(str, sorted(moved))),
-            reset=",".join(str(p) for p in sorted(moved) if skipped.get(p)) or "none",
+            partitions=",".join(map(str, sorted(moved))) or "none",
+            reset=",".join(map(str, reset)) or "none",
         )
-        return False
 
     async def _rewind(self) -> None:
         """Start over from what is durable: drop staged store writes and every input position.
