@@ -376,6 +376,12 @@ def _cut_short_if_closed(ctx: _Ctx, st: FlowState) -> None:
         or ctx.controls.cutting(st.steps[idx].channel, st.tenant, ctx.now) is None
     ):
         return
+    _cut_short(ctx, st, idx)
+
+
+def _cut_short(ctx: _Ctx, st: FlowState, idx: int) -> None:
+    """Open attempt ``idx`` ends on a channel closed with ``inFlight: FALLBACK``: as if its
+    fallbackAfter had passed (endedBy TIMEOUT), and the next step falls due (reason TIMEOUT)."""
     st.attempts[idx] = st.attempts[idx].ended_as(AttemptEnd.TIMEOUT)
     _next_step(ctx, st, CommandReason.TIMEOUT, closed=True)
 
@@ -563,8 +569,7 @@ def _on_control(ctx: _Ctx, st: FlowState | None, event: ControlEvent) -> FlowSta
     idx = _open_attempt(st)
     if idx is None or st.steps[idx].channel != rec.channel:
         return st
-    st.attempts[idx] = st.attempts[idx].ended_as(AttemptEnd.TIMEOUT)
-    _next_step(ctx, st, CommandReason.TIMEOUT, closed=True)
+    _cut_short(ctx, st, idx)
     return st
 
 
