@@ -78,18 +78,24 @@ def test_every_command_is_documented(command: str) -> None:
     assert f"`stream-app {command}" in doc(), f"`stream-app {command}` is not in docs/contract.md"
 
 
-def test_every_command_and_option_of_the_page_exists() -> None:
+def check_mentions(mentions: list[tuple[str, str, str]], page: str, verb: str) -> None:
+    """Every ``(command, maybe a sub-action, the rest)`` a page shows names a command and options
+    that exist; ``verb`` words the page's failure (``names``, ``shows``)."""
     known = commands()
-    mentions = COMMAND_MENTION.findall(doc())
-    assert mentions
     for first, second, rest in mentions:
         name = f"{first} {second}" if second and f"{first} {second}" in known else first
-        assert name in known, f"docs/contract.md names `stream-app {name}`, which does not exist"
+        assert name in known, f"{page} {verb} `stream-app {name}`, which does not exist"
         if second and name == first:
             rest = f" {second}{rest}"
         options = {opt for action in known[name]._actions for opt in action.option_strings}
         for flag in re.findall(r"(?<![\w-])--[a-z][a-z-]*", rest):
-            assert flag in options, f"docs/contract.md: `stream-app {name}` has no option {flag}"
+            assert flag in options, f"{page}: `stream-app {name}` has no option {flag}"
+
+
+def test_every_command_and_option_of_the_page_exists() -> None:
+    mentions = COMMAND_MENTION.findall(doc())
+    assert mentions
+    check_mentions(mentions, "docs/contract.md", "names")
 
 
 def test_records_and_dead_letter_headers_are_named() -> None:

@@ -21,7 +21,7 @@ from stream_app.gateway.settings import ENV as GATEWAY_ENV
 from stream_app.gateway.settings import BreakerConfig, gateway_from_env
 from stream_app.logs import FORMAT_ENV, FORMATS, LEVEL_ENV
 from stream_app.runtime.metrics import Metrics
-from tests.unit.docs.test_contract_doc import ENV_WORD, code_env_vars, commands
+from tests.unit.docs.test_contract_doc import ENV_WORD, check_mentions, code_env_vars, commands
 
 ROOT = Path(__file__).resolve().parents[3]
 README = ROOT / "README.md"
@@ -143,17 +143,9 @@ COMMAND_MENTION = re.compile(r"stream-app ([a-z][a-z-]*)(?: ([a-z][a-z-]*))?([^`
 
 
 def test_every_command_and_option_the_readme_shows_exists() -> None:
-    known = commands()
     mentions = COMMAND_MENTION.findall(readme())
     assert len(mentions) > 20
-    for first, second, rest in mentions:
-        name = f"{first} {second}" if second and f"{first} {second}" in known else first
-        assert name in known, f"README.md shows `stream-app {name}`, which does not exist"
-        if second and name == first:
-            rest = f" {second}{rest}"
-        options = {opt for action in known[name]._actions for opt in action.option_strings}
-        for flag in re.findall(r"(?<![\w-])--[a-z][a-z-]*", rest):
-            assert flag in options, f"README.md: `stream-app {name}` has no option {flag}"
+    check_mentions(mentions, "README.md", "shows")
 
 
 def test_every_send_of_a_file_the_readme_shows_is_taken(

@@ -181,6 +181,16 @@ class CompactedRestorer(HookedRestorer):
         return {tp: [r for r in recs if r.offset not in self.gone] for tp, recs in got.items()}
 
 
+async def m0_issued_then_away(a: Instance) -> None:
+    """A issues m0's first command on p0, then loses p0 and keeps its store on disk."""
+    a.consumer.append(TopicPartition(a.topics.send_requests, 0), b"m0", request("m0"))
+    a.assign()
+    for _ in range(2):
+        await a.proc._turn()
+    assert a.commanded() == ["m0"] and a.proc.stores[0].get(b"m0") is not None
+    a.close()
+
+
 async def test_a_store_kept_past_the_tombstones_retention_is_rebuilt_regression(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -191,15 +201,9 @@ async def test_a_store_kept_past_the_tombstones_retention_is_rebuilt_regression(
     armed to send the SMS to a person the WhatsApp had reached."""
     log = Log()
     a = Instance(tmp_path / "a", log)
-    sr0 = TopicPartition(a.topics.send_requests, 0)
     changelog0 = TopicPartition(a.topics.changelog, 0)
     try:
-        a.consumer.append(sr0, b"m0", request("m0"))
-        a.assign()
-        for _ in range(2):
-            await a.proc._turn()
-        assert a.commanded() == ["m0"] and a.proc.stores[0].get(b"m0") is not None
-        a.close()  # A loses p0 and keeps its store on disk
+        await m0_issued_then_away(a)
         # Elsewhere, m0 ends and its flow is deleted (a timer's change: no input offsets)...
         log.append(changelog0.topic, 0, b"m0", None, [input_header(-1, -1)])
         # ...and, more than a day later, the log cleaner has removed A's m0 record and the tombstone.
@@ -219,13 +223,8 @@ async def test_a_store_kept_a_short_while_replays_only_its_tail(tmp_path: Path) 
     """The fast path the rule above must not cost: a store flushed minutes ago is trusted."""
     log = Log()
     a = Instance(tmp_path / "a", log)
-    sr0 = TopicPartition(a.topics.send_requests, 0)
     try:
-        a.consumer.append(sr0, b"m0", request("m0"))
-        a.assign()
-        for _ in range(2):
-            await a.proc._turn()
-        a.close()
+        await m0_issued_then_away(a)
         a.proc._restorer = CompactedRestorer(log, gone={0})  # type: ignore[assignment]  # only A's record
         a.assign()
         await a.proc._turn()
