@@ -109,8 +109,8 @@ class TopicAdmin:
         counts = await self.partition_counts([n for _, n in wanted if n in present])
         return [TopicState(spec, name, counts.get(name)) for spec, name in wanted]
 
-    async def cleanup_policies(self, names: Sequence[str]) -> dict[str, str]:
-        """``cleanup.policy`` of each named (existing) topic; Kafka's default ``delete`` when unset."""
+    async def topic_configs(self, names: Sequence[str]) -> dict[str, dict[str, str]]:
+        """The configs of each named (existing) topic as the broker describes them (set or default)."""
         if not names:
             return {}
         resources = [ConfigResource(ConfigResourceType.TOPIC, name) for name in names]
@@ -118,13 +118,12 @@ class TopicAdmin:
             responses: list[Any] = await self._admin.describe_configs(resources)
         except KafkaError as exc:
             raise KafkaFailure(f"describing topic configs failed: {exc}") from None
-        policies: dict[str, str] = {}
+        configs: dict[str, dict[str, str]] = {}
         for response in responses:
             for error_code, _, _, name, entries in response.resources:
                 if error_code == 0:
-                    found = {entry[0]: entry[1] for entry in entries}
-                    policies[name] = found.get("cleanup.policy") or "delete"
-        return policies
+                    configs[name] = {entry[0]: entry[1] for entry in entries if entry[1] is not None}
+        return configs
 
     async def replication_factor(self) -> int:
         try:
@@ -188,21 +187,25 @@ class TopicAdmin:
         return report
 
     async def _config_warnings(self, existing: Sequence[TopicState]) -> list[str]:
-        """A warning per existing topic whose cleanup.policy is not the catalogue's.
+        """A warning per existing topic whose cleanup.policy is not the catalogue's, or whose
+        delete.retention.ms is below it.
 
         Existing topics are never altered (an operator may have reasons), but a changelog that is
-        not compacted loses flow state once its retention passes, so it must not go unnoticed.
+        not compacted loses flow state once its retention passes, and one whose tombstones go sooner
+        than the store's restore assumes can bring an ended flow back: neither may go unnoticed.
         """
-        policies = await self.cleanup_policies([st.name for st in existing])
+        described = await self.topic_configs([st.name for st in existing])
         warnings = []
         for st in existing:
-            expected = st.spec.configs.get("cleanup.policy")
-            actual = policies.get(st.name)
-            if expected and actual and actual != expected:
+            actual = described.get(st.name, {})
+            for key, expected in st.spec.configs.items():
+                found = actual.get(key) or ("delete" if key == "cleanup.policy" else None)
+                if found is None or not _falls_short(key, found, expected):
+                    continue
                 warnings.append(
-                    f"{st.name} has cleanup.policy={actual}, the catalogue says {expected}; existing topics "
+                    f"{st.name} has {key}={found}, the catalogue says {expected}; existing topics "
                     f"are left as they are: change it with kafka-configs.sh --alter --entity-type topics "
-                    f"--entity-name {st.name} --add-config cleanup.policy={expected}"
+                    f"--entity-name {st.name} --add-config {key}={expected}"
                 )
         return warnings
 
@@ -215,6 +218,22 @@ class TopicAdmin:
                     f"created topics not listed after {LISTED_TIMEOUT:g} s: {', '.join(missing)}"
                 )
             await asyncio.sleep(0.1)
+
+
+#: Configs an existing topic may exceed but not fall below (more tombstone time is only safer).
+_AT_LEAST = frozenset({"delete.retention.ms"})
+
+
+def _falls_short(key: str, found: str, expected: str) -> bool:
+    """Whether an existing topic's value of a catalogue config is one to warn about."""
+    if key == "cleanup.policy":
+        return found != expected
+    if key in _AT_LEAST:
+        try:
+            return int(found) < int(expected)
+        except ValueError:
+            return True
+    return False  # retention.ms and the like: an operator's choice, not a correctness risk
 
 
 def _configs(spec: TopicSpec, replication_factor: int) -> dict[str, str]:

@@ -22,6 +22,11 @@ SEVEN_DAYS_MS = 7 * 24 * 3600 * 1000
 #   monthly reports and investigate bad records days later; both topics are small (one outcome per
 #   message, dead letters are rare), so the extra retention is cheap.
 THIRTY_DAYS_MS = 30 * 24 * 3600 * 1000
+# - 24 hours of tombstones on the changelog (delete.retention.ms): Kafka's broker default, pinned so
+#   that a cluster configured lower cannot break the store's rule that a kept store last flushed more
+#   than half of it ago is rebuilt (runtime/restore.py): a tombstone written while a partition was
+#   away must still be on the topic when the partition comes back, or the ended flow comes back too.
+CHANGELOG_TOMBSTONE_MS = 24 * 3600 * 1000
 
 #: Partitions per co-partitioned topic when STREAM_APP_PARTITIONS is not set. 12 divides evenly among
 #: 1, 2, 3, 4, 6 or 12 processor instances, so common fleet sizes get equal shares.
@@ -164,8 +169,9 @@ CATALOGUE: tuple[TopicSpec, ...] = (
         values=(),
         co_partitioned=True,
         # Compacted: only the latest state per message matters for a restore; a tombstone (null value)
-        # deletes an ended flow. No retention.ms: compaction alone bounds the topic.
-        configs={"cleanup.policy": "compact"},
+        # deletes an ended flow. No retention.ms: compaction alone bounds the topic. Tombstones stay
+        # CHANGELOG_TOMBSTONE_MS, which a kept store's restore relies on (see above).
+        configs={"cleanup.policy": "compact", "delete.retention.ms": str(CHANGELOG_TOMBSTONE_MS)},
         description=(
             "The processor's own flow state (compact binary, versioned), one record per state change; "
             "restores a partition on another instance. Internal: do not produce or depend on its format."

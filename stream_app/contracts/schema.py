@@ -199,8 +199,9 @@ def _camel(stem: str) -> str:
 
 def _topic_binding(t: TopicSpec) -> dict[str, Any]:
     config: dict[str, Any] = {"cleanup.policy": [t.configs["cleanup.policy"]]}
-    if "retention.ms" in t.configs:
-        config["retention.ms"] = int(t.configs["retention.ms"])
+    for key in ("retention.ms", "delete.retention.ms"):  # both known to the 0.5.0 binding
+        if key in t.configs:
+            config[key] = int(t.configs[key])
     binding: dict[str, Any] = {"bindingVersion": KAFKA_BINDING_VERSION, "topicConfiguration": config}
     if t.co_partitioned:
         binding["partitions"] = DEFAULT_PARTITIONS

@@ -25,16 +25,17 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import ConsumerRecord, TopicPartition
 
 from stream_app.config import Topics
+from stream_app.contracts.catalogue import CHANGELOG_TOMBSTONE_MS
 from stream_app.kafka.replay import replay_to_end
 from stream_app.runtime.logs import log
 from stream_app.runtime.metrics import Metrics
 from stream_app.store import PartitionStore, uncommitted
 
-#: A tombstone stays in a compacted topic at least ``delete.retention.ms`` (Kafka's default 24 h; the
-#: catalogue does not lower it) after it is written. A store flushed within half of that has seen,
-#: or will find in the tail, every tombstone written since; the other half is room for the clocks of
-#: the broker and of this machine. Set the changelog's ``delete.retention.ms`` no lower than 24 h.
-STALE_STORE_MS = 12 * 3_600_000
+#: A tombstone stays in a compacted topic at least ``delete.retention.ms`` after it is written
+#: (``topics create`` pins the changelog's at :data:`CHANGELOG_TOMBSTONE_MS`, 24 h). A store flushed
+#: within half of that has seen, or will find in the tail, every tombstone written since; the other
+#: half is room for the clocks of the broker and of this machine.
+STALE_STORE_MS = CHANGELOG_TOMBSTONE_MS // 2
 
 
 def wall_ms() -> int:

@@ -117,7 +117,8 @@ def test_topics_create_makes_every_topic_under_the_prefix_and_is_idempotent(
         assert f"created  {name} (3 partitions, replication 1)" in out
     assert out.rstrip().endswith(f"8 created, 0 already there on {env.bootstrap_servers}")
     assert topic_partitions(env.bootstrap_servers, names) == dict.fromkeys(names, 3)
-    assert topic_config(env.bootstrap_servers, env.topics.changelog)["cleanup.policy"] == "compact"
+    changelog = topic_config(env.bootstrap_servers, env.topics.changelog)
+    assert (changelog["cleanup.policy"], changelog["delete.retention.ms"]) == ("compact", "86400000")
     assert topic_config(env.bootstrap_servers, env.topics.outcomes)["retention.ms"] == str(
         30 * 24 * 3600 * 1000
     )

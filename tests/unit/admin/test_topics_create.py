@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -18,6 +19,7 @@ class FakeAdmin:
     def __init__(self, brokers: int) -> None:
         self.brokers = brokers
         self.topics: dict[str, int] = {}
+        self.configs: dict[str, dict[str, str]] = {}
         self.created: list[NewTopic] = []
 
     async def list_topics(self) -> list[str]:
@@ -27,7 +29,18 @@ class FakeAdmin:
         return [{"topic": n, "error_code": 0, "partitions": [{}] * self.topics[n]} for n in names]
 
     async def describe_configs(self, resources: list[Any]) -> list[Any]:
-        return []
+        """One response in aiokafka's shape: (error, message, type, name, [(key, value, ...)])."""
+        described = [
+            (
+                0,
+                None,
+                2,
+                r.name,
+                [(k, v, False, 5, False, []) for k, v in self.configs.get(r.name, {}).items()],
+            )
+            for r in resources
+        ]
+        return [SimpleNamespace(resources=described)]
 
     async def describe_cluster(self) -> dict[str, Any]:
         return {"brokers": [{"node_id": i} for i in range(self.brokers)]}
@@ -83,3 +96,44 @@ async def test_catalogue_configs_pass_through() -> None:
     configs = {topic.name: topic.topic_configs for topic in fake.created}
     assert configs["fallback-processor-flows-changelog"]["cleanup.policy"] == "compact"
     assert configs["send-requests"]["cleanup.policy"] == "delete"
+
+
+def _existing_changelog(configs: dict[str, str]) -> FakeAdmin:
+    fake = FakeAdmin(1)
+    fake.topics["fallback-processor-flows-changelog"] = 12
+    fake.configs["fallback-processor-flows-changelog"] = configs
+    return fake
+
+
+async def test_an_existing_changelog_keeping_tombstones_too_short_is_warned_about() -> None:
+    """Tombstones the changelog drops sooner than the kept stores assume bring ended flows back."""
+    fake = _existing_changelog({"cleanup.policy": "compact", "delete.retention.ms": "3600000"})
+    report = await _admin(fake).create()
+    assert report.warnings == [
+        "fallback-processor-flows-changelog has delete.retention.ms=3600000, the catalogue says 86400000; "
+        "existing topics are left as they are: change it with kafka-configs.sh --alter --entity-type topics "
+        "--entity-name fallback-processor-flows-changelog --add-config delete.retention.ms=86400000"
+    ]
+
+
+@pytest.mark.parametrize("kept", ["86400000", "604800000"])
+async def test_an_existing_changelog_keeping_tombstones_long_enough_is_not_warned_about(kept: str) -> None:
+    fake = _existing_changelog(
+        {"cleanup.policy": "compact", "delete.retention.ms": kept, "retention.ms": "1"}
+    )
+    assert (await _admin(fake).create()).warnings == []
+
+
+async def test_an_existing_changelog_without_compaction_is_warned_about() -> None:
+    fake = _existing_changelog({"delete.retention.ms": "86400000"})  # no policy described: Kafka's delete
+    [warning] = (await _admin(fake).create()).warnings
+    assert warning.startswith(
+        "fallback-processor-flows-changelog has cleanup.policy=delete, the catalogue says compact;"
+    )
+
+
+async def test_new_changelogs_pin_their_tombstone_retention() -> None:
+    fake = FakeAdmin(1)
+    await _admin(fake).create()
+    configs = {topic.name: topic.topic_configs for topic in fake.created}
+    assert configs["fallback-processor-flows-changelog"]["delete.retention.ms"] == "86400000"

@@ -19,6 +19,7 @@ from stream_app.contracts import (
     to_json,
 )
 from stream_app.contracts.catalogue import CATALOGUE, DEAD_LETTER_HEADERS, DEFAULT_PARTITIONS, topic_names
+from stream_app.runtime.restore import STALE_STORE_MS
 
 TOPICS_DIR = Path(__file__).resolve().parents[3] / "topics"
 REGENERATE = "run `python -m stream_app.contracts.schema` and commit topics/"
@@ -86,13 +87,24 @@ def test_changelogs_are_compacted_and_the_rest_expire() -> None:
     by_id = {t["id"]: t for t in load("catalogue.json")["topics"]}
     compacted_ids = ("changelog", "sentlog", "channel_control")  # flows, sends, the control table
     for compacted in compacted_ids:
-        assert by_id[compacted]["configs"] == {"cleanup.policy": "compact"}
+        assert by_id[compacted]["configs"]["cleanup.policy"] == "compact"
+        assert "retention.ms" not in by_id[compacted]["configs"]  # compaction alone bounds them
     for topic_id, entry in by_id.items():
         if topic_id not in compacted_ids:
             assert entry["configs"]["cleanup.policy"] == "delete", topic_id
             assert int(entry["configs"]["retention.ms"]) >= 3 * 24 * 3600 * 1000, (
                 topic_id
             )  # > max flow (72 h)
+
+
+def test_the_changelog_keeps_tombstones_longer_than_a_kept_store_may_stay_away_regression() -> None:
+    """A kept store flushed within STALE_STORE_MS replays only the changelog's tail, which must still
+    hold every tombstone written since; a broker configured with a shorter delete.retention.ms than
+    the 24 h the store assumed dropped them, and the ended flows came back. The catalogue pins it."""
+    changelog = {t["id"]: t for t in load("catalogue.json")["topics"]}["changelog"]
+    kept = int(changelog["configs"]["delete.retention.ms"])
+    assert kept == 24 * 3600 * 1000
+    assert kept >= 2 * STALE_STORE_MS  # half of it is room for the clocks of broker and instances
 
 
 def test_co_partitioning_matches_the_contract() -> None:
