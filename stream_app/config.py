@@ -119,6 +119,9 @@ SECURITY_ENV: dict[str, str] = {
     "KAFKA_SSL_PASSWORD": "ssl_password",
 }
 
+#: Prefixes of the Kafka security variables besides ``KAFKA_SECURITY_PROTOCOL`` (read or not).
+SECURITY_PREFIXES: tuple[str, ...] = ("KAFKA_SASL_", "KAFKA_SSL_")
+
 #: ``KAFKA_SECURITY_PROTOCOL`` values: Kafka's four, in any case (the Java client reads them so too).
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 #: ``KAFKA_SASL_MECHANISM`` values aiokafka speaks with nothing more than a user and a password.
@@ -363,9 +366,7 @@ def _warn_unread_security(env: Mapping[str, str]) -> None:
     to act must hear that it does not. A warning, not an error, as Kafka's own clients do for an
     unknown setting: the environment of a shared container may hold variables for other tools.
     """
-    unread = sorted(
-        var for var in env if var.startswith(("KAFKA_SASL_", "KAFKA_SSL_")) and var not in SECURITY_ENV
-    )
+    unread = sorted(var for var in env if var.startswith(SECURITY_PREFIXES) and var not in SECURITY_ENV)
     if unread:
         read = ", ".join(var for var in SECURITY_ENV if var != "KAFKA_SECURITY_PROTOCOL")
         logging.getLogger(__name__).warning(

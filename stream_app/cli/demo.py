@@ -7,8 +7,9 @@ import asyncio
 import math
 import os
 import socket
+from collections.abc import Mapping
 
-from stream_app.config import add_options, from_args
+from stream_app.config import SECURITY_PREFIXES, add_options, from_args
 from stream_app.errors import ConfigError
 from stream_app.kafka.connect import quiet_client_logs
 
@@ -81,7 +82,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         metavar="HOST:PORT",
         default=None,
         help="play against this running broker instead (default: start a local Tansu broker on a free "
-        "port; KAFKA_BOOTSTRAP_SERVERS is not read)",
+        "port, plaintext: KAFKA_BOOTSTRAP_SERVERS is not read, and KAFKA_SECURITY_PROTOCOL, KAFKA_SASL_* and "
+        "KAFKA_SSL_* are left out)",
     )
     add_options(parser, "topic_prefix")
     parser.set_defaults(func=run)
@@ -92,6 +94,20 @@ def _free_port() -> int:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
+
+
+def _without_security(environ: Mapping[str, str]) -> dict[str, str]:
+    """The environment without its Kafka security settings, saying which ones it leaves out."""
+    dropped = sorted(
+        var for var in environ if var == "KAFKA_SECURITY_PROTOCOL" or var.startswith(SECURITY_PREFIXES)
+    )
+    if dropped:
+        print(
+            f"the local broker is plaintext: {', '.join(dropped)} left out "
+            "(give --bootstrap-servers to play against your secured cluster)",
+            flush=True,
+        )
+    return {var: value for var, value in environ.items() if var not in dropped}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -108,7 +124,10 @@ def run(args: argparse.Namespace) -> int:
     if not args.verbose:
         quiet_client_logs()
     explicit = args.setting_bootstrap_servers is not None
-    settings = from_args(args)
+    # The local broker speaks plaintext: a KAFKA_SECURITY_PROTOCOL or KAFKA_SASL_*/KAFKA_SSL_* meant
+    # for the user's cluster would make every client fail its handshake against it.
+    environ = dict(os.environ) if explicit else _without_security(os.environ)
+    settings = from_args(args, environ)
 
     async def main() -> int:
         if explicit:
@@ -119,7 +138,7 @@ def run(args: argparse.Namespace) -> int:
             broker = LocalBroker(port=_free_port())
             print(f"starting a local broker (Tansu) on {broker.bootstrap_servers} ...", flush=True)
             async with broker:
-                local = from_args(args, {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers})
+                local = from_args(args, {**environ, "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers})
                 rows = await play(local, speed=args.speed, timeout=args.timeout, outage=args.outage)
         print()
         print(report(rows))

@@ -15,7 +15,10 @@ def test_demo_help_shows_no_bootstrap_default_the_demo_never_uses(capsys: pytest
         main(["demo", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert "localhost:9092;" not in text and "default localhost:9092" not in text
-    assert "default: start a local Tansu broker on a free port; KAFKA_BOOTSTRAP_SERVERS is not read" in text
+    assert (
+        "default: start a local Tansu broker on a free port, plaintext: KAFKA_BOOTSTRAP_SERVERS is not read"
+        in text
+    )
 
 
 @pytest.mark.parametrize("speed", ["nan", "inf", "0", "-1"])
@@ -51,3 +54,66 @@ def test_timeout_nan_never_timed_out_regression(
     assert main(["demo", f"--timeout={timeout}", "--bootstrap-servers", "127.0.0.1:1"]) == 2
     expected = f"stream-app: error: --timeout: must be a number of seconds > 0, got {float(timeout)}\n"
     assert capsys.readouterr().err == expected
+
+
+def test_the_local_broker_demo_left_the_environments_security_settings_on_regression(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without --bootstrap-servers the demo starts a plaintext Tansu, but its clients kept the
+    environment's KAFKA_SECURITY_PROTOCOL and KAFKA_SASL_*: every handshake with it failed. They are
+    left out for the local broker, saying so; other variables stay."""
+    import stream_app.broker
+    import stream_app.demo.run
+
+    played: list[object] = []
+
+    class Broker:
+        bootstrap_servers = "127.0.0.1:1"
+
+        def __init__(self, port: int) -> None:
+            pass
+
+        async def __aenter__(self) -> Broker:
+            return self
+
+        async def __aexit__(self, *exc: object) -> None:
+            pass
+
+    async def play(settings: object, **kwargs: object) -> list[object]:
+        played.append(settings)
+        return []
+
+    monkeypatch.setattr(stream_app.broker, "LocalBroker", Broker)
+    monkeypatch.setattr(stream_app.demo.run, "play", play)
+    monkeypatch.setenv("KAFKA_SECURITY_PROTOCOL", "SASL_SSL")
+    monkeypatch.setenv("KAFKA_SASL_USERNAME", "alice")
+    monkeypatch.setenv("STREAM_APP_TOPIC_PREFIX", "kept.")
+    assert main(["demo"]) == 0
+    [settings] = played
+    assert settings.security == {}  # type: ignore[attr-defined]
+    assert settings.topic_prefix == "kept."  # type: ignore[attr-defined]
+    out = capsys.readouterr().out
+    assert (
+        "the local broker is plaintext: KAFKA_SASL_USERNAME, KAFKA_SECURITY_PROTOCOL left out "
+        "(give --bootstrap-servers to play against your secured cluster)\n" in out
+    )
+
+
+def test_a_demo_against_a_named_broker_keeps_the_environments_security_settings(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import stream_app.demo.run
+
+    played: list[object] = []
+
+    async def play(settings: object, **kwargs: object) -> list[object]:
+        played.append(settings)
+        return []
+
+    monkeypatch.setattr(stream_app.demo.run, "play", play)
+    monkeypatch.setenv("KAFKA_SECURITY_PROTOCOL", "SASL_PLAINTEXT")
+    monkeypatch.setenv("KAFKA_SASL_USERNAME", "alice")
+    monkeypatch.setenv("KAFKA_SASL_PASSWORD", "secret")
+    assert main(["demo", "--bootstrap-servers", "127.0.0.1:1"]) == 0
+    [settings] = played
+    assert settings.security["security_protocol"] == "SASL_PLAINTEXT"  # type: ignore[attr-defined]
