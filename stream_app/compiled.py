@@ -10,7 +10,7 @@ Nothing else changes: the same source is the pure-Python fallback, and the tests
 
 ``bash scripts/compile.sh`` builds them in place (``--clean`` removes them); ``STREAM_APP_COMPILE=1``
 makes ``pip install --no-build-isolation .`` build them into the installed package (setup.py).
-The store's two bases are mypyc traits, and it allows interpreted subclasses, which is how the
+The store's three bases are mypyc traits, and it allows interpreted subclasses, which is how the
 broker-free tests inject a failure into one of its steps. Left out on purpose: the store codec
 (its own checks give the contract's error for a wrong type, where compiled code raises a bare
 ``TypeError`` first), and pydantic models (a metaclass mypyc does not compile).
@@ -46,6 +46,7 @@ MODULES: tuple[str, ...] = (
     "store/partition.py",
     "store/due.py",
     "store/pages.py",
+    "store/replay.py",
 )
 
 PACKAGE = Path(__file__).resolve().parent

@@ -26,9 +26,10 @@ that live in RocksDB and are read in deadline order through a range scan bounded
 by a low-water mark (every index entry below it is known gone), so it never wades through the
 tombstones of fired timers.
 
-The module holds the store's writes, flush and restore; :mod:`.rocks` opens and tunes the RocksDB
-database, and :mod:`.due` merges staged timers with the disk index (and says why there is no wheel), and
-:mod:`.pages` walks the keys a page at a time (the channel-control sweep).
+The module holds the store's reads, writes and flush; :mod:`.replay` replays the changelog into it (the
+restore) and wipes it for a replay from the start, :mod:`.rocks` opens and tunes the RocksDB database,
+:mod:`.due` merges staged timers with the disk index (and says why there is no wheel), and :mod:`.pages`
+walks the keys a page at a time (the channel-control sweep).
 """
 
 from __future__ import annotations
@@ -46,12 +47,12 @@ from stream_app.store import codec
 from stream_app.store.due import DueScan, Staged
 from stream_app.store.errors import (
     InvalidChangelogRecord,
-    RestoreOrderError,
     StoreClosed,
     StoreError,
     StoreOpenFailed,
 )
 from stream_app.store.pages import KeyPages
+from stream_app.store.replay import ChangelogReplay
 from stream_app.store.rocks import (
     FLUSHED_AT_KEY,
     META_KEY,
@@ -61,21 +62,6 @@ from stream_app.store.rocks import (
     close_quietly,
     open_db,
 )
-
-#: During a restore we write a batch every this many changelog records: large enough that per-batch
-#: overhead (one WAL write, one meta put) is noise, small enough that the staged dict stays a few MiB.
-RESTORE_BATCH = 20_000
-
-#: A restore into an EMPTY store (no record, no offset: a new instance or a lost disk) keeps a one-probe
-#: bit filter (this many bytes) of the keys it has staged: a key it has never seen cannot be on disk, so
-#: its old record is known absent without a read (a read costs about 1.5 us of the ~10 us per restored
-#: record). A filter hit only means "maybe seen" and reads as before, so the state, the index (no ghosts)
-#: and the armed-timer count stay exact. 32M bits: by the 10 millionth key about one new key in four
-#: hits and is read. Measured (``bench/store.py --count 10000000``): restore 98k -> 137k records/s.
-#: 4 MiB per partition while it restores from scratch, dropped at the end of the restore (``flush``,
-#: ``put``, ``delete``, ``close``).
-_FRESH_FILTER_BYTES = 4 << 20
-_FRESH_FILTER_MASK = _FRESH_FILTER_BYTES * 8 - 1
 
 #: The read cache only saves the second disk read of a key (``due``/``get`` then ``put``) within one
 #: flush interval; past this size we drop it rather than let a long interval grow it without bound.
@@ -89,7 +75,7 @@ _UNKNOWN = -1
 # (a flush that fails, a put that loses its timer) by overriding it, which a compiled class's
 # methods otherwise ignore.
 @mypyc_attr(allow_interpreted_subclasses=True)
-class PartitionStore(DueScan, KeyPages):
+class PartitionStore(ChangelogReplay, DueScan, KeyPages):
     """Durable flow state plus due-time index of one input partition (see the module docstring)."""
 
     def __init__(self, path: Path, db: Rdict) -> None:
@@ -284,110 +270,10 @@ class PartitionStore(DueScan, KeyPages):
         self._low_water = low_water
         self._discard_staged()
 
-    def reset(self) -> None:
-        """Forget every record, timer and the changelog offset, in one atomic batch; drop staged writes.
-
-        The next restore then replays the whole changelog. For a store whose restore skipped records
-        against a committed-offset answer that turned out stale: its durable offset lies past them,
-        so only a replay from the start reads them again. Done on the open store, so no other
-        instance sharing the state directory can open it half wiped.
-        """
-        self._require_open()
-        self._discard_staged()
-        self._fresh = None
-        batch = WriteBatch(raw_mode=True)
-        for cf, handle in ((self._values, self._values_cf), (self._timers, self._timers_cf)):
-            assert cf is not None  # open: checked above
-            it = cf.iter()
-            it.seek_to_last()
-            last = it.key() if it.valid() else None
-            del it  # a live iterator keeps the database (and its LOCK) open
-            if last is not None:
-                # delete_range's end is exclusive: the last key goes by itself.
-                batch.delete_range(b"", last, handle)
-                batch.delete(last, handle)
-        batch.put(META_KEY, codec.encode_meta(None, 0))
-        batch.delete(FLUSHED_AT_KEY)
-        try:
-            self._db.write(batch)  # type: ignore[union-attr]  # _require_open checked it
-        except Exception as exc:
-            raise StoreError(f"resetting state store {self.path} failed: {exc}") from None
-        self._offset = None
-        self._armed = 0
-        self._low_water = 0
-        self.flushed_at_ms = None
-
-    def apply_changelog(self, key: bytes | None, record: bytes | None, offset: int) -> None:
-        """Restore one changelog record (None = tombstone) read at ``offset``; rebuilds the index.
-
-        Records at or below the offset already applied are skipped (a restore that re-reads an overlap
-        must not move state backwards). Writes go out in batches of :data:`RESTORE_BATCH` with their
-        offset; call ``flush()`` at the end of the restore to make the last ones durable (and to end the
-        restore: into an empty store it skips the reads of new keys, see :data:`_FRESH_FILTER_BYTES`).
-        Raises :class:`InvalidChangelogRecord` for a record without a key or a value that is not a
-        changelog value, and :class:`RestoreOrderError` if ``put``/``delete`` writes are staged.
-        """
-        if self._processing_staged or self._db is None:
-            self._require_open()
-            raise RestoreOrderError(
-                f"state store {self.path}: flush staged put/delete writes before applying changelog records"
-            )
-        if key is None:
-            # Not one of ours: each change is keyed by its messageId. Staged, it failed the flush
-            # that ends the restore (a pure build) on every try.
-            raise InvalidChangelogRecord("no key (each change is keyed by its messageId)")
-        applied = self._restore_offset if self._restore_offset is not None else self._offset
-        if applied is not None and offset <= applied:
-            return
-        if applied is None and self._fresh is None and self._is_empty():
-            self._fresh = bytearray(_FRESH_FILTER_BYTES)
-        if record is None:
-            deadline = None
-        elif len(record) >= 9 and record[0] == codec.TAG_TIMER and record[1] < 0x80:
-            # The common case, decoded inline (this loop runs per record of a restore): a timer
-            # header whose deadline is below 2**63.
-            deadline = int.from_bytes(record[1:9], "big")
-        else:
-            deadline = codec.record_deadline(record)  # validates, with a one-line reason
-        fresh = self._fresh
-        if fresh is not None:
-            h = hash(key) & _FRESH_FILTER_MASK
-            i = h >> 3
-            bit = 1 << (h & 7)
-            if not fresh[i] & bit:
-                # Never staged by this restore, which started on an empty store: not on disk either.
-                fresh[i] |= bit
-                self._restore_offset = offset
-                if record is None:
-                    return  # deleting what does not exist: nothing to write
-                if deadline is not None:
-                    self._armed += 1
-                    heapq.heappush(self._staged_heap, (deadline, key))
-                self._staged[key] = (record, deadline, None)
-                if len(self._staged) >= RESTORE_BATCH:
-                    self.flush()
-                    self._fresh = fresh
-                return
-        self._stage(key, record, deadline)
-        self._restore_offset = offset
-        if len(self._staged) >= RESTORE_BATCH:
-            self.flush()
-            self._fresh = fresh
-
     # ------------------------------------------------------------------ internals
     def _require_open(self) -> None:
         if self._db is None:
             raise StoreClosed(f"state store {self.path} is closed")
-
-    def _is_empty(self) -> bool:
-        """True when the store holds no record at all (durable or staged): a restore can start fresh."""
-        if self._staged or self._values is None:
-            return False
-        it = self._values.iter()
-        it.seek_to_first()
-        empty = not it.valid()
-        del it  # a live iterator keeps the database (and its LOCK) open
-        return empty
 
     def _disk_record(self, key: bytes) -> bytes | None:
         cache = self._read_cache

@@ -23,7 +23,7 @@ from stream_app.store import (
     changelog_value,
     parse_changelog_value,
 )
-from stream_app.store import partition as partition_module
+from stream_app.store import replay as replay_module
 from stream_app.store.codec import index_key
 
 TOPIC = "app-flows-changelog"
@@ -425,9 +425,9 @@ def test_restore_into_an_empty_store_is_exact_across_batches(
 ) -> None:
     # A restore that starts on an empty store skips the read of keys it has not staged yet; keys it
     # wrote in an earlier batch (and filter collisions) must still be read: exact count, no ghosts.
-    monkeypatch.setattr(partition_module, "RESTORE_BATCH", 37)
-    monkeypatch.setattr(partition_module, "_FRESH_FILTER_BYTES", filter_bytes)
-    monkeypatch.setattr(partition_module, "_FRESH_FILTER_MASK", filter_bytes * 8 - 1)
+    monkeypatch.setattr(replay_module, "RESTORE_BATCH", 37)
+    monkeypatch.setattr(replay_module, "_FRESH_FILTER_BYTES", filter_bytes)
+    monkeypatch.setattr(replay_module, "_FRESH_FILTER_MASK", filter_bytes * 8 - 1)
     records = _changelog(3_000, seed=5)
     with open_store(tmp_path) as store:
         for key, record, offset in records:
@@ -476,7 +476,7 @@ def test_restore_only_the_tail_from_the_stored_offset(tmp_path: Path) -> None:
 
 
 def test_restore_writes_batches_with_their_offset(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(partition_module, "RESTORE_BATCH", 100)
+    monkeypatch.setattr(replay_module, "RESTORE_BATCH", 100)
     store = open_store(tmp_path)
     for i in range(250):
         store.apply_changelog(b"k%d" % i, changelog_value(b"v", i), 1_000 + i)
