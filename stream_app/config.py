@@ -344,6 +344,25 @@ def listen_port(text: str) -> int:
     return int(text)
 
 
+def check_state_dir(args: argparse.Namespace, settings: Settings) -> None:
+    """Refuse, in one line and before anything starts, a state directory that cannot hold the stores.
+
+    Without it a path that is a file, or that cannot be created, failed only when the first store was
+    opened: a traceback in the webhook, and in the processor after it had joined its group, with a
+    hint to delete a "damaged" store that never existed.
+    """
+    name = "--state-dir" if getattr(args, "setting_state_dir", None) is not None else ENV["state_dir"]
+    path = settings.state_dir
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{name} {path}: not a directory")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"{name} {path}: cannot create it ({exc.strerror or exc})") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise ConfigError(f"{name} {path}: not writable by this user")
+
+
 def from_env(environ: Mapping[str, str] | None = None) -> Settings:
     """Settings from environment variables alone."""
     env = os.environ if environ is None else environ
