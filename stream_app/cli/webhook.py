@@ -88,16 +88,24 @@ def run(args: argparse.Namespace) -> int:
 
     async def main(stop: asyncio.Event) -> None:
         ready = asyncio.Event()
+        bound: list[int] = []  # the port listened on: the one the system chose for --port 0
 
         async def announce() -> None:
             await ready.wait()
-            where = f"http://{args.host}:{args.port}{args.path}"
+            where = f"http://{args.host}:{bound[0] if bound else args.port}{args.path}"
             print(f"webhook receiver listening on {where} -> {settings.topics.delivery_status}", flush=True)
 
         task = asyncio.create_task(announce())
         try:
             await run_webhook(
-                settings, gateway, host=args.host, port=args.port, path=args.path, stop=stop, ready=ready
+                settings,
+                gateway,
+                host=args.host,
+                port=args.port,
+                path=args.path,
+                stop=stop,
+                ready=ready,
+                on_bound=bound,
             )
         finally:
             task.cancel()

@@ -3,6 +3,12 @@ start, before the broker is asked anything."""
 
 from __future__ import annotations
 
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,6 +16,7 @@ import pytest
 from stream_app.cli import main
 
 UNREACHABLE = ["--bootstrap-servers", "127.0.0.1:1"]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
@@ -67,3 +74,24 @@ def test_poller_intervals_must_be_finite(option: str, value: str, capsys: pytest
     code, err = run(capsys, "poller", f"{option}={value}", "--metrics-port", "0", *UNREACHABLE)
     assert code == 2
     assert err == "stream-app: error: --min-interval must be > 0 and <= --max-interval, both finite\n"
+
+
+def test_gateway_sim_on_port_0_says_the_port_it_listens_on_regression() -> None:
+    """``--port 0`` (documented: 0-65535) printed "listening on http://127.0.0.1:0": no way to
+    find the port the system chose."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "STREAM_APP_GATEWAY_API_KEY": "k"}
+    argv = [sys.executable, "-m", "stream_app", "gateway-sim", "--port", "0"]
+    with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT, env=env) as proc:
+        assert proc.stdout is not None and proc.stderr is not None
+        try:
+            line = proc.stdout.readline().decode()  # the announcement is its first line
+            match = re.fullmatch(r"gateway simulator listening on http://127\.0\.0\.1:(\d+)\n", line)
+            assert match is not None, line
+            assert int(match.group(1)) != 0
+            with socket.create_connection(("127.0.0.1", int(match.group(1))), timeout=5):
+                pass  # the simulator answers on the port it named
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.stdout.read()
+            proc.stderr.read()
+        assert proc.wait(timeout=60) == 0
