@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -25,6 +26,9 @@ if TYPE_CHECKING:
 GUARANTEES = ("at_least_once", "exactly_once")
 #: The largest TCP port.
 MAX_PORT = 65_535
+#: What Kafka takes in a topic name, and how long one may be.
+_TOPIC_CHARS = re.compile(r"[A-Za-z0-9._-]*")
+MAX_TOPIC_NAME = 249
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,37 +258,65 @@ def _convert(name: str, raw: str, source: str) -> Any:
     return value
 
 
-def _validate(s: Settings) -> Settings:
+def _validate(s: Settings, given: Mapping[str, str] | None = None) -> Settings:
+    """``s`` when every setting is in range, else a one-line ConfigError naming the setting as the
+    user gave it: ``given`` maps a field set by an option to that option (``--partitions``)."""
+    name = {**ENV, **(given or {})}
     if s.processing_guarantee not in GUARANTEES:
         raise ConfigError(
-            f"{ENV['processing_guarantee']}: must be one of {', '.join(GUARANTEES)}, "
+            f"{name['processing_guarantee']}: must be one of {', '.join(GUARANTEES)}, "
             f"got {s.processing_guarantee!r}"
         )
     if not s.bootstrap_servers.strip():
-        raise ConfigError(f"{ENV['bootstrap_servers']}: must not be empty")
+        raise ConfigError(f"{name['bootstrap_servers']}: must not be empty")
     for server in s.bootstrap_servers.split(","):
         if (problem := _server_problem(server.strip())) is not None:
-            raise ConfigError(f"{ENV['bootstrap_servers']}: {server.strip()!r} {problem}")
+            raise ConfigError(f"{name['bootstrap_servers']}: {server.strip()!r} {problem}")
     if not s.app_id.strip():
-        raise ConfigError(f"{ENV['app_id']}: must not be empty")
-    for name in ("max_flow_seconds", "dedup_seconds"):
-        if getattr(s, name) <= 0:
-            raise ConfigError(f"{ENV[name]}: must be > 0")
-    for name in ("max_flow_seconds", "orphan_status_seconds", "late_status_seconds", "dedup_seconds"):
-        if getattr(s, name) > MAX_SECONDS:
+        raise ConfigError(f"{name['app_id']}: must not be empty")
+    _check_topic_names(s, name)
+    for bound in ("max_flow_seconds", "dedup_seconds"):
+        if getattr(s, bound) <= 0:
+            raise ConfigError(f"{name[bound]}: must be > 0")
+    for bound in ("max_flow_seconds", "orphan_status_seconds", "late_status_seconds", "dedup_seconds"):
+        if getattr(s, bound) > MAX_SECONDS:
             # A flow's end, a hold and the ended state's retention are deadlines in epoch ms, and a
             # flow's end is also a command's notAfter: ten years keeps both in range (timefmt).
             raise ConfigError(
-                f"{ENV[name]}: must be at most {MAX_SECONDS} (ten years), got {getattr(s, name)}"
+                f"{name[bound]}: must be at most {MAX_SECONDS} (ten years), got {getattr(s, bound)}"
             )
     if s.max_request_bytes < 1024:
-        raise ConfigError(f"{ENV['max_request_bytes']}: must be at least 1024")
+        raise ConfigError(f"{name['max_request_bytes']}: must be at least 1024")
     if not 1 <= s.partitions <= 10_000:
-        raise ConfigError(f"{ENV['partitions']}: must be between 1 and 10000")
+        raise ConfigError(f"{name['partitions']}: must be between 1 and 10000")
     if not port_in_range(s.metrics_port, 0):  # 0 turns the endpoint off
-        raise ConfigError(f"{ENV['metrics_port']}: must be between 0 and {MAX_PORT}, got {s.metrics_port}")
+        raise ConfigError(f"{name['metrics_port']}: must be between 0 and {MAX_PORT}, got {s.metrics_port}")
     security_kwargs(s.security)  # built here to fail at start, with the setting named
     return s
+
+
+def _check_topic_names(s: Settings, name: Mapping[str, str]) -> None:
+    """The prefix and the app id make topic names: Kafka takes only ``[A-Za-z0-9._-]``, at most 249.
+
+    Checked here, at start: a broker refuses such a name only when the topic is created (one topic at
+    a time, the others made), and the local broker (Tansu) took ``bad prefixsend-requests`` as is.
+    """
+    for field_name, role in (
+        ("topic_prefix", "it starts every topic name"),
+        ("app_id", "it names the changelog and sent-log topics"),
+    ):
+        value = getattr(s, field_name)
+        if not _TOPIC_CHARS.fullmatch(value):
+            raise ConfigError(
+                f"{name[field_name]}: {value!r} may hold only ASCII letters, digits, '.', '_' and '-' "
+                f"({role})"
+            )
+    longest = max((getattr(s.topics, f.name) for f in fields(Topics)), key=len)
+    if len(longest) > MAX_TOPIC_NAME:
+        raise ConfigError(
+            f"{name['topic_prefix']}: makes topic names longer than Kafka's {MAX_TOPIC_NAME} characters "
+            f"({len(longest)}: {longest[:40]}...)"
+        )
 
 
 def _server_problem(server: str) -> str | None:
@@ -347,6 +379,25 @@ def listen_port(text: str) -> int:
     return int(text)
 
 
+def check_state_dir(args: argparse.Namespace, settings: Settings) -> None:
+    """Refuse, in one line and before anything starts, a state directory that cannot hold the stores.
+
+    Without it a path that is a file, or that cannot be created, failed only when the first store was
+    opened: a traceback in the webhook, and in the processor after it had joined its group, with a
+    hint to delete a "damaged" store that never existed.
+    """
+    name = "--state-dir" if getattr(args, "setting_state_dir", None) is not None else ENV["state_dir"]
+    path = settings.state_dir
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{name} {path}: not a directory")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"{name} {path}: cannot create it ({exc.strerror or exc})") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise ConfigError(f"{name} {path}: not writable by this user")
+
+
 def from_env(environ: Mapping[str, str] | None = None) -> Settings:
     """Settings from environment variables alone."""
     env = os.environ if environ is None else environ
@@ -397,4 +448,5 @@ def from_args(args: argparse.Namespace, environ: Mapping[str, str] | None = None
         for f in fields(Settings)
         if (raw := getattr(args, f"setting_{f.name}", None)) is not None
     }
-    return _validate(replace(base, **overrides)) if overrides else base
+    given = {name: "--" + name.replace("_", "-") for name in overrides}
+    return _validate(replace(base, **overrides), given) if overrides else base

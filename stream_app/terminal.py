@@ -3,9 +3,9 @@
 Reasons come from the gateway and messageIds, tenants and campaign ids from upstream producers: any
 of them can hold control characters. Printed as they are, an escape sequence (``ESC [ 2 J``) clears
 or recolours the screen or rewrites what a line says, and a newline inside a messageId forges a
-line of its own. The text renderings of ``outcomes``, ``report`` and ``explain`` pass their output
-through :func:`printable`; JSON escapes such characters itself, and CSV and HTML keep the data as it
-is (a spreadsheet and a browser do not run terminal escapes).
+line of its own. The text renderings of ``outcomes``, ``dead-letters``, ``channel list``, ``report``
+and ``explain`` pass their output through :func:`printable`; JSON escapes such characters itself,
+and CSV and HTML keep the data as it is (a spreadsheet and a browser do not run terminal escapes).
 """
 
 from __future__ import annotations

@@ -16,6 +16,7 @@ import orjson
 
 from stream_app.admin.follow import Raw
 from stream_app.contracts.catalogue import TRACE_HEADER
+from stream_app.terminal import printable
 
 #: Characters of a key or value shown on a readable line; --json has them whole.
 PREVIEW = 120
@@ -74,7 +75,9 @@ def format_line(letter: DeadLetter) -> str:
     kind = letter.error_class or "?"
     reason = letter.reason or "no __error.reason header"
     key, value = _preview(letter.raw.key), _preview(letter.raw.value)
-    return f"{when}  {where}  {kind}  {reason}  key={key} value={value}"
+    # The key and value are the refused bytes, anything at all: an escape in them must not reach the
+    # terminal as one (stream_app/terminal.py).
+    return printable(f"{when}  {where}  {kind}  {reason}  key={key} value={value}")
 
 
 def json_line(letter: DeadLetter) -> str:

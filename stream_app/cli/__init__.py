@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import pkgutil
 import sys
 from collections.abc import Sequence
@@ -72,10 +73,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = func(args)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # `stream-app outcomes | head`: the reader has what it wanted and closed the pipe. Not an
+        # error, and no traceback; stdout goes to /dev/null so the flush at exit stays quiet too.
+        _detach_stdout()
+        return 0
     except StreamAppError as exc:
         print(f"stream-app: error: {exc}", file=sys.stderr)
         return 2
     return int(code or 0)
+
+
+def _detach_stdout() -> None:
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (AttributeError, OSError, ValueError):  # no real file behind stdout (a test's capture)
+        pass
 
 
 if __name__ == "__main__":  # pragma: no cover

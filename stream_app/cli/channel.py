@@ -13,6 +13,7 @@ from stream_app.admin import channels
 from stream_app.config import add_options, from_args
 from stream_app.contracts import format_ms, to_json, to_ms
 from stream_app.kafka.connect import quiet_client_logs
+from stream_app.terminal import printable
 
 ORDER = 48
 
@@ -186,19 +187,19 @@ def _list(args: argparse.Namespace) -> int:
         for e in entries:
             r = e.record
             if r is None:
-                rows.append((e.key, "DELETED", "-", "-", "-", "-"))
+                rows.append((printable(e.key), "DELETED", "-", "-", "-", "-"))
                 continue
             state = r.state.value
             if r.state.value == "CLOSED" and not e.closed(now):
                 state = "CLOSED (expired)"
             rows.append(
                 (
-                    e.key,
+                    printable(e.key),  # written by whoever produced to channel-control
                     state,
                     "-" if r.until is None else format_ms(to_ms(r.until)),
                     r.in_flight.value if r.state.value == "CLOSED" else "-",
                     "-" if r.at is None else format_ms(to_ms(r.at)),
-                    r.reason or "-",
+                    printable(r.reason or "-"),
                 )
             )
         widths = [max(len(row[i]) for row in rows) for i in range(5)]

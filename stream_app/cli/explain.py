@@ -176,11 +176,15 @@ def _run(args: argparse.Namespace) -> int:
     quiet_client_logs()
     now = int(time.time() * 1000)
     try:
+        if not args.message_id:  # a messageId has at least one character (contracts.MessageId)
+            raise ValueError("MESSAGE_ID: must not be empty")
         bounds = Bounds(
             since_ms=_time(args.since, now, "--since"),
             until_ms=_time(args.until, now, "--until"),
             offsets=_offsets(args.offsets or []),
         )
+        if bounds.since_ms is not None and bounds.until_ms is not None and bounds.until_ms <= bounds.since_ms:
+            raise ValueError("--until must be later than --since")
         if not (math.isfinite(args.tolerance) and args.tolerance >= 0):  # nan, inf: a traceback at round()
             raise ValueError(f"--tolerance: must be >= 0 and finite (seconds), got {args.tolerance}")
         if args.from_file is not None and (args.export is not None or args.offsets):
@@ -272,7 +276,12 @@ def _offsets(values: list[str]) -> dict[str, tuple[int | None, int | None]]:
                 f"--offsets: {value!r} is not TOPIC=FROM:TO with TOPIC one of {', '.join(_STEMS)}"
             )
         try:
-            out[_STEMS[topic]] = (int(lo) if lo else None, int(hi) if hi else None)
+            start, end = (int(lo) if lo else None, int(hi) if hi else None)
         except ValueError:
             raise ValueError(f"--offsets: {value!r}: FROM and TO must be whole numbers") from None
+        if any(bound is not None and bound < 0 for bound in (start, end)):
+            raise ValueError(f"--offsets: {value!r}: offsets are 0 or more")
+        if start is not None and end is not None and start >= end:
+            raise ValueError(f"--offsets: {value!r}: FROM must be below TO")  # TO is exclusive
+        out[_STEMS[topic]] = (start, end)
     return out

@@ -122,10 +122,12 @@ def run(args: argparse.Namespace) -> int:
 
     async def main(stop: asyncio.Event) -> None:
         ready = asyncio.Event()
+        bound: list[int] = []  # the port listened on: the one the system chose for --port 0
 
         async def announce() -> None:
             await ready.wait()
-            print(f"gateway simulator listening on http://{args.host}:{args.port}", flush=True)
+            port = bound[0] if bound else args.port
+            print(f"gateway simulator listening on http://{args.host}:{port}", flush=True)
 
         t = asyncio.create_task(announce())
         try:
@@ -142,6 +144,7 @@ def run(args: argparse.Namespace) -> int:
                 down=down,
                 stop=stop,
                 ready=ready,
+                on_bound=bound,
             )
         finally:
             t.cancel()

@@ -7,6 +7,7 @@ import asyncio
 
 from stream_app.cli._logs import add_log_options, configure_logging
 from stream_app.config import add_options, from_args
+from stream_app.contracts.timefmt import MAX_SECONDS
 from stream_app.gateway.runner import run_service
 
 ORDER = 32
@@ -45,9 +46,27 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     add_options(p, "bootstrap_servers", "topic_prefix", "max_flow_seconds")
     p.add_argument("--gateway-url", default=None, help="gateway base URL (env STREAM_APP_GATEWAY_URL)")
-    p.add_argument("--min-interval", type=float, default=1.0, help="first poll after N s (default 1)")
-    p.add_argument("--max-interval", type=float, default=300.0, help="cap of the backoff, s (default 300)")
-    p.add_argument("--max-age", type=float, default=None, help="give up after N s (default max flow time)")
+    p.add_argument(
+        "--min-interval",
+        type=float,
+        default=1.0,
+        metavar="SECONDS",
+        help="first poll of an attempt this long after its ACCEPTED; the wait then doubles (default 1)",
+    )
+    p.add_argument(
+        "--max-interval",
+        type=float,
+        default=300.0,
+        metavar="SECONDS",
+        help="longest wait between two polls of one attempt (default 300)",
+    )
+    p.add_argument(
+        "--max-age",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="stop polling an attempt this long after its ACCEPTED (default: --max-flow-seconds, 259200)",
+    )
     p.add_argument("--until-read", action="store_true", help="keep polling after DELIVERED until READ")
     p.add_argument(
         "--metrics-port",
@@ -61,6 +80,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import math
     import os
 
     from stream_app.gateway.errors import GatewayConfigError
@@ -74,8 +94,13 @@ def run(args: argparse.Namespace) -> int:
     if args.metrics_port is not None:
         env[ENV["poller_metrics_port"]] = args.metrics_port
     gateway = gateway_from_env(env)
-    if not 0 < args.min_interval <= args.max_interval:
-        raise GatewayConfigError("--min-interval must be > 0 and <= --max-interval")
+    if not (0 < args.min_interval <= args.max_interval and math.isfinite(args.max_interval)):
+        raise GatewayConfigError("--min-interval must be > 0 and <= --max-interval, both finite")
+    if args.max_age is not None and not 0 < args.max_age <= MAX_SECONDS:
+        # inf was an OverflowError traceback once Kafka answered; 0 or less polled nothing, ever.
+        raise GatewayConfigError(
+            f"--max-age: must be > 0 and at most {MAX_SECONDS} seconds, got {args.max_age:g}"
+        )
     options = PollOptions(
         min_interval=args.min_interval,
         max_interval=args.max_interval,

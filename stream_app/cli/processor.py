@@ -10,7 +10,7 @@ from dataclasses import fields
 from typing import Any
 
 from stream_app.cli._logs import add_log_options, configure_logging
-from stream_app.config import Settings, add_options, from_args
+from stream_app.config import Settings, add_options, check_state_dir, from_args
 
 ORDER = 30
 
@@ -71,11 +71,10 @@ def _dump_tasks() -> None:
         log(logging.WARNING, "task_stack", task=task.get_name(), stack=" > ".join(frames))
 
 
-async def _main(args: argparse.Namespace) -> None:
+async def _main(settings: Settings) -> None:
     from stream_app.runtime import run_processor
     from stream_app.runtime.heap import tune_gc
 
-    settings = from_args(args)
     tune_gc()  # about 10% less CPU a record (stream_app/runtime/heap.py)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -87,5 +86,7 @@ async def _main(args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace) -> int:
     configure_logging(args)
-    asyncio.run(_main(args))
+    settings = from_args(args)
+    check_state_dir(args, settings)
+    asyncio.run(_main(settings))
     return 0

@@ -142,6 +142,8 @@ def _requests(args: argparse.Namespace) -> list[Request | Prepared]:
         if flags:
             raise InvalidInput(f"--file gives the whole request; drop {', '.join(flags)}")
         if args.file == "-":
+            if sys.stdin is None:  # `<&-`, or a supervisor that gives the process no stdin
+                raise InvalidInput("--file -: stdin is closed; give a file, or pipe the requests in")
             return list(parse_records(sys.stdin.buffer.read(), "stdin"))
         path = Path(args.file)
         try:

@@ -189,4 +189,7 @@ def run_list(args: argparse.Namespace) -> int:
 
 def run_generate(args: argparse.Namespace) -> int:
     argv = ["--out", str(args.out)] + (["--check"] if args.check else [])
-    return schema.main(argv)
+    try:
+        return schema.main(argv)
+    except OSError as exc:  # --out names a file, or a place this user cannot write
+        raise ConfigError(f"--out {args.out}: cannot write there ({exc.strerror or exc})") from None

@@ -6,7 +6,7 @@ import argparse
 import asyncio
 
 from stream_app.cli._logs import add_log_options, configure_logging
-from stream_app.config import MAX_PORT, add_options, from_args, listen_port
+from stream_app.config import MAX_PORT, add_options, check_state_dir, from_args, listen_port
 from stream_app.gateway.runner import run_service
 
 ORDER = 31
@@ -66,9 +66,16 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument(
         "--port", type=listen_port, default=19310, help=f"port to listen on, 0-{MAX_PORT} (default 19310)"
     )
-    p.add_argument("--path", default="/dlr", help="callback path (default /dlr)")
+    p.add_argument("--path", type=_callback_path, default="/dlr", help="callback path (default /dlr)")
     add_log_options(p)
     p.set_defaults(func=run)
+
+
+def _callback_path(text: str) -> str:
+    """``--path`` (argparse ``type``): an absolute URL path; ``dlr`` was an AssertionError traceback."""
+    if not text.startswith("/"):
+        raise argparse.ArgumentTypeError(f"must start with /, e.g. /dlr, got {text!r}")
+    return text
 
 
 def run(args: argparse.Namespace) -> int:
@@ -77,19 +84,28 @@ def run(args: argparse.Namespace) -> int:
 
     settings = from_args(args)
     gateway = gateway_from_env()
+    check_state_dir(args, settings)
 
     async def main(stop: asyncio.Event) -> None:
         ready = asyncio.Event()
+        bound: list[int] = []  # the port listened on: the one the system chose for --port 0
 
         async def announce() -> None:
             await ready.wait()
-            where = f"http://{args.host}:{args.port}{args.path}"
+            where = f"http://{args.host}:{bound[0] if bound else args.port}{args.path}"
             print(f"webhook receiver listening on {where} -> {settings.topics.delivery_status}", flush=True)
 
         task = asyncio.create_task(announce())
         try:
             await run_webhook(
-                settings, gateway, host=args.host, port=args.port, path=args.path, stop=stop, ready=ready
+                settings,
+                gateway,
+                host=args.host,
+                port=args.port,
+                path=args.path,
+                stop=stop,
+                ready=ready,
+                on_bound=bound,
             )
         finally:
             task.cancel()

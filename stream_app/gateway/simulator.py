@@ -853,11 +853,12 @@ async def run_simulator(
     ready: asyncio.Event | None = None,
     simulator: list[Simulator] | None = None,
     down: tuple[Channel, ...] = (),
+    on_bound: list[int] | None = None,
 ) -> None:
     """Serve the simulator on host:port until ``stop`` is set.
 
     ``simulator``, when given, receives the :class:`Simulator` so an in-process caller (a test, the
-    demo) can read its counters.
+    demo) can read its counters; ``on_bound`` the port bound (the one chosen for port 0).
     """
     sim = Simulator(
         rules if rules is not None else load_rules(None),
@@ -873,6 +874,6 @@ async def run_simulator(
     if simulator is not None:
         simulator.append(sim)
     try:
-        await serve_app(sim.app, host, port, stop=stop, ready=ready)
+        await serve_app(sim.app, host, port, stop=stop, ready=ready, on_bound=on_bound)
     finally:
         await sim.aclose()

@@ -499,8 +499,9 @@ async def run_webhook(
     ready: asyncio.Event | None = None,
     receiver: list[WebhookReceiver] | None = None,
     clock: Callable[[], float] = time.time,
+    on_bound: list[int] | None = None,
 ) -> None:
-    """Serve the receiver on host:port until ``stop`` is set.
+    """Serve the receiver on host:port until ``stop`` is set (``on_bound`` receives the port bound).
 
     Beside the HTTP server run the index feed (``delivery-status`` -> provider ids) and the loop that
     resolves held callbacks; the index lives in ``STREAM_APP_STATE_DIR/webhook-provider-ids``.
@@ -534,7 +535,7 @@ async def run_webhook(
             # answered 202 and kept for ever while nothing resolves them.
             resolver.add_done_callback(lambda _: stop.set())
             try:
-                await serve_app(rx.app, host, port, stop=stop, ready=ready)
+                await serve_app(rx.app, host, port, stop=stop, ready=ready, on_bound=on_bound)
             finally:
                 stop.set()
                 for task in (feed, resolver):

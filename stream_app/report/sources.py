@@ -89,6 +89,8 @@ def read_file(path: str, agg: Aggregator, progress: Progress, err: IO[str] | Non
     """Count every line of a JSONL export (``-`` for stdin); blank lines are skipped."""
     err = err if err is not None else sys.stderr
     name = "stdin" if path == "-" else path
+    if path == "-" and sys.stdin is None:  # `<&-`, or a supervisor that gives the process no stdin
+        raise ReportError("--from-file -: stdin is closed; give a file, or pipe the export in")
     try:
         handle = sys.stdin.buffer if path == "-" else open(path, "rb")  # noqa: SIM115
     except OSError as exc:
@@ -115,7 +117,7 @@ def read_file(path: str, agg: Aggregator, progress: Progress, err: IO[str] | Non
     except OSError as exc:
         raise ReportError(f"reading {path} failed at line {line_no}: {exc.strerror or exc}") from None
     finally:
-        if handle is not sys.stdin.buffer:
+        if path != "-":
             handle.close()
 
 

@@ -250,6 +250,6 @@ def test_bootstrap_servers_aiokafka_reads_are_accepted(servers: str) -> None:
 def test_metrics_port_over_65535_overflowed_at_bind_regression() -> None:
     with pytest.raises(ConfigError, match="STREAM_APP_METRICS_PORT: must be between 0 and 65535, got 70000"):
         from_env({"STREAM_APP_METRICS_PORT": "70000"})
-    with pytest.raises(ConfigError, match="METRICS_PORT: must be between 0 and 65535, got 65536"):
+    with pytest.raises(ConfigError, match="--metrics-port: must be between 0 and 65535, got 65536"):
         from_args(_args("--metrics-port", "65536"), {})
     assert from_env({"STREAM_APP_METRICS_PORT": "0"}).metrics_port == 0  # documented: off

@@ -44,6 +44,36 @@ def test_bad_options_are_one_line_and_exit_2(argv: list[str], complaint: str) ->
     assert err.startswith(f"stream-app: error: {complaint}") and err.count("\n") == 1
 
 
+@pytest.mark.parametrize(
+    ("argv", "complaint"),
+    [
+        (["--since", "1h", "--until", "2h"], "--until must be later than --since"),
+        (["--offsets", "send-requests=5:1"], "--offsets: 'send-requests=5:1': FROM must be below TO"),
+        (["--offsets", "outcomes=7:7"], "--offsets: 'outcomes=7:7': FROM must be below TO"),
+        (["--offsets", "outcomes=-3:"], "--offsets: 'outcomes=-3:': offsets are 0 or more"),
+    ],
+)
+def test_a_range_that_holds_nothing_is_refused_not_scanned_regression(
+    argv: list[str], complaint: str
+) -> None:
+    """``--since 1h --until 2h`` (the wrong way round) scanned nothing and said "no record of
+    messageId", exit 1; ``--offsets send-requests=5:1`` replayed without the request and reported
+    the published command as a difference, exit 3. ``report`` already refused such a range."""
+    code, out, err = run(*argv)
+    assert (code, out) == (2, "")
+    assert err == f"stream-app: error: {complaint}\n"
+
+
+@pytest.mark.parametrize("message_id", [""])
+def test_an_empty_message_id_is_refused_regression(message_id: str) -> None:
+    """``explain ''`` scanned the topics for the empty key and answered "no record", exit 1."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(["explain", message_id, "--bootstrap-servers", "127.0.0.1:1"])
+    assert (code, out.getvalue()) == (2, "")
+    assert err.getvalue() == "stream-app: error: MESSAGE_ID: must not be empty\n"
+
+
 def test_help_teaches_the_timeline_the_export_format_and_the_exit_statuses() -> None:
     out = io.StringIO()
     with contextlib.redirect_stdout(out), pytest.raises(SystemExit):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from stream_app.cli import main
@@ -18,3 +20,15 @@ def test_replication_factor_below_one_fell_back_to_the_default_regression(
         capsys.readouterr().err
         == f"stream-app: error: --replication-factor: must be at least 1, got {factor}\n"
     )
+
+
+def test_generate_into_a_file_is_one_line_regression(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``topics generate --out FILE`` was a NotADirectoryError traceback from mkdir."""
+    target = tmp_path / "a-file"
+    target.write_text("not a folder")
+    assert main(["topics", "generate", "--out", str(target)]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err == f"stream-app: error: --out {target}: cannot write there (Not a directory)\n"
