@@ -379,6 +379,21 @@ def listen_port(text: str) -> int:
     return int(text)
 
 
+#: The schemes of every URL the services call (the gateway, the simulator's webhook).
+URL_SCHEMES: tuple[str, ...] = ("http://", "https://")
+
+
+def http_url(text: str) -> str:
+    """``--gateway-url``, ``--webhook-url`` (argparse ``type``): an http(s) URL.
+
+    An empty one was taken for "the default" in silence, and the simulator accepted ``nourl`` and
+    then failed every callback, in its log only.
+    """
+    if not text.startswith(URL_SCHEMES):
+        raise argparse.ArgumentTypeError(f"must start with http:// or https://, got {text!r}")
+    return text
+
+
 def check_state_dir(args: argparse.Namespace, settings: Settings) -> None:
     """Refuse, in one line and before anything starts, a state directory that cannot hold the stores.
 
@@ -425,6 +440,11 @@ def _warn_unread_security(env: Mapping[str, str]) -> None:
         )
 
 
+def _shown(default: object) -> str:
+    """A default as ``--help`` shows it: an empty one says so (it printed ``default )``)."""
+    return str(default) if str(default) else "empty"
+
+
 def add_options(parser: argparse.ArgumentParser, *names: str) -> None:
     """Add ``--option`` flags for the named settings (all of them when none are named)."""
     for f in fields(Settings):
@@ -436,7 +456,7 @@ def add_options(parser: argparse.ArgumentParser, *names: str) -> None:
             dest=f"setting_{f.name}",
             metavar=ENV[f.name],
             default=None,
-            help=f"{_HELP[f.name]} (env {ENV[f.name]}; default {getattr(Settings(), f.name)})",
+            help=f"{_HELP[f.name]} (env {ENV[f.name]}; default {_shown(getattr(Settings(), f.name))})",
         )
 
 

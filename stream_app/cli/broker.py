@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import signal
 import sys
 import threading
@@ -69,6 +70,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def run(args: argparse.Namespace) -> int:
     if not port_in_range(args.port, 1):  # was an OverflowError traceback from bind()
         raise BrokerError(f"--port: must be between 1 and {MAX_PORT}, got {args.port}")
+    if not (math.isfinite(args.start_timeout) and args.start_timeout > 0):  # nan never gave up, 0 at once
+        raise BrokerError(f"--start-timeout: must be a number of seconds > 0, got {args.start_timeout:g}")
     broker = LocalBroker(
         args.host,
         args.port,

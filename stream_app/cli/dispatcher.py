@@ -6,7 +6,7 @@ import argparse
 import asyncio
 
 from stream_app.cli._logs import add_log_options, configure_logging
-from stream_app.config import add_options, from_args
+from stream_app.config import add_options, from_args, http_url
 from stream_app.gateway.runner import run_service
 
 ORDER = 30
@@ -73,7 +73,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_options(p, "bootstrap_servers", "topic_prefix", "app_id", "dedup_seconds")
-    p.add_argument("--gateway-url", default=None, help="gateway base URL (env STREAM_APP_GATEWAY_URL)")
+    p.add_argument(
+        "--gateway-url", type=http_url, default=None, help="gateway base URL (env STREAM_APP_GATEWAY_URL)"
+    )
     p.add_argument("--concurrency", default=None, help="per channel, e.g. 16 or SMS=32,WHATSAPP=8")
     p.add_argument("--rate", default=None, help="sends/s per channel, e.g. SMS=50 (0 = no limit)")
     p.add_argument(

@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 
 from stream_app.cli._logs import add_log_options, configure_logging
-from stream_app.config import MAX_PORT, listen_port
+from stream_app.config import MAX_PORT, http_url, listen_port
 from stream_app.gateway.errors import GatewayConfigError
 from stream_app.gateway.runner import run_service
 
@@ -61,7 +61,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--port", type=listen_port, default=19300, help=f"port to listen on, 0-{MAX_PORT} (default 19300)"
     )
     p.add_argument("--rules", type=Path, default=None, help="JSON rules file (default: built-in demo rules)")
-    p.add_argument("--webhook-url", default=None, help="push DLR callbacks to this URL")
+    p.add_argument("--webhook-url", type=http_url, default=None, help="push DLR callbacks to this URL")
     p.add_argument(
         "--webhook-style",
         choices=("status", "events", "legacy", "universal"),

@@ -6,7 +6,7 @@ import argparse
 import asyncio
 
 from stream_app.cli._logs import add_log_options, configure_logging
-from stream_app.config import add_options, from_args
+from stream_app.config import add_options, from_args, http_url
 from stream_app.contracts.timefmt import MAX_SECONDS
 from stream_app.gateway.runner import run_service
 
@@ -45,7 +45,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_options(p, "bootstrap_servers", "topic_prefix", "max_flow_seconds")
-    p.add_argument("--gateway-url", default=None, help="gateway base URL (env STREAM_APP_GATEWAY_URL)")
+    p.add_argument(
+        "--gateway-url", type=http_url, default=None, help="gateway base URL (env STREAM_APP_GATEWAY_URL)"
+    )
     p.add_argument(
         "--min-interval",
         type=float,

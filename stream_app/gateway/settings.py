@@ -11,7 +11,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from stream_app.config import MAX_PORT, port_in_range
+from stream_app.config import MAX_PORT, URL_SCHEMES, port_in_range
 from stream_app.contracts import Channel
 from stream_app.gateway.errors import GatewayConfigError
 
@@ -233,7 +233,7 @@ def gateway_from_env(environ: Mapping[str, str] | None = None, **overrides: obje
     env = os.environ if environ is None else environ
     base = GatewaySettings()
     url = env.get(ENV["url"]) or base.url
-    if not url.startswith(("http://", "https://")):
+    if not url.startswith(URL_SCHEMES):
         raise GatewayConfigError(f"{ENV['url']}: must start with http:// or https://, got {url!r}")
     s = GatewaySettings(
         url=url,

@@ -95,3 +95,45 @@ def test_gateway_sim_on_port_0_says_the_port_it_listens_on_regression() -> None:
             proc.stdout.read()
             proc.stderr.read()
         assert proc.wait(timeout=60) == 0
+
+
+@pytest.mark.parametrize(
+    ("argv", "option"),
+    [
+        (["dispatcher", "--gateway-url", ""], "--gateway-url"),
+        (["poller", "--gateway-url", "ftp://gw"], "--gateway-url"),
+        (["gateway-sim", "--webhook-url", "nourl"], "--webhook-url"),
+    ],
+)
+def test_a_url_option_that_is_no_http_url_is_refused_regression(
+    argv: list[str], option: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An empty ``--gateway-url`` was taken for the default in silence; the simulator accepted
+    ``--webhook-url nourl`` and failed every callback later, in its log only."""
+    monkeypatch.setenv("STREAM_APP_WEBHOOK_SECRET", "s3cret")
+    with pytest.raises(SystemExit) as exit_:
+        main([*argv, *UNREACHABLE] if argv[0] != "gateway-sim" else argv)
+    assert exit_.value.code == 2
+    assert (
+        f"argument {option}: must start with http:// or https://, got {argv[2]!r}" in capsys.readouterr().err
+    )
+
+
+@pytest.mark.parametrize("timeout", ["nan", "0", "-1"])
+def test_broker_start_timeout_nan_or_zero_is_refused_regression(
+    timeout: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``nan`` never gave up on a broker that did not answer; 0 or less gave up at once."""
+    assert main(["broker", "--port", "1", "--start-timeout", timeout]) == 2
+    assert capsys.readouterr().err == (
+        f"stream-app: error: --start-timeout: must be a number of seconds > 0, got {float(timeout):g}\n"
+    )
+
+
+def test_an_empty_default_is_shown_as_empty_in_help(capsys: pytest.CaptureFixture[str]) -> None:
+    """``--help`` printed ``default )`` for the topic prefix and the instance id."""
+    with pytest.raises(SystemExit):
+        main(["processor", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "default )" not in text
+    assert "STREAM_APP_TOPIC_PREFIX; default empty)" in text
