@@ -19,6 +19,7 @@ from aiokafka.structs import ConsumerRecord, TopicPartition
 
 from stream_app.config import Settings
 from stream_app.contracts import Channel, decode_status
+from stream_app.gateway import dispatcher as dispatcher_module
 from stream_app.gateway.client import Accepted, Found, NotFound, Transient
 from stream_app.gateway.dispatcher import Dispatcher, _Loop
 from stream_app.gateway.sentlog import SendState, decode_entry, encode_entry
@@ -354,3 +355,48 @@ async def test_a_partition_that_had_another_owner_meanwhile_is_restored_not_take
     await until(lambda: not loop.tasks, "the command to finish")
     assert client.calls == 1, "the command the other owner left in doubt was sent again"
     assert ("ask", "n:0") in world.events
+
+
+async def test_a_repeat_arriving_while_its_command_is_in_the_gateway_waits_for_it() -> None:
+    """The processor repeated a command (a replay after its crash) while the first is still being
+    sent: the repeat must not ask the gateway, which does not know the message yet, and send again."""
+    world = World()
+    loop, client, consumer = rig(world)
+    await loop.adopt({TP0})
+    client.gate.clear()
+    loop._spawn(record("m", 0))
+    await until(lambda: ("call", "m:0") in world.events, "the call to start")
+    loop._spawn(record("m", 1))
+    for _ in range(50):
+        await asyncio.sleep(0)
+    client.gate.set()
+    await until(lambda: not loop.tasks, "both to finish")
+    assert client.calls == 1 and ("ask", "m:0") not in world.events
+    assert [e for e in world.events if e[0] == "produce"] == [("produce", T.delivery_status, "ACCEPTED")]
+    await loop.commit()
+    assert consumer.commits == [{TP0: 2}]
+
+
+async def test_an_answer_recorded_but_not_published_is_published_by_the_next_owner(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """RESULT found: the crash came between the answer and its publication. The recorded status is
+    published (and DONE written), with no call and no question to the gateway."""
+
+    async def nothing_published(settings: Any, sent: Any) -> int:
+        return 0  # the read of delivery-status's tail found none of them
+
+    monkeypatch.setattr(dispatcher_module, "reconcile_results", nothing_published)
+    rejected = orjson.dumps(
+        {"messageId": "m", "attempt": 0, "channel": "SMS", "status": "REJECTED", "reasons": ["NO_ROUTE"]}
+    )
+    world = World()
+    loop, client, _ = rig(world, restored=[(0, b"m:0", encode_entry(SendState.RESULT, 1000, rejected))])
+    await loop.adopt({TP0})
+    loop._spawn(record("m", 0))
+    await until(lambda: not loop.tasks, "the command to finish")
+    assert world.events == [
+        ("produce", T.delivery_status, "REJECTED"),
+        ("write", "m:0", SendState.DONE, 0),
+    ]
+    assert client.calls == 0
