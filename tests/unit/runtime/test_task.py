@@ -331,3 +331,24 @@ def test_a_timer_whose_state_cannot_be_read_is_disarmed_not_fired_every_turn(tmp
         assert task.store.next_deadline() is None and change.key == b"m1"
     finally:
         task.store.close()
+
+
+def test_the_changelog_carries_a_keys_latest_state_of_the_turn(tmp_path: Path) -> None:
+    """A request and its status in one turn: the one changelog record of the key is the state after
+    both, or a restore brings back the running flow whose outcome is already out."""
+    task = _task(tmp_path)
+    try:
+        ck = Checkpoint()
+        sr, ds = TopicPartition(T.send_requests, 0), TopicPartition(T.delivery_status, 0)
+        task.on_records(sr, [_rec(T.send_requests, 3, b"m1", request("m1"))], NOW, ck)
+        delivered = _rec(T.delivery_status, 8, b"m1", _status_value("m1", "DELIVERED"))
+        task.on_records(ds, [delivered], NOW + 1, ck)
+        [record] = ck.changelog_records(0, T.changelog)
+        assert input_offsets(record.headers) == (3, 8)
+        with PartitionStore.open(tmp_path / "fresh", T.changelog, 0) as fresh:
+            fresh.apply_changelog(record.key, record.value, 0)
+            fresh.flush()
+            assert fresh.get(b"m1") == task.store.get(b"m1")
+            assert fresh.next_deadline() == task.store.next_deadline()
+    finally:
+        task.store.close()
