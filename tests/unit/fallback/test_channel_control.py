@@ -188,3 +188,18 @@ def test_an_initial_attempt_on_a_channel_closed_with_fallback_is_cut_short_at_on
     w.control(closing("WHATSAPP"))
     w.send(request(channels=CHAIN, initialAttempt={"sentAt": "2026-04-09T08:14:00Z"}))
     assert w.commands == []
+
+
+def test_a_fallback_closure_at_its_until_cuts_nothing_in_decide_itself() -> None:
+    """``until`` reopens the channel at that very millisecond, also for a caller of decide() (an
+    explain replay) that hands the record over without the runtime's sweep filter."""
+    d = Driver()
+    d.send(request(channels=CHAIN))
+    state = d.state
+    assert state is not None
+    record = closing("WHATSAPP", inFlight="FALLBACK", until="2026-04-09T08:20:00Z")  # T0 + 5 min
+    view = NO_CONTROLS.apply(record.key, record)
+    at_until = decide(state, ControlEvent(record.key, record), T0 + 5 * MINUTE, LIMITS, view)
+    assert at_until.state is state and at_until.effects == ()
+    before = decide(state, ControlEvent(record.key, record), T0 + 5 * MINUTE - 1, LIMITS, view)
+    assert [type(e).__name__ for e in before.effects] == ["SendCommand"]

@@ -190,3 +190,21 @@ def test_a_fallback_timer_fired_late_says_when_its_step_fell_due_regression() ->
     assert to_ms(sms.issued_at) == rome(2026, 4, 10, 9, 0)
     assert sms.deferred_from is not None
     assert to_ms(sms.deferred_from) == rome(2026, 4, 9, 21, 30)
+
+
+def test_an_earlier_success_while_a_step_waits_for_the_window_keeps_the_failed_attempt_failed() -> None:
+    """Only an attempt still open is superseded: one that failed stays FAILED in the outcome."""
+    chain = [{"channel": "WHATSAPP", "fallbackAfter": 3600}, {"channel": "RCS"}, {"channel": "SMS"}]
+    d = Driver(now=rome(2026, 4, 9, 18, 30))
+    d.send(request(channels=chain, sendWindow=WINDOW))
+    d.run_until(rome(2026, 4, 9, 19, 30))  # WhatsApp times out inside the window: RCS goes out
+    d.run_until(rome(2026, 4, 9, 20, 1))
+    d.report(status("RCS", "REJECTED", 1))  # SMS falls due at night: held for 09:00
+    assert len(d.commands) == 2
+    d.advance(30 * MINUTE)
+    d.report(status("WHATSAPP", "DELIVERED", 0))
+    out = d.outcome
+    assert (out.result, out.channel) == (Result.SUCCEEDED, "WHATSAPP")
+    assert [a.ended_by for a in out.attempts] == [AttemptEnd.SUCCEEDED, AttemptEnd.FAILED]
+    d.run_until(rome(2026, 4, 10, 9, 0))
+    assert len(d.commands) == 2

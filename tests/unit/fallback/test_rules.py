@@ -504,6 +504,24 @@ def test_ended_state_is_deleted_after_the_longer_window_then_the_id_is_new_again
     assert [c.command_id for c in commands_of(effects)] == ["msg-1:0"]
 
 
+def test_an_ended_flow_is_kept_for_the_longer_of_the_dedup_and_late_status_windows() -> None:
+    # Dedup longer: a repeat after the late-status window is still a repeat, never a second send.
+    d = Driver(replace(LIMITS, late_status_ms=HOUR, dedup_ms=24 * HOUR))
+    d.send(request(channels=[{"channel": "SMS"}]))
+    d.report(status("SMS", "DELIVERED", 0))
+    d.advance(2 * HOUR)
+    assert d.state is not None
+    assert d.send(request(channels=[{"channel": "SMS"}], requestedAt="2026-04-09T09:00:00Z")) == ()
+    # Late-status longer: a late success after the dedup window is still reported.
+    d = Driver(replace(LIMITS, late_status_ms=24 * HOUR, dedup_ms=HOUR))
+    d.send(request(channels=[{"channel": "WHATSAPP", "fallbackAfter": 60}, {"channel": "SMS"}]))
+    d.advance(MINUTE)
+    d.report(status("SMS", "DELIVERED", 1))
+    d.advance(2 * HOUR)
+    d.report(status("WHATSAPP", "DELIVERED", 0))
+    assert [(late.attempt, late.double_delivery) for late in d.lates] == [(0, True)]
+
+
 # ------------------------------------------------------------------------------------------ repeats
 
 

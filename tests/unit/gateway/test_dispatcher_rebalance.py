@@ -19,9 +19,10 @@ from aiokafka.structs import ConsumerRecord, TopicPartition
 
 from stream_app.config import Settings
 from stream_app.contracts import Channel, decode_status
+from stream_app.gateway import dispatcher as dispatcher_module
 from stream_app.gateway.client import Accepted, Found, NotFound, Transient
 from stream_app.gateway.dispatcher import Dispatcher, _Loop
-from stream_app.gateway.sentlog import SendState, decode_entry
+from stream_app.gateway.sentlog import SendState, decode_entry, encode_entry
 from stream_app.gateway.settings import GatewaySettings
 from tests.integration.gateway.helpers import command
 from tests.unit.runtime.fakes import FakeRestorer, Log
@@ -251,3 +252,151 @@ async def test_max_in_flight_1_pauses_the_consumer_for_ever_regression() -> None
     await until(lambda: not loop.tasks, "the command to finish")
     loop._flow_control()
     assert not consumer.paused
+
+
+def _no_backoff(loop: _Loop) -> None:
+    loop.dispatcher.gateway = GatewaySettings(url="http://gw", api_key="k", backoff_base=0.0, backoff_max=0.0)
+
+
+async def test_a_lost_answer_is_asked_about_never_sent_again() -> None:
+    """A timeout or reset after the request left may have sent it: the status endpoint decides."""
+    world = World()
+    loop, client, _ = rig(world)
+    _no_backoff(loop)
+    await loop.adopt({TP0})
+    client.answers = [Transient("read timeout", maybe_sent=True)]
+    client.found["m:0"] = Found("ACCEPTED", None, (), None, "prov-1")
+    loop._spawn(record("m", 0))
+    await until(lambda: not loop.tasks, "the command to finish")
+    assert client.calls == 1, "sent a second time after an answer that may have been lost"
+    assert ("ask", "m:0") in world.events
+    assert ("produce", T.delivery_status, "ACCEPTED") in world.events
+
+
+async def test_a_command_in_doubt_that_the_gateway_never_got_is_sent() -> None:
+    """SENDING found by a new owner, and the gateway does not know the message: it is sent, once."""
+    world = World()
+    loop, client, _ = rig(world, restored=[(0, b"m:0", encode_entry(SendState.SENDING, 1000))])
+    await loop.adopt({TP0})
+    loop._spawn(record("m", 0))
+    await until(lambda: not loop.tasks, "the command to finish")
+    assert world.events[:3] == [("ask", "m:0"), ("write", "m:0", SendState.SENDING, 0), ("call", "m:0")]
+    assert client.calls == 1
+    assert ("produce", T.delivery_status, "ACCEPTED") in world.events
+
+
+class HeldWrites(FakeProducer):
+    """Sent-log writes wait for ``gate``: a slow broker acknowledging the intent."""
+
+    def __init__(self, world: World) -> None:
+        super().__init__(world)
+        self.gate = asyncio.Event()
+        self.waiting = False
+
+    async def send_and_wait(self, topic: str, value: bytes | None, **kw: Any) -> None:
+        if topic == T.sentlog:
+            self.waiting = True
+            await self.gate.wait()
+        await super().send_and_wait(topic, value, **kw)
+
+
+async def test_a_partition_given_up_while_its_intent_is_written_makes_no_call() -> None:
+    """The next owner finds SENDING and asks the gateway; a call made after the revoke could race it
+    (the gateway not knowing the message yet) into a second send."""
+    world = World()
+    loop, client, consumer = rig(world)
+    producer = HeldWrites(world)
+    loop.dispatcher.producer = producer  # type: ignore[assignment]
+    await loop.adopt({TP0})
+    loop._spawn(record("m", 0))
+    await until(lambda: producer.waiting, "the intent to be written")
+    release = asyncio.create_task(loop.release({TP0}))
+    await until(lambda: 0 in loop.dispatcher.releasing, "the revoke to begin")
+    producer.gate.set()
+    await release
+    assert client.calls == 0
+    assert world.events == [("write", "m:0", SendState.SENDING, 0)]  # in doubt for the next owner
+    assert all(c[TP0] == 0 for c in consumer.commits), "committed past a command not finished"
+
+
+async def test_the_committed_offset_stops_at_the_lowest_command_still_in_flight() -> None:
+    """Commands finish out of order: committing past one still running loses it in a crash."""
+    world = World()
+    loop, _, consumer = rig(world)
+    for offset in (3, 4, 5):
+        loop.offsets.start(TP0, offset)
+    loop.offsets.finish(TP0, 4)
+    await loop.commit()
+    assert consumer.commits == [{TP0: 3}]
+    loop.offsets.finish(TP0, 3)
+    await loop.commit()
+    assert consumer.commits[-1] == {TP0: 5}
+
+
+async def test_a_partition_that_had_another_owner_meanwhile_is_restored_not_taken_from_the_park() -> None:
+    """Revoked, assigned elsewhere, then back in a later rebalance: the other owner's sent-log
+    entries (here a call it left in doubt) must be read, or the command is sent a second time."""
+    world = World()
+    loop, client, _ = rig(world)
+    await loop.adopt({TP0})
+    loop._spawn(record("m", 0))
+    await until(lambda: not loop.tasks, "the command to finish")
+    await loop.release({TP0})
+    await loop.adopt(set())  # this rebalance gave partition 0 to another dispatcher
+    other = [*world.sentlog, (0, b"n:0", encode_entry(SendState.SENDING, 2000))]
+    log = Log()
+    for p, key, value in other:
+        log.append(T.sentlog, p, key, value, [])
+    loop.restorer = FakeRestorer(log)  # type: ignore[assignment]
+    client.found["n:0"] = Found("ACCEPTED", None, (), None, "prov-2")
+    await loop.release(set())
+    await loop.adopt({TP0})  # and the next one gave it back
+    loop._spawn(record("n", 1))
+    await until(lambda: not loop.tasks, "the command to finish")
+    assert client.calls == 1, "the command the other owner left in doubt was sent again"
+    assert ("ask", "n:0") in world.events
+
+
+async def test_a_repeat_arriving_while_its_command_is_in_the_gateway_waits_for_it() -> None:
+    """The processor repeated a command (a replay after its crash) while the first is still being
+    sent: the repeat must not ask the gateway, which does not know the message yet, and send again."""
+    world = World()
+    loop, client, consumer = rig(world)
+    await loop.adopt({TP0})
+    client.gate.clear()
+    loop._spawn(record("m", 0))
+    await until(lambda: ("call", "m:0") in world.events, "the call to start")
+    loop._spawn(record("m", 1))
+    for _ in range(50):
+        await asyncio.sleep(0)
+    client.gate.set()
+    await until(lambda: not loop.tasks, "both to finish")
+    assert client.calls == 1 and ("ask", "m:0") not in world.events
+    assert [e for e in world.events if e[0] == "produce"] == [("produce", T.delivery_status, "ACCEPTED")]
+    await loop.commit()
+    assert consumer.commits == [{TP0: 2}]
+
+
+async def test_an_answer_recorded_but_not_published_is_published_by_the_next_owner(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """RESULT found: the crash came between the answer and its publication. The recorded status is
+    published (and DONE written), with no call and no question to the gateway."""
+
+    async def nothing_published(settings: Any, sent: Any) -> int:
+        return 0  # the read of delivery-status's tail found none of them
+
+    monkeypatch.setattr(dispatcher_module, "reconcile_results", nothing_published)
+    rejected = orjson.dumps(
+        {"messageId": "m", "attempt": 0, "channel": "SMS", "status": "REJECTED", "reasons": ["NO_ROUTE"]}
+    )
+    world = World()
+    loop, client, _ = rig(world, restored=[(0, b"m:0", encode_entry(SendState.RESULT, 1000, rejected))])
+    await loop.adopt({TP0})
+    loop._spawn(record("m", 0))
+    await until(lambda: not loop.tasks, "the command to finish")
+    assert world.events == [
+        ("produce", T.delivery_status, "REJECTED"),
+        ("write", "m:0", SendState.DONE, 0),
+    ]
+    assert client.calls == 0

@@ -4,11 +4,14 @@ offsets a real one would see (records, a transaction marker at the tail, a read 
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import pytest
 from aiokafka import ConsumerRecord, TopicPartition
 from aiokafka.structs import OffsetAndTimestamp
 
+from stream_app.config import Settings
+from stream_app.gateway import reconcile
 from stream_app.gateway.reconcile import confirm_published
 from stream_app.gateway.sentlog import PartitionLog, SendState, SentLog
 
@@ -128,3 +131,43 @@ async def test_a_partition_with_nothing_since_is_neither_assigned_nor_fetched() 
     tail.since = None  # no record at or after the time asked
     assert await confirm_published(tail, [TP], 0, log) == 0
     assert tail.assigned == [] and tail.fetches == 0
+
+
+class TimedTail(FakeTail):
+    """A tail whose time index answers by the records' timestamps (offset o is at 1000 + o ms)."""
+
+    async def offsets_for_times(
+        self, timestamps: dict[TopicPartition, int]
+    ) -> dict[TopicPartition, OffsetAndTimestamp | None]:
+        when = timestamps[TP]
+        first = next((o for o in range(len(self.values)) if 1000 + o >= when), None)
+        return {TP: None if first is None else OffsetAndTimestamp(first, 1000 + first)}
+
+    async def stop(self) -> None:
+        pass
+
+
+async def test_a_status_stamped_before_its_result_was_recorded_is_still_found(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The status's timestamp is not the dispatcher's clock (a broker's LogAppendTime, a clock step):
+    the read starts a margin before the oldest RESULT, so one stamped a little earlier is confirmed
+    rather than published a second time."""
+    tail = TimedTail([b"A", b"B", b"C", b"D", b"E"])
+    log = SentLog(_nowhere)
+    log.partitions = {0: PartitionLog()}
+    await log.put(0, "c:0", SendState.RESULT, 1000 + 2 + 5_000, b"C")  # recorded 5 s after its stamp
+
+    async def started(consumer: object, settings: object) -> None:
+        pass
+
+    async def partitions(consumer: object) -> dict[str, int]:
+        return {TP.topic: 1}
+
+    monkeypatch.setattr(reconcile, "AIOKafkaConsumer", lambda **_: tail)
+    monkeypatch.setattr(reconcile, "start_client", started)
+    monkeypatch.setattr(reconcile, "topic_partitions", partitions)
+    settings = Settings(topic_prefix="", state_dir=Path("unused"))
+    assert settings.topics.delivery_status == TP.topic
+    assert await reconcile.reconcile_results(settings, log) == 1
+    assert _states(log) == {"c:0": SendState.DONE}

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaConnectionError
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaConnectionError, KafkaTimeoutError
 from aiokafka.structs import ConsumerRecord, TopicPartition
 
 
@@ -216,12 +216,15 @@ class FakeProducer:
     """A producer whose sends are delivered at once into a :class:`Log`; ``fail`` injects failures.
 
     ``fail[topic] = n``: the next n sends to ``topic`` fail (as a broker refusing the produce).
+    ``fail_delivery[topic] = n``: the next n sends to ``topic`` are taken, but their delivery fails
+    (the future's exception, as a batch that expires or is refused after the send returned).
     """
 
     def __init__(self, log: Log | None = None) -> None:
         self.log = log or Log()
         self.sent: list[Sent] = []
         self.fail: dict[str, int] = {}
+        self.fail_delivery: dict[str, int] = {}
         #: Batches handed over still open: aiokafka would hold each back for linger_ms.
         self.open_batches = 0
         #: What each batch takes (values' bytes; None: no limit), and whether an empty one refuses
@@ -239,12 +242,16 @@ class FakeProducer:
     def _deliver(
         self, topic: str, partition: int | None, items: list[tuple[Any, Any, Any]]
     ) -> asyncio.Future[_Meta]:
+        fut: asyncio.Future[_Meta] = asyncio.get_running_loop().create_future()
+        if self.fail_delivery.get(topic, 0) > 0:
+            self.fail_delivery[topic] -= 1
+            fut.set_exception(KafkaTimeoutError(f"injected: delivery to {topic} failed"))
+            return fut
         first = -1
         for key, value, headers in items:
             self.sent.append(Sent(topic, partition, key, value))
             off = self.log.append(topic, partition or 0, key, value, headers)
             first = off if first < 0 else first
-        fut: asyncio.Future[_Meta] = asyncio.get_running_loop().create_future()
         fut.set_result(_Meta(first))
         return fut
 

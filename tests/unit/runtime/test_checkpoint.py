@@ -24,6 +24,7 @@ from aiokafka.structs import TopicPartition
 from stream_app.config import Settings
 from stream_app.kafka import CommittedOffsetUnknown
 from stream_app.runtime import restore as restore_module
+from stream_app.runtime.checkpoint import Checkpoint
 from stream_app.runtime.processor import Processor
 from stream_app.store import PartitionStore, StoreLocked
 from tests.unit.runtime.fakes import FakeConsumer, FakeProducer, FakeRestorer, Log
@@ -164,6 +165,15 @@ async def test_a_produce_that_fails(run: Run, topic: str) -> None:
     assert run.failures == ["KafkaConnectionError"]
 
 
+@pytest.mark.parametrize("topic", ["retry_commands", "changelog"])
+async def test_a_delivery_that_fails_after_the_send_was_taken(run: Run, topic: str) -> None:
+    """The send is taken but its delivery fails: the changelog (for outputs) and the offsets must wait
+    for every delivery, or the commands are lost behind a durable state and a committed input."""
+    run.producer.fail_delivery[getattr(run.t, topic)] = 1
+    await run.check()
+    assert run.failures == ["KafkaTimeoutError"]
+
+
 async def test_an_offset_commit_that_fails(run: Run) -> None:
     """Outputs and changelog are durable, the offsets are not: the retry repeats the same commands."""
     run.consumer.fail_commits = 1
@@ -227,3 +237,31 @@ async def test_exactly_once_without_failures(tmp_path: Path) -> None:
         assert r.failures == []
     finally:
         r.close()
+
+
+class _Revoked:
+    """A committer during whose commit a revoke begins (the generation moves on)."""
+
+    def __init__(self, generation: list[int]) -> None:
+        self.generation = generation
+
+    async def commit(self, ck: Checkpoint) -> dict[int, int]:
+        self.generation[0] += 1
+        return {0: 7}
+
+
+async def test_a_checkpoint_a_revoke_overtook_flushes_no_store(tmp_path: Path) -> None:
+    """The partition may be another instance's by now: its store must not move past what that
+    instance writes, so nothing is flushed and the caller drops the staged writes."""
+    store = PartitionStore.open(tmp_path, "t.app-flows-changelog", 0)
+    try:
+        ck = Checkpoint(generation=3)
+        ck.changed(0, b"m0", store.put(b"m0", b"state", NOW))
+        generation = [3]
+        assert await ck.commit(_Revoked(generation), {0: store}, lambda: generation[0]) is False
+        assert store.changelog_offset is None
+        store.close()
+        with PartitionStore.open(tmp_path, "t.app-flows-changelog", 0) as again:
+            assert again.get(b"m0") is None and again.changelog_offset is None
+    finally:
+        store.close()

@@ -193,3 +193,26 @@ async def test_an_unanswered_committed_offset_is_an_error_not_zero(rig: Rig) -> 
     assert not rig.proc.stores and not rig.commanded()
     await rig.settle()
     assert rig.commanded() == {"m2", "m3"}  # from the committed offset, not from 0
+
+
+async def test_a_partition_back_after_a_revoke_is_not_read_unrestored_when_stopping(rig: Rig) -> None:
+    """Revoked (its store closed) and assigned back just as a stop comes: the stop skips the
+    restore, so the records fetched for it are read again later, never stepped without a store."""
+    sr0 = TopicPartition(rig.topics.send_requests, 0)
+    ids = rig.requests(0, 2)
+    rig.assign(0)
+    await rig.settle(2)
+    assert rig.commanded() == set(ids) and rig.consumer.commits[sr0] == 2
+
+    async def revoke() -> None:
+        await rig.proc._on_revoked(rig.tps(0))
+
+    rig.consumer.during_getmany = revoke
+    await rig.proc._turn()
+    assert not rig.proc.stores
+    rig.assign(0)
+    rig.proc.stop.set()
+    rig.requests(0, 1)
+    await rig.proc._turn()  # no restore while stopping: the record is not this turn's to take
+    assert rig.commanded() == set(ids)
+    assert rig.consumer.commits[sr0] == 2 and rig.consumer.positions[sr0] == 2

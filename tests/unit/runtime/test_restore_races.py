@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from aiokafka.structs import TopicPartition
 
@@ -231,3 +232,82 @@ async def test_a_store_kept_a_short_while_replays_only_its_tail(tmp_path: Path) 
         assert a.proc.stores[0].get(b"m0") is not None  # kept: not rebuilt from the (compacted) log
     finally:
         a.close()
+
+
+def _status(message_id: str) -> bytes:
+    return orjson.dumps({"messageId": message_id, "attempt": 0, "channel": "WHATSAPP", "status": "SENT"})
+
+
+async def test_a_restore_overtaken_while_both_inputs_moved_reads_the_new_owners_work(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As the regression above, with B committing on both inputs of p0 (a request and a status):
+    every input's committed offset moved, and A's store, which skipped B's changes, is still reset."""
+    monkeypatch.setattr(ownership, "REVOKE_WAIT_S", 0.0)  # the listener gives up at once
+    log = Log()
+    a = Instance(tmp_path / "a", log)
+    b = Instance(tmp_path / "b", log, a.consumer)
+    sr0 = TopicPartition(a.topics.send_requests, 0)
+    ds0 = TopicPartition(a.topics.delivery_status, 0)
+    try:
+        for i in range(3):
+            a.consumer.append(sr0, f"m{i}".encode(), request(f"m{i}"))
+        a.consumer.append(ds0, b"m1", _status("m1"))
+        a.assign()
+        for _ in range(2):
+            await a.proc._turn()
+        assert a.consumer.commits[sr0] == 3 and a.consumer.commits[ds0] == 1
+        a.proc._close_store(0)
+
+        async def handover() -> None:
+            await a.proc._on_revoked(a.inputs)
+            b.assign()
+            a.consumer.append(sr0, b"m3", request("m3"))
+            a.consumer.append(ds0, b"m0", _status("m0"))
+            for _ in range(3):
+                await b.proc._turn()
+            assert a.consumer.commits[sr0] == 4 and a.consumer.commits[ds0] == 2
+            b.close()
+            a.assign()
+
+        a.restorer.during_replay = handover
+        for _ in range(4):
+            await a.proc._turn()
+        assert a.commanded() == ["m0", "m1", "m2"]
+        assert all(a.proc.stores[0].get(f"m{i}".encode()) is not None for i in range(4))
+    finally:
+        a.close()
+        b.close()
+
+
+async def test_a_store_restored_then_away_replays_what_was_written_after_its_restore(tmp_path: Path) -> None:
+    """A restore flushes its store at the last record it read; the next record written to the
+    changelog (by whichever instance owns the partition next) must be in the next restore's tail."""
+    log = Log()
+    a = Instance(tmp_path / "a", log)
+    b = Instance(tmp_path / "b", log, a.consumer)
+    sr0 = TopicPartition(a.topics.send_requests, 0)
+    try:
+        b.consumer.append(sr0, b"m0", request("m0"))
+        b.assign()
+        for _ in range(2):
+            await b.proc._turn()
+        b.close()
+        a.assign()
+        await a.proc._turn()  # restores m0's flow from the changelog, and nothing more happens
+        assert a.proc.stores[0].get(b"m0") is not None
+        a.close()
+        b.consumer.append(sr0, b"m1", request("m1"))
+        b.assign()
+        for _ in range(2):
+            await b.proc._turn()
+        assert b.commanded() == ["m0", "m1"]
+        b.close()
+        a.assign()
+        await a.proc._turn()
+        store = a.proc.stores[0]
+        assert store.get(b"m1") is not None, "the record after the restore's flush point was skipped"
+        assert store.pending_count() == 2
+    finally:
+        a.close()
+        b.close()

@@ -20,7 +20,7 @@ from stream_app.fallback import Limits
 from stream_app.runtime.checkpoint import Checkpoint
 from stream_app.runtime.metrics import Metrics
 from stream_app.runtime.task import PartitionTask, TaskConfig, limits_of
-from stream_app.store import PartitionStore, input_offsets
+from stream_app.store import PartitionStore, input_offsets, uncommitted
 from tests.unit.runtime.test_rebalance_races import NOW, request
 
 S = Settings(topic_prefix="t.", app_id="app")
@@ -267,5 +267,88 @@ def test_a_flow_at_the_edges_of_time_still_ends_with_its_outcome(tmp_path: Path)
         [m1] = [orjson.loads(o.value or b"") for o in ck2.outputs[0] if o.topic == T.outcomes]
         assert (m1["messageId"], m1["result"]) == ("m1", "EXPIRED")
         assert m1["attempts"][0]["issuedAt"] == last
+    finally:
+        task.store.close()
+
+
+def test_a_change_a_status_caused_names_the_status_offset(tmp_path: Path) -> None:
+    """The changelog header names the delivery-status offset too: a restore skips the change while
+    that status is uncommitted, so the status, read again, meets the state it was decided against."""
+    task = _task(tmp_path)
+    try:
+        sr, ds = TopicPartition(T.send_requests, 0), TopicPartition(T.delivery_status, 0)
+        task.on_records(sr, [_rec(T.send_requests, 4, b"m1", request("m1"))], NOW, Checkpoint())
+        task.store.flush(0)
+        ck = Checkpoint()
+        task.on_records(ds, [_rec(T.delivery_status, 9, b"m1", _status_value("m1", "ERROR"))], NOW + 1, ck)
+        [change] = ck.changelog_records(0, T.changelog)
+        assert input_offsets(change.headers) == (-1, 9)
+        assert uncommitted(change.headers, 5, 9), "the status at offset 9 is not committed below 10"
+        assert not uncommitted(change.headers, 5, 10)
+    finally:
+        task.store.close()
+
+
+def test_a_flow_deleted_after_its_windows_leaves_a_tombstone_on_the_changelog(tmp_path: Path) -> None:
+    """Without the tombstone the changelog keeps the ended flow for good: a restore from it brings
+    the flow back (and the compacted topic never forgets a messageId)."""
+    task = _task(tmp_path)
+    try:
+        ck = Checkpoint()
+        task.on_records(
+            TopicPartition(T.send_requests, 0), [_rec(T.send_requests, 0, b"m1", request("m1"))], NOW, ck
+        )
+        delivered = _rec(T.delivery_status, 0, b"m1", _status_value("m1", "DELIVERED"))
+        task.on_records(TopicPartition(T.delivery_status, 0), [delivered], NOW + 1, ck)
+        assert [o.topic for o in ck.outputs[0]] == [T.retry_commands, T.outcomes]
+        task.store.flush(0)
+        kept = max(S.dedup_seconds, S.late_status_seconds) * 1000
+        ck2 = Checkpoint()
+        assert task.fire_due(NOW + 1 + int(kept), 100, ck2) == 1
+        assert task.store.get(b"m1") is None
+        changelog = ck.changelog_records(0, T.changelog) + ck2.changelog_records(0, T.changelog)
+        assert (changelog[-1].key, changelog[-1].value) == (b"m1", None)
+        with PartitionStore.open(tmp_path / "fresh", T.changelog, 0) as fresh:
+            for offset, rec in enumerate(changelog):
+                fresh.apply_changelog(rec.key, rec.value, offset)
+            fresh.flush()
+            assert fresh.get(b"m1") is None and fresh.next_deadline() is None
+    finally:
+        task.store.close()
+
+
+def test_a_timer_whose_state_cannot_be_read_is_disarmed_not_fired_every_turn(tmp_path: Path) -> None:
+    task = _task(tmp_path)
+    try:
+        task.store.put(b"m1", b"\xffnot a flow state", NOW)
+        task.store.flush(0)
+        ck = Checkpoint()
+        assert task.fire_due(NOW, 100, ck) == 0
+        assert task.store.due(NOW, 100) == [], "the broken timer is still armed"
+        [change] = ck.changelog_records(0, T.changelog)  # disarmed durably, not only in this store
+        task.store.flush(1)
+        assert task.fire_due(NOW + 60_000, 100, Checkpoint()) == 0
+        assert task.store.next_deadline() is None and change.key == b"m1"
+    finally:
+        task.store.close()
+
+
+def test_the_changelog_carries_a_keys_latest_state_of_the_turn(tmp_path: Path) -> None:
+    """A request and its status in one turn: the one changelog record of the key is the state after
+    both, or a restore brings back the running flow whose outcome is already out."""
+    task = _task(tmp_path)
+    try:
+        ck = Checkpoint()
+        sr, ds = TopicPartition(T.send_requests, 0), TopicPartition(T.delivery_status, 0)
+        task.on_records(sr, [_rec(T.send_requests, 3, b"m1", request("m1"))], NOW, ck)
+        delivered = _rec(T.delivery_status, 8, b"m1", _status_value("m1", "DELIVERED"))
+        task.on_records(ds, [delivered], NOW + 1, ck)
+        [record] = ck.changelog_records(0, T.changelog)
+        assert input_offsets(record.headers) == (3, 8)
+        with PartitionStore.open(tmp_path / "fresh", T.changelog, 0) as fresh:
+            fresh.apply_changelog(record.key, record.value, 0)
+            fresh.flush()
+            assert fresh.get(b"m1") == task.store.get(b"m1")
+            assert fresh.next_deadline() == task.store.next_deadline()
     finally:
         task.store.close()
