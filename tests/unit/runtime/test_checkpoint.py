@@ -52,6 +52,14 @@ class Markers:
         self.pending: list[Callable[[], None]] = []
         #: Called once a transaction has committed (e.g. a revoke landing mid-commit).
         self.on_commit: Callable[[], None] | None = None
+        #: Failures of the next transactions: ``fail[topic] = n`` refuses the next n produces to
+        #: topic (every producer's); ``end_txn`` = "lost": the next EndTxn(commit) fails and
+        #: nothing is committed, "ambiguous": it commits and its answer is an error anyway;
+        #: ``abort_fails``: the next abort's EndTxn fails too (the transaction stays open until
+        #: the next InitProducerId aborts it).
+        self.fail: dict[str, int] = {}
+        self.end_txn: str | None = None
+        self.abort_fails = False
 
     def commit(self, write: Callable[[], None]) -> None:
         if self.delayed:
@@ -76,6 +84,7 @@ class FakeTxnProducer(FakeProducer):
         self.consumer = consumer
         self.fenced = fenced  # shared flag: the next send_offsets_to_transaction is refused once
         self.markers = markers
+        self.fail = markers.fail
         self.offsets: dict[TopicPartition, int] = {}
 
     @contextlib.asynccontextmanager
@@ -85,9 +94,15 @@ class FakeTxnProducer(FakeProducer):
         try:
             yield
         except BaseException:
-            self.log = Log()  # aborted: read_committed readers never see it
+            self.log = Log()  # aborted, or left open and aborted later: never visible
+            if self.markers.abort_fails:
+                self.markers.abort_fails = False
+                raise KafkaError("injected: EndTxn(abort) failed") from None
             raise
         records, offsets = self.log, dict(self.offsets)
+        end_txn, self.markers.end_txn = self.markers.end_txn, None
+        if end_txn == "lost":
+            raise KafkaError("injected: EndTxn(commit) failed, nothing committed")
 
         def write() -> None:
             for tp, recs in records.records.items():
@@ -96,6 +111,8 @@ class FakeTxnProducer(FakeProducer):
             self.consumer.commits.update(offsets)
 
         self.markers.commit(write)
+        if end_txn == "ambiguous":
+            raise KafkaError("injected: EndTxn(commit) answered an error, but it committed")
 
     async def send_offsets_to_transaction(self, offsets: dict[TopicPartition, int], group: str) -> None:
         if self.fenced and self.fenced[0]:
@@ -300,5 +317,42 @@ async def test_a_revoke_during_a_commit_whose_markers_are_not_written_yet_regres
         assert r.proc.tasks == {}, "the revoke did not drop the turn's stores"
         await r.check(exactly_once=True)
         assert r.failures == []
+    finally:
+        r.close()
+
+
+@pytest.mark.parametrize(
+    "step", ["outputs", "changelog", "offsets", "commit_lost", "commit_ambiguous", "abort_too", "flush"]
+)
+async def test_exactly_once_with_a_failure_at_each_step(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, step: str
+) -> None:
+    """exactly_once: whatever step of the first transaction fails (its answer lost included), the
+    retry restores what was committed, and nothing is missing or repeated."""
+    r = Run(tmp_path, "exactly_once")
+    try:
+        m = r.markers
+        if step in ("outputs", "abort_too"):
+            m.fail[r.t.retry_commands] = 1
+            m.abort_fails = step == "abort_too"
+        elif step == "changelog":
+            m.fail[r.t.changelog] = 1
+        elif step == "offsets":
+            r.fenced[0] = True
+        elif step in ("commit_lost", "commit_ambiguous"):
+            m.end_txn = step.removeprefix("commit_")
+        else:
+            calls = {"n": 0}
+
+            class FailingStore(PartitionStore):
+                def flush(self, changelog_offset: int | None = None) -> None:
+                    calls["n"] += 1
+                    if calls["n"] == 2:  # the first checkpoint's (the first is the restore's own)
+                        raise OSError("injected: disk full")
+                    super().flush(changelog_offset)
+
+            monkeypatch.setattr(restore_module, "PartitionStore", FailingStore)
+        await r.check(exactly_once=True)
+        assert len(r.failures) == 1, r.failures
     finally:
         r.close()
