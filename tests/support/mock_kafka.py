@@ -81,6 +81,18 @@ class MockCluster:
     def clear_request_errors(self, api_key: int) -> None:
         self._lib.rd_kafka_mock_clear_request_errors(self._cluster, api_key)
 
+    def start_request_tracking(self) -> None:
+        self._lib.rd_kafka_mock_start_request_tracking(self._cluster)
+
+    def requests(self, api_key: int) -> int:
+        """How many requests of ``api_key`` the mock received since tracking started."""
+        cnt = ctypes.c_size_t(0)
+        reqs = self._lib.rd_kafka_mock_get_requests(self._cluster, ctypes.byref(cnt))
+        try:
+            return sum(self._lib.rd_kafka_mock_request_api_key(reqs[i]) == api_key for i in range(cnt.value))
+        finally:
+            self._lib.rd_kafka_mock_request_destroy_array(reqs, cnt.value)
+
 
 def _librdkafka() -> ctypes.CDLL:
     import confluent_kafka
@@ -109,6 +121,12 @@ def _librdkafka() -> ctypes.CDLL:
         ctypes.POINTER(ctypes.c_int),
     ]
     lib.rd_kafka_mock_clear_request_errors.argtypes = [vp, ctypes.c_int16]
+    lib.rd_kafka_mock_start_request_tracking.argtypes = [vp]
+    lib.rd_kafka_mock_get_requests.restype = ctypes.POINTER(vp)
+    lib.rd_kafka_mock_get_requests.argtypes = [vp, ctypes.POINTER(ctypes.c_size_t)]
+    lib.rd_kafka_mock_request_api_key.restype = ctypes.c_int16
+    lib.rd_kafka_mock_request_api_key.argtypes = [vp]
+    lib.rd_kafka_mock_request_destroy_array.argtypes = [ctypes.POINTER(vp), ctypes.c_size_t]
     return lib
 
 

@@ -436,3 +436,50 @@ async def test_stop_returns_while_a_transaction_cannot_deliver_regression(
             for producer in producers:
                 await asyncio.wait_for(producer._sender.close(), WAIT_S)
                 await producer.client.close()
+
+
+#: Kafka API keys of the transactional requests, and the coordinator errors a client must retry.
+TXN_APIS = {
+    "InitProducerId": 22,
+    "AddPartitionsToTxn": 24,
+    "AddOffsetsToTxn": 25,
+    "EndTxn": 26,
+    "TxnOffsetCommit": 28,
+}
+NOT_COORDINATOR, COORDINATOR_LOAD_IN_PROGRESS, COORDINATOR_NOT_AVAILABLE = 16, 14, 15
+
+
+@pytest.mark.parametrize("api", sorted(TXN_APIS))
+async def test_a_coordinator_moving_or_loading_only_delays_the_commit(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, api: str
+) -> None:
+    """NOT_COORDINATOR, COORDINATOR_LOAD_IN_PROGRESS and COORDINATOR_NOT_AVAILABLE answered to a
+    transactional request (the transaction or group coordinator moved, or is loading its log after
+    a restart): aiokafka finds the coordinator again and retries, no turn fails, every command is
+    committed once."""
+    caplog.set_level(logging.INFO, logger="stream_app.runtime")
+    with injecting_mock_cluster() as mock:
+        s = _settings(mock.bootstrap, tmp_path)
+        t = s.topics
+        await _make_topics(mock.bootstrap, s)
+        errors = [NOT_COORDINATOR, COORDINATOR_LOAD_IN_PROGRESS, COORDINATOR_NOT_AVAILABLE]
+        mock.push_request_errors(TXN_APIS[api], errors)
+        mock.start_request_tracking()
+        processor = Processor(s)
+        async with _running(processor):
+            request = send_request("m1", [("WHATSAPP", 600), ("SMS", None)])
+            await publish(s, t.send_requests, [(b"m1", request)])
+
+            def committed() -> bool:
+                value = processor.metrics.registry.get_sample_value(
+                    "stream_app_records_out_total", {"topic": t.retry_commands}
+                )
+                return (value or 0.0) >= 1
+
+            await until(committed, "the command's transaction committed")
+        got = await read_all(mock.bootstrap, [t.retry_commands])
+        commands = [orjson.loads(r.value)["commandId"] for recs in got.values() for r in recs]
+        assert commands == ["m1:0"]
+        assert mock.requests(TXN_APIS[api]) > len(errors), "the errors were not all answered"
+        messages = [r.getMessage() for r in caplog.records]
+        assert not [m for m in messages if "turn_failed" in m], messages
