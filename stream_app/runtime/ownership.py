@@ -113,9 +113,14 @@ class PartitionOwnership:
                 # Producers first: a transactional producer's start (InitProducerId) fences the
                 # previous owner of p and ends its open transaction, so the restore's read_committed
                 # reads and committed offsets are not held up by it until its transaction times out.
+                # A producer kept from before (a revoke gave p straight back) is started again too:
+                # Kafka answers EndTxn before it writes the COMMIT markers, and until they are
+                # written the changelog's last stable offset and the committed offsets (aiokafka's
+                # OffsetFetch has no require_stable) still show the state before p's last
+                # transaction. InitProducerId is answered CONCURRENT_TRANSACTIONS until then.
                 for p in missing:
-                    if p not in self.txn_producers:
-                        await self._start_txn_producer(p)
+                    await self._stop_txn_producer(p)
+                    await self._start_txn_producer(p)
             await self._restore(missing)
         if owned and not self.ready.is_set():
             self.ready.set()

@@ -82,6 +82,12 @@ MAX_WAIT_MS = 200
 BACKOFF_MIN_S, BACKOFF_MAX_S = 0.1, 5.0
 #: Grace for the last turn and the final flush when stopping, before the loop task is cancelled.
 STOP_GRACE_S = 15.0
+#: Grace for a cancelled turn to end. Cancelled inside a transaction, a turn aborts it, and
+#: aiokafka's abort first waits for the transaction's records still in flight: for ever when their
+#: partition keeps refusing them (NOT_ENOUGH_REPLICAS, leader gone). After this the turn is
+#: cancelled again, which leaves the transaction open: the coordinator aborts it after
+#: ``transaction.timeout.ms``, or at once when the partition's next owner starts its producer.
+ABORT_GRACE_S = 5.0
 
 
 def wall_clock() -> int:
@@ -167,6 +173,11 @@ class Processor(PartitionOwnership):
                     if not done:
                         log(logging.WARNING, "stop_cancelling_turn", grace_s=STOP_GRACE_S)
                         loop_task.cancel()
+                        done, _ = await asyncio.wait({loop_task}, timeout=ABORT_GRACE_S)
+                        while not done:
+                            log(logging.WARNING, "stop_abandoning_transactions", grace_s=ABORT_GRACE_S)
+                            loop_task.cancel()
+                            done, _ = await asyncio.wait({loop_task}, timeout=ABORT_GRACE_S)
                 with contextlib.suppress(asyncio.CancelledError):
                     await loop_task  # re-raises a fatal error of the loop
             finally:
@@ -227,8 +238,8 @@ class Processor(PartitionOwnership):
     async def _shutdown(self) -> None:
         for p in list(self.stores):
             self._close_store(p)
-        for p in list(self.txn_producers):
-            await self._stop_txn_producer(p)
+        # Together: a producer whose transaction was abandoned above takes its whole stop timeout.
+        await asyncio.gather(*(self._stop_txn_producer(p) for p in list(self.txn_producers)))
         await self.control.stop()
         for client in (self._consumer, self._producer, self._restorer):
             if client is not None:

@@ -17,12 +17,21 @@ aiokafka 0.14):
 - ``read_committed`` is not honoured: the last stable offset equals the high watermark and Fetch
   returns no aborted-transaction list, so aborted records are served as if committed.
 - A Metadata request with an empty topic list lists no topics (Kafka's v1+ semantics).
+
+:func:`injecting_mock_cluster` runs the same mock from a librdkafka handle of its own, made through
+ctypes, so that a test can push errors onto the mock's answers
+(``rd_kafka_mock_push_request_errors_array``: the next n requests of one API key, from any
+client, are answered with those error codes, in order), which confluent-kafka's Python API does not
+expose.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
+import glob
+import os
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -49,6 +58,94 @@ def mock_cluster() -> Iterator[str]:
         yield ",".join(f"{b.host}:{b.port}" for b in brokers)
     finally:
         handle.close()
+
+
+#: Kafka API keys and error codes the tests push (Kafka's protocol numbers).
+PRODUCE_API_KEY = 0
+END_TXN_API_KEY = 26
+NOT_ENOUGH_REPLICAS = 19
+
+
+class MockCluster:
+    """A librdkafka mock cluster whose answers a test can make fail (see the module's docstring)."""
+
+    def __init__(self, lib: ctypes.CDLL, handle: int, cluster: int) -> None:
+        self._lib, self._handle, self._cluster = lib, handle, cluster
+        self.bootstrap: str = lib.rd_kafka_mock_cluster_bootstraps(cluster).decode()
+
+    def push_request_errors(self, api_key: int, errors: list[int]) -> None:
+        """Answer the next ``len(errors)`` requests of ``api_key`` with these error codes."""
+        codes = (ctypes.c_int * len(errors))(*errors)
+        self._lib.rd_kafka_mock_push_request_errors_array(self._cluster, api_key, len(errors), codes)
+
+    def clear_request_errors(self, api_key: int) -> None:
+        self._lib.rd_kafka_mock_clear_request_errors(self._cluster, api_key)
+
+    def start_request_tracking(self) -> None:
+        self._lib.rd_kafka_mock_start_request_tracking(self._cluster)
+
+    def requests(self, api_key: int) -> int:
+        """How many requests of ``api_key`` the mock received since tracking started."""
+        cnt = ctypes.c_size_t(0)
+        reqs = self._lib.rd_kafka_mock_get_requests(self._cluster, ctypes.byref(cnt))
+        try:
+            return sum(self._lib.rd_kafka_mock_request_api_key(reqs[i]) == api_key for i in range(cnt.value))
+        finally:
+            self._lib.rd_kafka_mock_request_destroy_array(reqs, cnt.value)
+
+
+def _librdkafka() -> ctypes.CDLL:
+    import confluent_kafka
+
+    here = os.path.dirname(confluent_kafka.__file__)
+    # Linux wheels keep it in confluent_kafka.libs/, macOS wheels in confluent_kafka/.dylibs/.
+    found = glob.glob(os.path.join(here, os.pardir, "confluent_kafka.libs", "librdkafka*"))
+    found += glob.glob(os.path.join(here, ".dylibs", "librdkafka*"))
+    if not found:
+        raise ImportError(f"no librdkafka next to {here}")
+    lib = ctypes.CDLL(found[0])
+    vp = ctypes.c_void_p
+    lib.rd_kafka_conf_new.restype = vp
+    lib.rd_kafka_conf_set.argtypes = [vp, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_size_t]
+    lib.rd_kafka_new.restype = vp
+    lib.rd_kafka_new.argtypes = [ctypes.c_int, vp, ctypes.c_char_p, ctypes.c_size_t]
+    lib.rd_kafka_destroy.argtypes = [vp]
+    lib.rd_kafka_handle_mock_cluster.restype = vp
+    lib.rd_kafka_handle_mock_cluster.argtypes = [vp]
+    lib.rd_kafka_mock_cluster_bootstraps.restype = ctypes.c_char_p
+    lib.rd_kafka_mock_cluster_bootstraps.argtypes = [vp]
+    lib.rd_kafka_mock_push_request_errors_array.argtypes = [
+        vp,
+        ctypes.c_int16,
+        ctypes.c_size_t,
+        ctypes.POINTER(ctypes.c_int),
+    ]
+    lib.rd_kafka_mock_clear_request_errors.argtypes = [vp, ctypes.c_int16]
+    lib.rd_kafka_mock_start_request_tracking.argtypes = [vp]
+    lib.rd_kafka_mock_get_requests.restype = ctypes.POINTER(vp)
+    lib.rd_kafka_mock_get_requests.argtypes = [vp, ctypes.POINTER(ctypes.c_size_t)]
+    lib.rd_kafka_mock_request_api_key.restype = ctypes.c_int16
+    lib.rd_kafka_mock_request_api_key.argtypes = [vp]
+    lib.rd_kafka_mock_request_destroy_array.argtypes = [ctypes.POINTER(vp), ctypes.c_size_t]
+    return lib
+
+
+@contextlib.contextmanager
+def injecting_mock_cluster() -> Iterator[MockCluster]:
+    """A one-broker mock cluster (as :func:`mock_cluster`) whose answers can be made to fail."""
+    lib = _librdkafka()
+    err = ctypes.create_string_buffer(512)
+    conf = lib.rd_kafka_conf_new()
+    for key, value in (("test.mock.num.brokers", "1"), ("log_level", "4")):
+        if lib.rd_kafka_conf_set(conf, key.encode(), value.encode(), err, len(err)) != 0:
+            raise RuntimeError(f"librdkafka {key}: {err.value.decode()}")
+    handle = lib.rd_kafka_new(0, conf, err, len(err))  # RD_KAFKA_PRODUCER; owns conf from here
+    if not handle:
+        raise RuntimeError(f"librdkafka: {err.value.decode()}")
+    try:
+        yield MockCluster(lib, handle, lib.rd_kafka_handle_mock_cluster(handle))
+    finally:
+        lib.rd_kafka_destroy(handle)
 
 
 async def auto_create(bootstrap: str, topics: Iterable[str]) -> dict[str, int]:

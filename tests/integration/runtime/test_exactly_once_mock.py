@@ -30,6 +30,10 @@ What this test does NOT show, because the mock cannot (see ``tests/support/mock_
   that, on a real Kafka);
 - fencing of a zombie instance, and transaction timeouts.
 
+``test_stop_returns_while_a_transaction_cannot_deliver_regression`` runs the mock through
+``injecting_mock_cluster`` (``tests/support/mock_kafka.py``), which makes it refuse requests with
+the error codes a test pushes.
+
 ``test_start_reads_the_real_partition_counts`` is the regression test of a start-up bug the mock
 exposed: the co-partitioning check saw 0 partitions on a broker with Kafka's Metadata v1+ semantics.
 
@@ -58,12 +62,23 @@ from aiokafka.producer.transaction_manager import TransactionState
 
 from stream_app.config import Settings
 from stream_app.lifecycle import wait_started
+from stream_app.runtime import processor as processor_module
 from stream_app.runtime.checkpoint import Checkpoint
 from stream_app.runtime.processor import Processor
 from stream_app.runtime.produce import Out
 from stream_app.store import INPUT_HEADER
 from tests.integration.runtime.helpers import WAIT_S, publish, send_request, settings_for, status
-from tests.support.mock_kafka import MOCK_PARTITIONS, auto_create, batch_log, mock_cluster, read_all
+from tests.support.mock_kafka import (
+    MOCK_PARTITIONS,
+    NOT_ENOUGH_REPLICAS,
+    PRODUCE_API_KEY,
+    auto_create,
+    batch_log,
+    injecting_mock_cluster,
+    mock_cluster,
+    read_all,
+)
+from tests.support.wait import until
 
 try:
     import confluent_kafka  # noqa: F401  (only its presence matters here)
@@ -369,3 +384,102 @@ async def test_failed_partition_transaction_lets_the_others_settle_regression(
         batches = await batch_log(mock_bootstrap, TopicPartition(t.retry_commands, p))
         markers = [b.marker for b in batches if b.marker is not None]
         assert markers == ["ABORT" if p == failing else "COMMIT"], (p, batches)
+
+
+async def test_stop_returns_while_a_transaction_cannot_deliver_regression(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SIGTERM while a partition refuses every produce (NOT_ENOUGH_REPLICAS: min.insync.replicas not
+    met, retriable) and a transaction waits for its records: the processor still stops.
+
+    The turn outlives the stop grace and is cancelled; aiokafka's transaction context then aborts,
+    and its abort first waits for the transaction's records in flight, which the partition keeps
+    refusing: the cancelled turn never ended and ``run()`` never returned.
+    """
+    monkeypatch.setattr(processor_module, "STOP_GRACE_S", 0.2)
+    with injecting_mock_cluster() as mock:
+        s = _settings(mock.bootstrap, tmp_path)
+        t = s.topics
+        await _make_topics(mock.bootstrap, s)
+        await publish(s, t.send_requests, [(b"m1", send_request("m1", [("WHATSAPP", 600), ("SMS", None)]))])
+        # From now on every Produce, of every client, is refused (for far longer than this test).
+        mock.push_request_errors(PRODUCE_API_KEY, [NOT_ENOUGH_REPLICAS] * 100_000)
+        processor = Processor(s)
+        task = asyncio.create_task(processor.run())
+        producers: list[AIOKafkaProducer] = []
+        try:
+            await wait_started(task, processor.ready, "processor", WAIT_S)
+            producers = list(processor.txn_producers.values())
+
+            def stuck() -> bool:
+                assert not task.done(), "the processor stopped on its own"
+                return TransactionState.IN_TRANSACTION in [p._txn_manager.state for p in producers]
+
+            await until(stuck, "a transaction waiting for its refused records")
+            processor.stop.set()
+            done, _ = await asyncio.wait({task}, timeout=WAIT_S)
+            assert done, f"run() did not return {WAIT_S:g} s after the stop"
+            task.result()
+            assert processor.txn_producers == {}
+        finally:
+            # The partition takes records again: the abandoned producer's sender delivers them and
+            # ends its abort, so it can be closed (its stop timed out, leaving its connections open).
+            mock.clear_request_errors(PRODUCE_API_KEY)
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    await asyncio.wait_for(task, WAIT_S)
+            await until(
+                lambda: all(p._txn_manager.state is TransactionState.READY for p in producers),
+                "the abandoned transaction's abort, once its records are taken",
+            )
+            for producer in producers:
+                await asyncio.wait_for(producer._sender.close(), WAIT_S)
+                await producer.client.close()
+
+
+#: Kafka API keys of the transactional requests, and the coordinator errors a client must retry.
+TXN_APIS = {
+    "InitProducerId": 22,
+    "AddPartitionsToTxn": 24,
+    "AddOffsetsToTxn": 25,
+    "EndTxn": 26,
+    "TxnOffsetCommit": 28,
+}
+NOT_COORDINATOR, COORDINATOR_LOAD_IN_PROGRESS, COORDINATOR_NOT_AVAILABLE = 16, 14, 15
+
+
+@pytest.mark.parametrize("api", sorted(TXN_APIS))
+async def test_a_coordinator_moving_or_loading_only_delays_the_commit(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, api: str
+) -> None:
+    """NOT_COORDINATOR, COORDINATOR_LOAD_IN_PROGRESS and COORDINATOR_NOT_AVAILABLE answered to a
+    transactional request (the transaction or group coordinator moved, or is loading its log after
+    a restart): aiokafka finds the coordinator again and retries, no turn fails, every command is
+    committed once."""
+    caplog.set_level(logging.INFO, logger="stream_app.runtime")
+    with injecting_mock_cluster() as mock:
+        s = _settings(mock.bootstrap, tmp_path)
+        t = s.topics
+        await _make_topics(mock.bootstrap, s)
+        errors = [NOT_COORDINATOR, COORDINATOR_LOAD_IN_PROGRESS, COORDINATOR_NOT_AVAILABLE]
+        mock.push_request_errors(TXN_APIS[api], errors)
+        mock.start_request_tracking()
+        processor = Processor(s)
+        async with _running(processor):
+            request = send_request("m1", [("WHATSAPP", 600), ("SMS", None)])
+            await publish(s, t.send_requests, [(b"m1", request)])
+
+            def committed() -> bool:
+                value = processor.metrics.registry.get_sample_value(
+                    "stream_app_records_out_total", {"topic": t.retry_commands}
+                )
+                return (value or 0.0) >= 1
+
+            await until(committed, "the command's transaction committed")
+        got = await read_all(mock.bootstrap, [t.retry_commands])
+        commands = [orjson.loads(r.value)["commandId"] for recs in got.values() for r in recs]
+        assert commands == ["m1:0"]
+        assert mock.requests(TXN_APIS[api]) > len(errors), "the errors were not all answered"
+        messages = [r.getMessage() for r in caplog.records]
+        assert not [m for m in messages if "turn_failed" in m], messages

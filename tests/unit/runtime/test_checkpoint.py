@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 from collections import defaultdict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,28 +35,85 @@ FLOWS = 6
 FALLBACK_MS = 60_000
 
 
+class Markers:
+    """The transaction coordinator's view of one transactional.id: a committed transaction whose
+    markers are not written yet.
+
+    Kafka answers EndTxn(commit) once PrepareCommit is in its transaction log and writes the COMMIT
+    markers after (TransactionCoordinator.endTransaction): until they land, a read_committed reader
+    of the changelog stops before the transaction's records (last stable offset) and OffsetFetch
+    without ``require_stable`` (aiokafka's v0-v3) answers the offsets committed before it. An
+    InitProducerId, or the next transaction's first AddPartitionsToTxn, is answered
+    CONCURRENT_TRANSACTIONS until they are written. With ``delayed`` False (the default) markers are
+    written at once, as before.
+    """
+
+    def __init__(self) -> None:
+        self.delayed = False
+        self.pending: list[Callable[[], None]] = []
+        #: Called once a transaction has committed (e.g. a revoke landing mid-commit).
+        self.on_commit: Callable[[], None] | None = None
+        #: Failures of the next transactions: ``fail[topic] = n`` refuses the next n produces to
+        #: topic (every producer's); ``end_txn`` = "lost": the next EndTxn(commit) fails and
+        #: nothing is committed, "ambiguous": it commits and its answer is an error anyway;
+        #: ``abort_fails``: the next abort's EndTxn fails too (the transaction stays open until
+        #: the next InitProducerId aborts it).
+        self.fail: dict[str, int] = {}
+        self.end_txn: str | None = None
+        self.abort_fails = False
+
+    def commit(self, write: Callable[[], None]) -> None:
+        if self.delayed:
+            self.pending.append(write)
+        else:
+            write()
+        if self.on_commit is not None:
+            self.on_commit()
+
+    def written(self) -> None:
+        """The markers of every committed transaction are written (what InitProducerId waits for)."""
+        while self.pending:
+            self.pending.pop(0)()
+
+
 class FakeTxnProducer(FakeProducer):
     """One partition's transactional producer: records reach the log only when the transaction commits."""
 
-    def __init__(self, log: Log, consumer: FakeConsumer, fenced: list[bool]) -> None:
+    def __init__(self, log: Log, consumer: FakeConsumer, fenced: list[bool], markers: Markers) -> None:
         super().__init__(Log())  # sends inside a transaction land here first
         self.shared = log
         self.consumer = consumer
         self.fenced = fenced  # shared flag: the next send_offsets_to_transaction is refused once
+        self.markers = markers
+        self.fail = markers.fail
         self.offsets: dict[TopicPartition, int] = {}
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[None]:
+        self.markers.written()  # the next transaction waits for the previous one's markers
         self.log, self.offsets = Log(), {}
         try:
             yield
         except BaseException:
-            self.log = Log()  # aborted: read_committed readers never see it
+            self.log = Log()  # aborted, or left open and aborted later: never visible
+            if self.markers.abort_fails:
+                self.markers.abort_fails = False
+                raise KafkaError("injected: EndTxn(abort) failed") from None
             raise
-        for tp, recs in self.log.records.items():
-            for r in recs:
-                self.shared.append(tp.topic, tp.partition, r.key, r.value, r.headers)
-        self.consumer.commits.update(self.offsets)
+        records, offsets = self.log, dict(self.offsets)
+        end_txn, self.markers.end_txn = self.markers.end_txn, None
+        if end_txn == "lost":
+            raise KafkaError("injected: EndTxn(commit) failed, nothing committed")
+
+        def write() -> None:
+            for tp, recs in records.records.items():
+                for r in recs:
+                    self.shared.append(tp.topic, tp.partition, r.key, r.value, r.headers)
+            self.consumer.commits.update(offsets)
+
+        self.markers.commit(write)
+        if end_txn == "ambiguous":
+            raise KafkaError("injected: EndTxn(commit) answered an error, but it committed")
 
     async def send_offsets_to_transaction(self, offsets: dict[TopicPartition, int], group: str) -> None:
         if self.fenced and self.fenced[0]:
@@ -87,6 +144,7 @@ class Run:
         self.consumer = FakeConsumer()
         self.producer = FakeProducer(self.log)
         self.fenced = [False]
+        self.markers = Markers()
         self.proc._consumer = self.consumer  # type: ignore[assignment]
         self.proc._producer = self.producer  # type: ignore[assignment]
         self.proc._restorer = FakeRestorer(self.log)  # type: ignore[assignment]
@@ -94,7 +152,9 @@ class Run:
         self.failures: list[str] = []
 
         async def start_txn_producer(p: int) -> None:
-            self.proc.txn_producers[p] = FakeTxnProducer(self.log, self.consumer, self.fenced)  # type: ignore[assignment]
+            self.markers.written()  # InitProducerId: CONCURRENT_TRANSACTIONS until they are
+            producer = FakeTxnProducer(self.log, self.consumer, self.fenced, self.markers)
+            self.proc.txn_producers[p] = producer  # type: ignore[assignment]
 
         self.proc._start_txn_producer = start_txn_producer  # type: ignore[method-assign]
         sr, ds = TopicPartition(self.t.send_requests, 0), TopicPartition(self.t.delivery_status, 0)
@@ -111,6 +171,7 @@ class Run:
             except (KafkaError, OSError, TimeoutError, StoreLocked, CommittedOffsetUnknown) as exc:
                 self.failures.append(type(exc).__name__)
                 await self.proc._rewind()
+        self.markers.written()  # by now the coordinator has written every marker
 
     def commands(self) -> dict[str, list[bytes]]:
         out: dict[str, list[bytes]] = defaultdict(list)
@@ -265,3 +326,71 @@ async def test_a_checkpoint_a_revoke_overtook_flushes_no_store(tmp_path: Path) -
             assert again.get(b"m0") is None and again.changelog_offset is None
     finally:
         store.close()
+
+
+async def test_a_revoke_during_a_commit_whose_markers_are_not_written_yet_regression(tmp_path: Path) -> None:
+    """exactly_once: a revoke lands while a transaction commits and the partition comes straight back.
+
+    The turn's stores are dropped unflushed (the group may have moved on), so the restore must read
+    the committed transaction back. Kafka answered EndTxn before writing its markers, so right then
+    neither the changelog (read_committed) nor the committed offsets show it. The producer kept from
+    before the revoke never asks the coordinator again: the restore read the state and offsets of
+    before the transaction, the inputs were processed again and every command was published twice
+    (the second transaction waited for the first one's markers, then committed too). A producer
+    started again for the restored partition (InitProducerId) waits for those markers first.
+    """
+    r = Run(tmp_path, "exactly_once")
+    try:
+        r.markers.delayed = True
+
+        def revoke() -> None:
+            # The revoke and the reassignment of the same partitions (eager protocol) both land
+            # while the transaction commits; the turn then sees a new generation.
+            r.proc._generation += 1
+            r.markers.on_commit = None
+
+        r.markers.on_commit = revoke
+        await r.proc._turn()
+        assert r.markers.pending, "the first turn did not commit a transaction"
+        assert r.proc.tasks == {}, "the revoke did not drop the turn's stores"
+        await r.check(exactly_once=True)
+        assert r.failures == []
+    finally:
+        r.close()
+
+
+@pytest.mark.parametrize(
+    "step", ["outputs", "changelog", "offsets", "commit_lost", "commit_ambiguous", "abort_too", "flush"]
+)
+async def test_exactly_once_with_a_failure_at_each_step(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, step: str
+) -> None:
+    """exactly_once: whatever step of the first transaction fails (its answer lost included), the
+    retry restores what was committed, and nothing is missing or repeated."""
+    r = Run(tmp_path, "exactly_once")
+    try:
+        m = r.markers
+        if step in ("outputs", "abort_too"):
+            m.fail[r.t.retry_commands] = 1
+            m.abort_fails = step == "abort_too"
+        elif step == "changelog":
+            m.fail[r.t.changelog] = 1
+        elif step == "offsets":
+            r.fenced[0] = True
+        elif step in ("commit_lost", "commit_ambiguous"):
+            m.end_txn = step.removeprefix("commit_")
+        else:
+            calls = {"n": 0}
+
+            class FailingStore(PartitionStore):
+                def flush(self, changelog_offset: int | None = None) -> None:
+                    calls["n"] += 1
+                    if calls["n"] == 2:  # the first checkpoint's (the first is the restore's own)
+                        raise OSError("injected: disk full")
+                    super().flush(changelog_offset)
+
+            monkeypatch.setattr(restore_module, "PartitionStore", FailingStore)
+        await r.check(exactly_once=True)
+        assert len(r.failures) == 1, r.failures
+    finally:
+        r.close()
