@@ -135,7 +135,14 @@ class PartitionOwnership:
 
     async def _start_txn_producer(self, p: int) -> None:
         producer = transactional_producer(self.settings, p)
-        await producer.start()
+        try:
+            await producer.start()
+        except Exception:
+            # Its connections and sender would stay open: one client lost per retry of the turn
+            # for as long as the brokers cannot start it (an outage). Not on a cancel: that is a
+            # stop, and the process is ending.
+            await stop_client(producer)
+            raise
         self.txn_producers[p] = producer
 
     async def _stop_txn_producer(self, p: int) -> None:

@@ -91,11 +91,17 @@ async def _send_batch(
 
 
 async def all_delivered(futures: list[asyncio.Future[Any]]) -> list[Any]:
-    """Await every delivery; raise the first failure only after all have settled (no orphan futures)."""
+    """Await every delivery; raise the first failure only after all have settled (no orphan futures).
+
+    ``asyncio.wait``, not ``gather``: cancelled (a stop), gather cancels the futures it waits for,
+    which are the producer's own. aiokafka's abort then no longer waits for those batches and may
+    end the transaction while one of them is still being retried, and on a broker before KIP-890
+    that late write opens a transaction no one ends (KAFKA-14402), stalling read_committed readers.
+    """
     if not futures:
         return []
-    results = await asyncio.gather(*futures, return_exceptions=True)
-    for r in results:
-        if isinstance(r, BaseException):
-            raise r
-    return results
+    await asyncio.wait(futures)
+    for future in futures:
+        if (exc := future.exception()) is not None:
+            raise exc
+    return [future.result() for future in futures]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from stream_app.config import Settings
 from stream_app.runtime.clients import DYNAMIC_SESSION_TIMEOUT_MS, STATIC_SESSION_TIMEOUT_MS, group_consumer
 
@@ -21,3 +23,31 @@ async def test_a_static_member_gets_a_session_long_enough_for_a_restart_regressi
     finally:
         await static.stop()  # never started: this only closes them
         await dynamic.stop()
+
+
+async def test_a_transactional_producer_that_fails_to_start_is_stopped(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Left as it was, a producer whose start failed kept its connections and sender: one client
+    lost per retry of the turn for as long as the brokers could not start it."""
+    from aiokafka.errors import KafkaConnectionError
+
+    from stream_app.runtime import ownership
+    from stream_app.runtime.ownership import PartitionOwnership
+
+    stopped: list[int] = []
+
+    class Producer:
+        async def start(self) -> None:
+            raise KafkaConnectionError("no broker")
+
+        async def stop(self) -> None:
+            stopped.append(0)
+
+    monkeypatch.setattr(ownership, "transactional_producer", lambda settings, p: Producer())
+    owner = PartitionOwnership.__new__(PartitionOwnership)
+    owner.settings = Settings()
+    owner.txn_producers = {}
+    with pytest.raises(KafkaConnectionError):
+        await owner._start_txn_producer(0)
+    assert stopped == [0] and owner.txn_producers == {}

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
+import pytest
 from aiokafka import AIOKafkaProducer
 
 from stream_app.runtime.produce import Out, all_delivered, produce
@@ -76,3 +78,37 @@ async def test_aiokafka_takes_any_record_into_an_empty_batch() -> None:
         assert kept.append(key=b"k", value=b"v", timestamp=None, headers=[("x", None)]) is not None
     finally:
         await producer.stop()
+
+
+async def test_a_cancelled_wait_leaves_the_producers_delivery_futures_alone() -> None:
+    """A stop cancels the turn while it waits for deliveries. With ``gather`` that cancelled the
+    producer's own futures, and aiokafka's abort no longer waited for those batches: it could end
+    the transaction while one was still retried (a hanging transaction before KIP-890)."""
+    loop = asyncio.get_running_loop()
+    futures: list[asyncio.Future[Any]] = [loop.create_future() for _ in range(3)]
+    futures[0].set_result("meta")
+    waiting = asyncio.create_task(all_delivered(futures))
+    await asyncio.sleep(0)  # a yield: the wait is now parked on the futures
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    assert [f.cancelled() for f in futures] == [False, False, False]
+    for future in futures[1:]:
+        future.set_result("meta")  # the producer still settles them, as aiokafka's sender does
+
+
+async def test_all_delivered_raises_the_first_failure_after_all_settled() -> None:
+    loop = asyncio.get_running_loop()
+    futures: list[asyncio.Future[Any]] = [loop.create_future() for _ in range(3)]
+    waiting = asyncio.create_task(all_delivered(futures))
+    futures[1].set_exception(ValueError("refused"))
+    await asyncio.sleep(0)
+    assert not waiting.done()  # still waits for the other two
+    futures[2].set_result("m2")
+    futures[0].set_result("m0")
+    with pytest.raises(ValueError, match="refused"):
+        await waiting
+    ok = [loop.create_future() for _ in range(2)]
+    for i, future in enumerate(ok):
+        future.set_result(i)
+    assert await all_delivered(ok) == [0, 1]
