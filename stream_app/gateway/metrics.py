@@ -190,8 +190,9 @@ class WebhookMetrics:
             "DLR callbacks received, by result: accepted (published, 200), ignored (no status to "
             "publish: UNKNOWN, an unmapped statusCode, an INBOUND reply; 200), held (only the gateway's "
             "messageId, not yet resolvable; kept, 202), bad_signature (401: bad signature or token), "
-            "too_large (413), invalid_body (400, dead-lettered), unavailable (503, the broker did "
-            "not take it), disconnected (the caller left mid-body)",
+            "too_large (413), too_slow (408: the body took over 10 s), invalid_body (400, "
+            "dead-lettered), unavailable (503, the broker did not take it), disconnected (the caller "
+            "left mid-body)",
             ["result"],
             registry=r,
         )
@@ -228,6 +229,7 @@ class WebhookMetrics:
             "held",
             "bad_signature",
             "too_large",
+            "too_slow",
             "invalid_body",
             "unavailable",
             "disconnected",

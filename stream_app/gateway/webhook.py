@@ -26,7 +26,9 @@ Rules:
   nothing can still send: it is part of the registered callback URL); ``none`` checks nothing (behind
   a proxy that authenticates). A refused call: 401, nothing published, nothing dead-lettered (an
   unauthenticated flood must not fill a topic).
-* Bodies over 64 KiB: 413 (a callback is a few hundred bytes; the limit stops memory abuse).
+* Bodies over 64 KiB: 413 (a callback is a few hundred bytes; the limit stops memory abuse). A body
+  not wholly received within 10 s of its headers: 408 and the connection closed (a stalled or
+  slow client must not hold a socket for ever; the gateway itself wants an answer within 5 s).
 * A body that is not one of the shapes (bad JSON, no status, a status word outside the gateway's
   vocabulary, an unknown ``eventType``, a bad channel or timestamp): 400 with a one-line reason, and
   the raw body goes to ``dead-letters`` with Connect headers (source topic ``webhook:<path>``,
@@ -98,6 +100,11 @@ log = logging.getLogger(__name__)
 
 #: 64 KiB: a DLR is a few hundred bytes; anything near this is not a DLR.
 MAX_BODY = 64 * 1024
+#: Seconds a caller has to send the whole body once its headers are in. The gateway wants our answer
+#: within 5 s of its call, so a body still arriving after 10 s is no gateway: a stalled or
+#: deliberately slow client, which must not hold a socket and a handler for ever (uvicorn has no
+#: body timeout of its own).
+BODY_TIMEOUT = 10.0
 DEFAULT_PATH = "/dlr"
 TOKEN_HEADER = "X-Webhook-Token"
 TOKEN_QUERY = "token"
@@ -207,8 +214,8 @@ def to_status(cb: Callback, mapped: Mapped, where: Attempt | None = None) -> Del
         raise UnknownGatewayShape(reason_of(exc)) from None
 
 
-def _json(status: int, payload: dict[str, Any]) -> Response:
-    return Response(orjson.dumps(payload), status_code=status, media_type="application/json")
+def _json(status: int, payload: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(payload), status_code=status, media_type="application/json", headers=headers)
 
 
 class WebhookReceiver:
@@ -225,6 +232,7 @@ class WebhookReceiver:
         index: ProviderIndex | None = None,
         clock: Callable[[], float] = time.time,
         max_held: int = MAX_HELD,
+        body_timeout: float = BODY_TIMEOUT,
     ):
         if auth != "none" and not secret:
             raise GatewayConfigError(
@@ -238,6 +246,7 @@ class WebhookReceiver:
         self.index = index
         self.clock = clock
         self.max_held = max_held
+        self.body_timeout = body_timeout
         self.published = 0
         self.refused = 0
         self.dead_letters = 0
@@ -268,11 +277,12 @@ class WebhookReceiver:
             return None
         chunks: list[bytes] = []
         size = 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > MAX_BODY:
-                return None
-            chunks.append(chunk)
+        async with asyncio.timeout(self.body_timeout):  # TimeoutError: the caller is too slow
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > MAX_BODY:
+                    return None
+                chunks.append(chunk)
         return b"".join(chunks)
 
     def _refusal(self, request: Request, body: bytes) -> str | None:
@@ -299,6 +309,14 @@ class WebhookReceiver:
         except ClientDisconnect:
             self._count("disconnected")
             return _json(400, {"error": "client disconnected"})
+        except TimeoutError:
+            self.refused += 1
+            self._count("too_slow")
+            return _json(
+                408,
+                {"error": f"body not received within {self.body_timeout:g} s"},
+                headers={"Connection": "close"},  # the rest of its body must not be read as a request
+            )
         if body is None:
             self.refused += 1
             self._count("too_large")
