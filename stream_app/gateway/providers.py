@@ -20,7 +20,8 @@ Design:
   (no consumer group), so replicas behind a load balancer all know every id.
 * **Held callbacks** wait in the same RocksDB (durable before the receiver answers 202): an
   unresolved callback is retried against the index until it resolves or is older than the orphan
-  window, then dead-lettered. Bounded by ``max_held``; over it the receiver answers 503 so the
+  window, then dead-lettered. A body already held for the same id is not held again (the gateway
+  repeats callbacks it believes failed). Bounded by ``max_held``; over it the receiver answers 503 so the
   gateway retries later rather than the disk filling.
 * Pairs older than ``horizon`` (the max flow time plus the late-status window: no status of an
   older attempt can matter any more) are pruned.
@@ -140,12 +141,28 @@ class ProviderIndex:
     def held_count(self) -> int:
         return sum(self._held.values())
 
-    def hold(self, provider_id: str, body: bytes, at_ms: int) -> None:
-        """Keep a callback until its provider id is learnt (durable on return: the WAL has it)."""
+    def hold(self, provider_id: str, body: bytes, at_ms: int) -> bool:
+        """Keep a callback until its provider id is learnt (durable on return: the WAL has it).
+
+        False, and nothing kept, when the same body is already held for that id: the gateway
+        repeats a callback it believes failed, and a repeat must neither take a second place of
+        the bound nor be published twice. (The few held per id are compared; the first keeps its
+        time, so the orphan window runs from the first arrival.)
+        """
+        if self.holds(provider_id, body):
+            return False
         self._seq += 1
-        key = _HELD + provider_id.encode() + b"\0" + _SEQ.pack(self._seq)
-        self._db.put(key, _MS.pack(at_ms) + body)
+        self._db.put(_HELD + provider_id.encode() + b"\0" + _SEQ.pack(self._seq), _MS.pack(at_ms) + body)
         self._held[provider_id] = self._held.get(provider_id, 0) + 1
+        return True
+
+    def holds(self, provider_id: str, body: bytes) -> bool:
+        """Whether ``body`` is already held for ``provider_id``."""
+        prefix = _HELD + provider_id.encode() + b"\0"
+        return any(
+            len(key) == len(prefix) + _SEQ.size and value[_MS.size :] == body
+            for key, value in self._scan(prefix)
+        )
 
     def held(self) -> list[Held]:
         """Every held callback, oldest first per provider id."""

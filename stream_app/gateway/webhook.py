@@ -41,7 +41,8 @@ Rules:
 * A callback with only the gateway's ``messageId`` is resolved through
   :class:`~stream_app.gateway.providers.ProviderIndex`; not yet resolvable, it is kept durably and
   answered 202, then published when its attempt becomes known, or dead-lettered after
-  ``STREAM_APP_ORPHAN_STATUS_SECONDS``.
+  ``STREAM_APP_ORPHAN_STATUS_SECONDS``. A repeat of a body already held is answered the same and
+  not kept twice.
 * The gateway's own word is kept in ``gatewayStatus``; the status is published whether or not its
   ACCEPTED has been seen: a DLR may beat the dispatcher's acknowledgement, and the processor orders them.
 * 200 only after the broker acknowledged the record; 503 when it did not, so the gateway retries.
@@ -368,12 +369,13 @@ class WebhookReceiver:
 
     def _hold(self, provider_id: str, body: bytes) -> Response:
         assert self.index is not None
-        if self.index.held_count >= self.max_held:
+        if self.index.held_count >= self.max_held and not self.index.holds(provider_id, body):
             self._count("unavailable")
             return _json(
                 503, {"error": f"{self.max_held} callbacks already wait for their message; retry later"}
             )
-        self.index.hold(provider_id, body, int(self.clock() * 1000))
+        if not self.index.hold(provider_id, body, int(self.clock() * 1000)):
+            log.debug("webhook: a repeat of a held callback for %r; held once", provider_id)
         self._count("held")
         self.metrics.held.set(self.index.held_count)
         return _json(202, {"status": "held", "reason": f"messageId {provider_id!r} not yet known"})

@@ -8,11 +8,16 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
 
 from stream_app.config import Settings
+from stream_app.contracts import Channel, DeliveryStatus, Status
+from stream_app.gateway.providers import ProviderIndex
 from stream_app.gateway.serve import serve_app
+from stream_app.gateway.signing import sign
 from stream_app.gateway.webhook import WebhookReceiver
+from tests.support.gateway_data import raw
 
 #: Bound on any wait here: far past the receiver's own deadlines in these tests.
 BOUND_S = 10.0
@@ -70,3 +75,38 @@ async def test_a_caller_that_stalls_mid_body_is_answered_408_regression(tmp_path
             writer.close()
     assert producer.sent == []
     assert rx.metrics.callbacks.labels("too_slow")._value.get() == 1
+
+
+async def test_a_repeated_held_callback_is_kept_and_published_once_regression(tmp_path: Path) -> None:
+    """A gateway repeats a callback it thinks failed (a timeout, a lost answer; its guide wants 200
+    within 5 s). A READ naming a gateway id not yet known was held again on every repeat: each copy
+    took a place of the ``max_held`` bound (past it the receiver answers 503 to every held callback)
+    and each was published when the id became known. An identical body already held is now not
+    kept twice: the repeat gets the same answer, and one status is published."""
+    settings = Settings(topic_prefix="t.", state_dir=tmp_path)
+    producer = _Producer()
+    index = ProviderIndex.open(tmp_path / "idx")
+    rx = WebhookReceiver(settings, producer, b"k", index=index)  # type: ignore[arg-type]
+    body = raw("webhook-read-event", messageId="gw-1")
+    other = raw("webhook-read-event", messageId="gw-1", timestamp="2026-04-09T10:31:16Z")
+    try:
+        transport = httpx.ASGITransport(app=rx.app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://rx") as c:
+            answers = [
+                await c.post("/dlr", content=b, headers={"X-Signature": sign(b"k", b)})
+                for b in (body, body, body, other)
+            ]
+        assert [(r.status_code, r.json()["status"]) for r in answers] == [(202, "held")] * 4
+        assert index.held_count == 2  # the repeats of one body once, a different body apart
+        accepted = DeliveryStatus(
+            message_id="m",
+            attempt=0,
+            channel=Channel.WHATSAPP,
+            status=Status.ACCEPTED,
+            provider_message_id="gw-1",
+        )
+        index.learn([(accepted, 1)], {0: 1})
+        assert await rx.resolve_held() == 2
+        assert [t for t, _ in producer.sent] == [settings.topics.delivery_status] * 2
+    finally:
+        index.close()
