@@ -295,7 +295,10 @@ class GatewayClient:
         except (orjson.JSONDecodeError, KeyError, TypeError):
             return Transient("status answer without deliveryStatus", maybe_sent=True)
         code = data.get("statusCode")
-        occurred = data.get("eventDate") or data.get("readDate") or data.get("deliveryDate")
+        # ``readDate`` dates a READ only: the answer carries it beside ``deliveryDate``, and a message
+        # read later may still answer DELIVERED (the status API lists no READ among its values).
+        read = data.get("readDate") if status == "READ" else None
+        occurred = data.get("eventDate") or read or data.get("deliveryDate")
         return Found(
             status=status,
             status_code=status_code_of(code),

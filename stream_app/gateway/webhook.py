@@ -78,6 +78,7 @@ from stream_app.contracts import (
     MAX_STEPS,
     DeliveryStatus,
     InvalidRecord,
+    Status,
     decode_status,
     encode,
     reason_of,
@@ -146,8 +147,11 @@ class Callback(BaseModel):
     def _none_is_empty(cls, v: Any) -> Any:
         return [] if v is None else v
 
-    def occurred_at(self) -> datetime | None:
-        return self.timestamp or self.event_date or self.read_date or self.delivery_date
+    def occurred_at(self, mapped: Mapped) -> datetime | None:
+        """The event's own time, else the date of what it reports: ``readDate`` dates a READ only
+        (the status answer carries it beside ``deliveryDate``, and a DELIVERED may have one)."""
+        read = self.read_date if mapped.status is Status.READ else None
+        return self.timestamp or self.event_date or read or self.delivery_date
 
     def reasons_for(self, mapped: Mapped) -> list[str]:
         """``reasons``, else the older shape's ``error``, else a failure's ``description`` (or
@@ -207,7 +211,7 @@ def to_status(cb: Callback, mapped: Mapped, where: Attempt | None = None) -> Del
                 "statusCode": cb.status_code,
                 "reasons": cb.reasons_for(mapped),
                 "providerMessageId": cb.provider_message_id,
-                "occurredAt": cb.occurred_at(),
+                "occurredAt": cb.occurred_at(mapped),
                 "gatewayStatus": mapped.gateway_status,
             }
         )

@@ -16,7 +16,7 @@ from stream_app.config import Settings
 from stream_app.contracts import Channel, Status, decode_status
 from stream_app.gateway.client import GatewayClient
 from stream_app.gateway.poller import InFlight, Poller, PollOptions, Tracker
-from tests.support.gateway_data import DATA
+from tests.support.gateway_data import DATA, payload
 
 
 class Producer:
@@ -69,3 +69,30 @@ async def test_unknown_is_counted_and_published_never(caplog: Any) -> None:
     assert producer.sent == []
     assert poller.metrics.ignored.labels("UNKNOWN")._value.get() == 5
     assert sum("UNKNOWN" in r.getMessage() for r in caplog.records) == 1
+
+
+async def test_a_delivered_answer_is_dated_by_its_delivery_date_not_its_read_date_regression() -> None:
+    """Seed page 001's status answer carries ``deliveryDate`` and ``readDate`` side by side, and the
+    status API documents no READ among ``deliveryStatus`` values (DELIVERED, SENT, RECEIVED, ERROR,
+    EXPIRED, UNKNOWN): a WhatsApp message read later may still answer DELIVERED with a ``readDate``.
+    The client took ``readDate`` before ``deliveryDate`` whatever the status, so the DELIVERED was
+    published with the read time and the outcome's ``statusTimes`` (delivery latency) were wrong."""
+    body = payload("status-delivered-sms-fallback", channel="WHATSAPP", readDate="2026-04-09T11:00:00+02:00")
+    transport = httpx.MockTransport(lambda request: httpx.Response(200, json=body))
+    async with GatewayClient("http://gateway.test", "k", transport=transport) as client:
+        producer = Producer()
+        poller = Poller(Settings(), client, producer, Tracker(PollOptions()))  # type: ignore[arg-type]
+        await poller.poll_one(_item())
+    (record,) = [decode_status(v) for v in producer.sent]
+    assert record.status is Status.DELIVERED
+    assert record.occurred_at is not None and record.occurred_at.isoformat() == "2026-04-09T08:15:04+00:00"
+
+
+async def test_the_documented_full_status_answer_is_published() -> None:
+    """Seed page 001, "Response — Delivered via SMS", byte for byte."""
+    poller, producer = _poller("status-delivered-sms-fallback")
+    await poller.poll_one(_item())
+    await poller.client.aclose()
+    (record,) = [decode_status(v) for v in producer.sent]
+    assert (record.status, record.gateway_status) == (Status.DELIVERED, "DELIVERED")
+    assert record.occurred_at is not None and record.occurred_at.isoformat() == "2026-04-09T08:15:04+00:00"

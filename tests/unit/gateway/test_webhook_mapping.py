@@ -291,3 +291,37 @@ async def test_documented_sms_universal_callback_through_the_receiver_regression
         )
     finally:
         index.close()
+
+
+def test_a_delivered_callback_is_dated_by_its_delivery_date_not_its_read_date_regression() -> None:
+    """The status answer's shape as a callback (seed page 001: ``deliveryDate`` and ``readDate``):
+    a DELIVERED with a ``readDate`` was dated by the read, not by the delivery."""
+    body = raw(
+        "status-delivered-sms-fallback",
+        customerMessageId="txn-1:0",
+        channel="WHATSAPP",
+        readDate="2026-04-09T11:00:00+02:00",
+    )
+    status = _status(body)
+    assert status.status is Status.DELIVERED
+    assert status.occurred_at is not None and status.occurred_at.isoformat() == "2026-04-09T10:15:04+02:00"
+    read = _status(
+        raw(
+            "status-delivered-sms-fallback",
+            customerMessageId="txn-1:0",
+            deliveryStatus="READ",
+            readDate="2026-04-09T11:00:00+02:00",
+        )
+    )
+    assert read.occurred_at is not None and read.occurred_at.isoformat() == "2026-04-09T11:00:00+02:00"
+
+
+def test_the_documented_full_status_answer_through_the_mapping() -> None:
+    """Seed page 001, "Response — Delivered via SMS", as a callback body."""
+    status = _status(raw("status-delivered-sms-fallback", customerMessageId="txn-1:0"))
+    assert (status.message_id, status.attempt, status.channel, status.status) == (
+        "txn-1",
+        0,
+        Channel.SMS,
+        Status.DELIVERED,
+    )
