@@ -15,8 +15,53 @@ from collections.abc import Generator
 
 import uvicorn
 from starlette.types import ASGIApp
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from stream_app.gateway.errors import PortInUse
+
+#: Seconds a connection has to complete a request's headers, from its first byte (or from its
+#: opening). uvicorn arms no timer before headers are complete, so a connection that sends nothing,
+#: or half a request line, was held for ever (slowloris). A caller's headers are one packet.
+HEADER_TIMEOUT = 10.0
+
+
+def _protocol(header_timeout: float) -> type[H11Protocol]:
+    """uvicorn's h11 protocol with a deadline on the headers of each request."""
+
+    class _Protocol(H11Protocol):
+        _header_deadline: asyncio.TimerHandle | None = None
+
+        def _arm(self) -> None:
+            if self._header_deadline is None:
+                self._header_deadline = self.loop.call_later(header_timeout, self._too_slow)
+
+        def _disarm(self) -> None:
+            if self._header_deadline is not None:
+                self._header_deadline.cancel()
+                self._header_deadline = None
+
+        def _too_slow(self) -> None:
+            self._header_deadline = None
+            if not self.transport.is_closing():
+                self.transport.close()
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            self._arm()
+
+        def data_received(self, data: bytes) -> None:
+            waiting = self.cycle is None or self.cycle.response_complete
+            if waiting:
+                self._arm()  # the first byte of a request after an answer starts its deadline
+            super().data_received(data)
+            if self.cycle is not None and not self.cycle.response_complete:
+                self._disarm()  # headers complete: the app owns the request (and its body deadline)
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._disarm()
+            super().connection_lost(exc)
+
+    return _Protocol
 
 
 class _Server(uvicorn.Server):
@@ -51,8 +96,10 @@ async def serve_app(
     stop: asyncio.Event | None = None,
     ready: asyncio.Event | None = None,
     on_bound: list[int] | None = None,
+    header_timeout: float = HEADER_TIMEOUT,
 ) -> None:
-    """Serve ``app`` until ``stop`` is set (or forever). ``on_bound`` receives the bound port."""
+    """Serve ``app`` until ``stop`` is set (or forever). ``on_bound`` receives the bound port; a
+    connection that does not complete a request's headers within ``header_timeout`` is closed."""
     sock = bind(host, port)
     if on_bound is not None:
         on_bound.append(sock.getsockname()[1])
@@ -61,6 +108,7 @@ async def serve_app(
         log_level="warning",
         access_log=False,
         lifespan="off",
+        http=_protocol(header_timeout),
         # 75 s keep-alive: longer than httpx's pool expiry, so the client closes idle connections
         # first and never sends on a socket the server is closing.
         timeout_keep_alive=75,

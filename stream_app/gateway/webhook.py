@@ -28,7 +28,9 @@ Rules:
   unauthenticated flood must not fill a topic).
 * Bodies over 64 KiB: 413 (a callback is a few hundred bytes; the limit stops memory abuse). A body
   not wholly received within 10 s of its headers: 408 and the connection closed (a stalled or
-  slow client must not hold a socket for ever; the gateway itself wants an answer within 5 s).
+  slow client must not hold a socket for ever; the gateway itself wants an answer within 5 s). A
+  connection that does not complete a request's headers within 10 s is closed
+  (:data:`~stream_app.gateway.serve.HEADER_TIMEOUT`).
 * A body that is not one of the shapes (bad JSON, no status, a status word outside the gateway's
   vocabulary, an unknown ``eventType``, a bad channel or timestamp): 400 with a one-line reason, and
   the raw body goes to ``dead-letters`` with Connect headers (source topic ``webhook:<path>``,

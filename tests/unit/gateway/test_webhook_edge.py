@@ -110,3 +110,33 @@ async def test_a_repeated_held_callback_is_kept_and_published_once_regression(tm
         assert [t for t, _ in producer.sent] == [settings.topics.delivery_status] * 2
     finally:
         index.close()
+
+
+async def test_a_caller_that_never_finishes_its_headers_is_disconnected_regression(tmp_path: Path) -> None:
+    """Before the body deadline there are the headers: uvicorn (h11) arms no timer before a
+    request's headers are complete, so a connection that sent nothing, or half a request line,
+    was kept open for ever (slowloris: each one a socket of the receiver). The server now closes a
+    connection whose headers are not complete within its header deadline."""
+    settings = Settings(topic_prefix="t.", state_dir=tmp_path)
+    rx = WebhookReceiver(settings, _Producer(), b"k")  # type: ignore[arg-type]
+    stop, ready, bound = asyncio.Event(), asyncio.Event(), []
+    task = asyncio.create_task(
+        serve_app(rx.app, "127.0.0.1", 0, stop=stop, ready=ready, on_bound=bound, header_timeout=0.5)
+    )
+    await asyncio.wait_for(ready.wait(), BOUND_S)
+    try:
+        for sent in (b"", b"POST /dlr HTTP/1.1\r\nHost: rx\r\nContent-Le"):
+            reader, writer = await asyncio.open_connection("127.0.0.1", bound[0])
+            try:
+                writer.write(sent)
+                await writer.drain()
+                try:
+                    left = await asyncio.wait_for(reader.read(), BOUND_S)
+                except TimeoutError:
+                    raise AssertionError(f"a connection that sent {sent!r} was kept open") from None
+                assert left == b""  # closed, without an answer to a request never made
+            finally:
+                writer.close()
+    finally:
+        stop.set()
+        await task
