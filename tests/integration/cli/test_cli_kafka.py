@@ -39,7 +39,8 @@ from stream_app.contracts import (
     encode,
     from_ms,
 )
-from tests.support.kafka import consume_until, create_topics, produce, unique_prefix
+from stream_app.kafka.partitioner import partition_of
+from tests.support.kafka import consume_until, create_topics, produce, produce_batch, unique_prefix
 
 DEST = "+393401234567"
 CLI = [sys.executable, "-m", "stream_app"]
@@ -471,6 +472,45 @@ def test_outcomes_follow_shows_new_records_and_stops_at_max(
         proc.kill() if proc.poll() is None else None
     assert proc.returncode == 0, err
     assert sorted(line.split()[1] for line in out.splitlines()) == ["after-1", "after-2"]  # not "before"
+
+
+def test_outcomes_follow_from_now_skips_the_last_batch_of_old_records_regression(
+    env: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Regression: ``--follow`` started at ListOffsets(latest), which Tansu answers with the last
+    batch's base offset + 1, so all but the first record of each partition's last batch of old
+    outcomes were printed again (298 of a demo's outcomes). A batch, as the processor writes them."""
+    cli(capsys, "topics", "create", "--partitions", "3")
+    old = [f"old-{i}" for i in range(40) if partition_of(f"old-{i}".encode(), 3) == 0][:5]
+    records = [(mid.encode(), encode(outcome_for(mid)), None) for mid in old]
+    asyncio.run(produce_batch(env.bootstrap_servers, env.topics.outcomes, 0, records))
+    proc = _spawn("outcomes", "--follow", "--max", "2", env=dict(os.environ))
+    try:
+        _wait_for_line(proc.stderr, f"following {env.topics.outcomes} from now")
+        publish_outcomes(env, [outcome_for("new-1"), outcome_for("new-2", Result.FAILED)])
+        out, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill() if proc.poll() is None else None
+    assert proc.returncode == 0, err
+    assert sorted(line.split()[1] for line in out.splitlines()) == ["new-1", "new-2"]
+
+
+def test_outcomes_follow_from_the_beginning_still_shows_a_whole_old_batch(
+    env: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cli(capsys, "topics", "create", "--partitions", "3")
+    old = [f"old-{i}" for i in range(40) if partition_of(f"old-{i}".encode(), 3) == 1][:4]
+    records = [(mid.encode(), encode(outcome_for(mid)), None) for mid in old]
+    asyncio.run(produce_batch(env.bootstrap_servers, env.topics.outcomes, 1, records))
+    proc = _spawn("outcomes", "--follow", "--from-beginning", "--max", "5", env=dict(os.environ))
+    try:
+        _wait_for_line(proc.stderr, "from the beginning")
+        publish_outcomes(env, [outcome_for("new")])
+        out, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill() if proc.poll() is None else None
+    assert proc.returncode == 0, err
+    assert sorted(line.split()[1] for line in out.splitlines()) == sorted([*old, "new"])
 
 
 def test_outcomes_follow_ends_cleanly_on_sigterm(env: Settings, capsys: pytest.CaptureFixture[str]) -> None:
