@@ -132,7 +132,7 @@ def _run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[st
         (["gateway-sim", "--time-scale", "0"], {}, "--time-scale: must be > 0"),
         (["dispatcher"], {"STREAM_APP_GATEWAY_URL": "gw.local"}, "must start with http"),
         (["poller", "--min-interval", "0"], {}, "--min-interval"),
-        (["dispatcher", "--metrics-port", "nope"], {}, "STREAM_APP_DISPATCHER_METRICS_PORT: must be a port"),
+        (["dispatcher", "--metrics-port", "nope"], {}, "--metrics-port: must be a port"),
         (
             ["poller"],
             {"STREAM_APP_POLLER_METRICS_PORT": "99999"},
