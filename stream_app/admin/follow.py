@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -100,6 +100,7 @@ async def read_topic(
     on_ready: Callable[[], None] | None = None,
     key: bytes | None = None,
     since_ms: int | None = None,
+    also_needs: Sequence[str] = (),
 ) -> AsyncGenerator[Raw, None]:
     """Yield the records of topic ``name`` (see the module docstring for the modes).
 
@@ -109,6 +110,8 @@ async def read_topic(
     every producer of the contract does), so looking up one message does not read the whole topic.
     ``since_ms``: start each partition at its first record with a timestamp at or after this epoch
     ms (the broker's time index; a partition with none starts at its end), instead of the beginning.
+    ``also_needs``: other topics the caller goes on to use; when any of them is missing too, the one
+    error names every missing topic, not ``name`` alone (one ``topics create`` fixes them all).
     """
     consumer = AIOKafkaConsumer(
         **settings.kafka_client_kwargs(),
@@ -125,7 +128,7 @@ async def read_topic(
     try:
         try:
             counts = await topic_partitions(consumer)
-            require_topics(counts, settings.bootstrap_servers, [name])
+            require_topics(counts, settings.bootstrap_servers, [name, *also_needs])
             tps = [TopicPartition(name, p) for p in range(counts[name])]
             if key is not None:
                 tps = [tps[partition_of(key, len(tps))]]

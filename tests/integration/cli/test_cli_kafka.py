@@ -378,6 +378,25 @@ def publish_outcomes(settings: Settings, records: list[Outcome | LateStatus]) ->
         )
 
 
+def test_a_cancel_names_every_missing_topic_regression(
+    env: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``send --cancel`` watches outcomes and publishes on send-requests: with neither there it named
+    only outcomes, so a user who created that one met a second error for the other."""
+    code, out, err = cli(capsys, "send", "--cancel", "m-1")
+    assert (code, out) == (2, "")
+    assert err.startswith(
+        f"stream-app: error: missing topic(s) {env.topics.outcomes}, {env.topics.send_requests} on "
+    )
+    assert err.count("\n") == 1
+    assert topic_partitions(env.bootstrap_servers, all_names(env)) == {}  # and none was created
+    # one missing, either one: that one is named
+    asyncio.run(create_topics(env.bootstrap_servers, [env.topics.outcomes], partitions=3))
+    code, out, err = cli(capsys, "send", "--cancel", "m-1", "--wait", "1")
+    assert (code, out) == (2, "")
+    assert err.startswith(f"stream-app: error: missing topic(s) {env.topics.send_requests} on ")
+
+
 def test_a_cancel_that_changes_nothing_says_so_and_exits_1(
     env: Settings, capsys: pytest.CaptureFixture[str]
 ) -> None:
