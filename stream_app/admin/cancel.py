@@ -38,7 +38,11 @@ async def cancel_and_watch(
     stop = asyncio.Event()
     ready = asyncio.Event()
     topic = settings.topics.outcomes
-    follow = read_topic(settings, topic, follow=True, stop=stop, on_ready=ready.set, key=key)
+    # The cancel goes to send-requests: a missing one is named with a missing outcomes, in one error.
+    needs = [settings.topics.send_requests]
+    follow = read_topic(
+        settings, topic, follow=True, stop=stop, on_ready=ready.set, key=key, also_needs=needs
+    )
     watch = asyncio.create_task(_first_outcome(follow))
     try:
         started = asyncio.create_task(ready.wait())

@@ -11,7 +11,8 @@ disturbs a real consumer and any number of terminals can watch. Only committed r
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, Callable
+import time
+from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -99,6 +100,7 @@ async def read_topic(
     on_ready: Callable[[], None] | None = None,
     key: bytes | None = None,
     since_ms: int | None = None,
+    also_needs: Sequence[str] = (),
 ) -> AsyncGenerator[Raw, None]:
     """Yield the records of topic ``name`` (see the module docstring for the modes).
 
@@ -108,6 +110,8 @@ async def read_topic(
     every producer of the contract does), so looking up one message does not read the whole topic.
     ``since_ms``: start each partition at its first record with a timestamp at or after this epoch
     ms (the broker's time index; a partition with none starts at its end), instead of the beginning.
+    ``also_needs``: other topics the caller goes on to use; when any of them is missing too, the one
+    error names every missing topic, not ``name`` alone (one ``topics create`` fixes them all).
     """
     consumer = AIOKafkaConsumer(
         **settings.kafka_client_kwargs(),
@@ -124,13 +128,13 @@ async def read_topic(
     try:
         try:
             counts = await topic_partitions(consumer)
-            require_topics(counts, settings.bootstrap_servers, [name])
+            require_topics(counts, settings.bootstrap_servers, [name, *also_needs])
             tps = [TopicPartition(name, p) for p in range(counts[name])]
             if key is not None:
                 tps = [tps[partition_of(key, len(tps))]]
             consumer.assign(tps)
             if follow and not from_beginning:
-                await consumer.seek_to_end(*tps)
+                await _seek_to_end(consumer, tps, name)
             else:
                 await consumer.seek_to_beginning(*tps)
             if since_ms is not None:
@@ -163,6 +167,33 @@ async def read_topic(
                         return
     finally:
         await stop_client(consumer)
+
+
+async def _seek_to_end(consumer: AIOKafkaConsumer, tps: list[TopicPartition], name: str) -> None:
+    """Put every partition at its end now, so that what is read next was published after this.
+
+    ListOffsets(latest) alone is not the end on every broker: Apache Kafka answers with the high
+    watermark (the last stable offset under ``read_committed``), but Tansu with the last record
+    batch's base offset + 1, which is inside that batch, so following "from now" printed the rest of
+    each partition's last batch of old records. A fetch answer says the end itself (its last stable
+    offset, or high watermark): the partitions are fetched from ListOffsets' answer until each has an
+    answer, the records fetched (published before "now") are dropped, and each partition is put at
+    the end its fetch reported. On Kafka that is where ListOffsets put it, or a little later.
+    """
+    await consumer.seek_to_end(*tps)
+    deadline = time.monotonic() + REQUEST_TIMEOUT_MS / 1000
+    while unknown := [tp for tp in tps if consumer.highwater(tp) is None]:
+        if time.monotonic() > deadline:
+            where = ", ".join(f"{tp.topic}[{tp.partition}]" for tp in unknown)
+            raise KafkaFailure(
+                f"reading {name} failed: no fetch answer for {where} within {REQUEST_TIMEOUT_MS // 1000} s"
+            )
+        await consumer.getmany(timeout_ms=POLL_MS)  # records before "now": not shown
+    for tp in tps:
+        stable = consumer.last_stable_offset(tp)
+        end = stable if stable is not None and stable >= 0 else consumer.highwater(tp)
+        if end is not None and end > await consumer.position(tp):
+            consumer.seek(tp, end)
 
 
 async def _seek_to_time(consumer: AIOKafkaConsumer, tps: list[TopicPartition], since_ms: int) -> None:

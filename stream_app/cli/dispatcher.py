@@ -90,22 +90,19 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import os
 
     from stream_app.gateway.dispatcher import run_dispatcher
-    from stream_app.gateway.settings import ENV, gateway_from_env
+    from stream_app.gateway.settings import gateway_from_options
 
     settings = from_args(args)
-    env = dict(os.environ)
-    if args.gateway_url:
-        env[ENV["url"]] = args.gateway_url
-    if args.concurrency:
-        env[ENV["concurrency"]] = args.concurrency
-    if args.rate:
-        env[ENV["rate"]] = args.rate
-    if args.metrics_port is not None:
-        env[ENV["dispatcher_metrics_port"]] = args.metrics_port
-    gateway = gateway_from_env(env)
+    gateway = gateway_from_options(
+        {
+            "url": ("--gateway-url", args.gateway_url or None),
+            "concurrency": ("--concurrency", args.concurrency or None),
+            "rate": ("--rate", args.rate or None),
+            "dispatcher_metrics_port": ("--metrics-port", args.metrics_port),
+        }
+    )
 
     async def main(stop: asyncio.Event) -> None:
         await run_dispatcher(settings, gateway, stop=stop)

@@ -83,19 +83,18 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import math
-    import os
 
     from stream_app.gateway.errors import GatewayConfigError
     from stream_app.gateway.poller import PollOptions, run_poller
-    from stream_app.gateway.settings import ENV, gateway_from_env
+    from stream_app.gateway.settings import gateway_from_options
 
     settings = from_args(args)
-    env = dict(os.environ)
-    if args.gateway_url:
-        env[ENV["url"]] = args.gateway_url
-    if args.metrics_port is not None:
-        env[ENV["poller_metrics_port"]] = args.metrics_port
-    gateway = gateway_from_env(env)
+    gateway = gateway_from_options(
+        {
+            "url": ("--gateway-url", args.gateway_url or None),
+            "poller_metrics_port": ("--metrics-port", args.metrics_port),
+        }
+    )
     if not (0 < args.min_interval <= args.max_interval and math.isfinite(args.max_interval)):
         raise GatewayConfigError("--min-interval must be > 0 and <= --max-interval, both finite")
     if args.max_age is not None and not 0 < args.max_age <= MAX_SECONDS:

@@ -17,11 +17,25 @@ class RulesError(GatewayError):
     """A simulator rules file cannot be read or breaks a rule; the message names file and field."""
 
 
-class PortInUse(GatewayError):
-    """The HTTP port asked for is already taken by another process."""
+class CannotListen(GatewayError):
+    """The HTTP server cannot listen on ``host:port``; the message says which option to change."""
+
+    def __init__(self, host: str, port: int, detail: str, fix: str) -> None:
+        super().__init__(f"cannot listen on {host}:{port} ({detail}); {fix}")
+
+
+class HostNotHere(CannotListen):
+    """``--host`` is no address of this machine: not a name or address at all, or one of another host."""
 
     def __init__(self, host: str, port: int, detail: str) -> None:
-        super().__init__(f"cannot listen on {host}:{port} ({detail}); choose another --port")
+        super().__init__(host, port, detail, f"--host {host} is not an address of this machine")
+
+
+class PortInUse(CannotListen):
+    """The HTTP port asked for is already taken by another process (or not allowed to this user)."""
+
+    def __init__(self, host: str, port: int, detail: str) -> None:
+        super().__init__(host, port, detail, "choose another --port")
 
 
 class GatewayAuthError(GatewayError):

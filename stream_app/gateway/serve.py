@@ -1,15 +1,16 @@
 """Run a Starlette app on uvicorn inside the current event loop, with ``ready``/``stop`` events.
 
 The socket is bound here, before uvicorn starts, so a taken port is a one-line :class:`PortInUse`
-instead of uvicorn's ``sys.exit`` from inside a task. uvicorn's own signal capture is turned off: the
-CLI owns SIGTERM/SIGINT and sets ``stop``, and in-process users (tests, the demo) must not have their
-handlers replaced.
+(a host that is not this machine's, :class:`HostNotHere`) instead of uvicorn's ``sys.exit`` from
+inside a task. uvicorn's own signal capture is turned off: the CLI owns SIGTERM/SIGINT and sets
+``stop``, and in-process users (tests, the demo) must not have their handlers replaced.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import socket
 from collections.abc import Generator
 
@@ -17,7 +18,12 @@ import uvicorn
 from starlette.types import ASGIApp
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from stream_app.gateway.errors import PortInUse
+from stream_app.gateway.errors import CannotListen, HostNotHere, PortInUse
+
+#: bind() errors that mean the port cannot be had (taken; below 1024 for a normal user).
+_PORT_ERRNOS = frozenset({errno.EADDRINUSE, errno.EACCES})
+#: bind() errors that mean the host is not one of this machine's addresses (or of its IP version).
+_HOST_ERRNOS = frozenset({errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT})
 
 #: Seconds a connection has to complete a request's headers, from its first byte (or from its
 #: opening). uvicorn arms no timer before headers are complete, so a connection that sends nothing,
@@ -82,7 +88,14 @@ def bind(host: str, port: int) -> socket.socket:
         sock.bind((host, port))
     except OSError as exc:
         sock.close()
-        raise PortInUse(host, port, exc.strerror or str(exc)) from None
+        detail = exc.strerror or str(exc)
+        # gaierror: not a name or address at all ("nope.invalid", "256.1.1.1"): its errno is a
+        # resolver code, which may equal an unrelated errno, so it is told apart by its type.
+        if isinstance(exc, socket.gaierror) or exc.errno in _HOST_ERRNOS:
+            raise HostNotHere(host, port, detail) from None
+        if exc.errno in _PORT_ERRNOS:
+            raise PortInUse(host, port, detail) from None
+        raise CannotListen(host, port, detail, "check --host and --port") from None
     sock.listen(2048)  # 2048: room for a burst of 1,000+ concurrent webhook callbacks
     sock.setblocking(False)
     return sock

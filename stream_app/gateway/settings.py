@@ -169,16 +169,19 @@ class GatewaySettings:
         return f"{self.url.rstrip('/')}/api/message-server/{channel.value.lower()}/send"
 
 
-def _num(env: Mapping[str, str], name: str, default: float) -> float:
+def _num(env: Mapping[str, str], name: str, default: float, source: str | None = None) -> float:
+    """The number in ``env``'s variable for field ``name``; an error names ``source`` (the variable
+    unless a command-line option gave the value)."""
     raw = env.get(ENV[name], "")
+    source = source or ENV[name]
     if raw == "":
         return default
     try:
         value = float(raw)
     except ValueError:
-        raise GatewayConfigError(f"{ENV[name]}: {raw!r} is not a number") from None
+        raise GatewayConfigError(f"{source}: {raw!r} is not a number") from None
     if not value > 0 or not math.isfinite(value):
-        raise GatewayConfigError(f"{ENV[name]}: must be > 0 and finite, got {raw}")
+        raise GatewayConfigError(f"{source}: must be > 0 and finite, got {raw}")
     return value
 
 
@@ -193,17 +196,18 @@ def whole(value: float, source: str) -> int:
     return int(value)
 
 
-def _count(env: Mapping[str, str], name: str, default: int) -> int:
-    return whole(_num(env, name, default), ENV[name])
+def _count(env: Mapping[str, str], name: str, default: int, source: str | None = None) -> int:
+    source = source or ENV[name]
+    return whole(_num(env, name, default, source), source)
 
 
-def _port(env: Mapping[str, str], name: str, default: int) -> int:
+def _port(env: Mapping[str, str], name: str, default: int, source: str | None = None) -> int:
     raw = env.get(ENV[name], "").strip()
     if raw == "":
         return default
     if not port_in_range(raw, 0):  # str.isdigit() took '²', which int() then refused
         raise GatewayConfigError(
-            f"{ENV[name]}: must be a port number 0-{MAX_PORT} (0 turns it off), got {raw!r}"
+            f"{source or ENV[name]}: must be a port number 0-{MAX_PORT} (0 turns it off), got {raw!r}"
         )
     return int(raw)
 
@@ -228,27 +232,43 @@ def _auth_mode(raw: str) -> str:
     return mode
 
 
-def gateway_from_env(environ: Mapping[str, str] | None = None, **overrides: object) -> GatewaySettings:
-    """Gateway settings from the environment; keyword ``overrides`` (CLI options) win when not None."""
+def gateway_from_env(
+    environ: Mapping[str, str] | None = None,
+    *,
+    given: Mapping[str, str] | None = None,
+    **overrides: object,
+) -> GatewaySettings:
+    """Gateway settings from the environment; keyword ``overrides`` (CLI options) win when not None.
+
+    ``given`` maps a field whose value in ``environ`` came from a command-line option (the CLI puts an
+    option's text under the field's variable) to that option, e.g. ``{"concurrency":
+    "--concurrency"}``: an error about it names the option the user typed, not a variable they never
+    set. A value from the environment is still named by its variable.
+    """
     env = os.environ if environ is None else environ
+    name = {**ENV, **(given or {})}
     base = GatewaySettings()
     url = env.get(ENV["url"]) or base.url
     if not url.startswith(URL_SCHEMES):
-        raise GatewayConfigError(f"{ENV['url']}: must start with http:// or https://, got {url!r}")
+        raise GatewayConfigError(f"{name['url']}: must start with http:// or https://, got {url!r}")
     s = GatewaySettings(
         url=url,
         api_key=env.get(ENV["api_key"], ""),
-        timeout=_num(env, "timeout", base.timeout),
-        max_connections=_count(env, "max_connections", base.max_connections),
-        concurrency=parse_per_channel(env.get(ENV["concurrency"], ""), ENV["concurrency"], 16.0),
-        rate=parse_per_channel(env.get(ENV["rate"], ""), ENV["rate"], 0.0),
-        max_in_flight=_count(env, "max_in_flight", base.max_in_flight),
-        backoff_base=_num(env, "backoff_base", base.backoff_base),
-        backoff_max=_num(env, "backoff_max", base.backoff_max),
+        timeout=_num(env, "timeout", base.timeout, name["timeout"]),
+        max_connections=_count(env, "max_connections", base.max_connections, name["max_connections"]),
+        concurrency=parse_per_channel(env.get(ENV["concurrency"], ""), name["concurrency"], 16.0),
+        rate=parse_per_channel(env.get(ENV["rate"], ""), name["rate"], 0.0),
+        max_in_flight=_count(env, "max_in_flight", base.max_in_flight, name["max_in_flight"]),
+        backoff_base=_num(env, "backoff_base", base.backoff_base, name["backoff_base"]),
+        backoff_max=_num(env, "backoff_max", base.backoff_max, name["backoff_max"]),
         webhook_secret=env.get(ENV["webhook_secret"], "").encode(),
         webhook_auth=_auth_mode(env.get(ENV["webhook_auth"], "")),
-        dispatcher_metrics_port=_port(env, "dispatcher_metrics_port", DISPATCHER_METRICS_PORT),
-        poller_metrics_port=_port(env, "poller_metrics_port", POLLER_METRICS_PORT),
+        dispatcher_metrics_port=_port(
+            env, "dispatcher_metrics_port", DISPATCHER_METRICS_PORT, name["dispatcher_metrics_port"]
+        ),
+        poller_metrics_port=_port(
+            env, "poller_metrics_port", POLLER_METRICS_PORT, name["poller_metrics_port"]
+        ),
         breaker=_breaker(env),
     )
     values = {k: v for k, v in overrides.items() if v is not None}
@@ -257,9 +277,24 @@ def gateway_from_env(environ: Mapping[str, str] | None = None, **overrides: obje
 
         s = replace(s, **values)  # type: ignore[arg-type]
     if any(c < 1 for c in s.concurrency.values()):
-        raise GatewayConfigError(f"{ENV['concurrency']}: every channel needs at least 1")
+        raise GatewayConfigError(f"{name['concurrency']}: every channel needs at least 1")
     for c in s.concurrency.values():
-        whole(c, ENV["concurrency"])
-    whole(s.max_connections, ENV["max_connections"])  # again after the overrides (CLI options)
-    whole(s.max_in_flight, ENV["max_in_flight"])
+        whole(c, name["concurrency"])
+    whole(s.max_connections, name["max_connections"])  # again after the overrides (CLI options)
+    whole(s.max_in_flight, name["max_in_flight"])
     return s
+
+
+def gateway_from_options(
+    options: Mapping[str, tuple[str, str | None]], environ: Mapping[str, str] | None = None
+) -> GatewaySettings:
+    """Gateway settings from the environment and the options given on the command line.
+
+    ``options`` maps a field to ``(option, text)``, e.g. ``{"rate": ("--rate", args.rate)}``; a text
+    that is None (the option was not given) leaves the field to its variable. A given option's text
+    is read the way its variable's would be, and an error about it names the option.
+    """
+    env = dict(os.environ if environ is None else environ)
+    given = {field: option for field, (option, text) in options.items() if text is not None}
+    env.update({ENV[field]: text for field, (_, text) in options.items() if text is not None})
+    return gateway_from_env(env, given=given)

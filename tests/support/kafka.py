@@ -100,6 +100,32 @@ async def produce(
     return meta.partition, meta.offset
 
 
+async def produce_batch(
+    bootstrap: str,
+    topic: str,
+    partition: int,
+    records: Sequence[tuple[bytes, bytes, Headers | None]],
+) -> int:
+    """Produce ``(key, value, headers)`` records to one partition as ONE record batch; returns the
+    offset of its first record.
+
+    A batch of several records is what a busy producer writes (the processor, the demo); some
+    brokers (Tansu) answer ListOffsets(latest) with the last batch's base offset + 1, so only a
+    batch, not records produced one by one, shows an end offset taken from that answer.
+    """
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await producer.start()
+    try:
+        batch = producer.create_batch()
+        for key, value, headers in records:
+            appended = batch.append(key=key, value=value, timestamp=None, headers=list(headers or []))
+            assert appended is not None, "the records do not fit in one batch"
+        meta = await (await producer.send_batch(batch, topic, partition=partition))
+    finally:
+        await producer.stop()
+    return int(meta.offset)
+
+
 async def consume_until(
     bootstrap: str,
     topic: str,

@@ -39,7 +39,8 @@ from stream_app.contracts import (
     encode,
     from_ms,
 )
-from tests.support.kafka import consume_until, create_topics, produce, unique_prefix
+from stream_app.kafka.partitioner import partition_of
+from tests.support.kafka import consume_until, create_topics, produce, produce_batch, unique_prefix
 
 DEST = "+393401234567"
 CLI = [sys.executable, "-m", "stream_app"]
@@ -377,6 +378,25 @@ def publish_outcomes(settings: Settings, records: list[Outcome | LateStatus]) ->
         )
 
 
+def test_a_cancel_names_every_missing_topic_regression(
+    env: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``send --cancel`` watches outcomes and publishes on send-requests: with neither there it named
+    only outcomes, so a user who created that one met a second error for the other."""
+    code, out, err = cli(capsys, "send", "--cancel", "m-1")
+    assert (code, out) == (2, "")
+    assert err.startswith(
+        f"stream-app: error: missing topic(s) {env.topics.outcomes}, {env.topics.send_requests} on "
+    )
+    assert err.count("\n") == 1
+    assert topic_partitions(env.bootstrap_servers, all_names(env)) == {}  # and none was created
+    # one missing, either one: that one is named
+    asyncio.run(create_topics(env.bootstrap_servers, [env.topics.outcomes], partitions=3))
+    code, out, err = cli(capsys, "send", "--cancel", "m-1", "--wait", "1")
+    assert (code, out) == (2, "")
+    assert err.startswith(f"stream-app: error: missing topic(s) {env.topics.send_requests} on ")
+
+
 def test_a_cancel_that_changes_nothing_says_so_and_exits_1(
     env: Settings, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -471,6 +491,45 @@ def test_outcomes_follow_shows_new_records_and_stops_at_max(
         proc.kill() if proc.poll() is None else None
     assert proc.returncode == 0, err
     assert sorted(line.split()[1] for line in out.splitlines()) == ["after-1", "after-2"]  # not "before"
+
+
+def test_outcomes_follow_from_now_skips_the_last_batch_of_old_records_regression(
+    env: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Regression: ``--follow`` started at ListOffsets(latest), which Tansu answers with the last
+    batch's base offset + 1, so all but the first record of each partition's last batch of old
+    outcomes were printed again (298 of a demo's outcomes). A batch, as the processor writes them."""
+    cli(capsys, "topics", "create", "--partitions", "3")
+    old = [f"old-{i}" for i in range(40) if partition_of(f"old-{i}".encode(), 3) == 0][:5]
+    records = [(mid.encode(), encode(outcome_for(mid)), None) for mid in old]
+    asyncio.run(produce_batch(env.bootstrap_servers, env.topics.outcomes, 0, records))
+    proc = _spawn("outcomes", "--follow", "--max", "2", env=dict(os.environ))
+    try:
+        _wait_for_line(proc.stderr, f"following {env.topics.outcomes} from now")
+        publish_outcomes(env, [outcome_for("new-1"), outcome_for("new-2", Result.FAILED)])
+        out, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill() if proc.poll() is None else None
+    assert proc.returncode == 0, err
+    assert sorted(line.split()[1] for line in out.splitlines()) == ["new-1", "new-2"]
+
+
+def test_outcomes_follow_from_the_beginning_still_shows_a_whole_old_batch(
+    env: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cli(capsys, "topics", "create", "--partitions", "3")
+    old = [f"old-{i}" for i in range(40) if partition_of(f"old-{i}".encode(), 3) == 1][:4]
+    records = [(mid.encode(), encode(outcome_for(mid)), None) for mid in old]
+    asyncio.run(produce_batch(env.bootstrap_servers, env.topics.outcomes, 1, records))
+    proc = _spawn("outcomes", "--follow", "--from-beginning", "--max", "5", env=dict(os.environ))
+    try:
+        _wait_for_line(proc.stderr, "from the beginning")
+        publish_outcomes(env, [outcome_for("new")])
+        out, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill() if proc.poll() is None else None
+    assert proc.returncode == 0, err
+    assert sorted(line.split()[1] for line in out.splitlines()) == sorted([*old, "new"])
 
 
 def test_outcomes_follow_ends_cleanly_on_sigterm(env: Settings, capsys: pytest.CaptureFixture[str]) -> None:

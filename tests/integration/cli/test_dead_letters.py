@@ -16,7 +16,7 @@ import pytest
 from stream_app.cli import main
 from stream_app.config import Settings
 from stream_app.contracts.headers import dead_letter_headers
-from tests.support.kafka import create_topics, produce, unique_prefix
+from tests.support.kafka import create_topics, produce, produce_batch, unique_prefix
 
 CLI = [sys.executable, "-m", "stream_app"]
 
@@ -85,6 +85,31 @@ def _wait_for_line(stream: Any, needle: str, timeout: float = 20.0) -> str:
 def test_follow_shows_new_dead_letters_only_and_stops_at_max(env: Settings) -> None:
     asyncio.run(create_topics(env.bootstrap_servers, env))
     dead_letter(env, "old", b"{}", "old one", env.topics.send_requests)
+    proc = subprocess.Popen(
+        [*CLI, "dead-letters", "--follow", "--max", "1"],
+        env=dict(os.environ),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        _wait_for_line(proc.stderr, f"following {env.topics.dead_letters} from now")
+        dead_letter(env, "new", b"{}", "new one", env.topics.send_requests)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill() if proc.poll() is None else None
+    assert proc.returncode == 0, err
+    assert "new one" in out and "old one" not in out
+
+
+def test_follow_from_now_skips_the_last_batch_of_old_dead_letters_regression(env: Settings) -> None:
+    """Regression: ``--follow`` started at ListOffsets(latest), which Tansu answers with the last
+    batch's base offset + 1, so the rest of each partition's last batch of old dead letters was
+    printed as if new."""
+    asyncio.run(create_topics(env.bootstrap_servers, env))
+    headers = dead_letter_headers("old one", env.topics.send_requests, 2, 41, "InvalidRecord")
+    records = [(f"old-{i}".encode(), b"{}", headers) for i in range(5)]
+    asyncio.run(produce_batch(env.bootstrap_servers, env.topics.dead_letters, 0, records))
     proc = subprocess.Popen(
         [*CLI, "dead-letters", "--follow", "--max", "1"],
         env=dict(os.environ),

@@ -48,3 +48,29 @@ def test_webhook_on_port_0_says_the_port_it_listens_on_regression(
             proc.stdout.read()
             proc.stderr.read()
         assert proc.wait(timeout=60) == 0
+
+
+def test_webhook_with_a_bad_host_names_the_host_regression(kafka_bootstrap: str, tmp_path: Path) -> None:
+    """``webhook --host nope.invalid`` said "choose another --port" (once Kafka and its topics were
+    found): the host is what to change."""
+    prefix = unique_prefix()
+    asyncio.run(create_topics(kafka_bootstrap, Settings(topic_prefix=prefix, partitions=1)))
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+        "STREAM_APP_TOPIC_PREFIX": prefix,
+        "STREAM_APP_WEBHOOK_SECRET": "s3cret",
+    }
+    argv = ["webhook", "--host", "nope.invalid", "--port", "0", "--state-dir", str(tmp_path)]
+    done = subprocess.run(
+        [sys.executable, "-m", "stream_app", *argv],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith("stream-app: error: cannot listen on nope.invalid:0 ("), done.stderr
+    assert done.stderr.endswith("; --host nope.invalid is not an address of this machine\n"), done.stderr

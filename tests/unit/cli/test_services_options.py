@@ -137,3 +137,48 @@ def test_an_empty_default_is_shown_as_empty_in_help(capsys: pytest.CaptureFixtur
     text = " ".join(capsys.readouterr().out.split())
     assert "default )" not in text
     assert "STREAM_APP_TOPIC_PREFIX; default empty)" in text
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["dispatcher", "--concurrency", "0"], "--concurrency: every channel needs at least 1"),
+        (["dispatcher", "--concurrency", "SMS=2.5"], "--concurrency: must be a whole number of at least 1"),
+        (["dispatcher", "--rate", "SMS=-1"], "--rate: 'SMS=-1' must be >= 0 and finite"),
+        (["dispatcher", "--metrics-port", "nope"], "--metrics-port: must be a port number 0-65535"),
+        (["poller", "--metrics-port", "70000"], "--metrics-port: must be a port number 0-65535"),
+    ],
+)
+def test_dispatcher_and_poller_options_name_the_option_given_regression(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``dispatcher --concurrency 0`` said "STREAM_APP_DISPATCH_CONCURRENCY: ...", a variable the user
+    never set (the CLI passes its options on through the variables); the processor names the option."""
+    monkeypatch.delenv("STREAM_APP_DISPATCH_CONCURRENCY", raising=False)
+    code, err = run(capsys, *argv, *UNREACHABLE)
+    assert code == 2
+    assert err.startswith(f"stream-app: error: {message}"), err
+    assert err.count("\n") == 1 and "STREAM_APP_" not in err
+
+
+@pytest.mark.parametrize(
+    ("command", "var", "value", "message"),
+    [
+        ("dispatcher", "STREAM_APP_DISPATCH_CONCURRENCY", "0", "every channel needs at least 1"),
+        ("dispatcher", "STREAM_APP_DISPATCH_RATE", "SMS=-1", "'SMS=-1' must be >= 0 and finite"),
+        ("dispatcher", "STREAM_APP_DISPATCHER_METRICS_PORT", "nope", "must be a port number"),
+        ("poller", "STREAM_APP_POLLER_METRICS_PORT", "70000", "must be a port number"),
+    ],
+)
+def test_a_bad_value_from_the_environment_still_names_the_variable(
+    command: str,
+    var: str,
+    value: str,
+    message: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv(var, value)
+    code, err = run(capsys, command, *UNREACHABLE)
+    assert code == 2
+    assert err.startswith(f"stream-app: error: {var}: {message}"), err

@@ -132,7 +132,7 @@ def _run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[st
         (["gateway-sim", "--time-scale", "0"], {}, "--time-scale: must be > 0"),
         (["dispatcher"], {"STREAM_APP_GATEWAY_URL": "gw.local"}, "must start with http"),
         (["poller", "--min-interval", "0"], {}, "--min-interval"),
-        (["dispatcher", "--metrics-port", "nope"], {}, "STREAM_APP_DISPATCHER_METRICS_PORT: must be a port"),
+        (["dispatcher", "--metrics-port", "nope"], {}, "--metrics-port: must be a port"),
         (
             ["poller"],
             {"STREAM_APP_POLLER_METRICS_PORT": "99999"},
@@ -165,6 +165,18 @@ def test_taken_port_and_unreachable_broker_are_one_line(tmp_path: Path) -> None:
         busy = taken.getsockname()[1]
         done = _run(["gateway-sim", "--port", str(busy)], {})
     assert done.returncode == 2 and f"cannot listen on 127.0.0.1:{busy}" in done.stderr, done.stderr
+    assert "choose another --port" in done.stderr and "--host" not in done.stderr, done.stderr
+
+
+@pytest.mark.parametrize("host", ["256.1.1.1", "nope.invalid", "192.0.2.1"])
+def test_a_bad_host_is_named_not_the_port_regression(host: str) -> None:
+    """``gateway-sim --host 256.1.1.1`` said "choose another --port": the port was fine, the host is
+    no address (256.1.1.1, nope.invalid) or none of this machine's (192.0.2.1, TEST-NET-1)."""
+    done = _run(["gateway-sim", "--host", host, "--port", "0"], {})
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.count("\n") == 1, done.stderr
+    assert f"--host {host} is not an address of this machine" in done.stderr, done.stderr
+    assert "--port" not in done.stderr, done.stderr
 
 
 def test_entry_points_importable_from_the_package() -> None:
