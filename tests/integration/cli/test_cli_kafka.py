@@ -551,15 +551,18 @@ def test_outcomes_follow_ends_cleanly_on_sigterm(env: Settings, capsys: pytest.C
 # ---------------------------------------------------------------------------------- unreachable
 
 
-def _closed_port() -> int:
-    """A port of this suite's range (19600-19699) with nothing listening."""
+@pytest.fixture
+def refused() -> Iterator[str]:
+    """An address that refuses connections for the whole test: a port bound but not listening.
+
+    Held, so no other process (a broker another test starts) can take it meanwhile; a port merely
+    found closed could be taken between the check and the command's connect.
+    """
     import socket
 
-    for port in range(19690, 19700):
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) != 0:
-                return port
-    raise AssertionError("no free port in 19690-19699")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        yield f"127.0.0.1:{s.getsockname()[1]}"
 
 
 @pytest.mark.parametrize(
@@ -574,9 +577,9 @@ def _closed_port() -> int:
     ids=lambda a: " ".join(a[:2]),
 )
 def test_unreachable_broker_is_one_line_and_exit_2(
-    argv: list[str], capsys: pytest.CaptureFixture[str]
+    argv: list[str], capsys: pytest.CaptureFixture[str], refused: str
 ) -> None:
-    address = f"127.0.0.1:{_closed_port()}"
+    address = refused
     started = time.monotonic()
     code, out, err = cli(capsys, *argv, "--bootstrap-servers", address)
     assert time.monotonic() - started < 10
@@ -587,8 +590,8 @@ def test_unreachable_broker_is_one_line_and_exit_2(
     )
 
 
-def test_unreachable_broker_in_a_real_process_prints_no_traceback() -> None:
-    address = f"127.0.0.1:{_closed_port()}"
+def test_unreachable_broker_in_a_real_process_prints_no_traceback(refused: str) -> None:
+    address = refused
     environ = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": address}
     result = subprocess.run(
         [*CLI, "send", "--destination", DEST, "--chain", "SMS"],
