@@ -9,7 +9,8 @@ library's ``zoneinfo``, so daylight-saving changes are the zone's own:
   the day on which a window opens.
 - the *next opening* of an instant is the first instant at or after it that is inside. A local
   ``from`` skipped by a spring-forward change opens the window at the change itself (the first
-  instant whose local time is past ``from``); a window whose end is repeated by a fall-back change
+  instant whose local time is past ``from``), unless that is past ``to`` too: a window wholly in
+  the gap does not open that day; a window whose end is repeated by a fall-back change
   is open again during the repeated local hour, as the wall clock says.
 
 Pure: no clock reads. The zone's rules come from the tz database the machine (or the ``tzdata``
@@ -31,9 +32,11 @@ _MINUTE_MS = 60_000
 _DAY_MS = 86_400_000
 #: Every day's bit set: the default ``days``.
 ALL_DAYS = 0x7F
-#: Dates searched for an opening: any non-empty ``days`` opens within a week, and a day either side
-#: covers a window across midnight and the zone's offset from UTC.
-_SEARCH_DAYS = 9
+#: Dates searched for an opening: any non-empty ``days`` opens within a week, unless a
+#: spring-forward change skips that day's window (02:15-02:45 on the Sunday the clocks jump from
+#: 02:00 to 03:00), which puts the next opening a week later; a day either side covers a window
+#: across midnight and the zone's offset from UTC.
+_SEARCH_DAYS = 16
 
 
 @dataclass(frozen=True, slots=True)

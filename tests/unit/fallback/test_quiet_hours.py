@@ -208,3 +208,16 @@ def test_an_earlier_success_while_a_step_waits_for_the_window_keeps_the_failed_a
     assert [a.ended_by for a in out.attempts] == [AttemptEnd.SUCCEEDED, AttemptEnd.FAILED]
     d.run_until(rome(2026, 4, 10, 9, 0))
     assert len(d.commands) == 2
+
+
+def test_a_step_due_before_a_sunday_the_clocks_skip_waits_for_the_next_sunday_regression() -> None:
+    """A Sunday-night window, 02:15-02:45, and an SMS falling due on Friday 27 March 2026: Sunday 29
+    has no 02:15 (02:00 jumps to 03:00), so the SMS goes at 02:15 on 5 April. Working that opening
+    out raised, and the processor disarms a timer whose decision raises: the message never ended."""
+    d = Driver(now=rome(2026, 3, 27, 10, 0))
+    window = {"timezone": "Europe/Rome", "from": "02:15", "to": "02:45", "days": ["SUN"]}
+    d.send(request(channels=promo(), sendWindow=window, ttl=14 * 86_400))
+    d.drain_until_commands(2)
+    sms = d.commands[1]
+    assert to_ms(sms.issued_at) == rome(2026, 4, 5, 2, 15)
+    assert sms.deferred_from is not None and to_ms(sms.deferred_from) == rome(2026, 3, 27, 12, 0)

@@ -160,3 +160,14 @@ def test_window_of_reads_days_as_a_monday_first_bitmask() -> None:
     for hour in range(0, 24 * 7, 5):
         ms = start + hour * 3_600_000
         assert ms <= w.next_opening(ms) < ms + 8 * 86_400_000
+
+
+def test_a_window_the_spring_forward_skips_opens_the_week_after_regression() -> None:
+    """02:15-02:45 on Sundays in Rome: on 29 March 2026 the clocks jump from 02:00 to 03:00, so that
+    Sunday has no such local time and the window does not open; from Friday 27 March the next opening
+    is Sunday 5 April, nine days on. The search for an opening stopped after nine local dates from the
+    day before, and raised instead of answering."""
+    w = spec("Europe/Rome", "02:15", "02:45", ["SUN"])
+    friday = to_ms(datetime(2026, 3, 27, 12, tzinfo=UTC))
+    assert not w.is_open(ROME_SPRING) and not w.is_open(ROME_SPRING - 1)
+    assert w.next_opening(friday) == to_ms(datetime(2026, 4, 5, 0, 15, tzinfo=UTC))  # 02:15 CEST
