@@ -49,7 +49,8 @@ v1.1, quiet hours and channel control (``tests/unit/fallback/test_quiet_hours.py
 - A held step keeps the reason it fell due with (TIMEOUT, FAILED, SKIPPED or INITIAL) and the
   moment (``deferredFrom``: after a TIMEOUT, the fallbackAfter's deadline, however late its timer
   fired); a wake that finds the window shut again (a processor down past it) waits for the next
-  opening, keeping both.
+  opening, keeping both. A fallbackAfter timer that fires late inside the window for a deadline
+  outside it issues the step at once, with that deadline as ``deferredFrom``.
 - ``CHANNELS_CLOSED`` is the reason of a FAILED outcome whose last step was skipped or cut short by
   an ``inFlight: FALLBACK`` closure; a last step that failed or timed out on its own gives none.
 - The expiry beats the window: an opening at or after it ends the message at once, EXPIRED with
@@ -615,6 +616,16 @@ def _next_step(
             first = due_ms if due_ms is not None else fell_due_ms if fell_due_ms is not None else ctx.now
             st.deferred = Deferred(first, wake, reason)
             return
+        if (
+            due_ms is None
+            and fell_due_ms is not None
+            and window is not None
+            and window.applies(n)
+            and not window.is_open(fell_due_ms)
+        ):
+            # A timer fired late, inside the window, for a step that fell due outside it: that step
+            # was held for the opening all the same, and its command says so.
+            due_ms = fell_due_ms
         _issue(ctx, st, reason, due_ms)
         return
 

@@ -221,3 +221,24 @@ def test_a_step_due_before_a_sunday_the_clocks_skip_waits_for_the_next_sunday_re
     sms = d.commands[1]
     assert to_ms(sms.issued_at) == rome(2026, 4, 5, 2, 15)
     assert sms.deferred_from is not None and to_ms(sms.deferred_from) == rome(2026, 3, 27, 12, 0)
+
+
+def test_a_step_due_at_night_whose_timer_fires_late_in_the_morning_says_deferred_from_regression() -> None:
+    """The WhatsApp's 2 hours ran out at 21:30, outside the window, while no processor ran; one wakes
+    at 10:00 the next morning, inside it, and issues the SMS at once. The step fell due outside the
+    window and went out after the opening, so its command must say deferredFrom 21:30 (CONTRACT.md
+    v1.1), as it does when a processor is there at 21:30 to defer it; it said nothing."""
+    d = Driver(now=rome(2026, 4, 9, 19, 30))
+    d.send(request(channels=promo(), sendWindow=WINDOW))
+    d.now = rome(2026, 4, 10, 10, 0)
+    d.tick()
+    sms = d.commands[1]
+    assert to_ms(sms.issued_at) == rome(2026, 4, 10, 10, 0)
+    assert sms.deferred_from is not None
+    assert to_ms(sms.deferred_from) == rome(2026, 4, 9, 21, 30)
+    # a late timer whose deadline was inside the window is not a deferral
+    d2 = Driver(now=rome(2026, 4, 9, 10, 0))
+    d2.send(request(channels=promo(), sendWindow=WINDOW))
+    d2.now = rome(2026, 4, 9, 13, 0)
+    d2.tick()
+    assert d2.commands[1].deferred_from is None
