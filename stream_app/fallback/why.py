@@ -252,6 +252,10 @@ def _ended(
     name = _name(steps, i)
     step = steps[i] if i < len(steps) else None
     then = f" -> {nxt.channel.value}, reason {nxt.reason.value}" if nxt is not None else ""
+    if nxt is not None and nxt.deferred_from is not None:
+        # a late timer, inside the window, for a deadline outside it
+        due = format_ms(to_ms(nxt.deferred_from))
+        then += f" (deferredFrom {due}: it fell due outside the send window)"
     if nxt is None and deferred:
         then = " -> the next step waits for the send window (DEFERRED)"
     end = a.ended_by

@@ -7,7 +7,9 @@ the broker, in ``tests/integration/explain/``.
 
 from __future__ import annotations
 
-from stream_app.contracts import ChannelControl, format_ms
+from datetime import UTC, datetime
+
+from stream_app.contracts import ChannelControl, format_ms, to_ms
 from stream_app.fallback import (
     NO_CONTROLS,
     CancelEvent,
@@ -291,6 +293,22 @@ def test_a_deferred_step_says_until_when_and_its_deferred_from() -> None:
             f"-> SMS attempt 1, reason TIMEOUT: the send window is open (deferredFrom {due}, when the "
             "step fell due)",
             1,
+        )
+    ]
+
+
+def test_a_step_due_at_night_issued_by_a_late_timer_in_the_morning_names_its_deferred_from() -> None:
+    """The processor was down from 21:30 to 10:00: the SMS goes at once, saying deferredFrom 21:30."""
+    life = Life()
+    life.now = EVENING
+    life.step(RequestEvent(request(channels=WA_SMS, sendWindow=WINDOW)))
+    whys = life.step(TimerEvent(), to_ms(datetime(2026, 4, 10, 8, tzinfo=UTC)))  # 10:00 Rome
+    due = format_ms(EVENING + 2 * HOUR)
+    assert [(w.rule, w.text) for w in whys] == [
+        (
+            Rule.TIMEOUT,
+            "WHATSAPP attempt 0 still without a status at fallbackAfter 7200 s -> SMS, reason TIMEOUT "
+            f"(deferredFrom {due}: it fell due outside the send window)",
         )
     ]
 
