@@ -32,11 +32,13 @@ _MINUTE_MS = 60_000
 _DAY_MS = 86_400_000
 #: Every day's bit set: the default ``days``.
 ALL_DAYS = 0x7F
-#: Dates searched for an opening: any non-empty ``days`` opens within a week, unless a
-#: spring-forward change skips that day's window (02:15-02:45 on the Sunday the clocks jump from
-#: 02:00 to 03:00), which puts the next opening a week later; a day either side covers a window
-#: across midnight and the zone's offset from UTC.
-_SEARCH_DAYS = 16
+#: Dates searched for an opening: any non-empty ``days`` opens within a week, and a day either side
+#: covers a window across midnight and the zone's offset from UTC.
+_SEARCH_DAYS = 9
+#: ... unless a spring-forward change skips that day's window (02:15-02:45 on the Sunday the clocks
+#: jump from 02:00 to 03:00), which puts the next opening a week later: then the dates up to this
+#: are searched too (only then, so the usual search costs no more).
+_LONGEST_SEARCH_DAYS = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,10 +77,20 @@ class Window:
         """
         if self.is_open(ms):
             return ms
-        zone = _zone(self.zone)
         first = _local(self.zone, ms).date() - timedelta(days=1)
+        found = self._first_open(ms, first, 0, _SEARCH_DAYS)
+        if found is None:  # every candidate so far is outside: the first inside is among the later ones
+            found = self._first_open(ms, first, _SEARCH_DAYS + 1, _LONGEST_SEARCH_DAYS)
+        if found is None:  # pragma: no cover
+            raise AssertionError(f"no opening of {self!r} within {_LONGEST_SEARCH_DAYS} days")
+        return found
+
+    def _first_open(self, ms: int, first: date, lo: int, hi: int) -> int | None:
+        """The first candidate after ``ms`` inside, among those of the dates ``first`` + ``lo`` to
+        ``first`` + ``hi`` (both included); None when none is."""
+        zone = _zone(self.zone)
         candidates: set[int] = set()
-        for offset in range(_SEARCH_DAYS + 1):
+        for offset in range(lo, hi + 1):
             day = first + timedelta(days=offset)
             for fold in (0, 1):
                 wall = datetime(day.year, day.month, day.day, self.start // 60, self.start % 60, fold=fold)
@@ -87,7 +99,7 @@ class Window:
         for candidate in sorted(c for c in candidates if c > ms):
             if self.is_open(candidate):
                 return candidate
-        raise AssertionError(f"no opening of {self!r} within {_SEARCH_DAYS} days")  # pragma: no cover
+        return None
 
 
 def window_of(spec: SendWindow) -> Window:
