@@ -242,3 +242,18 @@ def test_a_step_due_at_night_whose_timer_fires_late_in_the_morning_says_deferred
     d2.now = rome(2026, 4, 9, 13, 0)
     d2.tick()
     assert d2.commands[1].deferred_from is None
+
+
+def test_a_step_due_exactly_at_the_close_waits_and_one_due_exactly_at_the_opening_goes() -> None:
+    """The window is [from, to): 20:00:00.000 is outside, 09:00:00.000 is inside."""
+    d = Driver(now=rome(2026, 4, 9, 18, 0))
+    d.send(request(channels=promo(), sendWindow=WINDOW))  # the 2 hours run out at 20:00 exactly
+    d.run_until(rome(2026, 4, 9, 20, 0))
+    assert len(d.commands) == 1 and d.state is not None and d.state.deferred is not None
+    d.run_until(rome(2026, 4, 10, 9, 0))
+    assert to_ms(d.commands[1].issued_at) == rome(2026, 4, 10, 9, 0)
+    d2 = Driver(now=rome(2026, 4, 10, 7, 0))
+    d2.send(request(channels=promo(), sendWindow=WINDOW))  # runs out at 09:00 exactly
+    d2.run_until(rome(2026, 4, 10, 9, 0))
+    assert to_ms(d2.commands[1].issued_at) == rome(2026, 4, 10, 9, 0)
+    assert d2.commands[1].deferred_from is None

@@ -171,3 +171,13 @@ def test_a_window_the_spring_forward_skips_opens_the_week_after_regression() -> 
     friday = to_ms(datetime(2026, 3, 27, 12, tzinfo=UTC))
     assert not w.is_open(ROME_SPRING) and not w.is_open(ROME_SPRING - 1)
     assert w.next_opening(friday) == to_ms(datetime(2026, 4, 5, 0, 15, tzinfo=UTC))  # 02:15 CEST
+
+
+def test_fall_back_shuts_a_window_opening_in_the_repeated_hour_until_from_comes_round_again() -> None:
+    """25 October 2026 in Rome, 02:30-09:00: open at 02:30 CEST; at 03:00 CEST the clock reads 02:00
+    CET, before ``from``, so the window is shut until 02:30 CET, as the wall clock says (the mirror
+    of a window ending in the repeated hour being open again)."""
+    w = spec("Europe/Rome", "02:30", "09:00")
+    assert w.is_open(ROME_AUTUMN - 30 * MINUTE) and w.is_open(ROME_AUTUMN - 1)
+    assert not w.is_open(ROME_AUTUMN)
+    assert w.next_opening(ROME_AUTUMN) == ROME_AUTUMN + 30 * MINUTE
