@@ -105,53 +105,42 @@ _END_CODE = {e: i for i, e in enumerate(_ENDS)}
 _REASON_CODE = {r: i for i, r in enumerate(_REASONS)}
 
 
-def _varint(out: bytearray, value: int) -> None:
+#: Byte value -> that one byte. The encoder appends parts to a list and joins them once: compiled,
+#: a list append is native, where each ``bytearray.append`` or ``+=`` was a method call looked up by
+#: name. A step's few bytes are written out too, not memoised: the memo hashed each Step (a tuple of
+#: its fields) to find them. 5,000 distinct states: 3.2 -> 2.2 us each compiled, 4.1 -> 3.2 pure.
+_BYTE: tuple[bytes, ...] = tuple(bytes((i,)) for i in range(256))
+
+
+def _varint(out: list[bytes], value: int) -> None:
     while value >= 0x80:
-        out.append((value & 0x7F) | 0x80)
+        out.append(_BYTE[(value & 0x7F) | 0x80])
         value >>= 7
-    out.append(value)
+    out.append(_BYTE[value])
 
 
-def _bytes(out: bytearray, data: bytes) -> None:
+def _bytes(out: list[bytes], data: bytes) -> None:
     n = len(data)
     if n < 0x80:
-        out.append(n)  # the usual one-byte length, without a call to _varint
+        out.append(_BYTE[n])  # the usual one-byte length, without a call to _varint
     else:
         _varint(out, n)
-    out += data
+    out.append(data)
 
 
-def _reasons(out: bytearray, reasons: tuple[str, ...]) -> None:
-    out.append(len(reasons))  # bounded by the core (MAX_REASONS), one byte
+def _reasons(out: list[bytes], reasons: tuple[str, ...]) -> None:
+    out.append(_BYTE[len(reasons)])  # bounded by the core (MAX_REASONS), one byte
     for reason in reasons:
         _bytes(out, reason.encode())
 
 
-def _opt_str(out: bytearray, value: str | None) -> None:
+def _opt_str(out: list[bytes], value: str | None) -> None:
     if value is None:
-        out.append(0)
+        out.append(_BYTE[0])
         return
     data = value.encode()
     _varint(out, len(data) + 1)
-    out += data
-
-
-#: Step -> its encoded bytes. The core shares one Step instance per (channel, fallbackAfter,
-#: successStatus) shape and a stream repeats few shapes, so each is encoded once; bounded like the
-#: core's own memo of steps.
-_STEP_BYTES: dict[Step, bytes] = {}
-_STEP_BYTES_MAX = 1024
-
-
-def _step_bytes(step: Step) -> bytes:
-    packed = _STEP_BYTES.get(step)
-    if packed is None:
-        out = bytearray((_CHANNEL_CODE[step.channel], step.success_rank))
-        _varint(out, 0 if step.fallback_after_ms is None else step.fallback_after_ms + 1)
-        if len(_STEP_BYTES) >= _STEP_BYTES_MAX:
-            _STEP_BYTES.clear()
-        packed = _STEP_BYTES[step] = bytes(out)
-    return packed
+    out.append(data)
 
 
 def encode_state(state: FlowState) -> bytes:
@@ -164,7 +153,7 @@ def encode_state(state: FlowState) -> bytes:
         | (_HAS_WINDOW if state.window is not None else 0)
         | (_HAS_DEFERRED if state.deferred is not None else 0)
     )
-    out = bytearray(
+    out: list[bytes] = [
         _HEADER.pack(
             VERSION,
             int(state.phase),
@@ -174,76 +163,67 @@ def encode_state(state: FlowState) -> bytes:
             state.end_ms,
             state.completed_ms,
         )
-    )
-    # The length-prefixed fields inline (a call each measured a fifth of this function's cost).
-    for data in (
-        state.fingerprint,
-        state.message_id.encode(),
-        state.destination.encode(),
-        *(() if state.tenant is None else (state.tenant.encode(),)),
-        *(() if state.campaign_id is None else (state.campaign_id.encode(),)),
-    ):
-        n = len(data)
-        if n < 0x80:
-            out.append(n)
-        else:
-            _varint(out, n)
-        out += data
-    out.append(len(state.steps))
+    ]
+    _bytes(out, state.fingerprint)
+    _bytes(out, state.message_id.encode())
+    _bytes(out, state.destination.encode())
+    if state.tenant is not None:
+        _bytes(out, state.tenant.encode())
+    if state.campaign_id is not None:
+        _bytes(out, state.campaign_id.encode())
+    out.append(_BYTE[len(state.steps)])
     for step in state.steps:
-        out += _step_bytes(step)
-    out.append(len(state.attempts))
+        out.append(_BYTE[_CHANNEL_CODE[step.channel]])
+        out.append(_BYTE[step.success_rank])
+        _varint(out, 0 if step.fallback_after_ms is None else step.fallback_after_ms + 1)
+    out.append(_BYTE[len(state.attempts)])
     for a in state.attempts:
-        out += _Q.pack(a.issued_ms)
-        out.append(_STATUS_CODE[a.last_status])
-        out.append(_END_CODE[a.ended_by])
+        out.append(_Q.pack(a.issued_ms))
+        out.append(_BYTE[_STATUS_CODE[a.last_status]])
+        out.append(_BYTE[_END_CODE[a.ended_by]])
         _opt_str(out, a.provider_message_id)
         times = a.status_times
         if times is NO_TIMES and not a.reasons:
-            out.append(0)  # the usual case of an ended state, and of a fresh attempt
+            out.append(_BYTE[0])  # the usual case of an ended state, and of a fresh attempt
             continue
-        # One pass, the facts byte filled in after (inline: this runs for every stored write).
+        # One pass, the facts byte filled in after.
         at = len(out)
-        out.append(0)
+        out.append(_BYTE[0])
         facts = 0
         bit = 1
         for ms in times:
             if ms is not None:
                 facts |= bit
                 delta = ms - a.issued_ms
-                z = delta << 1 if delta >= 0 else ((-delta) << 1) - 1  # zigzag
-                while z >= 0x80:
-                    out.append((z & 0x7F) | 0x80)
-                    z >>= 7
-                out.append(z)
+                _varint(out, delta << 1 if delta >= 0 else ((-delta) << 1) - 1)  # zigzag
             bit <<= 1
         if a.reasons:
             facts |= _HAS_REASONS
             _reasons(out, a.reasons)
-        out[at] = facts
-    out.append(len(state.held))
+        out[at] = _BYTE[facts]
+    out.append(_BYTE[len(state.held)])
     for h in state.held:
         sig = h.signal
-        out.append(0 if sig.attempt is None else sig.attempt + 1)
-        out.append(_CHANNEL_CODE[sig.channel])
-        out.append(_STATUS_CODE[sig.status])
-        out.append(_HAS_OCCURRED if sig.occurred_ms is not None else 0)
-        out += _QQ.pack(h.until_ms, sig.occurred_ms if sig.occurred_ms is not None else 0)
+        out.append(_BYTE[0 if sig.attempt is None else sig.attempt + 1])
+        out.append(_BYTE[_CHANNEL_CODE[sig.channel]])
+        out.append(_BYTE[_STATUS_CODE[sig.status]])
+        out.append(_BYTE[_HAS_OCCURRED if sig.occurred_ms is not None else 0])
+        out.append(_QQ.pack(h.until_ms, sig.occurred_ms if sig.occurred_ms is not None else 0))
         _opt_str(out, sig.provider_message_id)
         _reasons(out, sig.reasons)
     _bytes(out, state.opaque)
     window = state.window
     if window is not None:
         _bytes(out, window.zone.encode())
-        out.append(window.days)
+        out.append(_BYTE[window.days])
         _varint(out, window.start)
         _varint(out, window.stop)
-        out.append(1 if window.applies_all else 0)
+        out.append(_BYTE[1 if window.applies_all else 0])
     deferred = state.deferred
     if deferred is not None:
-        out += _QQ.pack(deferred.due_ms, deferred.wake_ms)
-        out.append(_REASON_CODE[deferred.reason])
-    return bytes(out)
+        out.append(_QQ.pack(deferred.due_ms, deferred.wake_ms))
+        out.append(_BYTE[_REASON_CODE[deferred.reason]])
+    return b"".join(out)
 
 
 def _unknown_phase(phase: int) -> Phase:
