@@ -173,11 +173,9 @@ class Processor(PartitionOwnership):
                     if not done:
                         log(logging.WARNING, "stop_cancelling_turn", grace_s=STOP_GRACE_S)
                         loop_task.cancel()
-                        done, _ = await asyncio.wait({loop_task}, timeout=ABORT_GRACE_S)
-                        while not done:
+                        while not (await asyncio.wait({loop_task}, timeout=ABORT_GRACE_S))[0]:
                             log(logging.WARNING, "stop_abandoning_transactions", grace_s=ABORT_GRACE_S)
                             loop_task.cancel()
-                            done, _ = await asyncio.wait({loop_task}, timeout=ABORT_GRACE_S)
                 with contextlib.suppress(asyncio.CancelledError):
                     await loop_task  # re-raises a fatal error of the loop
             finally:
